@@ -1,0 +1,151 @@
+"""The S3 error tree: every error a client can see, with its AWS code, HTTP status and message.
+
+Lower layers (format, kms, backends) raise their own exceptions; `to_s3_error` is the one table
+that maps them onto this tree. The HTTP layer renders an S3Error as AWS's XML error document.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Mapping
+
+
+class S3Error(Exception):
+    """An error with an S3 wire form. Subclasses set code, status and message on the class."""
+
+    code: ClassVar[str] = "InternalError"
+    status: ClassVar[int] = 500
+    message: ClassVar[str] = "We encountered an internal error. Please try again."
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        resource: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        **fields: str,
+    ) -> None:
+        self.text = message or type(self).message
+        self.resource = resource
+        self.headers = dict(headers or {})
+        # extra XML elements AWS adds to some errors (BucketName, Key, ArgumentName, ...)
+        self.fields = {k: str(v) for k, v in fields.items()}
+        super().__init__(self.text)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.code}, {self.status}, {self.text!r})"
+
+
+def _error(name: str, code: str, status: int, message: str) -> type[S3Error]:
+    return type(name, (S3Error,), {"code": code, "status": status, "message": message, "__module__": __name__})
+
+
+# (class name, code, status, default message) as AWS documents them in "Error responses" (S3 API reference).
+_TABLE = [
+    ("AccessDenied", "AccessDenied", 403, "Access Denied"),
+    ("AuthorizationHeaderMalformed", "AuthorizationHeaderMalformed", 400, "The authorization header is malformed."),
+    ("AuthorizationQueryParametersError", "AuthorizationQueryParametersError", 400, "Error parsing the X-Amz-Credential parameter."),
+    ("BadDigest", "BadDigest", 400, "The Content-MD5 or checksum value that you specified did not match what the server received."),
+    ("BucketAlreadyExists", "BucketAlreadyExists", 409, "The requested bucket name is not available. The bucket namespace is shared by all users of the system. Please select a different name and try again."),
+    ("BucketAlreadyOwnedByYou", "BucketAlreadyOwnedByYou", 409, "Your previous request to create the named bucket succeeded and you already own it."),
+    ("BucketNotEmpty", "BucketNotEmpty", 409, "The bucket you tried to delete is not empty"),
+    ("EntityTooLarge", "EntityTooLarge", 400, "Your proposed upload exceeds the maximum allowed size"),
+    ("EntityTooSmall", "EntityTooSmall", 400, "Your proposed upload is smaller than the minimum allowed object size."),
+    ("IllegalVersioningConfiguration", "IllegalVersioningConfigurationException", 400, "The versioning configuration specified in the request is invalid."),
+    ("IncompleteBody", "IncompleteBody", 400, "You did not provide the number of bytes specified by the Content-Length HTTP header."),
+    ("InternalError", "InternalError", 500, "We encountered an internal error. Please try again."),
+    ("InvalidAccessKeyId", "InvalidAccessKeyId", 403, "The AWS Access Key Id you provided does not exist in our records."),
+    ("InvalidArgument", "InvalidArgument", 400, "Invalid Argument"),
+    ("InvalidBucketName", "InvalidBucketName", 400, "The specified bucket is not valid."),
+    ("InvalidBucketState", "InvalidBucketState", 409, "The request is not valid with the current state of the bucket."),
+    ("InvalidChunkSize", "InvalidChunkSizeError", 403, "Only the last chunk is allowed to have a size less than 8192 bytes"),
+    ("InvalidDigest", "InvalidDigest", 400, "The Content-MD5 you specified is not valid."),
+    ("InvalidEncryptionAlgorithm", "InvalidEncryptionAlgorithmError", 400, "The Encryption request you specified is not valid. Supported value: AES256."),
+    ("InvalidObjectState", "InvalidObjectState", 403, "The operation is not valid for the current state of the object."),
+    ("InvalidPart", "InvalidPart", 400, "One or more of the specified parts could not be found.  The part may not have been uploaded, or the specified entity tag may not match the part's entity tag."),
+    ("InvalidPartOrder", "InvalidPartOrder", 400, "The list of parts was not in ascending order. The parts list must be specified in order by part number."),
+    ("InvalidRange", "InvalidRange", 416, "The requested range is not satisfiable"),
+    ("InvalidRequest", "InvalidRequest", 400, "Invalid Request"),
+    ("InvalidStorageClass", "InvalidStorageClass", 400, "The storage class you specified is not valid"),
+    ("InvalidTag", "InvalidTag", 400, "The tag provided was not a valid tag."),
+    ("KeyTooLongError", "KeyTooLongError", 400, "Your key is too long"),
+    ("MalformedXML", "MalformedXML", 400, "The XML you provided was not well-formed or did not validate against our published schema"),
+    ("MetadataTooLarge", "MetadataTooLarge", 400, "Your metadata headers exceed the maximum allowed metadata size"),
+    ("MethodNotAllowed", "MethodNotAllowed", 405, "The specified method is not allowed against this resource."),
+    ("MissingContentLength", "MissingContentLength", 411, "You must provide the Content-Length HTTP header."),
+    ("MissingSecurityHeader", "MissingSecurityHeader", 400, "Your request was missing a required header"),
+    ("NoSuchBucket", "NoSuchBucket", 404, "The specified bucket does not exist"),
+    ("NoSuchKey", "NoSuchKey", 404, "The specified key does not exist."),
+    ("NoSuchTagSet", "NoSuchTagSet", 404, "The TagSet does not exist"),
+    ("NoSuchUpload", "NoSuchUpload", 404, "The specified upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed."),
+    ("NoSuchVersion", "NoSuchVersion", 404, "The specified version does not exist."),
+    ("NotImplemented", "NotImplemented", 501, "A header you provided implies functionality that is not implemented"),
+    ("NotModified", "NotModified", 304, "Not Modified"),
+    ("PreconditionFailed", "PreconditionFailed", 412, "At least one of the pre-conditions you specified did not hold"),
+    ("RequestTimeTooSkewed", "RequestTimeTooSkewed", 403, "The difference between the request time and the current time is too large."),
+    ("RequestTimeout", "RequestTimeout", 400, "Your socket connection to the server was not read from or written to within the timeout period."),
+    ("ServiceUnavailable", "ServiceUnavailable", 503, "Please reduce your request rate."),
+    ("SignatureDoesNotMatch", "SignatureDoesNotMatch", 403, "The request signature we calculated does not match the signature you provided. Check your key and signing method."),
+    ("SlowDown", "SlowDown", 503, "Please reduce your request rate."),
+    ("XAmzContentSHA256Mismatch", "XAmzContentSHA256Mismatch", 400, "The provided 'x-amz-content-sha256' header does not match what was computed."),
+]
+
+for _name, _code, _status, _message in _TABLE:
+    globals()[_name] = _error(_name, _code, _status, _message)
+
+# Names for static analysis; the classes above are created from _TABLE.
+AccessDenied: type[S3Error]
+AuthorizationHeaderMalformed: type[S3Error]
+AuthorizationQueryParametersError: type[S3Error]
+BadDigest: type[S3Error]
+BucketAlreadyExists: type[S3Error]
+BucketAlreadyOwnedByYou: type[S3Error]
+BucketNotEmpty: type[S3Error]
+EntityTooLarge: type[S3Error]
+EntityTooSmall: type[S3Error]
+IllegalVersioningConfiguration: type[S3Error]
+IncompleteBody: type[S3Error]
+InternalError: type[S3Error]
+InvalidAccessKeyId: type[S3Error]
+InvalidArgument: type[S3Error]
+InvalidBucketName: type[S3Error]
+InvalidBucketState: type[S3Error]
+InvalidChunkSize: type[S3Error]
+InvalidDigest: type[S3Error]
+InvalidEncryptionAlgorithm: type[S3Error]
+InvalidObjectState: type[S3Error]
+InvalidPart: type[S3Error]
+InvalidPartOrder: type[S3Error]
+InvalidRange: type[S3Error]
+InvalidRequest: type[S3Error]
+InvalidStorageClass: type[S3Error]
+InvalidTag: type[S3Error]
+KeyTooLongError: type[S3Error]
+MalformedXML: type[S3Error]
+MetadataTooLarge: type[S3Error]
+MethodNotAllowed: type[S3Error]
+MissingContentLength: type[S3Error]
+MissingSecurityHeader: type[S3Error]
+NoSuchBucket: type[S3Error]
+NoSuchKey: type[S3Error]
+NoSuchTagSet: type[S3Error]
+NoSuchUpload: type[S3Error]
+NoSuchVersion: type[S3Error]
+NotImplemented: type[S3Error]
+NotModified: type[S3Error]
+PreconditionFailed: type[S3Error]
+RequestTimeTooSkewed: type[S3Error]
+RequestTimeout: type[S3Error]
+ServiceUnavailable: type[S3Error]
+SignatureDoesNotMatch: type[S3Error]
+SlowDown: type[S3Error]
+XAmzContentSHA256Mismatch: type[S3Error]
+
+BY_CODE: dict[str, type[S3Error]] = {cls.code: cls for cls in S3Error.__subclasses__()}
+
+
+def from_code(code: str, status: int, message: str | None = None) -> S3Error:
+    """An S3Error for a code seen on the wire (e.g. from an S3 backend), keeping its status."""
+    cls = BY_CODE.get(code)
+    if cls is None or cls.status != status:
+        cls = type(code, (S3Error,), {"code": code, "status": status, "message": message or code})
+    return cls(message)
