@@ -51,6 +51,7 @@ _TABLE = [
     ("EntityTooLarge", "EntityTooLarge", 400, "Your proposed upload exceeds the maximum allowed size"),
     ("EntityTooSmall", "EntityTooSmall", 400, "Your proposed upload is smaller than the minimum allowed object size."),
     ("IllegalVersioningConfiguration", "IllegalVersioningConfigurationException", 400, "The versioning configuration specified in the request is invalid."),
+    ("IllegalLocationConstraint", "IllegalLocationConstraintException", 400, "The specified location constraint is not valid."),
     ("IncompleteBody", "IncompleteBody", 400, "You did not provide the number of bytes specified by the Content-Length HTTP header."),
     ("InternalError", "InternalError", 500, "We encountered an internal error. Please try again."),
     ("InvalidAccessKeyId", "InvalidAccessKeyId", 403, "The AWS Access Key Id you provided does not exist in our records."),
@@ -66,6 +67,7 @@ _TABLE = [
     ("InvalidRange", "InvalidRange", 416, "The requested range is not satisfiable"),
     ("InvalidRequest", "InvalidRequest", 400, "Invalid Request"),
     ("InvalidStorageClass", "InvalidStorageClass", 400, "The storage class you specified is not valid"),
+    ("InvalidURI", "InvalidURI", 400, "Couldn't parse the specified URI."),
     ("InvalidTag", "InvalidTag", 400, "The tag provided was not a valid tag."),
     ("KeyTooLongError", "KeyTooLongError", 400, "Your key is too long"),
     ("MalformedXML", "MalformedXML", 400, "The XML you provided was not well-formed or did not validate against our published schema"),
@@ -103,6 +105,7 @@ BucketNotEmpty: type[S3Error]
 EntityTooLarge: type[S3Error]
 EntityTooSmall: type[S3Error]
 IllegalVersioningConfiguration: type[S3Error]
+IllegalLocationConstraint: type[S3Error]
 IncompleteBody: type[S3Error]
 InternalError: type[S3Error]
 InvalidAccessKeyId: type[S3Error]
@@ -119,6 +122,7 @@ InvalidRange: type[S3Error]
 InvalidRequest: type[S3Error]
 InvalidStorageClass: type[S3Error]
 InvalidTag: type[S3Error]
+InvalidURI: type[S3Error]
 KeyTooLongError: type[S3Error]
 MalformedXML: type[S3Error]
 MetadataTooLarge: type[S3Error]

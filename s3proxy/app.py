@@ -1,0 +1,212 @@
+"""Composition root: the only place that names concrete classes and wires them from Settings."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import os
+import secrets
+import ssl
+import stat
+import threading
+import time
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from aiohttp import web
+
+from . import ops
+from .auth.credentials import Credential, CredentialStore
+from .backends.base import Backend
+from .http.server import Frontend, build_web_app
+from .settings import Settings, SettingsError
+from .store import ObjectStore
+
+log = logging.getLogger("s3proxy")
+
+CREDENTIALS_FILE = "credentials.toml"
+
+
+class StartupError(Exception):
+    """The proxy cannot start; the message says why in words an operator can act on."""
+
+
+@dataclass(frozen=True)
+class Bootstrap:
+    credentials: CredentialStore
+    generated: Credential | None  # a pair created on this first start, to show the operator once
+
+
+def load_credentials(settings: Settings) -> Bootstrap:
+    """Client credentials from settings, else from DATA_DIR/credentials.toml, else a new pair (0600)."""
+    entries = [Credential(c.access_key, c.secret_key, c.user_name) for c in settings.credentials]
+    if settings.access_key and settings.secret_key:
+        entries.insert(0, Credential(settings.access_key, settings.secret_key, settings.access_key))
+    if entries:
+        return Bootstrap(CredentialStore(entries), None)
+    path = settings.data_dir / CREDENTIALS_FILE
+    if path.exists():
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+            stored = [Credential(str(c["access_key"]), str(c["secret_key"]), str(c.get("user", "admin"))) for c in data["credentials"]]
+        except (OSError, KeyError, TypeError, tomllib.TOMLDecodeError) as exc:
+            raise StartupError(f"cannot read {path}: {exc.__class__.__name__}") from None
+        return Bootstrap(CredentialStore(stored), None)
+    generated = Credential("S3P" + secrets.token_hex(8).upper(), secrets.token_urlsafe(30), "admin")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, stat.S_IRUSR | stat.S_IWUSR)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(
+            "# s3proxy client credentials, generated on first start\n"
+            f'[[credentials]]\naccess_key = "{generated.access_key}"\nsecret_key = "{generated.secret_key}"\nuser = "admin"\n'
+        )
+    return Bootstrap(CredentialStore([generated]), generated)
+
+
+def make_backend(settings: Settings) -> Backend:
+    if settings.backend == "s3":
+        from .backends.s3 import S3Backend
+
+        return S3Backend(
+            settings.backend_url or "",
+            region=settings.backend_region,
+            access_key=settings.backend_access_key or "",
+            secret_key=settings.backend_secret_key or "",
+            addressing=settings.backend_addressing,
+        )
+    from .backends.fs import FsBackend
+
+    return FsBackend(settings.data_dir / "objects")
+
+
+def prepare_data_dir(settings: Settings) -> None:
+    try:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        probe = settings.data_dir / ".write-probe"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise StartupError(f"data_dir {settings.data_dir}: {exc.strerror or exc}") from None
+
+
+class Proxy:
+    """A configured s3proxy that can be started and stopped inside an event loop."""
+
+    def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.clock = clock
+        prepare_data_dir(settings)
+        self.bootstrap = load_credentials(settings)
+        self.backend = make_backend(settings)
+        self.store = ObjectStore(self.backend, clock=clock)
+        services = ops.Services(
+            store=self.store, backend=self.backend, region=settings.region, account_id=settings.account_id, clock=clock
+        )
+        self.frontend = Frontend(ops.table(services), self.bootstrap.credentials, region=settings.region, clock=clock)
+        self.runner: web.AppRunner | None = None
+        self.port: int | None = None
+
+    @property
+    def url(self) -> str:
+        scheme = "https" if self.settings.tls else "http"
+        host = self.settings.host if ":" not in self.settings.host else f"[{self.settings.host}]"
+        return f"{scheme}://{host}:{self.port}"
+
+    async def start(self) -> None:
+        await self.backend.start()
+        self.runner = web.AppRunner(build_web_app(self.frontend), access_log=None, shutdown_timeout=5)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, self.settings.host, self.settings.port, ssl_context=self._ssl_context(), reuse_address=True)
+        try:
+            await site.start()
+        except OSError as exc:
+            await self.stop()
+            if exc.errno == errno.EADDRINUSE:
+                raise StartupError(f"port {self.settings.port} on {self.settings.host} is already in use") from None
+            raise StartupError(f"cannot listen on {self.settings.host}:{self.settings.port}: {exc.strerror or exc}") from None
+        server = site._server  # the bound socket tells the real port when port 0 was asked
+        self.port = server.sockets[0].getsockname()[1] if server and server.sockets else self.settings.port
+
+    def _ssl_context(self) -> ssl.SSLContext | None:
+        if not self.settings.tls:
+            return None
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        try:
+            context.load_cert_chain(str(self.settings.tls_cert), str(self.settings.tls_key))
+        except (OSError, ssl.SSLError) as exc:
+            raise StartupError(f"tls_cert/tls_key: {exc}") from None
+        return context
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+            self.runner = None
+        await self.backend.close()
+
+
+def serve(settings: Settings, *, announce: Callable[[str], None] = print) -> None:
+    """Run until SIGINT/SIGTERM."""
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+
+    async def main() -> None:
+        proxy = Proxy(settings)
+        await proxy.start()
+        announce(f"s3proxy listening on {proxy.url} (backend {settings.backend}, data {settings.data_dir})")
+        generated = proxy.bootstrap.generated
+        if generated is not None:
+            announce(
+                "Generated client credentials (stored in "
+                f"{settings.data_dir / CREDENTIALS_FILE}, mode 0600):\n"
+                f"  export AWS_ACCESS_KEY_ID={generated.access_key} AWS_SECRET_ACCESS_KEY={generated.secret_key}\n"
+                f"  aws --endpoint-url {proxy.url} s3 ls"
+            )
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        import signal
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await stop.wait()
+        finally:
+            await proxy.stop()
+
+    asyncio.run(main())
+
+
+class ProxyThread:
+    """A proxy serving from a background thread with its own event loop (tests, examples, benchmarks)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.loop = asyncio.new_event_loop()
+        self.proxy: Proxy | None = None
+        self._thread = threading.Thread(target=self.loop.run_forever, name="s3proxy", daemon=True)
+
+    def start(self) -> "ProxyThread":
+        self._thread.start()
+
+        async def boot() -> Proxy:
+            proxy = Proxy(self.settings)
+            await proxy.start()
+            return proxy
+
+        self.proxy = asyncio.run_coroutine_threadsafe(boot(), self.loop).result(60)
+        return self
+
+    @property
+    def url(self) -> str:
+        assert self.proxy is not None
+        return self.proxy.url
+
+    def stop(self) -> None:
+        if self.proxy is not None:
+            asyncio.run_coroutine_threadsafe(self.proxy.stop(), self.loop).result(60)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(30)
+        self.loop.close()
+
+
+__all__ = ["Proxy", "ProxyThread", "StartupError", "SettingsError", "serve", "load_credentials", "Path"]

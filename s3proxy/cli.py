@@ -1,0 +1,47 @@
+"""Command-line entry points: `s3proxy serve`, `s3proxy config`; no logic of their own."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+from . import settings as settings_mod
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="s3proxy", description="An S3-compatible encrypting proxy with its own KMS.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the proxy (embedded default: filesystem backend, local keystore, loopback)")
+    settings_mod.add_arguments(serve)
+    config = sub.add_parser("config", help="print the effective settings (secrets redacted) or the settings reference")
+    settings_mod.add_arguments(config)
+    config.add_argument("--reference", action="store_true", help="print the configuration reference as Markdown")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    flags = vars(args)
+    try:
+        settings = settings_mod.load(flags)
+    except settings_mod.SettingsError as exc:
+        print(f"s3proxy: bad setting: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "config":
+        if args.reference:
+            print(settings_mod.reference_markdown(), end="")
+        else:
+            for name, value in settings_mod.describe(settings).items():
+                print(f"{name} = {value}")
+        return 0
+    from .app import StartupError, serve
+
+    try:
+        serve(settings)
+    except StartupError as exc:
+        print(f"s3proxy: cannot start: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0

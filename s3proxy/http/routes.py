@@ -1,0 +1,90 @@
+"""Routing: method + bucket/key + query subresources -> the name of the S3 operation that serves it."""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+from .. import errors
+
+# Subresources S3 has that s3proxy does not serve: they answer 501 NotImplemented, never a wrong success.
+UNSUPPORTED = frozenset(
+    "accelerate acl analytics cors intelligent-tiering inventory legal-hold lifecycle logging metadataTable "
+    "metrics notification object-lock ownershipControls policy policyStatus publicAccessBlock replication "
+    "requestPayment restore retention select session torrent website renameObject".split()
+)
+
+
+def route(method: str, bucket: str | None, key: str | None, query: Mapping[str, str], headers: Mapping[str, str]) -> str:
+    unsupported = UNSUPPORTED.intersection(query)
+    if unsupported:
+        return "NotImplemented"
+    if bucket is None:
+        if method == "GET":
+            return "ListBuckets"
+        raise errors.MethodNotAllowed()
+    if key is None:
+        return _bucket_route(method, query)
+    return _object_route(method, query, headers)
+
+
+def _bucket_route(method: str, q: Mapping[str, str]) -> str:
+    if method == "GET":
+        for sub, op in (
+            ("location", "GetBucketLocation"),
+            ("versioning", "GetBucketVersioning"),
+            ("versions", "ListObjectVersions"),
+            ("uploads", "ListMultipartUploads"),
+            ("encryption", "GetBucketEncryption"),
+            ("tagging", "GetBucketTagging"),
+        ):
+            if sub in q:
+                return op
+        return "ListObjectsV2" if q.get("list-type") == "2" else "ListObjects"
+    if method == "PUT":
+        for sub, op in (("versioning", "PutBucketVersioning"), ("encryption", "PutBucketEncryption"), ("tagging", "PutBucketTagging")):
+            if sub in q:
+                return op
+        return "CreateBucket"
+    if method == "HEAD":
+        return "HeadBucket"
+    if method == "DELETE":
+        for sub, op in (("encryption", "DeleteBucketEncryption"), ("tagging", "DeleteBucketTagging")):
+            if sub in q:
+                return op
+        return "DeleteBucket"
+    if method == "POST" and "delete" in q:
+        return "DeleteObjects"
+    raise errors.MethodNotAllowed()
+
+
+def _object_route(method: str, q: Mapping[str, str], headers: Mapping[str, str]) -> str:
+    if method == "GET":
+        if "uploadId" in q:
+            return "ListParts"
+        if "tagging" in q:
+            return "GetObjectTagging"
+        if "attributes" in q:
+            return "GetObjectAttributes"
+        return "GetObject"
+    if method == "HEAD":
+        return "HeadObject"
+    if method == "PUT":
+        if "partNumber" in q or "uploadId" in q:
+            return "UploadPartCopy" if "x-amz-copy-source" in headers else "UploadPart"
+        if "tagging" in q:
+            return "PutObjectTagging"
+        if "encryption" in q:
+            return "UpdateObjectEncryption"
+        return "CopyObject" if "x-amz-copy-source" in headers else "PutObject"
+    if method == "DELETE":
+        if "uploadId" in q:
+            return "AbortMultipartUpload"
+        if "tagging" in q:
+            return "DeleteObjectTagging"
+        return "DeleteObject"
+    if method == "POST":
+        if "uploads" in q:
+            return "CreateMultipartUpload"
+        if "uploadId" in q:
+            return "CompleteMultipartUpload"
+    raise errors.MethodNotAllowed()

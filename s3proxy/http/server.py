@@ -1,0 +1,240 @@
+"""The front door: one aiohttp handler that authenticates, routes to an S3 or KMS operation, renders errors.
+
+Every response carries `x-amz-request-id`. Errors raised before the response starts become AWS
+XML error documents; a failure after the headers were sent aborts the connection, so a client
+sees a broken transfer, never a clean short body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+import urllib.parse
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable, Mapping
+
+from aiohttp import web
+from multidict import CIMultiDict, MultiDict
+
+from .. import errors
+from ..auth.body import open_body
+from ..auth.credentials import CredentialStore
+from ..auth.sigv4 import AuthContext, authenticate
+from . import xml
+from .routes import route
+
+log = logging.getLogger("s3proxy.http")
+access_log = logging.getLogger("s3proxy.access")
+
+MAX_SMALL_BODY = xml.MAX_XML_BODY
+
+
+@dataclass
+class Call:
+    """One authenticated S3 request, as the operations see it."""
+
+    request: web.Request
+    request_id: str
+    auth: AuthContext
+    bucket: str | None
+    key: str | None
+    query: MultiDict[str]
+    headers: Mapping[str, str]
+    secure: bool
+    loopback: bool
+    response_headers: CIMultiDict[str] = field(default_factory=CIMultiDict)
+    _body_opened: bool = False
+
+    @property
+    def user_name(self) -> str:
+        return self.auth.credential.user_name
+
+    def body(self, *, want_md5: bool = False):
+        """The decoded, verified request body (a single use async iterator with `.size`)."""
+        self._body_opened = True
+        body = open_body(self.auth, self.headers, self.request.content, want_md5=want_md5)
+        return body
+
+    async def read_small(self, limit: int = MAX_SMALL_BODY) -> bytes:
+        """A small request body (XML documents), fully verified; EntityTooLarge past `limit`."""
+        body = self.body(want_md5="content-md5" in self.headers)
+        chunks = bytearray()
+        async for piece in body:
+            chunks += piece
+            if len(chunks) > limit:
+                raise errors.MalformedXML()
+        return bytes(chunks)
+
+
+Handler = Callable[[Call], Awaitable[web.StreamResponse]]
+
+
+class Frontend:
+    """Authenticates and dispatches every request arriving on the listener."""
+
+    def __init__(
+        self,
+        operations: Mapping[str, Handler],
+        credentials: CredentialStore,
+        *,
+        region: str,
+        kms_api: Any = None,
+        kms_caller: Callable[[AuthContext, web.Request, str], Any] | None = None,
+        clock: Callable[[], float] = time.time,
+        rand: Callable[[int], bytes] = os.urandom,
+    ) -> None:
+        self.operations = operations
+        self.credentials = credentials
+        self.region = region
+        self.kms_api = kms_api
+        self.kms_caller = kms_caller
+        self.clock = clock
+        self.rand = rand
+
+    def request_id(self) -> str:
+        return self.rand(8).hex().upper()
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        request_id = self.request_id()
+        started = time.monotonic()
+        op_name = "-"
+        response: web.StreamResponse | None = None
+        try:
+            raw_path, _, raw_query = request.raw_path.partition("?")
+            auth = authenticate(
+                request.method, raw_path, raw_query, request.headers, self.credentials, now=self.clock()
+            )
+            if auth.service == "kms" or "x-amz-target" in request.headers:
+                op_name = "kms:" + request.headers.get("x-amz-target", "").rpartition(".")[2]
+                response = await self.handle_kms(request, auth, request_id)
+            else:
+                bucket, key = split_path(raw_path)
+                query = parse_query(raw_query)
+                op_name = route(request.method, bucket, key, query, request.headers)
+                call = Call(
+                    request=request,
+                    request_id=request_id,
+                    auth=auth,
+                    bucket=bucket,
+                    key=key,
+                    query=query,
+                    headers=request.headers,
+                    secure=request.secure,
+                    loopback=is_loopback(request.remote),
+                )
+                handler = self.operations.get(op_name)
+                if handler is None:
+                    raise errors.NotImplemented()
+                response = await handler(call)
+        except errors.S3Error as exc:
+            response = self.error_response(request, exc, request_id)
+        except asyncio.CancelledError:
+            raise
+        except ConnectionResetError:
+            raise
+        except Exception as exc:  # an unmapped error: log with traceback, answer InternalError
+            if response is not None and response.prepared:
+                log.exception("request %s failed after the response started; aborting", request_id)
+                _abort(request)
+                raise
+            log.exception("request %s: unexpected error in %s", request_id, op_name)
+            response = self.error_response(request, errors.InternalError(), request_id)
+            del exc
+        finally:
+            access_log.info(
+                json.dumps(
+                    {
+                        "request_id": request_id,
+                        "op": op_name,
+                        "method": request.method,
+                        "status": getattr(response, "status", 0),
+                        "remote": request.remote,
+                        "ms": round((time.monotonic() - started) * 1000, 2),
+                    }
+                )
+            )
+        if not response.prepared:
+            response.headers["x-amz-request-id"] = request_id
+            response.headers.setdefault("x-amz-id-2", request_id)
+            response.headers.setdefault("Server", "s3proxy")
+        return response
+
+    async def handle_kms(self, request: web.Request, auth: AuthContext, request_id: str) -> web.Response:
+        if self.kms_api is None or request.method != "POST" or auth.service != "kms":
+            raise errors.NotImplemented()
+        body = bytearray()
+        async for piece in open_body(auth, request.headers, request.content):
+            body += piece
+            if len(body) > 1024 * 1024:
+                raise errors.EntityTooLarge()
+        caller = self.kms_caller(auth, request, request_id) if self.kms_caller else None
+        status, payload = await asyncio.to_thread(
+            self.kms_api.dispatch, request.headers.get("x-amz-target", ""), bytes(body), caller
+        )
+        return web.Response(
+            status=status,
+            body=payload,
+            headers={"Content-Type": "application/x-amz-json-1.1", "x-amzn-RequestId": request_id},
+        )
+
+    def error_response(self, request: web.Request, exc: errors.S3Error, request_id: str) -> web.Response:
+        if exc.status >= 500:
+            log.warning("request %s: %s %s", request_id, exc.code, exc.text)
+        headers = {"x-amz-request-id": request_id, **exc.headers}
+        if exc.status == 304 or request.method == "HEAD":
+            return web.Response(status=exc.status, headers=headers)
+        fields: dict[str, Any] = {"Code": exc.code, "Message": exc.text}
+        fields.update(exc.fields)
+        if exc.resource:
+            fields["Resource"] = exc.resource
+        fields["RequestId"] = request_id
+        fields["HostId"] = request_id
+        headers["Content-Type"] = "application/xml"
+        return web.Response(status=exc.status, body=xml.render("Error", fields, namespace=None), headers=headers)
+
+
+def split_path(raw_path: str) -> tuple[str | None, str | None]:
+    """Path-style addressing: /bucket/key..., the key percent-decoded exactly once."""
+    path = raw_path[1:] if raw_path.startswith("/") else raw_path
+    if not path:
+        return None, None
+    bucket, sep, key = path.partition("/")
+    bucket = urllib.parse.unquote(bucket)
+    if not sep or key == "":
+        return bucket, None
+    try:
+        return bucket, urllib.parse.unquote(key, errors="strict")
+    except UnicodeDecodeError:
+        raise errors.InvalidURI() from None
+
+
+def parse_query(raw_query: str) -> MultiDict[str]:
+    try:
+        pairs = urllib.parse.parse_qsl(raw_query, keep_blank_values=True, errors="strict")
+    except (UnicodeDecodeError, ValueError):
+        raise errors.InvalidArgument("The query string is not valid UTF-8.") from None
+    return MultiDict(pairs)
+
+
+def is_loopback(remote: str | None) -> bool:
+    import ipaddress
+
+    try:
+        return remote is not None and ipaddress.ip_address(remote).is_loopback
+    except ValueError:
+        return False
+
+
+def _abort(request: web.Request) -> None:
+    transport = request.transport
+    if transport is not None:
+        transport.abort()
+
+
+def build_web_app(frontend: Frontend) -> web.Application:
+    app = web.Application(client_max_size=1024**4, handler_args={"max_field_size": 16 * 1024, "max_headers": 256})
+    app.router.add_route("*", "/{tail:.*}", frontend.handle)
+    return app

@@ -1,0 +1,48 @@
+"""The S3 operations, one coroutine each, named after the operation they serve.
+
+`table(services)` gives the routing layer its map from operation name to handler.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Awaitable, Callable
+
+from aiohttp import web
+
+from ..http.server import Call
+from . import buckets, listing, multipart, objects
+from .common import Services
+
+_OPERATIONS = {
+    "ListBuckets": buckets.list_buckets,
+    "CreateBucket": buckets.create_bucket,
+    "DeleteBucket": buckets.delete_bucket,
+    "HeadBucket": buckets.head_bucket,
+    "GetBucketLocation": buckets.get_bucket_location,
+    "GetBucketVersioning": buckets.get_bucket_versioning,
+    "PutBucketVersioning": buckets.put_bucket_versioning,
+    "ListObjects": listing.list_objects,
+    "ListObjectsV2": listing.list_objects_v2,
+    "ListObjectVersions": listing.list_object_versions,
+    "ListMultipartUploads": listing.list_multipart_uploads,
+    "PutObject": objects.put_object,
+    "GetObject": objects.get_object,
+    "HeadObject": objects.head_object,
+    "DeleteObject": objects.delete_object,
+    "DeleteObjects": objects.delete_objects,
+    "CopyObject": objects.copy_object,
+    "GetObjectTagging": objects.get_object_tagging,
+    "PutObjectTagging": objects.put_object_tagging,
+    "DeleteObjectTagging": objects.delete_object_tagging,
+    "CreateMultipartUpload": multipart.create_multipart_upload,
+    "UploadPart": multipart.upload_part,
+    "UploadPartCopy": multipart.upload_part_copy,
+    "CompleteMultipartUpload": multipart.complete_multipart_upload,
+    "AbortMultipartUpload": multipart.abort_multipart_upload,
+    "ListParts": multipart.list_parts,
+}
+
+
+def table(services: Services) -> dict[str, Callable[[Call], Awaitable[web.StreamResponse]]]:
+    return {name: functools.partial(handler, services) for name, handler in _OPERATIONS.items()}

@@ -1,0 +1,85 @@
+"""Bucket operations: ListBuckets, CreateBucket, DeleteBucket, HeadBucket, GetBucketLocation, versioning."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from .. import errors
+from ..http import xml
+from ..http.server import Call
+from .common import Services, bucket_of, check_new_bucket_name, empty_response, int_param, xml_response
+
+
+async def list_buckets(s: Services, call: Call) -> web.Response:
+    prefix = call.query.get("prefix", "")
+    max_buckets = int_param(call, "max-buckets", 10000, low=1, high=10000)
+    after = call.query.get("continuation-token", "")
+    buckets = sorted(await s.backend.list_buckets(), key=lambda b: b.name)
+    chosen = [b for b in buckets if b.name.startswith(prefix) and b.name > after]
+    page = chosen[:max_buckets]
+    truncated = len(chosen) > len(page)
+    return xml_response(
+        "ListAllMyBucketsResult",
+        {
+            "Owner": s.owner(call),
+            "Buckets": {"Bucket": [{"Name": b.name, "CreationDate": b.created, "BucketRegion": s.region} for b in page]},
+            "ContinuationToken": page[-1].name if truncated else None,
+            "Prefix": prefix or None,
+        },
+    )
+
+
+async def create_bucket(s: Services, call: Call) -> web.Response:
+    name = call.bucket or ""
+    check_new_bucket_name(name)
+    data = await call.read_small()
+    if data.strip():
+        config = xml.parse(data, "CreateBucketConfiguration")
+        location = xml.text(config.get("LocationConstraint"))
+        if location and location != s.region:
+            raise errors.IllegalLocationConstraint(
+                f"The {location} location constraint is incompatible for the region specific endpoint this request was sent to."
+            )
+    await s.backend.create_bucket(name)
+    return empty_response(headers={"Location": f"/{name}"})
+
+
+async def delete_bucket(s: Services, call: Call) -> web.Response:
+    await s.backend.delete_bucket(bucket_of(call))
+    return empty_response(204)
+
+
+async def head_bucket(s: Services, call: Call) -> web.Response:
+    await s.backend.head_bucket(bucket_of(call))
+    return empty_response(headers={"x-amz-bucket-region": s.region})
+
+
+async def get_bucket_location(s: Services, call: Call) -> web.Response:
+    await s.backend.head_bucket(bucket_of(call))
+    # us-east-1 is reported as an empty LocationConstraint, as S3 does
+    return xml_response("LocationConstraint", {"#text": "" if s.region == "us-east-1" else s.region})
+
+
+def _require_versioning(s: Services) -> None:
+    if not s.backend.capabilities.versioning:
+        raise errors.NotImplemented("Versioning is not supported by this backend")
+
+
+async def get_bucket_versioning(s: Services, call: Call) -> web.Response:
+    bucket = bucket_of(call)
+    _require_versioning(s)
+    status = await s.backend.get_bucket_versioning(bucket)
+    return xml_response("VersioningConfiguration", {"Status": status})
+
+
+async def put_bucket_versioning(s: Services, call: Call) -> web.Response:
+    bucket = bucket_of(call)
+    _require_versioning(s)
+    config = xml.parse(await call.read_small(), "VersioningConfiguration")
+    status = xml.text(config.get("Status"))
+    if status not in ("Enabled", "Suspended"):
+        raise errors.IllegalVersioningConfiguration()
+    if xml.text(config.get("MfaDelete")) == "Enabled":
+        raise errors.NotImplemented("MFA Delete is not supported")
+    await s.backend.put_bucket_versioning(bucket, status)
+    return empty_response()

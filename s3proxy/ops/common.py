@@ -1,0 +1,113 @@
+"""What every S3 operation shares: its collaborators, name checks, owner identity and response helpers."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import urllib.parse
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+from aiohttp import web
+
+from .. import errors
+from ..backends.base import Backend
+from ..http import xml
+from ..http.server import Call
+from ..store import ObjectStore
+
+MAX_KEY_BYTES = 1024
+_BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_LOOSE_BUCKET_NAME = re.compile(r"^[A-Za-z0-9._-]{1,255}$")
+_IP_LIKE = re.compile(r"^\d+\.\d+\.\d+\.\d+$")
+
+
+@dataclass(frozen=True)
+class Services:
+    """The collaborators an operation may use; built once by the composition root."""
+
+    store: ObjectStore
+    backend: Backend
+    region: str
+    account_id: str
+    clock: Callable[[], float]
+
+    def owner(self, call: Call) -> dict[str, str]:
+        return {"ID": canonical_user_id(self.account_id), "DisplayName": call.user_name}
+
+
+def canonical_user_id(account_id: str) -> str:
+    """A stable 64-hex canonical user id, as S3 shows owners."""
+    return hashlib.sha256(f"s3proxy-account:{account_id}".encode()).hexdigest()
+
+
+def check_new_bucket_name(name: str) -> None:
+    """The rules for new general-purpose bucket names (S3 user guide, "Bucket naming rules")."""
+    if (
+        not _BUCKET_NAME.match(name)
+        or ".." in name
+        or ".-" in name
+        or "-." in name
+        or _IP_LIKE.match(name)
+        or name.startswith(("xn--", "sthree-", "amzn-s3-demo-"))
+        or name.endswith(("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3"))
+    ):
+        raise errors.InvalidBucketName(BucketName=name)
+
+
+def bucket_of(call: Call) -> str:
+    """The request's bucket, checked loosely (existing buckets may predate the strict rules)."""
+    name = call.bucket or ""
+    if not _LOOSE_BUCKET_NAME.match(name):
+        raise errors.InvalidBucketName(BucketName=name)
+    return name
+
+
+def key_of(call: Call) -> str:
+    key = call.key or ""
+    if len(key.encode("utf-8")) > MAX_KEY_BYTES:
+        raise errors.KeyTooLongError(Size=str(len(key.encode("utf-8"))), MaxSizeAllowed=str(MAX_KEY_BYTES))
+    return key
+
+
+def xml_response(root: str, body: Mapping[str, Any], *, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
+    return web.Response(
+        status=status, body=xml.render(root, body), headers={"Content-Type": "application/xml", **(headers or {})}
+    )
+
+
+def empty_response(status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
+    return web.Response(status=status, headers=dict(headers or {}))
+
+
+def quote_etag(etag: str) -> str:
+    return f'"{etag}"'
+
+
+def int_param(call: Call, name: str, default: int, *, low: int = 0, high: int | None = None) -> int:
+    raw = call.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise errors.InvalidArgument(f"Provided {name} not an integer or within integer range", ArgumentName=name, ArgumentValue=raw) from None
+    if value < low:
+        raise errors.InvalidArgument(f"Argument {name} must be an integer between {low} and 2147483647", ArgumentName=name, ArgumentValue=raw)
+    return value if high is None else min(value, high)
+
+
+def url_encoder(call: Call) -> Callable[[str | None], str | None]:
+    """encoding-type=url: encode key-like values so any byte survives XML."""
+    encoding = call.query.get("encoding-type")
+    if encoding is None:
+        return lambda s: s
+    if encoding != "url":
+        raise errors.InvalidArgument("Invalid Encoding Method specified in Request", ArgumentName="encoding-type", ArgumentValue=encoding)
+    return lambda s: None if s is None else urllib.parse.quote(s, safe="/")
+
+
+async def close_body(body: Any) -> None:
+    aclose = getattr(body, "aclose", None)
+    if aclose is not None:
+        await aclose()

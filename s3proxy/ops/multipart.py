@@ -1,0 +1,146 @@
+"""Multipart upload operations: Create, UploadPart, UploadPartCopy, Complete, Abort, ListParts."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from .. import errors
+from ..http import xml
+from ..http.headers import object_meta, parse_range
+from ..http.server import Call
+from .common import Services, bucket_of, empty_response, int_param, key_of, quote_etag, url_encoder, xml_response
+from .objects import _checksum_echo, copy_source_check, parse_copy_source
+
+MIN_PART_SIZE = 5 * 1024 * 1024
+MAX_PART_NUMBER = 10000
+
+
+def _part_number(call: Call) -> int:
+    raw = call.query.get("partNumber", "")
+    try:
+        number = int(raw)
+    except ValueError:
+        number = 0
+    if not 1 <= number <= MAX_PART_NUMBER:
+        raise errors.InvalidArgument(
+            "Part number must be an integer between 1 and 10000, inclusive", ArgumentName="partNumber", ArgumentValue=raw
+        )
+    return number
+
+
+def _upload_id(call: Call) -> str:
+    upload_id = call.query.get("uploadId", "")
+    if not upload_id:
+        raise errors.NoSuchUpload(UploadId=upload_id)
+    return upload_id
+
+
+async def create_multipart_upload(s: Services, call: Call) -> web.Response:
+    bucket, key = bucket_of(call), key_of(call)
+    upload_id = await s.store.create_multipart(bucket, key, object_meta(call.headers))
+    return xml_response("InitiateMultipartUploadResult", {"Bucket": bucket, "Key": key, "UploadId": upload_id})
+
+
+async def upload_part(s: Services, call: Call) -> web.Response:
+    bucket, key = bucket_of(call), key_of(call)
+    number, upload_id = _part_number(call), _upload_id(call)
+    body = call.body()
+    body.require_length()
+    etag = await s.store.upload_part(bucket, key, upload_id, number, body)
+    return empty_response(headers={"ETag": quote_etag(etag), **_checksum_echo(body)})
+
+
+async def upload_part_copy(s: Services, call: Call) -> web.Response:
+    bucket, key = bucket_of(call), key_of(call)
+    number, upload_id = _part_number(call), _upload_id(call)
+    src_bucket, src_key, src_version = parse_copy_source(call.headers["x-amz-copy-source"])
+    range_header = call.headers.get("x-amz-copy-source-range")
+    byte_range = parse_range(range_header) if range_header else None
+    if range_header and (byte_range is None or byte_range.first is None or byte_range.last is None):
+        raise errors.InvalidArgument("The x-amz-copy-source-range value must be of the form bytes=first-last where first and last are the zero-based offsets of the first and last bytes to copy", ArgumentName="x-amz-copy-source-range", ArgumentValue=range_header)
+
+    def check(view):
+        copy_source_check(call)(view)
+        if byte_range is not None and byte_range.last >= view.size:
+            raise errors.InvalidArgument(f"Range specified is not valid for source object of size: {view.size}", ArgumentName="x-amz-copy-source-range", ArgumentValue=range_header)
+
+    src_view, etag = await s.store.upload_part_copy(
+        bucket, key, upload_id, number, src_bucket, src_key, src_version_id=src_version, byte_range=byte_range, check=check
+    )
+    headers = {"x-amz-copy-source-version-id": src_view.version_id} if src_view.version_id else {}
+    return xml_response("CopyPartResult", {"LastModified": src_view.last_modified, "ETag": quote_etag(etag)}, headers=headers)
+
+
+async def complete_multipart_upload(s: Services, call: Call) -> web.Response:
+    bucket, key = bucket_of(call), key_of(call)
+    upload_id = _upload_id(call)
+    doc = xml.parse(await call.read_small(), "CompleteMultipartUpload")
+    requested: list[tuple[int, str]] = []
+    for part in xml.as_list(doc.get("Part")):
+        if not isinstance(part, dict):
+            raise errors.MalformedXML()
+        try:
+            number = int(xml.text(part.get("PartNumber")))
+        except ValueError:
+            raise errors.MalformedXML() from None
+        requested.append((number, xml.text(part.get("ETag")).strip().strip('"')))
+    if not requested:
+        raise errors.MalformedXML()
+    numbers = [n for n, _ in requested]
+    if numbers != sorted(numbers) or len(set(numbers)) != len(numbers):
+        raise errors.InvalidPartOrder(UploadId=upload_id)
+    uploaded = {p.part_number: p for p in await s.store.list_parts(bucket, key, upload_id)}
+    for i, (number, etag) in enumerate(requested):
+        part = uploaded.get(number)
+        if part is None or part.etag.strip('"') != etag:
+            raise errors.InvalidPart(UploadId=upload_id, PartNumber=str(number), ETag=etag)
+        if i < len(requested) - 1 and part.size < MIN_PART_SIZE:
+            raise errors.EntityTooSmall(
+                ProposedSize=str(part.size), MinSizeAllowed=str(MIN_PART_SIZE), PartNumber=str(number), ETag=etag
+            )
+    written = await s.store.complete_multipart(bucket, key, upload_id, requested)
+    headers = {"x-amz-version-id": written.version_id} if written.version_id else {}
+    headers.update(written.headers)
+    return xml_response(
+        "CompleteMultipartUploadResult",
+        {"Location": f"/{bucket}/{key}", "Bucket": bucket, "Key": key, "ETag": quote_etag(written.etag)},
+        headers=headers,
+    )
+
+
+async def abort_multipart_upload(s: Services, call: Call) -> web.Response:
+    bucket, key = bucket_of(call), key_of(call)
+    await s.store.abort_multipart(bucket, key, _upload_id(call))
+    return empty_response(204)
+
+
+async def list_parts(s: Services, call: Call) -> web.Response:
+    bucket, key = bucket_of(call), key_of(call)
+    upload_id = _upload_id(call)
+    enc = url_encoder(call)
+    marker = int_param(call, "part-number-marker", 0)
+    max_parts = int_param(call, "max-parts", 1000, high=1000)
+    parts = [p for p in sorted(await s.store.list_parts(bucket, key, upload_id), key=lambda p: p.part_number) if p.part_number > marker]
+    page = parts[:max_parts]
+    truncated = len(parts) > len(page)
+    owner = s.owner(call)
+    return xml_response(
+        "ListPartsResult",
+        {
+            "Bucket": bucket,
+            "Key": enc(key),
+            "UploadId": upload_id,
+            "PartNumberMarker": marker,
+            "NextPartNumberMarker": page[-1].part_number if page else marker,
+            "MaxParts": max_parts,
+            "IsTruncated": truncated,
+            "EncodingType": call.query.get("encoding-type"),
+            "Part": [
+                {"PartNumber": p.part_number, "LastModified": p.last_modified, "ETag": quote_etag(p.etag), "Size": p.size}
+                for p in page
+            ],
+            "Initiator": owner,
+            "Owner": owner,
+            "StorageClass": "STANDARD",
+        },
+    )

@@ -1,0 +1,321 @@
+"""Object operations: PutObject, GetObject, HeadObject, DeleteObject, DeleteObjects, CopyObject, tagging."""
+
+from __future__ import annotations
+
+import logging
+import urllib.parse
+from typing import Mapping
+
+from aiohttp import web
+
+from .. import errors
+from ..http import xml
+from ..http.headers import (
+    RESPONSE_OVERRIDES,
+    check_conditions,
+    http_date,
+    meta_headers,
+    object_meta,
+    parse_range,
+)
+from ..http.server import Call
+from ..store import ObjectView
+from .common import Services, bucket_of, close_body, empty_response, key_of, quote_etag, xml_response
+
+log = logging.getLogger("s3proxy.ops")
+
+MAX_DELETE_KEYS = 1000
+MAX_TAGS = 10
+
+
+def view_headers(view: ObjectView) -> dict[str, str]:
+    """The headers GET and HEAD answer with for an object."""
+    headers = {
+        "ETag": quote_etag(view.etag),
+        "Last-Modified": http_date(view.last_modified),
+        "Accept-Ranges": "bytes",
+        "Content-Type": "binary/octet-stream",
+    }
+    headers.update(meta_headers(view.meta))
+    if view.version_id:
+        headers["x-amz-version-id"] = view.version_id
+    if view.storage_class and view.storage_class != "STANDARD":
+        headers["x-amz-storage-class"] = view.storage_class
+    headers.update(view.headers)
+    return headers
+
+
+def _written_headers(written) -> dict[str, str]:
+    headers = {"ETag": quote_etag(written.etag)}
+    if written.version_id:
+        headers["x-amz-version-id"] = written.version_id
+    headers.update(written.headers)
+    return headers
+
+
+def _checksum_echo(body) -> dict[str, str]:
+    return {f"x-amz-checksum-{name}": value for name, value in (getattr(body, "checksums", None) or {}).items()}
+
+
+async def put_object(s: Services, call: Call) -> web.StreamResponse:
+    bucket, key = bucket_of(call), key_of(call)
+    meta = object_meta(call.headers)
+    body = call.body()
+    body.require_length()
+    if call.headers.get("if-none-match") == "*":
+        try:
+            await s.store.head_object(bucket, key)
+        except errors.NoSuchKey:
+            pass
+        else:
+            raise errors.PreconditionFailed(Condition="If-None-Match")
+    written = await s.store.put_object(bucket, key, body, meta)
+    return empty_response(headers={**_written_headers(written), **_checksum_echo(body)})
+
+
+def _read_check(call: Call):
+    def check(view: ObjectView) -> None:
+        if view.delete_marker:
+            raise errors.NoSuchKey(headers={"x-amz-delete-marker": "true"})
+        check_conditions(call.headers, view.etag, view.last_modified)
+
+    return check
+
+
+def _version_id(call: Call) -> str | None:
+    version = call.query.get("versionId")
+    if version is not None and not 0 < len(version) <= 1024:
+        raise errors.InvalidArgument("Invalid version id specified", ArgumentName="versionId", ArgumentValue=version)
+    return version
+
+
+def _overrides(call: Call) -> dict[str, str]:
+    return {header: call.query[param] for param, header in RESPONSE_OVERRIDES.items() if param in call.query}
+
+
+async def get_object(s: Services, call: Call) -> web.StreamResponse:
+    bucket, key = bucket_of(call), key_of(call)
+    if "partNumber" in call.query:
+        raise errors.NotImplemented("GetObject with partNumber is not supported")
+    download = await s.store.get_object(
+        bucket, key, version_id=_version_id(call), byte_range=parse_range(call.headers.get("range")), check=_read_check(call)
+    )
+    view = download.view
+    headers = view_headers(view)
+    headers.update(_overrides(call))
+    if download.range is None:
+        status, length = 200, view.size
+    else:
+        first, last = download.range
+        status, length = 206, last - first + 1
+        headers["Content-Range"] = f"bytes {first}-{last}/{view.size}"
+    headers["Content-Length"] = str(length)
+    headers["x-amz-request-id"] = call.request_id
+    response = web.StreamResponse(status=status, headers=headers)
+    response.content_length = length
+    sent = 0
+    try:
+        await response.prepare(call.request)
+        async for piece in download.body:
+            sent += len(piece)
+            await response.write(piece)
+        if sent != length:
+            raise errors.InternalError(f"object body ended after {sent} of {length} bytes")
+        await response.write_eof()
+    except BaseException:
+        # headers are on the wire: the only honest signal left is a broken connection
+        log.warning("request %s: GET %s/%s aborted after %d of %d bytes", call.request_id, bucket, key, sent, length)
+        if call.request.transport is not None:
+            call.request.transport.abort()
+        raise
+    finally:
+        await close_body(download.body)
+    return response
+
+
+async def head_object(s: Services, call: Call) -> web.Response:
+    bucket, key = bucket_of(call), key_of(call)
+    if "partNumber" in call.query:
+        raise errors.NotImplemented("HeadObject with partNumber is not supported")
+    view = await s.store.head_object(bucket, key, _version_id(call))
+    _read_check(call)(view)
+    headers = view_headers(view)
+    headers.update(_overrides(call))
+    byte_range = parse_range(call.headers.get("range"))
+    status = 200
+    if byte_range is not None:
+        first, last = byte_range.resolve(view.size)
+        headers["Content-Range"] = f"bytes {first}-{last}/{view.size}"
+        status, length = 206, last - first + 1
+    else:
+        length = view.size
+    response = web.Response(status=status, headers=headers)
+    response.content_length = length
+    return response
+
+
+async def delete_object(s: Services, call: Call) -> web.Response:
+    bucket, key = bucket_of(call), key_of(call)
+    result = await s.store.delete_object(bucket, key, _version_id(call))
+    headers = {}
+    if result.version_id:
+        headers["x-amz-version-id"] = result.version_id
+    if result.delete_marker:
+        headers["x-amz-delete-marker"] = "true"
+    return empty_response(204, headers)
+
+
+async def delete_objects(s: Services, call: Call) -> web.Response:
+    bucket = bucket_of(call)
+    if not any(h in call.headers for h in ("content-md5", "x-amz-checksum-crc32", "x-amz-checksum-crc32c", "x-amz-checksum-sha1", "x-amz-checksum-sha256", "x-amz-checksum-crc64nvme", "x-amz-sdk-checksum-algorithm", "x-amz-trailer")):
+        raise errors.InvalidRequest("Missing required header for this request: Content-MD5")
+    doc = xml.parse(await call.read_small(), "Delete")
+    objects = xml.as_list(doc.get("Object"))
+    if not objects or len(objects) > MAX_DELETE_KEYS:
+        raise errors.MalformedXML()
+    quiet = xml.text(doc.get("Quiet")).lower() == "true"
+    deleted, failed = [], []
+    for obj in objects:
+        if not isinstance(obj, dict) or "Key" not in obj:
+            raise errors.MalformedXML()
+        key = xml.text(obj.get("Key"))
+        version = xml.text(obj.get("VersionId")) or None
+        try:
+            result = await s.store.delete_object(bucket, key, version)
+        except errors.NoSuchKey:
+            result = None
+        except errors.S3Error as exc:
+            failed.append({"Key": key, "VersionId": version, "Code": exc.code, "Message": exc.text})
+            continue
+        if quiet:
+            continue
+        entry = {"Key": key, "VersionId": version}
+        if result is not None and result.delete_marker:
+            entry.update({"DeleteMarker": True, "DeleteMarkerVersionId": result.version_id})
+        deleted.append(entry)
+    return xml_response("DeleteResult", {"Deleted": deleted, "Error": failed})
+
+
+def parse_copy_source(value: str) -> tuple[str, str, str | None]:
+    """`x-amz-copy-source`: [/]bucket/key[?versionId=v], URL-encoded."""
+    path, _, query = value.partition("?")
+    try:
+        path = urllib.parse.unquote(path, errors="strict")
+    except UnicodeDecodeError:
+        raise errors.InvalidArgument("Invalid copy source encoding", ArgumentName="x-amz-copy-source") from None
+    path = path.removeprefix("/")
+    bucket, sep, key = path.partition("/")
+    if not bucket or not sep or not key:
+        raise errors.InvalidArgument("Copy Source must mention the source bucket and key: sourcebucket/sourcekey", ArgumentName="x-amz-copy-source", ArgumentValue=value)
+    version = urllib.parse.parse_qs(query).get("versionId", [None])[0] if query else None
+    return bucket, key, version
+
+
+def copy_source_check(call: Call):
+    def check(view: ObjectView) -> None:
+        if view.delete_marker:
+            raise errors.NoSuchKey()
+        check_conditions(call.headers, view.etag, view.last_modified, prefix="x-amz-copy-source-")
+
+    return check
+
+
+async def copy_object(s: Services, call: Call) -> web.Response:
+    bucket, key = bucket_of(call), key_of(call)
+    src_bucket, src_key, src_version = parse_copy_source(call.headers["x-amz-copy-source"])
+    directive = call.headers.get("x-amz-metadata-directive", "COPY").upper()
+    if directive not in ("COPY", "REPLACE"):
+        raise errors.InvalidArgument("Unknown metadata directive.", ArgumentName="x-amz-metadata-directive", ArgumentValue=directive)
+    tagging_directive = call.headers.get("x-amz-tagging-directive", "COPY").upper()
+    if tagging_directive not in ("COPY", "REPLACE"):
+        raise errors.InvalidArgument("Unknown tagging directive.", ArgumentName="x-amz-tagging-directive", ArgumentValue=tagging_directive)
+    meta = object_meta(call.headers) if directive == "REPLACE" else None
+    if (src_bucket, src_key) == (bucket, key) and src_version is None and directive == "COPY" and not _changes_object(call.headers):
+        raise errors.InvalidRequest(
+            "This copy request is illegal because it is trying to copy an object to itself without changing the "
+            "object's metadata, storage class, website redirect location or encryption attributes."
+        )
+    src_view, written = await s.store.copy_object(
+        src_bucket, src_key, bucket, key, src_version_id=src_version, meta=meta, check=copy_source_check(call),
+        tagging=call.headers.get("x-amz-tagging", "") if tagging_directive == "REPLACE" else None,
+    )
+    headers = dict(written.headers)
+    if src_view.version_id:
+        headers["x-amz-copy-source-version-id"] = src_view.version_id
+    if written.version_id:
+        headers["x-amz-version-id"] = written.version_id
+    return xml_response("CopyObjectResult", {"LastModified": written.last_modified, "ETag": quote_etag(written.etag)}, headers=headers)
+
+
+def _changes_object(headers: Mapping[str, str]) -> bool:
+    return any(
+        h in headers
+        for h in (
+            "x-amz-storage-class",
+            "x-amz-website-redirect-location",
+            "x-amz-server-side-encryption",
+            "x-amz-server-side-encryption-customer-algorithm",
+            "x-amz-server-side-encryption-aws-kms-key-id",
+        )
+    )
+
+
+# tagging -------------------------------------------------------------------------------------------------
+
+
+def _require_tagging(s: Services) -> None:
+    if not s.backend.capabilities.tagging:
+        raise errors.NotImplemented("Object tagging is not supported by this backend")
+
+
+def parse_tag_set(data: bytes) -> list[tuple[str, str]]:
+    doc = xml.parse(data, "Tagging")
+    tag_set = doc.get("TagSet")
+    if tag_set is None:
+        raise errors.MalformedXML()
+    tags = []
+    for tag in xml.as_list(tag_set.get("Tag") if isinstance(tag_set, dict) else None):
+        if not isinstance(tag, dict) or "Key" not in tag:
+            raise errors.MalformedXML()
+        tags.append((xml.text(tag.get("Key")), xml.text(tag.get("Value"))))
+    validate_tags(tags)
+    return tags
+
+
+def validate_tags(tags: list[tuple[str, str]]) -> None:
+    if len(tags) > MAX_TAGS:
+        raise errors.InvalidTag("Object tags cannot be greater than 10")
+    keys = [k for k, _ in tags]
+    if len(set(keys)) != len(keys):
+        raise errors.InvalidTag("Cannot provide multiple Tags with the same key")
+    for k, v in tags:
+        if not 1 <= len(k) <= 128:
+            raise errors.InvalidTag("The TagKey you have provided is invalid")
+        if len(v) > 256:
+            raise errors.InvalidTag("The TagValue you have provided is invalid")
+
+
+async def get_object_tagging(s: Services, call: Call) -> web.Response:
+    bucket, key = bucket_of(call), key_of(call)
+    _require_tagging(s)
+    version = _version_id(call)
+    tags = await s.backend.get_object_tagging(bucket, key, version)
+    headers = {"x-amz-version-id": version} if version else {}
+    return xml_response("Tagging", {"TagSet": {"Tag": [{"Key": k, "Value": v} for k, v in tags]}}, headers=headers)
+
+
+async def put_object_tagging(s: Services, call: Call) -> web.Response:
+    bucket, key = bucket_of(call), key_of(call)
+    _require_tagging(s)
+    tags = parse_tag_set(await call.read_small())
+    version = _version_id(call)
+    await s.backend.put_object_tagging(bucket, key, tags, version)
+    return empty_response(headers={"x-amz-version-id": version} if version else {})
+
+
+async def delete_object_tagging(s: Services, call: Call) -> web.Response:
+    bucket, key = bucket_of(call), key_of(call)
+    _require_tagging(s)
+    version = _version_id(call)
+    await s.backend.delete_object_tagging(bucket, key, version)
+    return empty_response(204, {"x-amz-version-id": version} if version else {})

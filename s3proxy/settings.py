@@ -1,0 +1,238 @@
+"""One frozen settings tree, from defaults < TOML file < environment (S3PROXY_*) < command-line flags.
+
+Every setting is declared once in FIELDS (name, type, default, help); flags, environment names,
+validation and the configuration reference in the docs are all derived from that table.
+Secrets are redacted in repr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import ipaddress
+import os
+import pathlib
+import tomllib
+import urllib.parse
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+ENV_PREFIX = "S3PROXY_"
+
+
+class SettingsError(Exception):
+    """A setting is missing, malformed or unusable; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    kind: Callable[[str], Any]
+    default: Any
+    help: str
+    secret: bool = False
+    choices: tuple[str, ...] = ()
+
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + self.name.upper()
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+
+def _bool(text: str) -> bool:
+    value = str(text).strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"not a boolean: {text!r}")
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise ValueError("must be 0..65535")
+    return value
+
+
+def _path(text: str) -> pathlib.Path:
+    return pathlib.Path(str(text)).expanduser()
+
+
+def _url(text: str) -> str:
+    parsed = urllib.parse.urlsplit(str(text))
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ValueError("must be an http:// or https:// URL with a host")
+    return str(text).rstrip("/")
+
+
+def _opt(kind: Callable[[str], Any]) -> Callable[[str], Any]:
+    return lambda text: None if text in ("", None) else kind(text)
+
+
+FIELDS: tuple[Field, ...] = (
+    Field("config", _opt(_path), None, "TOML file with any of these settings (keys as the names below)"),
+    Field("host", str, "127.0.0.1", "address to listen on"),
+    Field("port", _port, 8080, "port to listen on (0 picks a free port)"),
+    Field("data_dir", _path, pathlib.Path("data"), "directory for the embedded backend, keystore, audit log and credentials"),
+    Field("access_key", _opt(str), None, "client access key id (with secret_key); more pairs via [[credentials]] in the config file"),
+    Field("secret_key", _opt(str), None, "client secret access key", secret=True),
+    Field("region", str, "us-east-1", "region this endpoint answers for (ARNs, GetBucketLocation)"),
+    Field("account_id", str, "000000000000", "12-digit account id used in ARNs"),
+    Field("backend", str, "fs", "where objects are stored: fs (a local directory) or s3 (any S3 endpoint)", choices=("fs", "s3")),
+    Field("backend_url", _opt(_url), None, "S3 backend endpoint URL (backend=s3)"),
+    Field("backend_region", str, "us-east-1", "S3 backend region (backend=s3)"),
+    Field("backend_access_key", _opt(str), None, "S3 backend access key id (backend=s3)"),
+    Field("backend_secret_key", _opt(str), None, "S3 backend secret access key (backend=s3)", secret=True),
+    Field("backend_addressing", str, "path", "S3 backend addressing style", choices=("path", "virtual")),
+    Field("tls_cert", _opt(_path), None, "PEM certificate chain: serve HTTPS (with tls_key)"),
+    Field("tls_key", _opt(_path), None, "PEM private key for tls_cert", secret=False),
+    Field("root_key_file", _opt(_path), None, "file holding the KMS root key (default DATA_DIR/root.key, created 0600 on first start)"),
+    Field("kms_admins", str, "", "comma-separated user names allowed to administer every KMS key"),
+    Field("ssec_over_http", str, "loopback", "accept SSE-C over plain HTTP: never, loopback (clients on this host only) or always", choices=("never", "loopback", "always")),
+    Field("log_level", str, "info", "log level", choices=("debug", "info", "warning", "error")),
+)
+_BY_NAME = {f.name: f for f in FIELDS}
+
+
+@dataclass(frozen=True)
+class CredentialEntry:
+    access_key: str
+    secret_key: str = field(repr=False)
+    user_name: str
+
+
+@dataclass(frozen=True)
+class Settings:
+    config: pathlib.Path | None = None
+    host: str = "127.0.0.1"
+    port: int = 8080
+    data_dir: pathlib.Path = pathlib.Path("data")
+    access_key: str | None = None
+    secret_key: str | None = field(default=None, repr=False)
+    region: str = "us-east-1"
+    account_id: str = "000000000000"
+    backend: str = "fs"
+    backend_url: str | None = None
+    backend_region: str = "us-east-1"
+    backend_access_key: str | None = None
+    backend_secret_key: str | None = field(default=None, repr=False)
+    backend_addressing: str = "path"
+    tls_cert: pathlib.Path | None = None
+    tls_key: pathlib.Path | None = None
+    root_key_file: pathlib.Path | None = None
+    kms_admins: str = ""
+    ssec_over_http: str = "loopback"
+    log_level: str = "info"
+    credentials: tuple[CredentialEntry, ...] = ()  # from the config file's [[credentials]] tables
+
+    @property
+    def root_key_path(self) -> pathlib.Path:
+        return self.root_key_file or self.data_dir / "root.key"
+
+    @property
+    def admin_users(self) -> tuple[str, ...]:
+        return tuple(n.strip() for n in self.kms_admins.split(",") if n.strip())
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert is not None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """One flag per field; unset flags stay None so lower layers show through."""
+    for f in FIELDS:
+        parser.add_argument(f.flag, dest=f.name, default=None, help=f"{f.help} [env {f.env}]", metavar=f.name.upper())
+
+
+def load(
+    flags: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Settings:
+    """Merge the layers and validate once; raise SettingsError with a clear message."""
+    env = os.environ if env is None else env
+    flags = {k: v for k, v in (flags or {}).items() if v is not None and k in _BY_NAME}
+    raw: dict[str, Any] = {}
+    config_path = flags.get("config") or env.get(_BY_NAME["config"].env) or None
+    credentials: tuple[CredentialEntry, ...] = ()
+    if config_path:
+        file_values, credentials = _read_toml(_path(config_path))
+        raw.update(file_values)
+    for f in FIELDS:
+        if f.env in env and env[f.env] != "":
+            raw[f.name] = env[f.env]
+    raw.update(flags)
+    values: dict[str, Any] = {}
+    for name, value in raw.items():
+        f = _BY_NAME[name]
+        try:
+            values[name] = f.kind(value if isinstance(value, str) else str(value))
+        except (ValueError, TypeError) as exc:
+            raise SettingsError(f"{f.name} ({f.env}): {exc}") from None
+        if f.choices and values[name] not in f.choices:
+            raise SettingsError(f"{f.name} ({f.env}): must be one of {', '.join(f.choices)}, not {values[name]!r}")
+    settings = Settings(**values, credentials=credentials)
+    _validate(settings)
+    return settings
+
+
+def _read_toml(path: pathlib.Path) -> tuple[dict[str, Any], tuple[CredentialEntry, ...]]:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise SettingsError(f"config file {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"config file {path}: {exc}") from None
+    creds = []
+    for i, entry in enumerate(data.pop("credentials", []) or []):
+        try:
+            creds.append(CredentialEntry(str(entry["access_key"]), str(entry["secret_key"]), str(entry.get("user", entry["access_key"]))))
+        except (KeyError, TypeError):
+            raise SettingsError(f"config file {path}: [[credentials]] entry {i + 1} needs access_key and secret_key") from None
+    unknown = sorted(set(data) - set(_BY_NAME))
+    if unknown:
+        raise SettingsError(f"config file {path}: unknown setting(s) {', '.join(unknown)}")
+    # every layer hands strings to the field parsers; TOML booleans read as "true"/"false"
+    return {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in data.items()}, tuple(creds)
+
+
+def _validate(s: Settings) -> None:
+    if (s.access_key is None) != (s.secret_key is None):
+        raise SettingsError("access_key and secret_key must be given together")
+    if (s.tls_cert is None) != (s.tls_key is None):
+        raise SettingsError("tls_cert and tls_key must be given together")
+    if s.backend == "s3" and not s.backend_url:
+        raise SettingsError("backend=s3 needs backend_url (S3PROXY_BACKEND_URL)")
+    if not (len(s.account_id) == 12 and s.account_id.isdigit()):
+        raise SettingsError("account_id must be 12 digits")
+    try:
+        ipaddress.ip_address(s.host)
+    except ValueError:
+        if not s.host or any(c.isspace() for c in s.host):
+            raise SettingsError(f"host: not an address or host name: {s.host!r}") from None
+
+
+def describe(s: Settings) -> dict[str, str]:
+    """Settings as strings with secrets redacted, for logs and `s3proxy config`."""
+    out = {}
+    for f in FIELDS:
+        value = getattr(s, f.name)
+        out[f.name] = "<redacted>" if f.secret and value else ("" if value is None else str(value))
+    return out
+
+
+def reference_markdown(fields: Sequence[Field] = FIELDS) -> str:
+    """The configuration reference, generated from FIELDS so the docs cannot drift."""
+    rows = ["| setting | flag | environment | default | meaning |", "|---|---|---|---|---|"]
+    for f in fields:
+        default = "" if f.default is None else str(f.default)
+        choices = f" ({' / '.join(f.choices)})" if f.choices else ""
+        rows.append(f"| `{f.name}` | `{f.flag}` | `{f.env}` | `{default}` | {f.help}{choices} |")
+    return "\n".join(rows) + "\n"
+
+
+def replace(s: Settings, **changes: Any) -> Settings:
+    return dataclasses.replace(s, **changes)
