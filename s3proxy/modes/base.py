@@ -1,0 +1,71 @@
+"""The EncryptionMode seam and the envelope keys the modes own."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass, field
+from typing import Mapping, Protocol
+
+from ..format.errors import IntegrityError
+
+# Envelope keys owned by the modes (user metadata names, without x-amz-meta-); the format's own
+# keys are in s3proxy.format.envelope.
+KEY_MODE = "s3proxy-mode"  # "AES256" | "aws:kms" | "SSE-C"
+KEY_WRAPPED = "s3proxy-key"  # the wrapped data key (or bucket key), base64
+KEY_KMS_ID = "s3proxy-kid"  # KMS key ARN (SSE-KMS)
+KEY_CONTEXT = "s3proxy-ctx"  # the caller's SSE-KMS context as sent (base64 JSON), replayed to KMS
+KEY_BUCKET_KEY = "s3proxy-bke"  # base64 salt when the data key derives from an S3 Bucket Key
+MODE_KEYS = (KEY_MODE, KEY_WRAPPED, KEY_KMS_ID, KEY_CONTEXT, KEY_BUCKET_KEY)
+
+
+@dataclass(frozen=True)
+class ObjectRef:
+    bucket: str
+    key: str
+
+    @property
+    def arn(self) -> str:
+        return f"arn:aws:s3:::{self.bucket}/{self.key}"
+
+    @property
+    def bucket_arn(self) -> str:
+        return f"arn:aws:s3:::{self.bucket}"
+
+
+@dataclass(frozen=True)
+class Sealed:
+    """A data key and the envelope fields that let its mode recover it later."""
+
+    data_key: bytes = field(repr=False)
+    fields: Mapping[str, str]
+
+
+class EncryptionMode(Protocol):
+    """One way of protecting data keys. Values, built per request by `resolve`."""
+
+    name: str  # the mode's KEY_MODE value
+
+    async def seal(self, ref: ObjectRef, data_key: bytes | None = None) -> Sealed:
+        """Wrap `data_key` (or a new one) for the object `ref`."""
+        ...
+
+    async def unseal(self, ref: ObjectRef, fields: Mapping[str, str]) -> bytes:
+        """The data key of the object `ref` stored with `fields`."""
+        ...
+
+    def response_headers(self, fields: Mapping[str, str], *, on_write: bool) -> dict[str, str]:
+        """What S3 echoes about this mode (on_write: PUT/POST/Copy/Create, which also echo the context)."""
+        ...
+
+
+def b64decode(value: str) -> bytes:
+    """Strict standard base64; IntegrityError when a stored value is not."""
+    try:
+        return base64.b64decode(value.encode("ascii"), validate=True)
+    except (binascii.Error, UnicodeError, ValueError):
+        raise IntegrityError() from None
+
+
+def b64encode(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")

@@ -1,0 +1,211 @@
+"""SSE-S3 and SSE-KMS: data keys generated and wrapped by the KMS core, bound to the object's ARN.
+
+Both bind the wrapped key (not the data) to `arn:aws:s3:::bucket/key` through the KMS encryption
+context, so a stored object moved under another name fails to unwrap, while a server-side copy
+or a rewrap only re-wraps 32 bytes. SSE-S3 uses the proxy's own service key; SSE-KMS uses the
+caller's key (or the AWS-managed `alias/aws/s3`) as the caller, so key policies apply.
+With an S3 Bucket Key, one KMS data key per (requester, bucket, KMS key) is cached for a while
+and each object's key is derived from it with HKDF and a random salt bound to the object ARN.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from .base import (
+    KEY_BUCKET_KEY,
+    KEY_CONTEXT,
+    KEY_KMS_ID,
+    KEY_MODE,
+    KEY_WRAPPED,
+    ObjectRef,
+    Sealed,
+    b64decode,
+    b64encode,
+)
+
+ARN_CONTEXT_KEY = "aws:s3:arn"
+DATA_KEY_SIZE = 32
+
+
+async def _kms(fn: Callable[..., Any], *args: Any) -> Any:
+    """KMS calls touch the audit log and maybe SQLite: keep them off the event loop."""
+    return await asyncio.to_thread(fn, *args)
+
+
+@dataclass(frozen=True)
+class SseS3:
+    """x-amz-server-side-encryption: AES256 — keys managed entirely by the proxy."""
+
+    kms: Any  # the KMS core (DataKeySource plus encrypt)
+    request_id: str | None = None
+    name: str = "AES256"
+
+    def _context(self, ref: ObjectRef) -> dict[str, str]:
+        return {ARN_CONTEXT_KEY: ref.arn}
+
+    async def seal(self, ref: ObjectRef, data_key: bytes | None = None) -> Sealed:
+        caller = self.kms.service_caller(self.request_id)
+        key_id = self.kms.service_key()
+        if data_key is None:
+            made = await _kms(self.kms.generate_data_key, caller, key_id, self._context(ref))
+            data_key, blob = made.plaintext, made.ciphertext_blob
+        else:
+            blob = (await _kms(self.kms.encrypt, caller, key_id, data_key, self._context(ref))).ciphertext_blob
+        return Sealed(data_key, {KEY_MODE: self.name, KEY_WRAPPED: b64encode(blob)})
+
+    async def unseal(self, ref: ObjectRef, fields: Mapping[str, str]) -> bytes:
+        caller = self.kms.service_caller(self.request_id)
+        return (await _kms(self.kms.decrypt_data_key, caller, b64decode(fields[KEY_WRAPPED]), self._context(ref))).plaintext
+
+    def response_headers(self, fields: Mapping[str, str], *, on_write: bool) -> dict[str, str]:
+        return {"x-amz-server-side-encryption": "AES256"}
+
+
+class BucketKeyCache:
+    """S3 Bucket Keys: a KMS data key per (requester, bucket, KMS key), reused for `ttl` seconds.
+
+    Reads cache unwrapped bucket keys by their wrapped form, so a burst of GETs costs one Decrypt.
+    """
+
+    def __init__(self, ttl: float = 300.0, clock: Callable[[], float] = time.monotonic, max_entries: int = 4096) -> None:
+        self.ttl = ttl
+        self.clock = clock
+        self.max_entries = max_entries
+        self._lock = threading.Lock()
+        self._write: dict[tuple[str, str, str], tuple[float, bytes, bytes]] = {}
+        self._read: dict[tuple[str, bytes], tuple[float, bytes]] = {}
+
+    def for_write(self, principal: str, bucket: str, key_arn: str) -> tuple[bytes, bytes] | None:
+        with self._lock:
+            hit = self._write.get((principal, bucket, key_arn))
+            if hit and self.clock() - hit[0] < self.ttl:
+                return hit[1], hit[2]
+            return None
+
+    def remember_write(self, principal: str, bucket: str, key_arn: str, plaintext: bytes, blob: bytes) -> None:
+        with self._lock:
+            self._trim(self._write)
+            self._write[(principal, bucket, key_arn)] = (self.clock(), plaintext, blob)
+
+    def for_read(self, principal: str, blob: bytes) -> bytes | None:
+        with self._lock:
+            hit = self._read.get((principal, blob))
+            if hit and self.clock() - hit[0] < self.ttl:
+                return hit[1]
+            return None
+
+    def remember_read(self, principal: str, blob: bytes, plaintext: bytes) -> None:
+        with self._lock:
+            self._trim(self._read)
+            self._read[(principal, blob)] = (self.clock(), plaintext)
+
+    def _trim(self, table: dict) -> None:
+        if len(table) >= self.max_entries:
+            now = self.clock()
+            for k in [k for k, v in table.items() if now - v[0] >= self.ttl] or list(table)[: len(table) // 2]:
+                table.pop(k, None)
+
+
+def derive_object_key(bucket_key: bytes, salt: bytes, ref: ObjectRef) -> bytes:
+    """An object's data key from its bucket key: HKDF-SHA-256, salt random per object, info the ARN."""
+    return HKDF(hashes.SHA256(), DATA_KEY_SIZE, salt, b"s3proxy bucket-key object\x00" + ref.arn.encode()).derive(bucket_key)
+
+
+@dataclass(frozen=True)
+class SseKms:
+    """x-amz-server-side-encryption: aws:kms — the caller's KMS key, the caller's permissions."""
+
+    kms: Any
+    caller: Any  # s3proxy.kms.caller.Caller of the requester
+    key_id: str | None = None  # as requested (id, ARN, alias, alias ARN); None: alias/aws/s3
+    user_context: Mapping[str, str] | None = None
+    context_header: str | None = None  # the header value as sent, echoed on writes
+    bucket_key: bool = False
+    bucket_keys: BucketKeyCache | None = None
+    rand: Callable[[int], bytes] = os.urandom
+    name: str = "aws:kms"
+
+    def _context(self, ref: ObjectRef, *, bucket_level: bool) -> dict[str, str]:
+        context = dict(self.user_context or {})
+        context[ARN_CONTEXT_KEY] = ref.bucket_arn if bucket_level else ref.arn
+        return context
+
+    async def _key_arn(self) -> str:
+        if self.key_id is None:
+            return await _kms(self.kms.aws_managed_key, self.caller)
+        return await _kms(self.kms.resolve_key, self.caller, self.key_id)
+
+    async def seal(self, ref: ObjectRef, data_key: bytes | None = None) -> Sealed:
+        key_arn = await self._key_arn()
+        fields = {KEY_MODE: self.name, KEY_KMS_ID: key_arn}
+        if self.context_header:
+            fields[KEY_CONTEXT] = self.context_header
+        if self.bucket_key and self.bucket_keys is not None and data_key is None:
+            bucket_key, blob = await self._bucket_key(ref, key_arn)
+            salt = self.rand(32)
+            fields.update({KEY_WRAPPED: b64encode(blob), KEY_BUCKET_KEY: b64encode(salt)})
+            return Sealed(derive_object_key(bucket_key, salt, ref), fields)
+        context = self._context(ref, bucket_level=False)
+        if data_key is None:
+            made = await _kms(self.kms.generate_data_key, self.caller, key_arn, context)
+            data_key, blob = made.plaintext, made.ciphertext_blob
+        else:
+            blob = (await _kms(self.kms.encrypt, self.caller, key_arn, data_key, context)).ciphertext_blob
+        fields[KEY_WRAPPED] = b64encode(blob)
+        return Sealed(data_key, fields)
+
+    async def _bucket_key(self, ref: ObjectRef, key_arn: str) -> tuple[bytes, bytes]:
+        assert self.bucket_keys is not None
+        hit = self.bucket_keys.for_write(self.caller.access_key, ref.bucket, key_arn)
+        if hit is not None:
+            return hit
+        made = await _kms(self.kms.generate_data_key, self.caller, key_arn, self._context(ref, bucket_level=True))
+        self.bucket_keys.remember_write(self.caller.access_key, ref.bucket, key_arn, made.plaintext, made.ciphertext_blob)
+        self.bucket_keys.remember_read(self.caller.access_key, made.ciphertext_blob, made.plaintext)
+        return made.plaintext, made.ciphertext_blob
+
+    async def unseal(self, ref: ObjectRef, fields: Mapping[str, str]) -> bytes:
+        blob = b64decode(fields[KEY_WRAPPED])
+        stored_context = decode_context(fields.get(KEY_CONTEXT)) or {}
+        bucket_level = KEY_BUCKET_KEY in fields
+        context = {**stored_context, ARN_CONTEXT_KEY: ref.bucket_arn if bucket_level else ref.arn}
+        if not bucket_level:
+            return (await _kms(self.kms.decrypt_data_key, self.caller, blob, context)).plaintext
+        cached = self.bucket_keys.for_read(self.caller.access_key, blob) if self.bucket_keys else None
+        if cached is None:
+            cached = (await _kms(self.kms.decrypt_data_key, self.caller, blob, context)).plaintext
+            if self.bucket_keys is not None:
+                self.bucket_keys.remember_read(self.caller.access_key, blob, cached)
+        return derive_object_key(cached, b64decode(fields[KEY_BUCKET_KEY]), ref)
+
+    def response_headers(self, fields: Mapping[str, str], *, on_write: bool) -> dict[str, str]:
+        headers = {"x-amz-server-side-encryption": "aws:kms", "x-amz-server-side-encryption-aws-kms-key-id": fields.get(KEY_KMS_ID, "")}
+        if KEY_BUCKET_KEY in fields:
+            headers["x-amz-server-side-encryption-bucket-key-enabled"] = "true"
+        if on_write and fields.get(KEY_CONTEXT):
+            headers["x-amz-server-side-encryption-context"] = fields[KEY_CONTEXT]
+        return headers
+
+
+def decode_context(value: str | None) -> dict[str, str] | None:
+    """The SSE-KMS context header: base64 of a UTF-8 JSON object of strings; ValueError otherwise."""
+    if not value:
+        return None
+    try:
+        data = json.loads(b64decode(value).decode("utf-8"))
+    except Exception:
+        raise ValueError("not base64 JSON") from None
+    if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in data.items()):
+        raise ValueError("not a JSON object of strings")
+    return data
+
