@@ -1,0 +1,43 @@
+"""Plaintext <-> ciphertext size arithmetic of one part or a whole object (FORMAT.md §5)."""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+from s3proxy.format.chunks import DEFAULT_CHUNK_SIZE, TAG_SIZE
+from s3proxy.format.errors import IntegrityError
+
+
+def chunk_count(plaintext_size: int, chunk_size: int = DEFAULT_CHUNK_SIZE) -> int:
+    """How many chunks a part of `plaintext_size` bytes has: always floor(n / C) + 1 (final one short)."""
+    if plaintext_size < 0:
+        raise ValueError("negative size")
+    return plaintext_size // chunk_size + 1
+
+
+def chunk_plaintext_size(index: int, plaintext_size: int, chunk_size: int = DEFAULT_CHUNK_SIZE) -> int:
+    """Plaintext length of chunk `index` of a part of `plaintext_size` bytes."""
+    full = plaintext_size // chunk_size
+    if index < full:
+        return chunk_size
+    if index == full:
+        return plaintext_size - full * chunk_size
+    raise ValueError("chunk index past the final chunk")
+
+
+def ciphertext_size(plaintext_size: int, chunk_size: int = DEFAULT_CHUNK_SIZE) -> int:
+    """Stored size of a part: n + 16 * (floor(n / C) + 1)."""
+    return plaintext_size + TAG_SIZE * chunk_count(plaintext_size, chunk_size)
+
+
+def plaintext_size(ciphertext_size: int, chunk_size: int = DEFAULT_CHUNK_SIZE) -> int:
+    """Plaintext size of a stored part; IntegrityError if no plaintext has that stored size."""
+    q, r = divmod(ciphertext_size, chunk_size + TAG_SIZE)
+    if ciphertext_size < 0 or r < TAG_SIZE:
+        raise IntegrityError()
+    return q * chunk_size + r - TAG_SIZE
+
+
+def object_ciphertext_size(part_sizes: Iterable[int], chunk_size: int = DEFAULT_CHUNK_SIZE) -> int:
+    """Stored size of an object made of parts of these plaintext sizes."""
+    return sum(ciphertext_size(n, chunk_size) for n in part_sizes)

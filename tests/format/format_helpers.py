@@ -1,0 +1,53 @@
+"""Helpers for the format tests: feed bytes as async pieces, collect async output, run coroutines."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import AsyncIterable, AsyncIterator, Iterable, Sequence
+
+from s3proxy.streams import decrypt_range, encrypt_stream
+from s3proxy.format.envelope import Envelope
+
+
+async def pieces(data: bytes, cuts: Iterable[int] = ()) -> AsyncIterator[bytes]:
+    """`data` split at the given offsets (sorted, clipped); empty pieces included on purpose."""
+    prev = 0
+    for cut in sorted(min(max(c, 0), len(data)) for c in cuts):
+        yield data[prev:cut]
+        prev = cut
+    yield data[prev:]
+
+
+async def steps(data: bytes, step: int) -> AsyncIterator[bytes]:
+    for i in range(0, len(data), step):
+        yield data[i : i + step]
+
+
+async def collect(stream: AsyncIterable[bytes]) -> bytes:
+    return b"".join([bytes(x) async for x in stream])
+
+
+def run(coro):  # noqa: ANN001, ANN201 - thin wrapper
+    return asyncio.run(coro)
+
+
+def encrypt(data: bytes, key: bytes, *, part_number: int = 0, context: bytes = b"", chunk_size: int, step: int = 4096) -> bytes:
+    return run(collect(encrypt_stream(steps(data, step) if data else pieces(b""), key, part_number=part_number, context=context, chunk_size=chunk_size)))
+
+
+def encrypt_object(
+    parts: Sequence[tuple[int, bytes]], key: bytes, *, chunk_size: int, context: bytes = b""
+) -> tuple[Envelope, bytes]:
+    """(envelope, stored bytes) of an object made of (part number, plaintext) parts; number 0 = single PUT."""
+    stored = b"".join(encrypt(d, key, part_number=p, context=context, chunk_size=chunk_size) for p, d in parts)
+    sizes = [(p, len(d)) for p, d in parts]
+    if parts[0][0] == 0:
+        return Envelope.single(sizes[0][1], chunk_size), stored
+    return Envelope.multipart(sizes, chunk_size), stored
+
+
+def read_range(stored: bytes, key: bytes, envelope: Envelope, first: int | None, last: int | None, *, context: bytes = b"", step: int = 3000) -> bytes:
+    """Plaintext bytes first..last (None, None = whole object) read as a ranged GET would."""
+    plan = envelope.plan_all() if first is None else envelope.plan(first, last)  # type: ignore[arg-type]
+    fetched = stored[plan.ciphertext_start : plan.ciphertext_end + 1]
+    return run(collect(decrypt_range(steps(fetched, step) if fetched else pieces(b""), key, plan, context=context)))

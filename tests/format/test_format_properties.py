@@ -1,0 +1,110 @@
+"""Hypothesis properties of the format (FORMAT.md §3, §5, §6): round trips, ranges, flipped bytes."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from format_helpers import collect, encrypt, encrypt_object, pieces, read_range, run
+from s3proxy.format.chunks import TAG_SIZE
+from s3proxy.format.envelope import decode_parts, encode_parts
+from s3proxy.format.errors import IntegrityError
+from s3proxy.format.sizes import ciphertext_size, plaintext_size
+from s3proxy.streams import decrypt_stream, encrypt_stream
+
+KEY = bytes(range(32))
+FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+chunk_sizes = st.sampled_from([1024, 2048])
+
+
+def data_of(n: int) -> bytes:
+    return os.urandom(n)
+
+
+@FAST
+@given(n=st.integers(0, 6000), cuts=st.lists(st.integers(0, 6000), max_size=12), ct_cuts=st.lists(st.integers(0, 7000), max_size=12), c=chunk_sizes)
+def test_round_trip_any_size_any_split(n: int, cuts: list[int], ct_cuts: list[int], c: int) -> None:
+    data = data_of(n)
+    stored = run(collect(encrypt_stream(pieces(data, cuts), KEY, chunk_size=c)))
+    assert len(stored) == ciphertext_size(n, c)
+    assert run(collect(decrypt_stream(pieces(stored, ct_cuts), KEY, chunk_size=c))) == data
+    assert run(collect(decrypt_stream(pieces(stored, ct_cuts), KEY, chunk_size=c, plaintext_size=n))) == data
+
+
+@FAST
+@given(n=st.integers(0, 100_000), c=st.sampled_from([1024, 4096, 262144]))
+def test_size_formulas_invert(n: int, c: int) -> None:
+    assert plaintext_size(ciphertext_size(n, c), c) == n
+
+
+@FAST
+@given(m=st.integers(0, 50_000), c=chunk_sizes)
+def test_every_stored_size_is_valid_or_refused(m: int, c: int) -> None:
+    if m % (c + TAG_SIZE) < TAG_SIZE:
+        with pytest.raises(IntegrityError):
+            plaintext_size(m, c)
+    else:
+        assert ciphertext_size(plaintext_size(m, c), c) == m
+
+
+@st.composite
+def objects_and_ranges(draw: st.DrawFn) -> tuple[list[int], int, int, int]:
+    c = draw(chunk_sizes)
+    multipart = draw(st.booleans())
+    sizes = draw(st.lists(st.integers(0, 3 * c + 3), min_size=1, max_size=4)) if multipart else [draw(st.integers(1, 5 * c))]
+    total = sum(sizes)
+    if total == 0:
+        sizes[-1] = 1
+        total = 1
+    first = draw(st.integers(0, total - 1))
+    last = draw(st.integers(first, total - 1))
+    return sizes if multipart else [-s for s in sizes], c, first, last  # negative: a single PUT
+
+
+@FAST
+@given(case=objects_and_ranges())
+def test_any_valid_range_equals_the_plaintext_slice(case: tuple[list[int], int, int, int]) -> None:
+    sizes, c, first, last = case
+    parts = [(0, data_of(-sizes[0]))] if sizes[0] < 0 else [(i + 1, data_of(n)) for i, n in enumerate(sizes)]
+    envelope, stored = encrypt_object(parts, KEY, chunk_size=c)
+    whole = b"".join(d for _, d in parts)
+    assert read_range(stored, KEY, envelope, first, last) == whole[first : last + 1]
+    plan = envelope.plan(first, last)
+    # O(range): never more than the chunks holding the range, plus whole chunks of the parts it crosses
+    touched = sum(s.last_chunk - s.first_chunk + 1 for s in plan.segments)
+    assert plan.ciphertext_length <= touched * (c + TAG_SIZE)
+    assert plan.segments[0].first_chunk == (first - sum(n for _, n in envelope.parts[: _part_index(envelope, first)])) // c
+
+
+def _part_index(envelope, offset: int) -> int:  # noqa: ANN001
+    start = 0
+    for i, (_, n) in enumerate(envelope.parts):
+        if start <= offset < start + n:
+            return i
+        start += n
+    raise AssertionError
+
+
+@FAST
+@given(n=st.integers(0, 4000), at=st.integers(0, 10_000), bit=st.integers(0, 7), c=chunk_sizes)
+def test_any_single_flipped_byte_fails(n: int, at: int, bit: int, c: int) -> None:
+    data = data_of(n)
+    stored = bytearray(encrypt(data, KEY, chunk_size=c))
+    stored[at % len(stored)] ^= 1 << bit
+    with pytest.raises(IntegrityError):
+        run(collect(decrypt_stream(pieces(bytes(stored)), KEY, chunk_size=c, plaintext_size=n)))
+    with pytest.raises(IntegrityError):
+        run(collect(decrypt_stream(pieces(bytes(stored)), KEY, chunk_size=c)))
+
+
+@FAST
+@given(parts=st.lists(st.tuples(st.integers(1, 3), st.sampled_from([0, 5, 8388608, 8388609])), min_size=1, max_size=30))
+def test_part_list_encoding_round_trips(parts: list[tuple[int, int]]) -> None:
+    numbered, number = [], 0
+    for gap, size in parts:
+        number += gap
+        numbered.append((number, size))
+    assert decode_parts(encode_parts(numbered)) == tuple(numbered)
