@@ -84,10 +84,13 @@ def unsigned_chunks(pieces: Sequence[bytes], trailers: Sequence[tuple[str, str]]
 class _FlowControl:
     """What StreamReader asks of its protocol; the feeder below never overruns anyway."""
 
-    def pause_reading(self) -> None:
+    connected = True
+    _reading_paused = False
+
+    def pause_reading(self, *args: object, **kwargs: object) -> None:
         pass
 
-    def resume_reading(self) -> None:
+    def resume_reading(self, *args: object, **kwargs: object) -> None:
         pass
 
 
