@@ -107,7 +107,8 @@ class FsBackend:
         await asyncio.to_thread(self._db.create_bucket, bucket, self._now())
 
     async def delete_bucket(self, bucket: str) -> None:
-        await asyncio.to_thread(self._db.delete_bucket, bucket)
+        garbage = await asyncio.to_thread(self._db.delete_bucket, bucket)
+        await asyncio.to_thread(self._discard, garbage)
 
     async def head_bucket(self, bucket: str) -> None:
         await asyncio.to_thread(self._db.versioning, bucket)

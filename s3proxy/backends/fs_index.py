@@ -124,13 +124,18 @@ class Index:
                 raise errors.BucketAlreadyOwnedByYou(BucketName=bucket)
             db.execute("INSERT INTO buckets (name, created) VALUES (?, ?)", (bucket, created))
 
-    def delete_bucket(self, bucket: str) -> None:
+    def delete_bucket(self, bucket: str) -> Blobs:
+        """DeleteBucket: refused while objects remain; unfinished uploads go with it (as on AWS)."""
         with self._tx() as db:
             _versioning(db, bucket)
-            for table in ("objects", "uploads"):
-                if db.execute(f"SELECT 1 FROM {table} WHERE bucket = ? LIMIT 1", (bucket,)).fetchone():
-                    raise errors.BucketNotEmpty(BucketName=bucket)
+            if db.execute("SELECT 1 FROM objects WHERE bucket = ? LIMIT 1", (bucket,)).fetchone():
+                raise errors.BucketNotEmpty(BucketName=bucket)
+            garbage: Blobs = []
+            for (upload_id,) in db.execute("SELECT id FROM uploads WHERE bucket = ?", (bucket,)).fetchall():
+                garbage += [(blob, p.size) for p, blob in _parts(db, upload_id)]
+                self._drop_upload(db, upload_id)
             db.execute("DELETE FROM buckets WHERE name = ?", (bucket,))
+            return garbage
 
     def versioning(self, bucket: str) -> str | None:
         with self._tx() as db:

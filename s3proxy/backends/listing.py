@@ -58,7 +58,7 @@ def list_page(
         if step is None or not step[0].startswith(prefix):
             return Page(entries, prefixes, False, last)
         key, item = step
-        common = _common_prefix(key, prefix, delimiter)
+        common = common_prefix(key, prefix, delimiter)
         if common is not None and common <= after:
             it = _skip(seek, common)  # already returned on an earlier page
             continue
@@ -91,7 +91,8 @@ def _chain(first: Iterable[tuple[str, T]], rest: Iterator[tuple[str, T]]) -> Ite
     yield from rest
 
 
-def _common_prefix(key: str, prefix: str, delimiter: str) -> str | None:
+def common_prefix(key: str, prefix: str, delimiter: str) -> str | None:
+    """The common prefix `key` rolls up into under `prefix` and `delimiter` (None: listed as itself)."""
     if not delimiter:
         return None
     at = key.find(delimiter, len(prefix))

@@ -84,7 +84,7 @@ class MemoryBackend:
 
     async def delete_bucket(self, bucket: str) -> None:
         b = self._bucket(bucket)
-        if b.keys or b.uploads:
+        if b.keys:  # unfinished uploads go with the bucket, as on AWS
             raise errors.BucketNotEmpty(BucketName=bucket)
         del self._buckets[bucket]
 

@@ -39,6 +39,15 @@ def parse(body: bytes) -> dict[str, Any]:
         raise errors.InternalError("The storage backend sent unreadable XML.") from exc
 
 
+def root(body: bytes) -> dict[str, Any]:
+    """The content of a response document's root element, whatever its name (moto renames some)."""
+    doc = parse(body)
+    if "Error" in doc:  # CopyObject and CompleteMultipartUpload can fail inside a 200
+        raise error_of(500, body, errors.InternalError)
+    value = next(iter(doc.values()), None)
+    return value if isinstance(value, dict) else {}
+
+
 def as_list(value: Any) -> list[Any]:
     if value is None:
         return []
@@ -76,7 +85,10 @@ def key(value: str, encoded: bool) -> str:
 
 def error_of(status: int, body: bytes, default: type[errors.S3Error]) -> errors.S3Error:
     """The S3Error an error response carries (HEAD responses have no body: `default` then)."""
-    doc = parse(body).get("Error") if body.strip() else None
+    try:
+        doc = parse(body).get("Error") if body.strip() else None
+    except errors.S3Error:  # an HTML error page from a proxy or a crashed server
+        doc = None
     if not isinstance(doc, dict) or not text(doc, "Code"):
         if default.status == status:
             return default()
@@ -119,13 +131,13 @@ def object_info(key_: str, headers: Mapping[str, str], size: int) -> ObjectInfo:
 
 
 def buckets(body: bytes) -> list[BucketInfo]:
-    doc = parse(body).get("ListAllMyBucketsResult") or {}
+    doc = root(body)
     found = as_list((doc.get("Buckets") or {}).get("Bucket"))
     return [BucketInfo(text(b, "Name"), iso_time(text(b, "CreationDate"))) for b in found]
 
 
 def list_objects(body: bytes) -> ListResult:
-    doc = parse(body).get("ListBucketResult") or {}
+    doc = root(body)
     encoded = text(doc, "EncodingType") == "url"
     objects = [
         ObjectInfo(key(text(c, "Key"), encoded), int(text(c, "Size", "0")), etag(text(c, "ETag")),
@@ -166,12 +178,12 @@ def list_versions(body: bytes) -> VersionListResult:
 
 
 def upload_id(body: bytes) -> str:
-    return text(parse(body).get("InitiateMultipartUploadResult") or {}, "UploadId")
+    return text(root(body), "UploadId")
 
 
 def parts(body: bytes) -> tuple[list[PartInfo], str | None]:
     """One page of ListParts and the next part-number marker (None when done)."""
-    doc = parse(body).get("ListPartsResult") or {}
+    doc = root(body)
     found = [PartInfo(int(text(p, "PartNumber")), etag(text(p, "ETag")), int(text(p, "Size", "0")),
                       iso_time(text(p, "LastModified"))) for p in as_list(doc.get("Part"))]
     return found, (text(doc, "NextPartNumberMarker") or None) if truthy(doc, "IsTruncated") else None
@@ -179,7 +191,7 @@ def parts(body: bytes) -> tuple[list[PartInfo], str | None]:
 
 def uploads(body: bytes) -> tuple[list[UploadInfo], tuple[str, str] | None]:
     """One page of ListMultipartUploads and the next (key, upload id) markers (None when done)."""
-    doc = parse(body).get("ListMultipartUploadsResult") or {}
+    doc = root(body)
     encoded = text(doc, "EncodingType") == "url"
     found = [UploadInfo(key(text(u, "Key"), encoded), text(u, "UploadId"), iso_time(text(u, "Initiated")))
              for u in as_list(doc.get("Upload"))]
@@ -188,20 +200,17 @@ def uploads(body: bytes) -> tuple[list[UploadInfo], tuple[str, str] | None]:
     return found, (key(text(doc, "NextKeyMarker"), encoded), text(doc, "NextUploadIdMarker"))
 
 
-def result_etag(body: bytes, root: str) -> str:
+def result_etag(body: bytes) -> str:
     """The ETag of a CopyObjectResult / CompleteMultipartUploadResult (which may be a 200 error)."""
-    doc = parse(body)
-    if "Error" in doc:
-        raise error_of(500, body, errors.InternalError)
-    return etag(text(doc.get(root) or {}, "ETag"))
+    return etag(text(root(body), "ETag"))
 
 
 def versioning(body: bytes) -> str | None:
-    return text(parse(body).get("VersioningConfiguration") or {}, "Status") or None
+    return text(root(body), "Status") or None
 
 
 def tags(body: bytes) -> list[tuple[str, str]]:
-    doc = parse(body).get("Tagging") or {}
+    doc = root(body)
     return [(text(t, "Key"), text(t, "Value")) for t in as_list((doc.get("TagSet") or {}).get("Tag"))]
 
 

