@@ -1,0 +1,130 @@
+"""Rules the embedded backends (fs, memory) share: ids, times, versioning, multipart checks, tags.
+
+These are the S3 semantics a backend that stores objects itself must reproduce; the S3 backend
+gets them from its server instead.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import urllib.parse
+from typing import Callable, Mapping, Sequence
+
+from s3proxy import errors
+from s3proxy.backends.base import Body, ListResult, ObjectInfo, VersionListResult
+from s3proxy.backends.listing import Page
+
+MIN_PART_SIZE = 5 * 1024 * 1024  # every part but the last, as S3 requires
+MAX_PART_NUMBER = 10_000
+NULL_VERSION = "null"  # the version id of objects written while versioning was never on or suspended
+VERSIONING_STATES = ("Enabled", "Suspended")
+
+Rand = Callable[[int], bytes]
+Clock = Callable[[], float]
+
+
+def new_id(rand: Rand) -> str:
+    """A fresh opaque id (version, upload, blob, or opaque ETag): 32 hex characters."""
+    return rand(16).hex()
+
+
+def timestamp(clock: Clock) -> dt.datetime:
+    """Now, aware UTC, at the millisecond precision S3 shows."""
+    now = dt.datetime.fromtimestamp(clock(), dt.timezone.utc)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+def from_epoch(seconds: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(seconds, dt.timezone.utc)
+
+
+def write_version_id(status: str | None, rand: Rand) -> str:
+    """The id a new write (object or delete marker) gets; it replaces any version with that id."""
+    return new_id(rand) if status == "Enabled" else NULL_VERSION
+
+
+def shown_version_id(status: str | None, version_id: str) -> str | None:
+    """The version id S3 shows on PUT/GET/HEAD: none in a bucket that never had versioning."""
+    return None if status is None else version_id
+
+
+def check_versioning_status(status: str) -> None:
+    if status not in VERSIONING_STATES:
+        raise errors.IllegalVersioningConfiguration()
+
+
+def check_part_number(part_number: int) -> None:
+    if not 1 <= part_number <= MAX_PART_NUMBER:
+        raise errors.InvalidArgument("Part number must be an integer between 1 and 10000, inclusive")
+
+
+def unquote_etag(etag: str) -> str:
+    return etag.strip().strip('"')
+
+
+def check_complete(
+    requested: Sequence[tuple[int, str]], stored: Mapping[int, tuple[str, int]], min_part_size: int
+) -> list[int]:
+    """The part numbers a CompleteMultipartUpload names, after S3's checks; `stored`: num -> (etag, size)."""
+    if not requested:
+        raise errors.MalformedXML()
+    numbers = [n for n, _ in requested]
+    if any(b <= a for a, b in zip(numbers, numbers[1:])):
+        raise errors.InvalidPartOrder()
+    for number, etag in requested:
+        have = stored.get(number)
+        if have is None or have[0] != unquote_etag(etag):
+            raise errors.InvalidPart()
+    for number in numbers[:-1]:
+        if stored[number][1] < min_part_size:
+            raise errors.EntityTooSmall()
+    return numbers
+
+
+def multipart_etag(part_etags: Sequence[str]) -> str:
+    """S3's multipart ETag: MD5 of the concatenated binary part ETags, then "-N"."""
+    digest = hashlib.md5(usedforsecurity=False)
+    for etag in part_etags:
+        try:
+            digest.update(bytes.fromhex(etag))
+        except ValueError:
+            digest.update(etag.encode())
+    return f"{digest.hexdigest()}-{len(part_etags)}"
+
+
+def parse_tagging(tagging: str | None) -> list[tuple[str, str]]:
+    """The tag set of an `x-amz-tagging` header value (URL-encoded query form)."""
+    if not tagging:
+        return []
+    return urllib.parse.parse_qsl(tagging, keep_blank_values=True)
+
+
+async def sized(body: Body, size: int) -> Body:
+    """Pass `body` through, raising IncompleteBody if it is shorter or longer than `size`."""
+    seen = 0
+    async for chunk in body:
+        seen += len(chunk)
+        if seen > size:
+            raise errors.IncompleteBody("The request body is longer than its declared length.")
+        yield chunk
+    if seen != size:
+        raise errors.IncompleteBody()
+
+
+def list_result(page: Page[ObjectInfo]) -> ListResult:
+    """A ListResult from a listing page of (key, object info) entries."""
+    return ListResult(
+        [i for _, i in page.entries], page.common_prefixes, page.is_truncated, page.last if page.is_truncated else None
+    )
+
+
+def version_list_result(page: Page[ObjectInfo]) -> VersionListResult:
+    """A VersionListResult from a listing page of (key, version info) entries, newest first per key."""
+    versions = [i for _, i in page.entries]
+    next_key = next_vid = None
+    if page.is_truncated:
+        next_key = page.last
+        if versions and versions[-1].key == page.last:
+            next_vid = versions[-1].version_id
+    return VersionListResult(versions, page.common_prefixes, page.is_truncated, next_key, next_vid)
