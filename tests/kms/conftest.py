@@ -84,6 +84,8 @@ class KmsServer:
         return {**os.environ, "AWS_ACCESS_KEY_ID": ak, "AWS_SECRET_ACCESS_KEY": SECRET, "AWS_DEFAULT_REGION": REGION}
 
     def close(self) -> None:
+        if self._loop.is_closed():
+            return
         asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
@@ -110,10 +112,7 @@ def kms_factory(tmp_path: Path) -> Iterator[Callable[..., KmsServer]]:
 
     yield start
     for s in started:
-        try:
-            s.close()
-        except Exception:  # already closed by the test
-            pass
+        s.close()
 
 
 @pytest.fixture
