@@ -1,0 +1,165 @@
+"""The audit trail: one CloudTrail-shaped JSON line per key-service call, hash-chained so edits show.
+
+Each line is a JSON object with the CloudTrail fields plus `seq` (1, 2, ...), `prevHash` (the
+previous line's `hash`, 64 zeros for the first) and `hash` = SHA-256 hex of the line's canonical
+JSON (sorted keys, no spaces) without the `hash` field. `verify_audit_log` recomputes the chain:
+an edited line breaks its own hash, a deleted or reordered line breaks the next `prevHash` or `seq`.
+Cutting lines off the end is caught against the head file `<log>.head` (seq and hash of the last
+line, rewritten atomically every `head_every` lines and on close): the log must reach that head.
+
+Durability: each line is written and flushed to the OS before the call returns, so a killed process
+loses nothing it acknowledged; `fsync` runs every `fsync_every` lines and on close (a power cut may
+lose the lines since the last fsync). Records never hold plaintext, key material or ciphertext: the
+service builds them from request parameters that exclude those fields.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import threading
+from pathlib import Path
+from typing import Any, Protocol, TextIO
+
+GENESIS = "0" * 64
+
+
+class AuditSink(Protocol):
+    def emit(self, record: dict[str, Any]) -> None: ...
+
+
+class MemoryAuditSink:
+    """Keeps records in a list (tests, and runs that want no file)."""
+
+    def __init__(self) -> None:
+        self.records: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+
+    def emit(self, record: dict[str, Any]) -> None:
+        with self._lock:
+            self.records.append(record)
+
+    def close(self) -> None:
+        pass
+
+
+def _digest(record: dict[str, Any]) -> str:
+    body = {k: v for k, v in record.items() if k != "hash"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def _head_path(path: Path) -> Path:
+    return path.with_name(path.name + ".head")
+
+
+class FileAuditSink:
+    """Appends hash-chained JSON lines to one file; thread-safe; resumes the chain on reopen."""
+
+    def __init__(self, path: Path, *, fsync_every: int = 64, head_every: int = 256) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._fsync_every = fsync_every
+        self._head_every = head_every
+        self._lock = threading.Lock()
+        self._seq, self._prev = self._resume(path)
+        self._file: TextIO = open(path, "a", encoding="utf-8")
+        self._unsynced = 0
+
+    @staticmethod
+    def _resume(path: Path) -> tuple[int, str]:
+        """Seq and hash of the last complete line; a torn last line (a crash mid-write) is cut off."""
+        if not path.exists():
+            return 0, GENESIS
+        with open(path, "rb+") as f:
+            data = f.read()
+            end = data.rfind(b"\n") + 1
+            if end != len(data):  # never acknowledged: the writer died inside this line
+                f.truncate(end)
+        lines = data[:end].splitlines()
+        if not lines:
+            return 0, GENESIS
+        last = json.loads(lines[-1])
+        return int(last["seq"]), str(last["hash"])
+
+    def emit(self, record: dict[str, Any]) -> None:
+        with self._lock:
+            line = dict(record, seq=self._seq + 1, prevHash=self._prev)
+            line["hash"] = _digest(line)
+            self._file.write(json.dumps(line, sort_keys=True, separators=(",", ":")) + "\n")
+            self._file.flush()
+            self._seq, self._prev = line["seq"], line["hash"]
+            self._unsynced += 1
+            if self._unsynced >= self._fsync_every:
+                os.fsync(self._file.fileno())
+                self._unsynced = 0
+            if self._seq % self._head_every == 0:
+                self._write_head()
+
+    def _write_head(self) -> None:
+        head = _head_path(self.path)
+        tmp = head.with_name(head.name + ".tmp")
+        tmp.write_text(json.dumps({"seq": self._seq, "hash": self._prev}))
+        os.replace(tmp, head)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._file.closed:
+                return
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            if self._seq:
+                self._write_head()
+
+
+def verify_audit_log(path: Path) -> tuple[bool, list[str]]:
+    """Recompute the chain of an audit log; (True, []) if intact, else (False, what is wrong)."""
+    problems: list[str] = []
+    prev, seq = GENESIS, 0
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        return False, [f"cannot read {path}: {exc.strerror}"]
+    for number, text in enumerate(raw.splitlines(), start=1):
+        try:
+            line = json.loads(text)
+            ok_shape = isinstance(line, dict) and isinstance(line.get("hash"), str)
+        except ValueError:
+            ok_shape = False
+        if not ok_shape:
+            problems.append(f"line {number}: not a JSON audit record")
+            continue
+        if line.get("seq") != seq + 1:
+            problems.append(f"line {number}: seq {line.get('seq')} follows {seq} (lines deleted or reordered)")
+        if line.get("prevHash") != prev:
+            problems.append(f"line {number}: prevHash does not match the previous line (a line before it was edited, deleted or reordered)")
+        if _digest(line) != line["hash"]:
+            problems.append(f"line {number}: hash does not match its content (the line was edited)")
+        prev, seq = line["hash"], int(line["seq"]) if isinstance(line.get("seq"), int) else seq + 1
+    head = _head_path(Path(path))
+    if head.exists():
+        try:
+            want = json.loads(head.read_text())
+            if seq < want["seq"]:
+                problems.append(f"log ends at seq {seq} but the head file records seq {want['seq']} (lines cut off the end)")
+        except (ValueError, KeyError, TypeError):
+            problems.append(f"head file {head} is unreadable")
+    if raw and not raw.endswith(b"\n"):
+        problems.append("the last line is incomplete")
+    return not problems, problems
+
+
+def run_audit_verify(path: Path, out: TextIO | None = None) -> int:
+    """`s3proxy audit verify`: print the result; exit code 0 if the chain is intact, 1 otherwise."""
+    out = out or sys.stdout
+    ok, problems = verify_audit_log(path)
+    if ok:
+        count = sum(1 for _ in open(path, "rb")) if Path(path).exists() else 0
+        print(f"audit log {path}: OK, {count} records, chain intact", file=out)
+        return 0
+    print(f"audit log {path}: TAMPERED or damaged, {len(problems)} problem(s):", file=out)
+    for p in problems:
+        print(f"  {p}", file=out)
+    return 1

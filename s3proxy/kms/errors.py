@@ -1,0 +1,63 @@
+"""The KMS error tree: every error the key service raises, with its AWS `__type`, HTTP status and message.
+
+The JSON API renders a KmsError as `{"__type": code, "message": text}` with `status`; the S3 data
+path maps them to `KMS.<code>` S3 errors. Messages never carry key material or plaintext.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class KmsError(Exception):
+    """An error with an AWS KMS wire form; subclasses set code, status and a default message."""
+
+    code: ClassVar[str] = "KMSInternalException"
+    status: ClassVar[int] = 500
+    message: ClassVar[str] = "An internal error occurred."
+
+    def __init__(self, message: str | None = None) -> None:
+        self.text = message or type(self).message
+        super().__init__(self.text)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.code}, {self.status}, {self.text!r})"
+
+
+def _error(name: str, code: str, status: int, message: str) -> type[KmsError]:
+    return type(name, (KmsError,), {"code": code, "status": status, "message": message, "__module__": __name__})
+
+
+# (class, __type, status, default message). Statuses as the AWS KMS API answers them: every
+# client fault is 400 (AccessDenied included), service faults 500 (KMSInternal) or 503 (unavailable).
+KMSInternalException = KmsError
+NotFoundException = _error("NotFoundException", "NotFoundException", 400, "The request was rejected because the specified entity or resource could not be found.")
+DisabledException = _error("DisabledException", "DisabledException", 400, "The request was rejected because the specified KMS key is not enabled.")
+KMSInvalidStateException = _error("KMSInvalidStateException", "KMSInvalidStateException", 400, "The request was rejected because the state of the specified resource is not valid for this request.")
+InvalidCiphertextException = _error("InvalidCiphertextException", "InvalidCiphertextException", 400, "")
+IncorrectKeyException = _error("IncorrectKeyException", "IncorrectKeyException", 400, "The key ID in the request does not identify a CMK that can perform this operation.")
+InvalidKeyUsageException = _error("InvalidKeyUsageException", "InvalidKeyUsageException", 400, "The request was rejected because the specified KeySpec or KeyUsage value is not valid for this key.")
+AccessDeniedException = _error("AccessDeniedException", "AccessDeniedException", 400, "Access denied.")
+ValidationException = _error("ValidationException", "ValidationException", 400, "The input fails to satisfy the constraints specified by the service.")
+AlreadyExistsException = _error("AlreadyExistsException", "AlreadyExistsException", 400, "The request was rejected because it attempted to create a resource that already exists.")
+UnsupportedOperationException = _error("UnsupportedOperationException", "UnsupportedOperationException", 400, "The request was rejected because a specified parameter is not supported or a specified resource is not valid for this operation.")
+LimitExceededException = _error("LimitExceededException", "LimitExceededException", 400, "The request was rejected because a quota was exceeded.")
+InvalidArnException = _error("InvalidArnException", "InvalidArnException", 400, "The request was rejected because a specified ARN, or an ARN in a key policy, is not valid.")
+InvalidAliasNameException = _error("InvalidAliasNameException", "InvalidAliasNameException", 400, "The request was rejected because the specified alias name is not valid.")
+InvalidGrantIdException = _error("InvalidGrantIdException", "InvalidGrantIdException", 400, "The request was rejected because the specified GrantId is not valid.")
+InvalidGrantTokenException = _error("InvalidGrantTokenException", "InvalidGrantTokenException", 400, "The request was rejected because the specified grant token is not valid.")
+MalformedPolicyDocumentException = _error("MalformedPolicyDocumentException", "MalformedPolicyDocumentException", 400, "The request was rejected because the specified policy is not syntactically or semantically correct.")
+TagException = _error("TagException", "TagException", 400, "The request was rejected because one or more tags are not valid.")
+KMSInvalidSignatureException = _error("KMSInvalidSignatureException", "KMSInvalidSignatureException", 400, "The request was rejected because the signature verification failed.")
+KMSInvalidMacException = _error("KMSInvalidMacException", "KMSInvalidMacException", 400, "The request was rejected because the HMAC verification failed.")
+UnknownOperationException = _error("UnknownOperationException", "UnknownOperationException", 400, "The requested operation is not supported.")
+SerializationException = _error("SerializationException", "SerializationException", 400, "The request body could not be parsed as JSON.")
+DryRunOperationException = _error("DryRunOperationException", "DryRunOperationException", 412, "The request would have succeeded, but the DryRun option is set.")
+
+
+class KeystoreConflict(Exception):
+    """A compare-and-swap on the keystore lost: the entry changed since it was read."""
+
+
+class RootKeyError(Exception):
+    """The root key file is missing, unreadable, too widely readable, or does not open this keystore."""

@@ -1,0 +1,178 @@
+"""Key specs and the cryptography of non-symmetric keys: generation, RSA encrypt, sign/verify, HMAC.
+
+Pure functions over key material bytes (PKCS#8 DER for private keys, raw bytes for HMAC and
+symmetric keys). Which algorithms each spec and usage allows follows the AWS KMS developer
+guide's "Key spec reference".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+from dataclasses import dataclass
+from typing import Callable
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
+
+from .errors import InvalidCiphertextException, InvalidKeyUsageException, ValidationException
+
+SYMMETRIC = "SYMMETRIC_DEFAULT"
+ENCRYPT_DECRYPT = "ENCRYPT_DECRYPT"
+SIGN_VERIFY = "SIGN_VERIFY"
+GENERATE_VERIFY_MAC = "GENERATE_VERIFY_MAC"
+
+_RSA_BITS = {"RSA_2048": 2048, "RSA_3072": 3072, "RSA_4096": 4096}
+_CURVES: dict[str, tuple[Callable[[], ec.EllipticCurve], str]] = {
+    "ECC_NIST_P256": (ec.SECP256R1, "ECDSA_SHA_256"),
+    "ECC_NIST_P384": (ec.SECP384R1, "ECDSA_SHA_384"),
+    "ECC_NIST_P521": (ec.SECP521R1, "ECDSA_SHA_512"),
+    "ECC_SECG_P256K1": (ec.SECP256K1, "ECDSA_SHA_256"),
+}
+_HMAC_BYTES = {"HMAC_224": 28, "HMAC_256": 32, "HMAC_384": 48, "HMAC_512": 64}
+_HASHES = {"SHA_1": hashes.SHA1, "SHA_256": hashes.SHA256, "SHA_384": hashes.SHA384, "SHA_512": hashes.SHA512}
+RSA_ENCRYPTION = ("RSAES_OAEP_SHA_1", "RSAES_OAEP_SHA_256")
+RSA_SIGNING = tuple(f"RSASSA_{p}_SHA_{n}" for p in ("PSS", "PKCS1_V1_5") for n in (256, 384, 512))
+KEY_SPECS = (SYMMETRIC, *_RSA_BITS, *_CURVES, *_HMAC_BYTES)
+DATA_KEY_PAIR_SPECS = (*_RSA_BITS, *_CURVES)
+MAX_MESSAGE = 4096
+
+
+@dataclass(frozen=True)
+class SpecInfo:
+    """What a key of one spec and usage may do (the lists KeyMetadata reports)."""
+
+    encryption: tuple[str, ...] = ()
+    signing: tuple[str, ...] = ()
+    mac: tuple[str, ...] = ()
+
+
+def spec_info(key_spec: str, key_usage: str) -> SpecInfo:
+    """Validate a (KeySpec, KeyUsage) pair as CreateKey does and say which algorithms it allows."""
+    if key_spec == SYMMETRIC and key_usage == ENCRYPT_DECRYPT:
+        return SpecInfo(encryption=(SYMMETRIC,))
+    if key_spec in _RSA_BITS and key_usage == ENCRYPT_DECRYPT:
+        return SpecInfo(encryption=RSA_ENCRYPTION)
+    if key_spec in _RSA_BITS and key_usage == SIGN_VERIFY:
+        return SpecInfo(signing=RSA_SIGNING)
+    if key_spec in _CURVES and key_usage == SIGN_VERIFY:
+        return SpecInfo(signing=(_CURVES[key_spec][1],))
+    if key_spec in _HMAC_BYTES and key_usage == GENERATE_VERIFY_MAC:
+        return SpecInfo(mac=(f"HMAC_SHA_{key_spec[5:]}",))
+    if key_spec not in KEY_SPECS:
+        raise ValidationException(f"1 validation error detected: Value '{key_spec}' at 'keySpec' failed to satisfy constraint: Member must satisfy enum value set: {list(KEY_SPECS)}")
+    raise ValidationException(f"KeyUsage {key_usage} is not compatible with KeySpec {key_spec}")
+
+
+def default_usage(key_spec: str) -> str:
+    if key_spec in _HMAC_BYTES:
+        return GENERATE_VERIFY_MAC
+    if key_spec in _CURVES:
+        return SIGN_VERIFY
+    return ENCRYPT_DECRYPT
+
+
+def generate_material(key_spec: str, rand: Callable[[int], bytes] = os.urandom) -> bytes:
+    """Fresh key material for `key_spec`: raw bytes (symmetric, HMAC) or a PKCS#8 DER private key."""
+    if key_spec == SYMMETRIC:
+        return rand(32)
+    if key_spec in _HMAC_BYTES:
+        return rand(_HMAC_BYTES[key_spec])
+    return _private_der(_new_private(key_spec))
+
+
+def _new_private(key_spec: str) -> rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey:
+    if key_spec in _RSA_BITS:
+        return rsa.generate_private_key(public_exponent=65537, key_size=_RSA_BITS[key_spec])
+    if key_spec in _CURVES:
+        return ec.generate_private_key(_CURVES[key_spec][0]())
+    raise ValidationException(f"KeyPairSpec {key_spec} is not supported")
+
+
+def _private_der(key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+
+
+def _load_private(material: bytes):  # type: ignore[no-untyped-def]
+    return serialization.load_der_private_key(material, password=None)
+
+
+def public_key_der(material: bytes) -> bytes:
+    """The SubjectPublicKeyInfo DER of a private key's public half (what GetPublicKey returns)."""
+    return _load_private(material).public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def generate_key_pair(key_pair_spec: str) -> tuple[bytes, bytes]:
+    """A data key pair: (PKCS#8 DER private key, SPKI DER public key)."""
+    if key_pair_spec not in DATA_KEY_PAIR_SPECS:
+        raise ValidationException(f"KeyPairSpec {key_pair_spec} is not supported")
+    private = _private_der(_new_private(key_pair_spec))
+    return private, public_key_der(private)
+
+
+def _oaep(algorithm: str) -> tuple[padding.OAEP, int]:
+    h = _HASHES["SHA_" + algorithm.rsplit("_", 1)[-1]]()
+    return padding.OAEP(mgf=padding.MGF1(h), algorithm=h, label=None), h.digest_size
+
+
+def rsa_encrypt(material: bytes, algorithm: str, plaintext: bytes) -> bytes:
+    if algorithm not in RSA_ENCRYPTION:
+        raise InvalidKeyUsageException(f"EncryptionAlgorithm {algorithm} is not supported for this key")
+    key = _load_private(material)
+    pad, digest_size = _oaep(algorithm)
+    limit = key.key_size // 8 - 2 * digest_size - 2
+    if len(plaintext) > limit:
+        raise ValidationException(f"Plaintext of {len(plaintext)} bytes is too long for {algorithm} with this key (limit {limit})")
+    return key.public_key().encrypt(plaintext, pad)
+
+
+def rsa_decrypt(material: bytes, algorithm: str, ciphertext: bytes) -> bytes:
+    if algorithm not in RSA_ENCRYPTION:
+        raise InvalidKeyUsageException(f"EncryptionAlgorithm {algorithm} is not supported for this key")
+    try:
+        return _load_private(material).decrypt(ciphertext, _oaep(algorithm)[0])
+    except ValueError:
+        raise InvalidCiphertextException() from None
+
+
+def _sign_parts(algorithm: str, message: bytes, message_type: str):  # type: ignore[no-untyped-def]
+    """(hash algorithm object, data to pass, whether prehashed) for a signing algorithm."""
+    h = _HASHES["SHA_" + algorithm.rsplit("_", 1)[-1]]()
+    if message_type == "DIGEST":
+        if len(message) != h.digest_size:
+            raise ValidationException(f"Digest is invalid length for algorithm {algorithm}.")
+        return h, message, utils.Prehashed(h)
+    if message_type != "RAW":
+        raise ValidationException(f"MessageType {message_type} is not valid")
+    return h, message, h
+
+
+def sign(material: bytes, algorithm: str, message: bytes, message_type: str) -> bytes:
+    h, data, alg = _sign_parts(algorithm, message, message_type)
+    key = _load_private(material)
+    if algorithm.startswith("ECDSA"):
+        return key.sign(data, ec.ECDSA(alg))
+    pad = padding.PSS(padding.MGF1(h), h.digest_size) if "_PSS_" in algorithm else padding.PKCS1v15()
+    return key.sign(data, pad, alg)
+
+
+def verify(material: bytes, algorithm: str, message: bytes, message_type: str, signature: bytes) -> bool:
+    h, data, alg = _sign_parts(algorithm, message, message_type)
+    public = _load_private(material).public_key()
+    try:
+        if algorithm.startswith("ECDSA"):
+            public.verify(signature, data, ec.ECDSA(alg))
+        else:
+            pad = padding.PSS(padding.MGF1(h), h.digest_size) if "_PSS_" in algorithm else padding.PKCS1v15()
+            public.verify(signature, data, pad, alg)
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+def mac(material: bytes, algorithm: str, message: bytes) -> bytes:
+    return hmac.digest(material, message, getattr(hashlib, "sha" + algorithm.rsplit("_", 1)[-1]))

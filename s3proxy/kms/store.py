@@ -1,0 +1,191 @@
+"""Key and alias records, sealed under the root key into a Keystore, with an in-memory cache.
+
+Entry names: `k/<key id>` (a key record, its material included), `a/<alias name>` (alias ->
+key id), `m/root-check` (proves the root key opens this keystore). Every blob is sealed whole
+under the root key with its entry name as AAD, so the keystore sees nothing but opaque bytes.
+
+The cache holds every record unsealed, so cryptographic calls never touch SQLite. It assumes one
+process serves a data dir; compare-and-swap still keeps concurrent writers from losing updates.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import hashlib
+import json
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from .errors import AlreadyExistsException, KeystoreConflict, RootKeyError
+from .keystore.base import Keystore
+from .wrapping import Sealer
+
+_ROOT_CHECK = "m/root-check"
+_ROOT_CHECK_TEXT = b"s3proxy keystore root key check v1"
+
+
+@dataclass(frozen=True)
+class KeyRecord:
+    key_id: str
+    arn: str
+    account_id: str
+    created: float
+    key_spec: str
+    key_usage: str
+    state: str
+    policy: str
+    materials: tuple[bytes, ...] = field(repr=False)  # version n is materials[n-1]
+    description: str = ""
+    origin: str = "AWS_KMS"
+    key_manager: str = "CUSTOMER"  # CUSTOMER | AWS | SERVICE (the proxy's own SSE-S3 key: hidden from the API)
+    deletion_date: float | None = None
+    pending_window: int | None = None
+    tags: tuple[tuple[str, str], ...] = ()
+    rotation_enabled: bool = False
+    rotation_period: int | None = None
+    next_rotation: float | None = None
+    on_demand_started: float | None = None
+    rotations: tuple[tuple[int, float, str], ...] = ()  # (material version, date, AUTOMATIC|ON_DEMAND)
+    grants: tuple[dict[str, Any], ...] = ()
+
+    @property
+    def version(self) -> int:
+        return len(self.materials)
+
+    def material_id(self, version: int | None = None) -> str:
+        """A non-secret id for one version of the material (AWS's KeyMaterialId is 64 hex digits)."""
+        return hashlib.sha256(f"{self.key_id}/{version or self.version}".encode()).hexdigest()
+
+    def to_bytes(self) -> bytes:
+        d = dataclasses.asdict(self)
+        d["materials"] = [base64.b64encode(m).decode() for m in self.materials]
+        return json.dumps(d, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "KeyRecord":
+        d = json.loads(data)
+        d["materials"] = tuple(base64.b64decode(m) for m in d["materials"])
+        d["tags"] = tuple(tuple(t) for t in d["tags"])
+        d["rotations"] = tuple(tuple(r) for r in d["rotations"])
+        d["grants"] = tuple(d["grants"])
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class AliasRecord:
+    name: str
+    target: str
+    created: float
+    updated: float
+
+
+class KeyRecords:
+    """The cached, sealed view of a keystore. Thread-safe."""
+
+    def __init__(self, keystore: Keystore, sealer: Sealer) -> None:
+        self._store = keystore
+        self._sealer = sealer
+        self._lock = threading.RLock()
+        self._keys: dict[str, tuple[int, KeyRecord]] = {}
+        self._aliases: dict[str, tuple[int, AliasRecord]] = {}
+        self._check_root()
+        for e in keystore.scan("k/"):
+            self._keys[e.name[2:]] = (e.version, KeyRecord.from_bytes(sealer.open(e.name, e.blob)))
+        for e in keystore.scan("a/"):
+            self._aliases[e.name[2:]] = (e.version, AliasRecord(**json.loads(sealer.open(e.name, e.blob))))
+
+    def _check_root(self) -> None:
+        entry = self._store.get(_ROOT_CHECK)
+        if entry is None:
+            try:
+                self._store.put(_ROOT_CHECK, self._sealer.seal(_ROOT_CHECK, _ROOT_CHECK_TEXT), 0)
+            except KeystoreConflict:
+                entry = self._store.get(_ROOT_CHECK)
+        if entry is not None:
+            try:
+                ok = self._sealer.open(_ROOT_CHECK, entry.blob) == _ROOT_CHECK_TEXT
+            except RootKeyError:
+                ok = False
+            if not ok:
+                raise RootKeyError("the root key does not match this keystore (wrong S3PROXY_ROOT_KEY_FILE?)")
+
+    # keys -------------------------------------------------------------------------------------
+    def key(self, key_id: str) -> KeyRecord | None:
+        found = self._keys.get(key_id)
+        return found[1] if found else None
+
+    def keys(self) -> list[KeyRecord]:
+        with self._lock:
+            return [r for _, r in sorted(self._keys.values(), key=lambda vr: (vr[1].created, vr[1].key_id))]
+
+    def add_key(self, record: KeyRecord) -> None:
+        name = "k/" + record.key_id
+        with self._lock:
+            version = self._store.put(name, self._sealer.seal(name, record.to_bytes()), 0)
+            self._keys[record.key_id] = (version, record)
+
+    def update_key(self, key_id: str, change: Callable[[KeyRecord], KeyRecord]) -> KeyRecord:
+        """Apply `change` to the current record and store it (compare-and-swap; re-reads on conflict)."""
+        name = "k/" + key_id
+        with self._lock:
+            for _ in range(5):
+                version, current = self._keys[key_id]
+                new = change(current)
+                try:
+                    stored = self._store.put(name, self._sealer.seal(name, new.to_bytes()), version)
+                except KeystoreConflict:
+                    self._reload_key(key_id)
+                    continue
+                self._keys[key_id] = (stored, new)
+                return new
+            raise KeystoreConflict(name)
+
+    def _reload_key(self, key_id: str) -> None:
+        e = self._store.get("k/" + key_id)
+        if e is None:
+            self._keys.pop(key_id, None)
+            raise KeyError(key_id)
+        self._keys[key_id] = (e.version, KeyRecord.from_bytes(self._sealer.open(e.name, e.blob)))
+
+    def remove_key(self, key_id: str) -> None:
+        """Destroy a key record and every alias that points at it."""
+        with self._lock:
+            for alias in [a for a in self.aliases() if a.target == key_id]:
+                self.remove_alias(alias.name)
+            version, _ = self._keys[key_id]
+            try:
+                self._store.delete("k/" + key_id, version)
+            except KeystoreConflict:
+                pass  # already gone (another process purged it)
+            self._keys.pop(key_id, None)
+
+    # aliases ----------------------------------------------------------------------------------
+    def alias(self, name: str) -> AliasRecord | None:
+        found = self._aliases.get(name)
+        return found[1] if found else None
+
+    def aliases(self) -> list[AliasRecord]:
+        with self._lock:
+            return [a for _, a in sorted(self._aliases.values(), key=lambda va: va[1].name)]
+
+    def put_alias(self, alias: AliasRecord, *, create: bool) -> None:
+        name = "a/" + alias.name
+        with self._lock:
+            expected = 0 if create else self._aliases[alias.name][0]
+            if create and alias.name in self._aliases:
+                raise AlreadyExistsException(f"An alias with the name {alias.name} already exists")
+            try:
+                version = self._store.put(name, self._sealer.seal(name, json.dumps(dataclasses.asdict(alias)).encode()), expected)
+            except KeystoreConflict:
+                raise AlreadyExistsException(f"Alias {alias.name} was changed concurrently") from None
+            self._aliases[alias.name] = (version, alias)
+
+    def remove_alias(self, alias_name: str) -> None:
+        with self._lock:
+            version, _ = self._aliases.pop(alias_name)
+            try:
+                self._store.delete("a/" + alias_name, version)
+            except KeystoreConflict:
+                pass

@@ -1,0 +1,145 @@
+"""Sealing under the root key, the canonical encryption-context encoding, and symmetric ciphertext blobs.
+
+Formats (all integers big-endian):
+
+* Sealed keystore record: `0x01 ‖ nonce(12) ‖ AES-256-GCM(root, nonce, record, aad=entry name)`.
+  The entry name as AAD stops a sealed record being moved to another name.
+* Encryption context (AAD): `u32 count ‖ (u32 len(k) ‖ k ‖ u32 len(v) ‖ v)*`, items sorted by the
+  UTF-8 bytes of the key. Length prefixes make it injective: `{"ab":"c"}` and `{"a":"bc"}` differ
+  (moto and LocalStack concatenate without separators, so theirs collide).
+* Symmetric ciphertext blob: header `b"K1" ‖ key id (16, UUID bytes) ‖ material version u32 ‖
+  nonce(32)` then `AES-256-GCM(k, iv=0^12, plaintext, aad=header ‖ context)` (ciphertext ‖ tag16),
+  where `k = HMAC-SHA256(material, "s3proxy-kms-encrypt-v1" ‖ nonce)`. As in AWS KMS, each blob
+  gets its own derived key from a random 256-bit nonce, so no GCM nonce budget applies per key, and
+  the blob names its key and version so Decrypt needs no KeyId. 86 bytes of overhead.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+import stat
+import struct
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Mapping
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from .errors import InvalidCiphertextException, RootKeyError
+
+ROOT_KEY_BYTES = 32
+_SEAL_VERSION = b"\x01"
+BLOB_MAGIC = b"K1"
+_HEADER = struct.Struct(">2s16sI32s")
+HEADER_LEN = _HEADER.size  # 54
+BLOB_OVERHEAD = HEADER_LEN + 16
+_ZERO_IV = bytes(12)
+_DERIVE_LABEL = b"s3proxy-kms-encrypt-v1"
+
+
+def load_root_key(path: Path, *, create: bool = True, rand: Callable[[int], bytes] = os.urandom) -> bytes:
+    """Read the root key file (created 0600 with fresh random bytes if absent and `create`).
+
+    Refuses a file readable or writable by group or others, or of the wrong length.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        if not create:
+            raise RootKeyError(f"root key file {path} does not exist") from None
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another process won the race: read theirs
+            return load_root_key(path, create=False)
+        try:
+            os.write(fd, rand(ROOT_KEY_BYTES))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        return load_root_key(path, create=False)
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_IMODE(mode) & 0o077:
+            raise RootKeyError(
+                f"root key file {path} has mode {stat.S_IMODE(mode):04o}; it must be readable by its owner only (chmod 600)"
+            )
+        data = os.read(fd, ROOT_KEY_BYTES + 1)
+    finally:
+        os.close(fd)
+    if len(data) != ROOT_KEY_BYTES:
+        raise RootKeyError(f"root key file {path} must hold exactly {ROOT_KEY_BYTES} bytes")
+    return data
+
+
+class Sealer:
+    """Seals and opens keystore records under the root key. Holds the key; never shows it."""
+
+    def __init__(self, root_key: bytes, *, rand: Callable[[int], bytes] = os.urandom) -> None:
+        self._aead = AESGCM(root_key)
+        self._rand = rand
+
+    def __repr__(self) -> str:
+        return "Sealer(<root key hidden>)"
+
+    def seal(self, name: str, record: bytes) -> bytes:
+        nonce = self._rand(12)
+        return _SEAL_VERSION + nonce + self._aead.encrypt(nonce, record, name.encode())
+
+    def open(self, name: str, blob: bytes) -> bytes:
+        if blob[:1] != _SEAL_VERSION or len(blob) < 29:
+            raise RootKeyError(f"keystore entry {name!r} is not a sealed record")
+        try:
+            return self._aead.decrypt(blob[1:13], blob[13:], name.encode())
+        except InvalidTag:
+            raise RootKeyError(f"keystore entry {name!r} does not open under this root key") from None
+
+
+def encode_context(context: Mapping[str, str] | None) -> bytes:
+    """The injective canonical byte encoding of an encryption context (see module docstring)."""
+    if not context:
+        return b"\x00\x00\x00\x00"
+    items = sorted((k.encode(), v.encode()) for k, v in context.items())
+    parts = [struct.pack(">I", len(items))]
+    for k, v in items:
+        parts += [struct.pack(">I", len(k)), k, struct.pack(">I", len(v)), v]
+    return b"".join(parts)
+
+
+@dataclass(frozen=True)
+class BlobHeader:
+    key_id: str
+    material_version: int
+    raw: bytes
+
+
+def parse_blob(blob: bytes) -> BlobHeader:
+    """Read a symmetric blob's header; anything malformed is InvalidCiphertextException."""
+    if len(blob) < BLOB_OVERHEAD or blob[:2] != BLOB_MAGIC:
+        raise InvalidCiphertextException()
+    _, kid, version, _ = _HEADER.unpack_from(blob)
+    return BlobHeader(str(uuid.UUID(bytes=kid)), version, blob[:HEADER_LEN])
+
+
+def _derive(material: bytes, nonce: bytes) -> AESGCM:
+    return AESGCM(hmac.digest(material, _DERIVE_LABEL + nonce, "sha256"))
+
+
+def seal_blob(
+    key_id: str, material_version: int, material: bytes, plaintext: bytes,
+    context: Mapping[str, str] | None, rand: Callable[[int], bytes] = os.urandom,
+) -> bytes:
+    nonce = rand(32)
+    header = _HEADER.pack(BLOB_MAGIC, uuid.UUID(key_id).bytes, material_version, nonce)
+    return header + _derive(material, nonce).encrypt(_ZERO_IV, plaintext, header + encode_context(context))
+
+
+def open_blob(header: BlobHeader, material: bytes, blob: bytes, context: Mapping[str, str] | None) -> bytes:
+    nonce = header.raw[HEADER_LEN - 32 :]
+    try:
+        return _derive(material, nonce).decrypt(_ZERO_IV, blob[HEADER_LEN:], header.raw + encode_context(context))
+    except InvalidTag:
+        raise InvalidCiphertextException() from None
