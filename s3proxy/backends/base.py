@@ -145,6 +145,12 @@ class Backend(Protocol):
         meta: ObjectMeta,
         src_version_id: str | None = None,
     ) -> PutResult: ...  # server-side copy of the stored bytes, metadata replaced by `meta`
+    async def replace_metadata(self, bucket: str, key: str, meta: ObjectMeta, if_etag: str) -> PutResult:
+        """Replace the latest version's metadata, bytes untouched, if its ETag is still `if_etag`
+        (else PreconditionFailed). Tags stay. Used to record what is known only after a body was
+        stored, and to re-wrap keys without moving data."""
+        ...
+
     async def list_objects(
         self,
         bucket: str,

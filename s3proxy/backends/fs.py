@@ -153,6 +153,10 @@ class FsBackend:
                          common.parse_tagging(meta.tagging))
         return PutResult(info.etag, await self._commit_put(dst_bucket, new))
 
+    async def replace_metadata(self, bucket: str, key: str, meta: ObjectMeta, if_etag: str) -> PutResult:
+        vid = await asyncio.to_thread(self._db.replace_meta, bucket, key, _stored_meta(meta), if_etag)
+        return PutResult(if_etag, vid)
+
     async def list_objects(self, bucket: str, prefix: str = "", delimiter: str = "", after: str = "",
                            max_keys: int = 1000) -> ListResult:
         def run() -> ListResult:

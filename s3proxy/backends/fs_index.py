@@ -210,6 +210,16 @@ class Index:
                 raise errors.MethodNotAllowed()
         return row, common.shown_version_id(status, row.vid)
 
+    def replace_meta(self, bucket: str, key: str, meta: ObjectMeta, if_etag: str) -> str | None:
+        """Metadata-only update of the latest version when its ETag matches; its shown version id."""
+        with self._tx() as db:
+            row, shown = self.get(bucket, key, None)
+            if row.etag != if_etag:
+                raise errors.PreconditionFailed(Condition="x-amz-copy-source-If-Match")
+            db.execute("UPDATE objects SET meta = ? WHERE bucket = ? AND key = ? AND vid = ?",
+                       (_dump_meta(meta), bucket, key, row.vid))
+            return shown
+
     def set_tags(self, bucket: str, key: str, vid: str | None, tags: Sequence[tuple[str, str]]) -> None:
         with self._tx():
             row, _ = self.get(bucket, key, vid)
@@ -227,7 +237,7 @@ class Index:
             while True:
                 rows = _all(self._db, sql.format(op), (bucket, start, _BATCH))
                 for row in rows:
-                    yield row.key, row.info(with_meta=False)
+                    yield row.key, row.info()
                 if len(rows) < _BATCH:
                     return
                 start, op = rows[-1].key, ">"

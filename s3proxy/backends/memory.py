@@ -126,6 +126,13 @@ class MemoryBackend:
         self._bucket(dst_bucket)
         return self._store(dst_bucket, dst_key, v.data, v.info.etag, meta)
 
+    async def replace_metadata(self, bucket: str, key: str, meta: ObjectMeta, if_etag: str) -> PutResult:
+        v = self._readable(bucket, key, None)
+        if v.info.etag != if_etag:
+            raise errors.PreconditionFailed(Condition="x-amz-copy-source-If-Match")
+        v.info = replace(v.info, meta=replace(meta, tagging=None))
+        return PutResult(if_etag, self._shown(bucket, v.info).version_id)
+
     async def list_objects(self, bucket: str, prefix: str = "", delimiter: str = "", after: str = "",
                            max_keys: int = 1000) -> ListResult:
         b = self._bucket(bucket)

@@ -169,6 +169,18 @@ class S3Backend:
         etag = s3_xml.result_etag(await _read_all(resp))
         return PutResult(etag, resp.headers.get("x-amz-version-id"))
 
+    async def replace_metadata(self, bucket: str, key: str, meta: ObjectMeta, if_etag: str) -> PutResult:
+        """A conditional copy onto itself (S3 has no metadata-only update); tags are kept."""
+        headers = {
+            **s3_xml.meta_headers(meta),
+            "x-amz-copy-source": f"/{_quote(bucket)}/{_quote(key)}",
+            "x-amz-metadata-directive": "REPLACE",
+            "x-amz-copy-source-if-match": f'"{if_etag}"',
+        }
+        resp = await self._send(_Call("PUT", bucket, key, headers=headers), missing=errors.NoSuchKey)
+        etag = s3_xml.result_etag(await _read_all(resp))
+        return PutResult(etag, resp.headers.get("x-amz-version-id"))
+
     async def list_objects(self, bucket: str, prefix: str = "", delimiter: str = "", after: str = "",
                            max_keys: int = 1000) -> ListResult:
         # ListObjectsV2 with start-after: moto ignores marker and max-keys for common prefixes in V1.

@@ -133,7 +133,7 @@ async def get_object(s: Services, call: Call) -> web.StreamResponse:
     return response
 
 
-async def head_object(s: Services, call: Call) -> web.Response:
+async def head_object(s: Services, call: Call) -> web.StreamResponse:
     bucket, key = bucket_of(call), key_of(call)
     if "partNumber" in call.query:
         raise errors.NotImplemented("HeadObject with partNumber is not supported")
@@ -149,8 +149,8 @@ async def head_object(s: Services, call: Call) -> web.Response:
         status, length = 206, last - first + 1
     else:
         length = view.size
-    response = web.Response(status=status, headers=headers)
-    response.content_length = length
+    response = web.StreamResponse(status=status, headers=headers)
+    response.content_length = length  # HEAD: the length of what GET would send, and no body
     return response
 
 
