@@ -18,10 +18,10 @@ from s3proxy import errors
 from s3proxy.auth import body as body_mod
 from s3proxy.auth import checksums
 from s3proxy.auth.body import MalformedTrailerError, open_body
-from s3proxy.auth.sigv4 import AuthContext, authenticate
+from s3proxy.auth.sigv4 import AuthContext
 
 from .helpers import (
-    AKID, EXAMPLE_NOW, SECRET, _FlowControl, collect, example_store, headers, signed_chunks, signing_key, split,
+    AKID, SECRET, _FlowControl, collect, example_store, headers, signed_chunks, signing_key, split,
     unsigned_chunks,
 )
 
