@@ -122,6 +122,15 @@ def verify_audit_log(path: Path) -> tuple[bool, list[str]]:
         raw = Path(path).read_bytes()
     except OSError as exc:
         return False, [f"cannot read {path}: {exc.strerror}"]
+    head = _head_path(Path(path))
+    want: dict[str, Any] | None = None
+    if head.exists():
+        try:
+            want = json.loads(head.read_text())
+            want = {"seq": int(want["seq"]), "hash": str(want["hash"])}  # type: ignore[index]
+        except (ValueError, KeyError, TypeError):
+            problems.append(f"head file {head} is unreadable")
+            want = None
     for number, text in enumerate(raw.splitlines(), start=1):
         try:
             line = json.loads(text)
@@ -138,14 +147,10 @@ def verify_audit_log(path: Path) -> tuple[bool, list[str]]:
         if _digest(line) != line["hash"]:
             problems.append(f"line {number}: hash does not match its content (the line was edited)")
         prev, seq = line["hash"], int(line["seq"]) if isinstance(line.get("seq"), int) else seq + 1
-    head = _head_path(Path(path))
-    if head.exists():
-        try:
-            want = json.loads(head.read_text())
-            if seq < want["seq"]:
-                problems.append(f"log ends at seq {seq} but the head file records seq {want['seq']} (lines cut off the end)")
-        except (ValueError, KeyError, TypeError):
-            problems.append(f"head file {head} is unreadable")
+        if want is not None and seq == want["seq"] and prev != want["hash"]:
+            problems.append(f"line {number}: differs from the head file's record of seq {seq} (the log was rewritten)")
+    if want is not None and seq < want["seq"]:
+        problems.append(f"log ends at seq {seq} but the head file records seq {want['seq']} (lines cut off the end)")
     if raw and not raw.endswith(b"\n"):
         problems.append("the last line is incomplete")
     return not problems, problems
@@ -156,7 +161,7 @@ def run_audit_verify(path: Path, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     ok, problems = verify_audit_log(path)
     if ok:
-        count = sum(1 for _ in open(path, "rb")) if Path(path).exists() else 0
+        count = Path(path).read_bytes().count(b"\n") if Path(path).exists() else 0
         print(f"audit log {path}: OK, {count} records, chain intact", file=out)
         return 0
     print(f"audit log {path}: TAMPERED or damaged, {len(problems)} problem(s):", file=out)

@@ -96,10 +96,7 @@ class CryptoOps(ServiceCore):
             wanted = self.lookup(caller, key_id)
             if wanted.key_id != header.key_id:
                 raise IncorrectKeyException("The key ID in the request does not identify a CMK that can perform this operation.")
-        try:
-            record = self.lookup(caller, header.key_id)
-        except Exception:
-            raise InvalidCiphertextException() from None
+        record = self.lookup(caller, header.key_id)
         self.authorize(caller, record, action, context)
         lifecycle.check_state(op, record.state, record.arn)
         _check_usage(record, keys.ENCRYPT_DECRYPT, op)
