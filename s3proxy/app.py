@@ -23,6 +23,12 @@ from .auth.credentials import Credential, CredentialStore
 from .backends.base import Backend
 from .http.server import Frontend, build_web_app
 from .settings import Settings, SettingsError
+from .internal import InternalRecords
+from .kms.api import KmsApi
+from .kms.caller import Caller
+from .kms.errors import RootKeyError
+from .kms.service import KeyService
+from .modes.kms_modes import BucketKeyCache
 from .store import ObjectStore
 
 log = logging.getLogger("s3proxy")
@@ -81,6 +87,20 @@ def make_backend(settings: Settings) -> Backend:
     return FsBackend(settings.data_dir / "objects")
 
 
+def open_kms(settings: Settings, clock: Callable[[], float]) -> KeyService:
+    try:
+        return KeyService.open(
+            settings.data_dir,
+            settings.root_key_path,
+            region=settings.region,
+            account_id=settings.account_id,
+            administrators=settings.admin_users,
+            clock=clock,
+        )
+    except (RootKeyError, OSError) as exc:
+        raise StartupError(f"KMS keystore: {exc}") from None
+
+
 def prepare_data_dir(settings: Settings) -> None:
     try:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -100,11 +120,34 @@ class Proxy:
         prepare_data_dir(settings)
         self.bootstrap = load_credentials(settings)
         self.backend = make_backend(settings)
-        self.store = ObjectStore(self.backend, clock=clock)
+        self.kms = open_kms(settings, clock)
+        self.store = ObjectStore(self.backend, InternalRecords(self.backend, settings.internal_bucket), clock=clock)
         services = ops.Services(
-            store=self.store, backend=self.backend, region=settings.region, account_id=settings.account_id, clock=clock
+            store=self.store,
+            backend=self.backend,
+            kms=self.kms,
+            region=settings.region,
+            account_id=settings.account_id,
+            clock=clock,
+            internal_bucket=settings.internal_bucket,
+            ssec_over_http=settings.ssec_over_http,
+            bucket_keys=BucketKeyCache(),
         )
-        self.frontend = Frontend(ops.table(services), self.bootstrap.credentials, region=settings.region, clock=clock)
+        self.frontend = Frontend(
+            ops.table(services),
+            self.bootstrap.credentials,
+            region=settings.region,
+            kms_api=KmsApi(self.kms),
+            kms_caller=lambda auth, request, request_id: Caller(
+                access_key=auth.credential.access_key,
+                user_name=auth.credential.user_name,
+                account_id=settings.account_id,
+                source_ip=request.remote,
+                user_agent=request.headers.get("user-agent"),
+                request_id=request_id,
+            ),
+            clock=clock,
+        )
         self.runner: web.AppRunner | None = None
         self.port: int | None = None
 
@@ -116,7 +159,8 @@ class Proxy:
 
     async def start(self) -> None:
         await self.backend.start()
-        self.runner = web.AppRunner(build_web_app(self.frontend), access_log=None, shutdown_timeout=5)
+        # auto_decompress off: Content-Encoding of a PUT is an attribute of the object, not of the transfer
+        self.runner = web.AppRunner(build_web_app(self.frontend), access_log=None, shutdown_timeout=5, auto_decompress=False)
         await self.runner.setup()
         site = web.TCPSite(self.runner, self.settings.host, self.settings.port, ssl_context=self._ssl_context(), reuse_address=True)
         try:
@@ -144,6 +188,7 @@ class Proxy:
             await self.runner.cleanup()
             self.runner = None
         await self.backend.close()
+        self.kms.close()
 
 
 def serve(settings: Settings, *, announce: Callable[[str], None] = print) -> None:

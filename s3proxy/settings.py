@@ -92,6 +92,7 @@ FIELDS: tuple[Field, ...] = (
     Field("tls_key", _opt(_path), None, "PEM private key for tls_cert", secret=False),
     Field("root_key_file", _opt(_path), None, "file holding the KMS root key (default DATA_DIR/root.key, created 0600 on first start)"),
     Field("kms_admins", str, "", "comma-separated user names allowed to administer every KMS key"),
+    Field("internal_bucket", str, "s3proxy-internal", "backend bucket where the proxy keeps its own records (bucket defaults, multipart part lists); hidden from clients"),
     Field("ssec_over_http", str, "loopback", "accept SSE-C over plain HTTP: never, loopback (clients on this host only) or always", choices=("never", "loopback", "always")),
     Field("log_level", str, "info", "log level", choices=("debug", "info", "warning", "error")),
 )
@@ -125,6 +126,7 @@ class Settings:
     tls_key: pathlib.Path | None = None
     root_key_file: pathlib.Path | None = None
     kms_admins: str = ""
+    internal_bucket: str = "s3proxy-internal"
     ssec_over_http: str = "loopback"
     log_level: str = "info"
     credentials: tuple[CredentialEntry, ...] = ()  # from the config file's [[credentials]] tables

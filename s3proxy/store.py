@@ -1,24 +1,52 @@
-"""ObjectStore: the client's view of objects (plaintext sizes, client ETags, user metadata) over a backend.
+"""ObjectStore: the client's view of objects (plaintext, plaintext sizes, client ETags) over a backend
+that only ever holds ciphertext.
 
-The S3 operations in `ops/` speak only to this layer; what is stored in the backend (and how it
-is encrypted) is decided here, so the operations never see ciphertext, envelopes or internal keys.
-Internal metadata keys start with `s3proxy-`; a client's own metadata key that starts with that
-prefix is stored escaped under `s3proxy-user-` so that no client can forge an internal key.
+The S3 operations in `ops/` speak only to this layer. Every write resolves one encryption mode,
+seals a data key with it and streams the body through the at-rest format (docs/FORMAT.md); every
+read recovers the key through the stored mode, checks the envelope MAC and decrypts only the
+chunks it needs. There is no plaintext path. Internal metadata keys start with `s3proxy-`; a
+client's own key with that prefix is stored escaped under `s3proxy-user-`, so no client can
+forge an envelope field.
 """
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import binascii
 import datetime as dt
+import hashlib
+import logging
+import os
+from collections import OrderedDict
 from dataclasses import dataclass, field, replace
-from typing import AsyncIterator, Callable, Mapping, Sequence
+from typing import Any, AsyncIterator, Callable, Mapping, Sequence
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from . import errors
-from .backends.base import Backend, Body, ObjectInfo, ObjectMeta, PartInfo, UploadInfo
+from .backends.base import Backend, ObjectInfo, ObjectMeta, PartInfo, UploadInfo
+from .format import envelope as fmt
+from .format.chunks import DEFAULT_CHUNK_SIZE
+from .format.errors import IntegrityError
+from .format.sizes import ciphertext_size, plaintext_size
 from .http.headers import ByteRange
+from .internal import InternalRecords
+from .modes.base import KEY_MODE, EncryptionMode, ObjectRef
+from .modes.resolve import BucketEncryption, ModeResolver
+from .streams import decrypt_range, encrypt_stream
+
+log = logging.getLogger("s3proxy.store")
 
 INTERNAL = "s3proxy-"
 ESCAPED = "s3proxy-user-"
-ETAG_KEY = "s3proxy-etag"
+KEY_ETAG = "s3proxy-etag"  # the client ETag when it is not the backend's (SSE-S3: MD5 of the plaintext)
+KEY_CHECKSUMS = "s3proxy-cks"  # the plaintext's flexible checksums, sealed under the data key
+KEY_MPU = "s3proxy-mpu"  # a multipart object's id: its part list is the record parts/<id>
+SMALL_BODY = 256 * 1024  # bodies up to this size are read before the backend write: one request, complete envelope
 
 
 def to_backend_metadata(user: Mapping[str, str], internal: Mapping[str, str]) -> dict[str, str]:
@@ -28,7 +56,7 @@ def to_backend_metadata(user: Mapping[str, str], internal: Mapping[str, str]) ->
 
 
 def split_backend_metadata(stored: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:
-    """(user metadata as the client wrote it, internal metadata)."""
+    """(user metadata as the client wrote it, internal fields)."""
     user: dict[str, str] = {}
     internal: dict[str, str] = {}
     for k, v in stored.items():
@@ -39,6 +67,33 @@ def split_backend_metadata(stored: Mapping[str, str]) -> tuple[dict[str, str], d
         else:
             user[k] = v
     return user, internal
+
+
+# sealed checksums -------------------------------------------------------------------------------
+
+
+def _checksum_cipher(data_key: bytes) -> AESGCM:
+    return AESGCM(HKDF(hashes.SHA256(), 32, None, b"s3proxy checksums v1").derive(data_key))
+
+
+def seal_checksums(data_key: bytes, checksums: Mapping[str, str], rand: Callable[[int], bytes] = os.urandom) -> str:
+    nonce = rand(12)
+    text = ";".join(f"{k}={v}" for k, v in sorted(checksums.items())).encode()
+    return base64.b64encode(nonce + _checksum_cipher(data_key).encrypt(nonce, text, b"")).decode()
+
+
+def open_checksums(data_key: bytes, sealed: str | None) -> dict[str, str]:
+    if not sealed:
+        return {}
+    try:
+        raw = base64.b64decode(sealed, validate=True)
+        text = _checksum_cipher(data_key).decrypt(raw[:12], raw[12:], b"").decode()
+    except (binascii.Error, ValueError, InvalidTag, UnicodeError):
+        raise IntegrityError() from None
+    return dict(item.split("=", 1) for item in text.split(";") if "=" in item)
+
+
+# views --------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -54,13 +109,28 @@ class ObjectView:
     storage_class: str = "STANDARD"
     delete_marker: bool = False
     is_latest: bool = True
-    headers: Mapping[str, str] = field(default_factory=dict)  # extra response headers (encryption echo, ...)
+    headers: Mapping[str, str] = field(default_factory=dict)  # encryption echo, checksums
+
+
+@dataclass(frozen=True)
+class Stored:
+    """A stored object's envelope fields (part list merged in) and what they say before any key is used."""
+
+    info: ObjectInfo
+    fields: Mapping[str, str]
+    user: Mapping[str, str]
+    size: int
+    etag: str
+
+    @property
+    def encrypted(self) -> bool:
+        return fmt.KEY_VERSION in self.fields
 
 
 @dataclass(frozen=True)
 class Download:
     view: ObjectView
-    body: Body
+    body: AsyncIterator[bytes]
     range: tuple[int, int] | None  # inclusive plaintext offsets when a range was served
 
 
@@ -72,152 +142,410 @@ class Written:
     headers: Mapping[str, str] = field(default_factory=dict)
 
 
-class ObjectStore:
-    """Plaintext pass-through today; the encryption modes plug in behind these same methods."""
+class ListingCache:
+    """(bucket, key, backend ETag) -> (plaintext size, client ETag): listings need no HEAD per object
+    for what this proxy wrote or already looked at. Rebuildable from the backend at any time."""
 
-    def __init__(self, backend: Backend, *, clock: Callable[[], float]) -> None:
+    def __init__(self, max_entries: int = 100_000) -> None:
+        self.max_entries = max_entries
+        self._entries: OrderedDict[tuple[str, str, str], tuple[int, str]] = OrderedDict()
+
+    def get(self, bucket: str, key: str, backend_etag: str) -> tuple[int, str] | None:
+        hit = self._entries.get((bucket, key, backend_etag))
+        if hit is not None:
+            self._entries.move_to_end((bucket, key, backend_etag))
+        return hit
+
+    def put(self, bucket: str, key: str, backend_etag: str, size: int, etag: str) -> None:
+        self._entries[(bucket, key, backend_etag)] = (size, etag)
+        self._entries.move_to_end((bucket, key, backend_etag))
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+
+
+async def _one(data: bytes) -> AsyncIterator[bytes]:
+    yield data
+
+
+async def _close(body: Any) -> None:
+    aclose = getattr(body, "aclose", None)
+    if aclose is not None:
+        await aclose()
+
+
+class ObjectStore:
+    def __init__(
+        self,
+        backend: Backend,
+        records: InternalRecords,
+        *,
+        clock: Callable[[], float],
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        rand: Callable[[int], bytes] = os.urandom,
+        small_body: int = SMALL_BODY,
+        listing: ListingCache | None = None,
+    ) -> None:
         self.backend = backend
+        self.records = records
         self.clock = clock
+        self.chunk_size = chunk_size
+        self.rand = rand
+        self.small_body = small_body
+        self.listing = listing or ListingCache()
 
     def _now(self) -> dt.datetime:
         return dt.datetime.fromtimestamp(self.clock(), dt.timezone.utc)
 
-    def view(self, info: ObjectInfo) -> ObjectView:
-        user, internal = split_backend_metadata(info.meta.metadata)
-        return ObjectView(
-            key=info.key,
-            size=info.size,
-            etag=internal.get(ETAG_KEY, info.etag),
-            last_modified=info.last_modified,
-            meta=replace(info.meta, metadata=user),
-            version_id=info.version_id,
-            storage_class=info.storage_class,
-            delete_marker=info.delete_marker,
-            is_latest=info.is_latest,
+    # bucket configuration ------------------------------------------------------------------------
+    async def bucket_encryption(self, bucket: str) -> BucketEncryption | None:
+        value = await self.records.get(f"bucket-encryption/{bucket}")
+        if not value:
+            return None
+        return BucketEncryption(value["algorithm"], value.get("kms_key_id"), bool(value.get("bucket_key")), tuple(value.get("blocked", ())))
+
+    async def put_bucket_encryption(self, bucket: str, config: BucketEncryption) -> None:
+        await self.backend.head_bucket(bucket)
+        await self.records.put(
+            f"bucket-encryption/{bucket}",
+            {"algorithm": config.algorithm, "kms_key_id": config.kms_key_id, "bucket_key": config.bucket_key, "blocked": list(config.blocked)},
         )
 
-    # single objects ---------------------------------------------------------------------------
-    async def put_object(self, bucket: str, key: str, body: "SizedBody", meta: ObjectMeta) -> Written:
-        stored = replace(meta, metadata=to_backend_metadata(meta.metadata, {}))
-        result = await self.backend.put_object(bucket, key, body, body.size, stored)
-        return Written(etag=result.etag, version_id=result.version_id, last_modified=self._now())
+    async def delete_bucket_encryption(self, bucket: str) -> None:
+        await self.backend.head_bucket(bucket)
+        await self.records.delete(f"bucket-encryption/{bucket}")
 
-    async def head_object(self, bucket: str, key: str, version_id: str | None = None) -> ObjectView:
-        return self.view(await self.backend.head_object(bucket, key, version_id))
+    async def _default(self, bucket: str) -> BucketEncryption:
+        return await self.bucket_encryption(bucket) or BucketEncryption()
+
+    # reading envelopes ---------------------------------------------------------------------------
+    async def stored(self, info: ObjectInfo) -> Stored:
+        user, fields = split_backend_metadata(info.meta.metadata)
+        if KEY_MPU in fields:
+            record = await self.records.get(f"parts/{fields[KEY_MPU]}", immutable=True)
+            if not isinstance(record, dict):
+                raise IntegrityError()
+            fields.update({fmt.KEY_SIZE: record["size"], fmt.KEY_PARTS: record["parts"], fmt.KEY_MAC: record["mac"]})
+        if fmt.KEY_VERSION not in fields:
+            return Stored(info, fields, user, info.size, info.etag)
+        try:
+            size = int(fields.get(fmt.KEY_SIZE, ""))
+        except ValueError:
+            raise IntegrityError() from None
+        return Stored(info, fields, user, size, fields.get(KEY_ETAG, info.etag))
+
+    def view(self, stored: Stored, mode: EncryptionMode | None, *, extra: Mapping[str, str] | None = None) -> ObjectView:
+        info = stored.info
+        headers = dict(mode.response_headers(stored.fields, on_write=False)) if mode is not None else {}
+        headers.update(extra or {})
+        return ObjectView(
+            key=info.key, size=stored.size, etag=stored.etag, last_modified=info.last_modified,
+            meta=replace(info.meta, metadata=stored.user), version_id=info.version_id, storage_class=info.storage_class,
+            delete_marker=info.delete_marker, is_latest=info.is_latest, headers=headers,
+        )
+
+    def _require_encrypted(self, stored: Stored) -> None:
+        if not stored.encrypted:
+            raise errors.InvalidObjectState(
+                "This object was not written through s3proxy and is not encrypted; encrypt it in place before reading it."
+            )
+
+    def _envelope(self, stored: Stored, data_key: bytes) -> fmt.Envelope:
+        return fmt.open_envelope(stored.fields, data_key)
+
+    async def _checksum_headers(self, stored: Stored, data_key: bytes) -> dict[str, str]:
+        sums = open_checksums(data_key, stored.fields.get(KEY_CHECKSUMS))
+        out = {f"x-amz-checksum-{k}": v for k, v in sums.items() if k != "md5"}
+        if out:
+            out["x-amz-checksum-type"] = "FULL_OBJECT"
+        return out
+
+    # single objects -------------------------------------------------------------------------------
+    async def put_object(
+        self, ref: ObjectRef, open_body: Callable[..., Any], meta: ObjectMeta, keys: ModeResolver, *, declared_md5: str | None = None
+    ) -> Written:
+        """`open_body(want_md5=...)` opens the verified request body; `declared_md5` is a Content-MD5
+        (hex) the body will be checked against, which spares computing it for an SSE-S3 ETag."""
+        mode = keys.for_write(await self._default(ref.bucket))
+        want_md5 = mode.name == "AES256" and declared_md5 is None
+        body = open_body(want_md5=want_md5)
+        size = body.require_length()
+        sealed = await mode.seal(ref)
+        key, fields = sealed.data_key, dict(sealed.fields)
+        fields.update(fmt.seal_envelope(fmt.Envelope.single(size, self.chunk_size), key))
+        if mode.name == "AES256" and declared_md5:
+            fields[KEY_ETAG] = declared_md5
+        small = size <= self.small_body
+        source: Any = body
+        if small:  # read first: one backend request with a complete envelope
+            data = bytearray()
+            async for piece in body:
+                data += piece
+            self._late_fields(fields, body, key, want_md5)
+            source = _one(bytes(data))
+        stored_meta = replace(meta, metadata=to_backend_metadata(meta.metadata, fields))
+        stream = encrypt_stream(source, key, chunk_size=self.chunk_size)
+        result = await self.backend.put_object(ref.bucket, ref.key, stream, ciphertext_size(size, self.chunk_size), stored_meta)
+        if not small:
+            late = self._late_fields({}, body, key, want_md5)
+            if late:
+                fields.update(late)
+                await self._record_late(ref, meta, fields, result.etag)
+        etag = fields.get(KEY_ETAG, result.etag)
+        self.listing.put(ref.bucket, ref.key, result.etag, size, etag)
+        headers = dict(mode.response_headers(sealed.fields, on_write=True))
+        headers.update({f"x-amz-checksum-{k}": v for k, v in body.checksums.items()})
+        return Written(etag, result.version_id, self._now(), headers)
+
+    def _late_fields(self, fields: dict[str, str], body: Any, key: bytes, want_md5: bool) -> dict[str, str]:
+        """Envelope fields known only once the body was read: the MD5 ETag and the sealed checksums."""
+        if want_md5 and body.md5_hex:
+            fields[KEY_ETAG] = body.md5_hex
+        if body.checksums:
+            fields[KEY_CHECKSUMS] = seal_checksums(key, body.checksums, self.rand)
+        return fields
+
+    async def _record_late(self, ref: ObjectRef, meta: ObjectMeta, fields: Mapping[str, str], backend_etag: str) -> None:
+        stored_meta = replace(meta, metadata=to_backend_metadata(meta.metadata, fields), tagging=None)
+        try:
+            await self.backend.replace_metadata(ref.bucket, ref.key, stored_meta, backend_etag)
+        except errors.S3Error as exc:  # overwritten meanwhile, or too large for the backend's copy
+            log.warning("could not record ETag/checksums of %s/%s after upload: %s", ref.bucket, ref.key, exc.code)
+
+    async def head_object(self, ref: ObjectRef, version_id: str | None, keys: ModeResolver, *, checksums: bool = False) -> ObjectView:
+        keys.reject_sse_header()
+        stored = await self.stored(await self.backend.head_object(ref.bucket, ref.key, version_id))
+        if stored.info.delete_marker:
+            return self.view(stored, None)
+        self._require_encrypted(stored)
+        mode = keys.for_stored(stored.fields)
+        extra: dict[str, str] = {}
+        if mode.name == "SSE-C" or checksums:
+            key = await mode.unseal(ref, stored.fields)  # SSE-C: HEAD needs the right key, as in S3
+            if checksums:
+                extra = await self._checksum_headers(stored, key)
+        return self.view(stored, mode, extra=extra)
 
     async def get_object(
         self,
-        bucket: str,
-        key: str,
+        ref: ObjectRef,
+        keys: ModeResolver,
         *,
         version_id: str | None = None,
         byte_range: ByteRange | None = None,
         check: Callable[[ObjectView], None] = lambda view: None,
+        checksums: bool = False,
     ) -> Download:
+        keys.reject_sse_header()
         if byte_range is None:
-            got = await self.backend.get_object(bucket, key, None, version_id)
-            view = self.view(got.info)
+            got = await self.backend.get_object(ref.bucket, ref.key, None, version_id)
             try:
-                check(view)
+                stored = await self.stored(got.info)
+                view, key, envelope = await self._open(ref, stored, keys, check, checksums)
+                return Download(view, decrypt_range(got.body, key, envelope.plan_all()), None)
             except BaseException:
                 await _close(got.body)
                 raise
-            return Download(view, got.body, None)
-        view = await self.head_object(bucket, key, version_id)
-        check(view)
+        stored = await self.stored(await self.backend.head_object(ref.bucket, ref.key, version_id))
+        view, key, envelope = await self._open(ref, stored, keys, check, False)
         first, last = byte_range.resolve(view.size)
-        got = await self.backend.get_object(bucket, key, (first, last), version_id or view.version_id)
-        return Download(view, got.body, (first, last))
+        plan = envelope.plan(first, last)
+        got = await self.backend.get_object(
+            ref.bucket, ref.key, (plan.ciphertext_start, plan.ciphertext_end), version_id or stored.info.version_id
+        )
+        if got.info.etag != stored.info.etag:  # replaced between HEAD and GET: never mix two objects
+            await _close(got.body)
+            raise errors.PreconditionFailed("The object was replaced while it was being read; retry the request.")
+        return Download(view, decrypt_range(got.body, key, plan), (first, last))
+
+    async def _open(self, ref, stored: Stored, keys: ModeResolver, check, checksums: bool):
+        if stored.info.delete_marker:
+            check(self.view(stored, None))
+        self._require_encrypted(stored)
+        mode = keys.for_stored(stored.fields)
+        check(self.view(stored, mode))
+        key = await mode.unseal(ref, stored.fields)
+        envelope = self._envelope(stored, key)
+        extra = await self._checksum_headers(stored, key) if checksums else {}
+        return self.view(stored, mode, extra=extra), key, envelope
 
     async def copy_object(
         self,
-        src_bucket: str,
-        src_key: str,
-        dst_bucket: str,
-        dst_key: str,
+        src: ObjectRef,
+        dst: ObjectRef,
+        keys: ModeResolver,
         *,
         src_version_id: str | None,
         meta: ObjectMeta | None,
         tagging: str | None,
         check: Callable[[ObjectView], None],
     ) -> tuple[ObjectView, Written]:
-        """Server-side copy. `meta` None keeps the source's metadata (directive COPY); `tagging`
-        None keeps the source's tags, a string (maybe empty) replaces them."""
-        source = await self.backend.head_object(src_bucket, src_key, src_version_id)
-        src_view = self.view(source)
+        """Server-side copy that re-wraps the source's data key for the target: no data re-encrypted.
+        `meta` None keeps the source's metadata (COPY); `tagging` None keeps its tags."""
+        info = await self.backend.head_object(src.bucket, src.key, src_version_id)
+        stored = await self.stored(info)
+        if info.delete_marker:
+            raise errors.NoSuchKey()
+        self._require_encrypted(stored)
+        src_mode = keys.for_stored(stored.fields, copy_source=True)
+        src_view = self.view(stored, src_mode)
         check(src_view)
-        _, internal = split_backend_metadata(source.meta.metadata)
-        if meta is None:
-            stored = replace(source.meta, tagging=tagging)
-        else:
-            stored = replace(meta, metadata=to_backend_metadata(meta.metadata, internal), tagging=tagging)
-        result = await self.backend.copy_object(
-            src_bucket, src_key, dst_bucket, dst_key, stored, src_version_id or source.version_id
-        )
-        etag = internal.get(ETAG_KEY, result.etag)
-        return src_view, Written(etag=etag, version_id=result.version_id, last_modified=self._now())
+        key = await src_mode.unseal(src, stored.fields)
+        self._envelope(stored, key)  # the source must be whole before it is copied
+        dst_mode = keys.for_write(await self._default(dst.bucket))
+        sealed = await dst_mode.seal(dst, key)
+        fields = {k: v for k, v in stored.fields.items() if k in fmt.FORMAT_KEYS or k in (KEY_CHECKSUMS, KEY_MPU)}
+        if KEY_MPU in fields:  # the part list stays in its record; the object keeps only its id
+            fields = {k: v for k, v in fields.items() if k not in (fmt.KEY_SIZE, fmt.KEY_PARTS, fmt.KEY_MAC)}
+        if dst_mode.name == "AES256" and KEY_ETAG in stored.fields:
+            fields[KEY_ETAG] = stored.fields[KEY_ETAG]
+        fields.update(sealed.fields)
+        user = stored.user if meta is None else meta.metadata
+        base = replace(info.meta, tagging=tagging) if meta is None else replace(meta, tagging=tagging)
+        stored_meta = replace(base, metadata=to_backend_metadata(user, fields))
+        result = await self.backend.copy_object(src.bucket, src.key, dst.bucket, dst.key, stored_meta, src_version_id or info.version_id)
+        etag = fields.get(KEY_ETAG, result.etag)
+        self.listing.put(dst.bucket, dst.key, result.etag, stored.size, etag)
+        return src_view, Written(etag, result.version_id, self._now(), dst_mode.response_headers(sealed.fields, on_write=True))
 
-    async def delete_object(self, bucket: str, key: str, version_id: str | None = None):
-        return await self.backend.delete_object(bucket, key, version_id)
+    async def delete_object(self, ref: ObjectRef, version_id: str | None = None):
+        return await self.backend.delete_object(ref.bucket, ref.key, version_id)
 
     # multipart ------------------------------------------------------------------------------------
-    async def create_multipart(self, bucket: str, key: str, meta: ObjectMeta) -> str:
-        return await self.backend.create_multipart(bucket, key, replace(meta, metadata=to_backend_metadata(meta.metadata, {})))
+    async def create_multipart(self, ref: ObjectRef, meta: ObjectMeta, keys: ModeResolver) -> tuple[str, dict[str, str]]:
+        mode = keys.for_write(await self._default(ref.bucket))
+        sealed = await mode.seal(ref)
+        mpu = self.rand(16).hex()
+        fields = {**sealed.fields, fmt.KEY_VERSION: str(fmt.VERSION), fmt.KEY_CHUNK_SIZE: str(self.chunk_size), KEY_MPU: mpu}
+        upload_id = await self.backend.create_multipart(ref.bucket, ref.key, replace(meta, metadata=to_backend_metadata(meta.metadata, fields)))
+        await self.records.put(f"uploads/{upload_id}", {"bucket": ref.bucket, "key": ref.key, "fields": fields})
+        return upload_id, mode.response_headers(sealed.fields, on_write=True)
 
-    async def upload_part(self, bucket: str, key: str, upload_id: str, part_number: int, body: "SizedBody") -> str:
-        return await self.backend.upload_part(bucket, key, upload_id, part_number, body, body.size)
+    async def _upload(self, ref: ObjectRef, upload_id: str, keys: ModeResolver) -> tuple[dict[str, str], EncryptionMode, bytes]:
+        record = await self.records.get(f"uploads/{upload_id}")
+        if not isinstance(record, dict) or (record.get("bucket"), record.get("key")) != (ref.bucket, ref.key):
+            raise errors.NoSuchUpload(UploadId=upload_id)
+        fields = record["fields"]
+        mode = keys.for_upload(fields)
+        return fields, mode, await mode.unseal(ref, fields)
+
+    def _part_headers(self, mode: EncryptionMode, fields: Mapping[str, str]) -> dict[str, str]:
+        return mode.response_headers(fields, on_write=False)
+
+    async def upload_part(self, ref: ObjectRef, upload_id: str, number: int, body: Any, keys: ModeResolver) -> tuple[str, dict[str, str]]:
+        keys.reject_sse_header()
+        fields, mode, key = await self._upload(ref, upload_id, keys)
+        size = body.require_length()
+        chunk = int(fields[fmt.KEY_CHUNK_SIZE])
+        stream = encrypt_stream(body, key, part_number=number, chunk_size=chunk)
+        etag = await self.backend.upload_part(ref.bucket, ref.key, upload_id, number, stream, ciphertext_size(size, chunk))
+        return etag, self._part_headers(mode, fields)
 
     async def upload_part_copy(
         self,
-        bucket: str,
-        key: str,
+        ref: ObjectRef,
         upload_id: str,
-        part_number: int,
-        src_bucket: str,
-        src_key: str,
+        number: int,
+        src: ObjectRef,
+        keys: ModeResolver,
         *,
         src_version_id: str | None,
         byte_range: ByteRange | None,
         check: Callable[[ObjectView], None],
-    ) -> tuple[ObjectView, str]:
-        download = await self.get_object(src_bucket, src_key, version_id=src_version_id, byte_range=byte_range, check=check)
-        size = download.view.size if download.range is None else download.range[1] - download.range[0] + 1
-        etag = await self.backend.upload_part(bucket, key, upload_id, part_number, download.body, size)
-        return download.view, etag
+    ) -> tuple[ObjectView, str, dict[str, str]]:
+        keys.reject_sse_header()
+        fields, mode, key = await self._upload(ref, upload_id, keys)
+        stored = await self.stored(await self.backend.head_object(src.bucket, src.key, src_version_id))
+        self._require_encrypted(stored)
+        src_mode = keys.for_stored(stored.fields, copy_source=True)
+        src_view = self.view(stored, src_mode)
+        check(src_view)
+        src_key = await src_mode.unseal(src, stored.fields)
+        envelope = self._envelope(stored, src_key)
+        if stored.size == 0:
+            plain: AsyncIterator[bytes] = _one(b"")
+            size = 0
+        else:
+            first, last = byte_range.resolve(stored.size) if byte_range else (0, stored.size - 1)
+            plan = envelope.plan(first, last)
+            got = await self.backend.get_object(src.bucket, src.key, (plan.ciphertext_start, plan.ciphertext_end), stored.info.version_id)
+            plain, size = decrypt_range(got.body, src_key, plan), last - first + 1
+        chunk = int(fields[fmt.KEY_CHUNK_SIZE])
+        stream = encrypt_stream(plain, key, part_number=number, chunk_size=chunk)
+        etag = await self.backend.upload_part(ref.bucket, ref.key, upload_id, number, stream, ciphertext_size(size, chunk))
+        return src_view, etag, self._part_headers(mode, fields)
 
-    async def complete_multipart(self, bucket: str, key: str, upload_id: str, parts: Sequence[tuple[int, str]]) -> Written:
-        result = await self.backend.complete_multipart(bucket, key, upload_id, parts)
-        return Written(etag=result.etag, version_id=result.version_id)
+    async def list_parts(self, ref: ObjectRef, upload_id: str) -> list[PartInfo]:
+        """The uploaded parts with their plaintext sizes."""
+        record = await self.records.get(f"uploads/{upload_id}")
+        if not isinstance(record, dict) or (record.get("bucket"), record.get("key")) != (ref.bucket, ref.key):
+            raise errors.NoSuchUpload(UploadId=upload_id)
+        chunk = int(record["fields"][fmt.KEY_CHUNK_SIZE])
+        parts = await self.backend.list_parts(ref.bucket, ref.key, upload_id)
+        out = []
+        for p in parts:
+            try:
+                out.append(replace(p, size=plaintext_size(p.size, chunk)))
+            except IntegrityError:
+                raise errors.InternalError("A stored part of this upload is damaged.") from None
+        return out
 
-    async def abort_multipart(self, bucket: str, key: str, upload_id: str) -> None:
-        await self.backend.abort_multipart(bucket, key, upload_id)
+    async def complete_multipart(
+        self, ref: ObjectRef, upload_id: str, parts: Sequence[tuple[int, str]], sizes: Mapping[int, int], keys: ModeResolver
+    ) -> Written:
+        """`sizes`: plaintext size of each part named (from list_parts, already checked by the caller)."""
+        fields, mode, key = await self._upload(ref, upload_id, keys)
+        envelope = fmt.Envelope.multipart([(n, sizes[n]) for n, _ in parts], int(fields[fmt.KEY_CHUNK_SIZE]))
+        sealed = fmt.seal_envelope(envelope, key)
+        await self.records.put(
+            f"parts/{fields[KEY_MPU]}",
+            {"size": sealed[fmt.KEY_SIZE], "parts": sealed.get(fmt.KEY_PARTS, ""), "mac": sealed[fmt.KEY_MAC]},
+        )
+        result = await self.backend.complete_multipart(ref.bucket, ref.key, upload_id, parts)
+        await self.records.delete(f"uploads/{upload_id}")
+        self.listing.put(ref.bucket, ref.key, result.etag, envelope.plaintext_size, result.etag)
+        headers = {k: v for k, v in mode.response_headers(fields, on_write=False).items() if "customer" not in k}
+        return Written(result.etag, result.version_id, self._now(), headers)
 
-    async def list_parts(self, bucket: str, key: str, upload_id: str) -> list[PartInfo]:
-        return await self.backend.list_parts(bucket, key, upload_id)
+    async def abort_multipart(self, ref: ObjectRef, upload_id: str) -> None:
+        await self.backend.abort_multipart(ref.bucket, ref.key, upload_id)
+        await self.records.delete(f"uploads/{upload_id}")
 
     async def list_multipart_uploads(self, bucket: str, prefix: str = "") -> list[UploadInfo]:
         return await self.backend.list_multipart_uploads(bucket, prefix)
 
     # listings ---------------------------------------------------------------------------------------
+    async def _listed(self, bucket: str, info: ObjectInfo) -> ObjectView:
+        if info.delete_marker:
+            return self.view(Stored(info, {}, {}, 0, info.etag), None)
+        if not info.meta.metadata:
+            hit = self.listing.get(bucket, info.key, info.etag)
+            if hit is not None:
+                return replace(self.view(Stored(info, {}, {}, hit[0], hit[1]), None), meta=ObjectMeta())
+            try:
+                info = replace(await self.backend.head_object(bucket, info.key, info.version_id), is_latest=info.is_latest)
+            except (errors.NoSuchKey, errors.NoSuchVersion):
+                return self.view(Stored(info, {}, {}, info.size, info.etag), None)
+        stored = await self.stored(info)
+        self.listing.put(bucket, info.key, info.etag, stored.size, stored.etag)
+        return replace(self.view(stored, None), meta=ObjectMeta())
+
+    async def _listed_all(self, bucket: str, infos: Sequence[ObjectInfo]) -> list[ObjectView]:
+        limit = asyncio.Semaphore(32)
+
+        async def one(info: ObjectInfo) -> ObjectView:
+            async with limit:
+                return await self._listed(bucket, info)
+
+        return list(await asyncio.gather(*(one(i) for i in infos)))
+
     async def list_objects(self, bucket: str, *, prefix: str, delimiter: str, after: str, max_keys: int):
         result = await self.backend.list_objects(bucket, prefix, delimiter, after, max_keys)
-        return [self.view(o) for o in result.objects], result
+        return await self._listed_all(bucket, result.objects), result
 
-    async def list_object_versions(self, bucket: str, **kwargs):
+    async def list_object_versions(self, bucket: str, **kwargs: Any):
         result = await self.backend.list_object_versions(bucket, **kwargs)
-        return [self.view(o) for o in result.versions], result
+        return await self._listed_all(bucket, result.versions), result
 
-
-class SizedBody:
-    """An async byte iterator with its length known up front (what the backend needs)."""
-
-    size: int
-
-    def __aiter__(self) -> AsyncIterator[bytes]:  # pragma: no cover - protocol
-        raise NotImplementedError
-
-
-async def _close(body: Body) -> None:
-    aclose = getattr(body, "aclose", None)
-    if aclose is not None:
-        await aclose()
+    @staticmethod
+    def mode_of(stored: Stored) -> str | None:
+        return stored.fields.get(KEY_MODE)

@@ -72,10 +72,7 @@ _T = TypeVar("_T")
 _NOT_CHECKSUM_HEADERS = frozenset({"x-amz-checksum-type", "x-amz-checksum-algorithm", "x-amz-checksum-mode"})
 
 
-class MalformedTrailerError(errors.S3Error):
-    code = "MalformedTrailerError"
-    status = 400
-    message = "The request contained trailing data that was not well-formed or did not conform to our published schema."
+MalformedTrailerError = errors.MalformedTrailer
 
 
 class BodyStream(Protocol):

@@ -30,6 +30,25 @@ log = logging.getLogger("s3proxy.http")
 access_log = logging.getLogger("s3proxy.access")
 
 MAX_SMALL_BODY = xml.MAX_XML_BODY
+MAX_KMS_BODY = 1024 * 1024
+
+# How AWS's JSON services name the authentication failures S3 calls by other codes.
+KMS_AUTH_ERRORS = {
+    "AccessDenied": ("MissingAuthenticationTokenException", 400),
+    "InvalidAccessKeyId": ("UnrecognizedClientException", 400),
+    "SignatureDoesNotMatch": ("InvalidSignatureException", 400),
+    "RequestTimeTooSkewed": ("InvalidSignatureException", 400),
+    "AuthorizationHeaderMalformed": ("IncompleteSignatureException", 400),
+    "IncompleteSignature": ("IncompleteSignatureException", 400),
+}
+
+
+def kms_error_response(code: str, status: int, message: str, request_id: str) -> web.Response:
+    return web.Response(
+        status=status,
+        body=json.dumps({"__type": code, "message": message}).encode(),
+        headers={"Content-Type": "application/x-amz-json-1.1", "x-amzn-RequestId": request_id},
+    )
 
 
 @dataclass
@@ -104,13 +123,13 @@ class Frontend:
         response: web.StreamResponse | None = None
         try:
             raw_path, _, raw_query = request.raw_path.partition("?")
-            auth = authenticate(
-                request.method, raw_path, raw_query, request.headers, self.credentials, now=self.clock()
-            )
-            if auth.service == "kms" or "x-amz-target" in request.headers:
+            if "x-amz-target" in request.headers:
                 op_name = "kms:" + request.headers.get("x-amz-target", "").rpartition(".")[2]
-                response = await self.handle_kms(request, auth, request_id)
+                response = await self.handle_kms(request, raw_path, raw_query, request_id)
             else:
+                auth = authenticate(
+                    request.method, raw_path, raw_query, request.headers, self.credentials, now=self.clock()
+                )
                 bucket, key = split_path(raw_path)
                 query = parse_query(raw_query)
                 op_name = route(request.method, bucket, key, query, request.headers)
@@ -135,14 +154,18 @@ class Frontend:
             raise
         except ConnectionResetError:
             raise
-        except Exception as exc:  # an unmapped error: log with traceback, answer InternalError
+        except Exception as exc:
             if response is not None and response.prepared:
-                log.exception("request %s failed after the response started; aborting", request_id)
+                log.warning("request %s failed after the response started; connection aborted", request_id)
                 _abort(request)
                 raise
-            log.exception("request %s: unexpected error in %s", request_id, op_name)
-            response = self.error_response(request, errors.InternalError(), request_id)
-            del exc
+            mapped = errors.to_s3_error(exc)
+            if mapped is None:  # unmapped: log with traceback, answer InternalError
+                log.exception("request %s: unexpected error in %s", request_id, op_name)
+                mapped = errors.InternalError()
+            else:
+                log.warning("request %s: %s: %s", request_id, op_name, type(exc).__name__)
+            response = self.error_response(request, mapped, request_id)
         finally:
             access_log.info(
                 json.dumps(
@@ -162,17 +185,27 @@ class Frontend:
             response.headers.setdefault("Server", "s3proxy")
         return response
 
-    async def handle_kms(self, request: web.Request, auth: AuthContext, request_id: str) -> web.Response:
-        if self.kms_api is None or request.method != "POST" or auth.service != "kms":
-            raise errors.NotImplemented()
-        body = bytearray()
-        async for piece in open_body(auth, request.headers, request.content):
-            body += piece
-            if len(body) > 1024 * 1024:
+    async def handle_kms(self, request: web.Request, raw_path: str, raw_query: str, request_id: str) -> web.Response:
+        """The KMS JSON API (X-Amz-Target: TrentService.*), SigV4 service `kms`, on this listener."""
+        if self.kms_api is None:
+            return kms_error_response("UnknownOperationException", 400, "KMS is not enabled on this endpoint", request_id)
+        try:
+            if request.method != "POST":
+                raise errors.MethodNotAllowed()
+            body = await request.content.read(MAX_KMS_BODY + 1)
+            if len(body) > MAX_KMS_BODY:
                 raise errors.EntityTooLarge()
+            auth = authenticate(
+                request.method, raw_path, raw_query, request.headers, self.credentials, now=self.clock(), body=body
+            )
+            if auth.service != "kms":
+                raise errors.SignatureDoesNotMatch("Credential should be scoped to correct service: 'kms'.")
+        except errors.S3Error as exc:
+            code, status = KMS_AUTH_ERRORS.get(exc.code, (exc.code, exc.status))
+            return kms_error_response(code, status, exc.text, request_id)
         caller = self.kms_caller(auth, request, request_id) if self.kms_caller else None
         status, payload = await asyncio.to_thread(
-            self.kms_api.dispatch, request.headers.get("x-amz-target", ""), bytes(body), caller
+            self.kms_api.dispatch, request.headers.get("x-amz-target", ""), body, caller
         )
         return web.Response(
             status=status,

@@ -11,7 +11,8 @@ from typing import Awaitable, Callable
 from aiohttp import web
 
 from ..http.server import Call
-from . import buckets, listing, multipart, objects
+from .. import errors
+from . import buckets, encryption, listing, multipart, objects
 from .common import Services
 
 _OPERATIONS = {
@@ -41,8 +42,18 @@ _OPERATIONS = {
     "CompleteMultipartUpload": multipart.complete_multipart_upload,
     "AbortMultipartUpload": multipart.abort_multipart_upload,
     "ListParts": multipart.list_parts,
+    "PutBucketEncryption": encryption.put_bucket_encryption,
+    "GetBucketEncryption": encryption.get_bucket_encryption,
+    "DeleteBucketEncryption": encryption.delete_bucket_encryption,
 }
 
 
 def table(services: Services) -> dict[str, Callable[[Call], Awaitable[web.StreamResponse]]]:
-    return {name: functools.partial(handler, services) for name, handler in _OPERATIONS.items()}
+    return {name: functools.partial(_guarded, handler, services) for name, handler in _OPERATIONS.items()}
+
+
+async def _guarded(handler, services: Services, call: Call) -> web.StreamResponse:
+    """No client reaches the proxy's own bucket of internal records."""
+    if call.bucket == services.internal_bucket:
+        raise errors.AccessDenied()
+    return await handler(services, call)

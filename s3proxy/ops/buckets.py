@@ -15,7 +15,7 @@ async def list_buckets(s: Services, call: Call) -> web.Response:
     max_buckets = int_param(call, "max-buckets", 10000, low=1, high=10000)
     after = call.query.get("continuation-token", "")
     buckets = sorted(await s.backend.list_buckets(), key=lambda b: b.name)
-    chosen = [b for b in buckets if b.name.startswith(prefix) and b.name > after]
+    chosen = [b for b in buckets if b.name.startswith(prefix) and b.name > after and b.name != s.internal_bucket]
     page = chosen[:max_buckets]
     truncated = len(chosen) > len(page)
     return xml_response(
@@ -32,6 +32,8 @@ async def list_buckets(s: Services, call: Call) -> web.Response:
 async def create_bucket(s: Services, call: Call) -> web.Response:
     name = call.bucket or ""
     check_new_bucket_name(name)
+    if name == s.internal_bucket:
+        raise errors.BucketAlreadyExists()
     data = await call.read_small()
     if data.strip():
         config = xml.parse(data, "CreateBucketConfiguration")
@@ -45,7 +47,9 @@ async def create_bucket(s: Services, call: Call) -> web.Response:
 
 
 async def delete_bucket(s: Services, call: Call) -> web.Response:
-    await s.backend.delete_bucket(bucket_of(call))
+    bucket = bucket_of(call)
+    await s.backend.delete_bucket(bucket)
+    await s.store.records.delete(f"bucket-encryption/{bucket}")
     return empty_response(204)
 
 

@@ -12,6 +12,10 @@ from aiohttp import web
 
 from .. import errors
 from ..backends.base import Backend
+from ..kms.caller import Caller
+from ..modes.base import ObjectRef
+from ..modes.kms_modes import BucketKeyCache
+from ..modes.resolve import ModeResolver
 from ..http import xml
 from ..http.server import Call
 from ..store import ObjectStore
@@ -28,12 +32,40 @@ class Services:
 
     store: ObjectStore
     backend: Backend
+    kms: Any  # the KMS core (s3proxy.kms.service.KeyService)
     region: str
     account_id: str
     clock: Callable[[], float]
+    internal_bucket: str
+    ssec_over_http: str = "loopback"
+    bucket_keys: BucketKeyCache | None = None
 
     def owner(self, call: Call) -> dict[str, str]:
         return {"ID": canonical_user_id(self.account_id), "DisplayName": call.user_name}
+
+    def caller(self, call: Call) -> Caller:
+        """The requester as the KMS core sees it: S3 calls KMS on the requester's behalf."""
+        return Caller(
+            access_key=call.auth.credential.access_key,
+            user_name=call.user_name,
+            account_id=self.account_id,
+            source_ip=call.request.remote,
+            user_agent=call.headers.get("user-agent"),
+            request_id=call.request_id,
+            via_service=f"s3.{self.region}.amazonaws.com",
+        )
+
+    def keys(self, call: Call) -> ModeResolver:
+        return ModeResolver(
+            kms=self.kms,
+            caller=self.caller(call),
+            headers=call.headers,
+            secure=call.secure,
+            loopback=call.loopback,
+            ssec_over_http=self.ssec_over_http,
+            bucket_keys=self.bucket_keys,
+            request_id=call.request_id,
+        )
 
 
 def canonical_user_id(account_id: str) -> str:
@@ -61,6 +93,10 @@ def bucket_of(call: Call) -> str:
     if not _LOOSE_BUCKET_NAME.match(name):
         raise errors.InvalidBucketName(BucketName=name)
     return name
+
+
+def ref_of(call: Call) -> ObjectRef:
+    return ObjectRef(bucket_of(call), key_of(call))
 
 
 def key_of(call: Call) -> str:

@@ -8,8 +8,9 @@ from .. import errors
 from ..http import xml
 from ..http.headers import object_meta, parse_range
 from ..http.server import Call
-from .common import Services, bucket_of, empty_response, int_param, key_of, quote_etag, url_encoder, xml_response
-from .objects import _checksum_echo, copy_source_check, parse_copy_source
+from ..modes.base import ObjectRef
+from .common import Services, empty_response, int_param, quote_etag, ref_of, url_encoder, xml_response
+from .objects import copy_source_check, parse_copy_source
 
 MIN_PART_SIZE = 5 * 1024 * 1024
 MAX_PART_NUMBER = 10000
@@ -36,22 +37,22 @@ def _upload_id(call: Call) -> str:
 
 
 async def create_multipart_upload(s: Services, call: Call) -> web.Response:
-    bucket, key = bucket_of(call), key_of(call)
-    upload_id = await s.store.create_multipart(bucket, key, object_meta(call.headers))
-    return xml_response("InitiateMultipartUploadResult", {"Bucket": bucket, "Key": key, "UploadId": upload_id})
+    ref = ref_of(call)
+    upload_id, headers = await s.store.create_multipart(ref, object_meta(call.headers), s.keys(call))
+    return xml_response("InitiateMultipartUploadResult", {"Bucket": ref.bucket, "Key": ref.key, "UploadId": upload_id}, headers=headers)
 
 
 async def upload_part(s: Services, call: Call) -> web.Response:
-    bucket, key = bucket_of(call), key_of(call)
+    ref = ref_of(call)
     number, upload_id = _part_number(call), _upload_id(call)
     body = call.body()
-    body.require_length()
-    etag = await s.store.upload_part(bucket, key, upload_id, number, body)
-    return empty_response(headers={"ETag": quote_etag(etag), **_checksum_echo(body)})
+    etag, headers = await s.store.upload_part(ref, upload_id, number, body, s.keys(call))
+    headers.update({f"x-amz-checksum-{k}": v for k, v in body.checksums.items()})
+    return empty_response(headers={"ETag": quote_etag(etag), **headers})
 
 
 async def upload_part_copy(s: Services, call: Call) -> web.Response:
-    bucket, key = bucket_of(call), key_of(call)
+    ref = ref_of(call)
     number, upload_id = _part_number(call), _upload_id(call)
     src_bucket, src_key, src_version = parse_copy_source(call.headers["x-amz-copy-source"])
     range_header = call.headers.get("x-amz-copy-source-range")
@@ -64,15 +65,18 @@ async def upload_part_copy(s: Services, call: Call) -> web.Response:
         if byte_range is not None and byte_range.last >= view.size:
             raise errors.InvalidArgument(f"Range specified is not valid for source object of size: {view.size}", ArgumentName="x-amz-copy-source-range", ArgumentValue=range_header)
 
-    src_view, etag = await s.store.upload_part_copy(
-        bucket, key, upload_id, number, src_bucket, src_key, src_version_id=src_version, byte_range=byte_range, check=check
+    src_view, etag, headers = await s.store.upload_part_copy(
+        ref, upload_id, number, ObjectRef(src_bucket, src_key), s.keys(call),
+        src_version_id=src_version, byte_range=byte_range, check=check,
     )
-    headers = {"x-amz-copy-source-version-id": src_view.version_id} if src_view.version_id else {}
+    if src_view.version_id:
+        headers["x-amz-copy-source-version-id"] = src_view.version_id
     return xml_response("CopyPartResult", {"LastModified": src_view.last_modified, "ETag": quote_etag(etag)}, headers=headers)
 
 
 async def complete_multipart_upload(s: Services, call: Call) -> web.Response:
-    bucket, key = bucket_of(call), key_of(call)
+    ref = ref_of(call)
+    bucket, key = ref.bucket, ref.key
     upload_id = _upload_id(call)
     doc = xml.parse(await call.read_small(), "CompleteMultipartUpload")
     requested: list[tuple[int, str]] = []
@@ -89,7 +93,7 @@ async def complete_multipart_upload(s: Services, call: Call) -> web.Response:
     numbers = [n for n, _ in requested]
     if numbers != sorted(numbers) or len(set(numbers)) != len(numbers):
         raise errors.InvalidPartOrder(UploadId=upload_id)
-    uploaded = {p.part_number: p for p in await s.store.list_parts(bucket, key, upload_id)}
+    uploaded = {p.part_number: p for p in await s.store.list_parts(ref, upload_id)}
     for i, (number, etag) in enumerate(requested):
         part = uploaded.get(number)
         if part is None or part.etag.strip('"') != etag:
@@ -98,7 +102,8 @@ async def complete_multipart_upload(s: Services, call: Call) -> web.Response:
             raise errors.EntityTooSmall(
                 ProposedSize=str(part.size), MinSizeAllowed=str(MIN_PART_SIZE), PartNumber=str(number), ETag=etag
             )
-    written = await s.store.complete_multipart(bucket, key, upload_id, requested)
+    sizes = {n: uploaded[n].size for n, _ in requested}
+    written = await s.store.complete_multipart(ref, upload_id, requested, sizes, s.keys(call))
     headers = {"x-amz-version-id": written.version_id} if written.version_id else {}
     headers.update(written.headers)
     return xml_response(
@@ -109,18 +114,18 @@ async def complete_multipart_upload(s: Services, call: Call) -> web.Response:
 
 
 async def abort_multipart_upload(s: Services, call: Call) -> web.Response:
-    bucket, key = bucket_of(call), key_of(call)
-    await s.store.abort_multipart(bucket, key, _upload_id(call))
+    await s.store.abort_multipart(ref_of(call), _upload_id(call))
     return empty_response(204)
 
 
 async def list_parts(s: Services, call: Call) -> web.Response:
-    bucket, key = bucket_of(call), key_of(call)
+    ref = ref_of(call)
+    bucket, key = ref.bucket, ref.key
     upload_id = _upload_id(call)
     enc = url_encoder(call)
     marker = int_param(call, "part-number-marker", 0)
     max_parts = int_param(call, "max-parts", 1000, high=1000)
-    parts = [p for p in sorted(await s.store.list_parts(bucket, key, upload_id), key=lambda p: p.part_number) if p.part_number > marker]
+    parts = [p for p in sorted(await s.store.list_parts(ref, upload_id), key=lambda p: p.part_number) if p.part_number > marker]
     page = parts[:max_parts]
     truncated = len(parts) > len(page)
     owner = s.owner(call)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import logging
 import urllib.parse
 from typing import Mapping
@@ -19,8 +21,9 @@ from ..http.headers import (
     parse_range,
 )
 from ..http.server import Call
+from ..modes.base import ObjectRef
 from ..store import ObjectView
-from .common import Services, bucket_of, close_body, empty_response, key_of, quote_etag, xml_response
+from .common import Services, bucket_of, close_body, empty_response, key_of, quote_etag, ref_of, xml_response
 
 log = logging.getLogger("s3proxy.ops")
 
@@ -53,24 +56,32 @@ def _written_headers(written) -> dict[str, str]:
     return headers
 
 
-def _checksum_echo(body) -> dict[str, str]:
-    return {f"x-amz-checksum-{name}": value for name, value in (getattr(body, "checksums", None) or {}).items()}
-
-
 async def put_object(s: Services, call: Call) -> web.StreamResponse:
-    bucket, key = bucket_of(call), key_of(call)
+    ref = ref_of(call)
     meta = object_meta(call.headers)
-    body = call.body()
-    body.require_length()
     if call.headers.get("if-none-match") == "*":
         try:
-            await s.store.head_object(bucket, key)
+            await s.backend.head_object(ref.bucket, ref.key)
         except errors.NoSuchKey:
             pass
         else:
             raise errors.PreconditionFailed(Condition="If-None-Match")
-    written = await s.store.put_object(bucket, key, body, meta)
-    return empty_response(headers={**_written_headers(written), **_checksum_echo(body)})
+    written = await s.store.put_object(
+        ref, lambda want_md5: call.body(want_md5=want_md5), meta, s.keys(call), declared_md5=declared_md5(call.headers)
+    )
+    return empty_response(headers=_written_headers(written))
+
+
+def declared_md5(headers: Mapping[str, str]) -> str | None:
+    """Content-MD5 as hex when it is well formed (the body decoder rejects it otherwise)."""
+    value = headers.get("content-md5")
+    if value is None:
+        return None
+    try:
+        digest = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return digest.hex() if len(digest) == 16 else None
 
 
 def _read_check(call: Call):
@@ -89,16 +100,23 @@ def _version_id(call: Call) -> str | None:
     return version
 
 
+def _checksum_mode(call: Call) -> bool:
+    return call.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED"
+
+
 def _overrides(call: Call) -> dict[str, str]:
     return {header: call.query[param] for param, header in RESPONSE_OVERRIDES.items() if param in call.query}
 
 
 async def get_object(s: Services, call: Call) -> web.StreamResponse:
-    bucket, key = bucket_of(call), key_of(call)
+    ref = ref_of(call)
+    bucket, key = ref.bucket, ref.key
     if "partNumber" in call.query:
         raise errors.NotImplemented("GetObject with partNumber is not supported")
+    byte_range = parse_range(call.headers.get("range"))
     download = await s.store.get_object(
-        bucket, key, version_id=_version_id(call), byte_range=parse_range(call.headers.get("range")), check=_read_check(call)
+        ref, s.keys(call), version_id=_version_id(call), byte_range=byte_range, check=_read_check(call),
+        checksums=byte_range is None and _checksum_mode(call),
     )
     view = download.view
     headers = view_headers(view)
@@ -114,9 +132,20 @@ async def get_object(s: Services, call: Call) -> web.StreamResponse:
     response = web.StreamResponse(status=status, headers=headers)
     response.content_length = length
     sent = 0
+    body = download.body.__aiter__()
+    try:
+        # the first chunk is authenticated before the headers go out: a damaged object then gets an
+        # S3 error, not a broken transfer
+        first = await anext(body, None)
+    except BaseException:
+        await close_body(download.body)
+        raise
     try:
         await response.prepare(call.request)
-        async for piece in download.body:
+        if first is not None:
+            sent += len(first)
+            await response.write(first)
+        async for piece in body:
             sent += len(piece)
             await response.write(piece)
         if sent != length:
@@ -134,10 +163,10 @@ async def get_object(s: Services, call: Call) -> web.StreamResponse:
 
 
 async def head_object(s: Services, call: Call) -> web.StreamResponse:
-    bucket, key = bucket_of(call), key_of(call)
+    ref = ref_of(call)
     if "partNumber" in call.query:
         raise errors.NotImplemented("HeadObject with partNumber is not supported")
-    view = await s.store.head_object(bucket, key, _version_id(call))
+    view = await s.store.head_object(ref, _version_id(call), s.keys(call), checksums=_checksum_mode(call))
     _read_check(call)(view)
     headers = view_headers(view)
     headers.update(_overrides(call))
@@ -155,8 +184,7 @@ async def head_object(s: Services, call: Call) -> web.StreamResponse:
 
 
 async def delete_object(s: Services, call: Call) -> web.Response:
-    bucket, key = bucket_of(call), key_of(call)
-    result = await s.store.delete_object(bucket, key, _version_id(call))
+    result = await s.store.delete_object(ref_of(call), _version_id(call))
     headers = {}
     if result.version_id:
         headers["x-amz-version-id"] = result.version_id
@@ -181,7 +209,7 @@ async def delete_objects(s: Services, call: Call) -> web.Response:
         key = xml.text(obj.get("Key"))
         version = xml.text(obj.get("VersionId")) or None
         try:
-            result = await s.store.delete_object(bucket, key, version)
+            result = await s.store.delete_object(ObjectRef(bucket, key), version)
         except errors.NoSuchKey:
             result = None
         except errors.S3Error as exc:
@@ -236,7 +264,8 @@ async def copy_object(s: Services, call: Call) -> web.Response:
             "object's metadata, storage class, website redirect location or encryption attributes."
         )
     src_view, written = await s.store.copy_object(
-        src_bucket, src_key, bucket, key, src_version_id=src_version, meta=meta, check=copy_source_check(call),
+        ObjectRef(src_bucket, src_key), ObjectRef(bucket, key), s.keys(call), src_version_id=src_version, meta=meta,
+        check=copy_source_check(call),
         tagging=call.headers.get("x-amz-tagging", "") if tagging_directive == "REPLACE" else None,
     )
     headers = dict(written.headers)

@@ -1,0 +1,76 @@
+"""Bucket default encryption: PutBucketEncryption, GetBucketEncryption, DeleteBucketEncryption."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from .. import errors
+from ..http import xml
+from ..http.server import Call
+from ..modes.resolve import BucketEncryption
+from .common import Services, bucket_of, empty_response, xml_response
+
+ALGORITHMS = ("AES256", "aws:kms", "aws:kms:dsse")
+ENCRYPTION_TYPES = ("NONE", "SSE-C")
+
+
+def parse_configuration(data: bytes) -> BucketEncryption:
+    """ServerSideEncryptionConfiguration: exactly one Rule (as S3 and MinIO enforce)."""
+    doc = xml.parse(data, "ServerSideEncryptionConfiguration")
+    rules = xml.as_list(doc.get("Rule"))
+    if len(rules) != 1 or not isinstance(rules[0], dict):
+        raise errors.MalformedXML()
+    rule = rules[0]
+    default = rule.get("ApplyServerSideEncryptionByDefault")
+    if not isinstance(default, dict):
+        raise errors.MalformedXML()
+    algorithm = xml.text(default.get("SSEAlgorithm"))
+    key_id = xml.text(default.get("KMSMasterKeyID")) or None
+    if algorithm not in ALGORITHMS:
+        raise errors.MalformedXML()
+    if algorithm == "aws:kms:dsse":
+        raise errors.NotImplemented("Dual-layer server-side encryption (aws:kms:dsse) is not supported by s3proxy")
+    if key_id and algorithm != "aws:kms":
+        raise errors.InvalidArgument("a KMSMasterKeyID is not applicable if the default sse algorithm is not aws:kms or aws:kms:dsse", ArgumentName="ApplyServerSideEncryptionByDefault")
+    bucket_key = xml.text(rule.get("BucketKeyEnabled")).lower()
+    if bucket_key not in ("", "true", "false"):
+        raise errors.MalformedXML()
+    blocked_doc = rule.get("BlockedEncryptionTypes")
+    blocked = tuple(xml.text(t) for t in xml.as_list(blocked_doc.get("EncryptionType") if isinstance(blocked_doc, dict) else None))
+    if any(t not in ENCRYPTION_TYPES for t in blocked):
+        raise errors.MalformedXML()
+    return BucketEncryption(algorithm, key_id, bucket_key == "true", blocked)
+
+
+def render_configuration(config: BucketEncryption) -> dict:
+    rule: dict = {
+        "ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": config.algorithm, "KMSMasterKeyID": config.kms_key_id},
+        "BucketKeyEnabled": config.bucket_key,
+    }
+    if config.blocked:
+        rule["BlockedEncryptionTypes"] = {"EncryptionType": list(config.blocked)}
+    return {"Rule": rule}
+
+
+async def put_bucket_encryption(s: Services, call: Call) -> web.Response:
+    bucket = bucket_of(call)
+    if not any(h in call.headers for h in ("content-md5", "x-amz-sdk-checksum-algorithm", "x-amz-trailer")) and not any(
+        h.lower().startswith("x-amz-checksum-") for h in call.headers
+    ):
+        raise errors.InvalidRequest("Missing required header for this request: Content-MD5")
+    config = parse_configuration(await call.read_small())
+    await s.store.put_bucket_encryption(bucket, config)
+    return empty_response()
+
+
+async def get_bucket_encryption(s: Services, call: Call) -> web.Response:
+    bucket = bucket_of(call)
+    await s.backend.head_bucket(bucket)
+    # an unconfigured bucket reports S3's own default (SSE-S3) as S3 has since 2023
+    config = await s.store.bucket_encryption(bucket) or BucketEncryption()
+    return xml_response("ServerSideEncryptionConfiguration", render_configuration(config))
+
+
+async def delete_bucket_encryption(s: Services, call: Call) -> web.Response:
+    await s.store.delete_bucket_encryption(bucket_of(call))
+    return empty_response(204)
