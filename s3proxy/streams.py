@@ -33,7 +33,7 @@ async def encrypt_stream(
     part_number: int = 0,
     context: bytes = b"",
     chunk_size: int = DEFAULT_CHUNK_SIZE,
-) -> AsyncIterator[Buffer]:
+) -> AsyncIterator[bytes]:
     """The stored bytes of one part: its plaintext cut into chunks, each sealed; the last one short.
 
     The stored size is `sizes.ciphertext_size(n, chunk_size)` for n plaintext bytes.
