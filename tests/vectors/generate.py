@@ -64,7 +64,7 @@ GENERATE = [
     ("chunk_plus_one", "a full chunk then a 1-byte final chunk", [(0, C + 1)], b"", C),
     ("several_chunks", "three full chunks and a short final one", [(0, 3 * C + 5)], b"", C),
     ("with_context", "caller context bound into the derivation", [(0, 10)], CONTEXT, C),
-    ("default_chunk_size", "the default 256 KiB chunk size", [(0, 300)], b"", 256 * 1024),
+    ("default_chunk_size", "the default 64 KiB chunk size", [(0, 300)], b"", 64 * 1024),
     ("multipart", "parts 1..3, equal parts and a short last one", [(1, 2 * C), (2, 2 * C), (3, 100)], b"", C),
     ("multipart_gap", "parts 1 and 4 (a part list with a gap)", [(1, C + 6), (4, 7)], b"", C),
 ]
