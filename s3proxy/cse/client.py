@@ -121,7 +121,7 @@ def _remaining_size(body: IO[bytes]) -> int | None:
 class CseClient:
     """Encrypts before PutObject and decrypts after GetObject, with caller-supplied boto3 clients."""
 
-    def __init__(self, s3: Any, keyring: Keyring, *, format_version: int = 3,
+    def __init__(self, s3: Any, keyring: Keyring | None, *, format_version: int = 3,
                  envelope_location: str = LOCATION_METADATA, instruction_suffix: str = DEFAULT_SUFFIX,
                  part_size: int = DEFAULT_PART, read_size: int = DEFAULT_READ,
                  allow_unauthenticated_ranges: bool = False, rand: Callable[[int], bytes] = os.urandom) -> None:
@@ -141,6 +141,11 @@ class CseClient:
         self.allow_unauthenticated_ranges = allow_unauthenticated_ranges
         self._rand = rand
 
+    def _keys(self) -> Keyring:
+        if self.keyring is None:
+            raise CseError("this operation needs a keyring (a KMS key id, an AES key or an RSA key)")
+        return self.keyring
+
     # ---------------------------------------------------------------- PutObject
     def put_object(self, bucket: str, key: str, body: IO[bytes] | bytes, *,
                    context: Mapping[str, str] | None = None, metadata: Mapping[str, str] | None = None,
@@ -151,7 +156,7 @@ class CseClient:
             body = io.BytesIO(bytes(body))
         ctx = dict(context or {})
         cek_alg = cek_alg_for(self.format_version)
-        data_key, wrapped = self.keyring.generate(cek_alg, ctx)
+        data_key, wrapped = self._keys().generate(cek_alg, ctx)
         encryptor, params = start_encryption(self.format_version, data_key, self._rand)
         first = _read_full(body, self.part_size)
         second = _read_full(body, self.part_size) if len(first) == self.part_size else b""
@@ -267,7 +272,7 @@ class CseClient:
         resp = self.s3.get_object(Bucket=bucket, Key=key)
         with resp["Body"] as stream:
             env = self._load_envelope(bucket, key, resp.get("Metadata", {}))
-            decryptor = start_decryption(env, self.keyring.unwrap(env, dict(context or {})))
+            decryptor = start_decryption(env, self._keys().unwrap(env, dict(context or {})))
             total = int(resp["ContentLength"])
             if total < decryptor.tail_bytes:
                 raise DecryptionFailed()
@@ -310,7 +315,7 @@ class CseClient:
         if first < 0 or last < first or first >= body_len:
             raise CseError(f"range {first}-{last} is outside the object's {max(body_len, 0)} bytes")
         last = min(last, body_len - 1)
-        decrypt = gcm_keystream_decryptor(env, self.keyring.unwrap(env, dict(context or {})), first // 16)
+        decrypt = gcm_keystream_decryptor(env, self._keys().unwrap(env, dict(context or {})), first // 16)
         start = first - first % 16
         resp = self.s3.get_object(Bucket=bucket, Key=key, Range=f"bytes={start}-{last}")
         skip = first - start
@@ -338,7 +343,7 @@ class CseClient:
         env = self._load_envelope(bucket, key, meta)
         if env.version == 1:
             raise CseError("v1 objects are read-only; copy them to a new object to re-encrypt")
-        data_key = self.keyring.unwrap(env, dict(context or {}))
+        data_key = self._keys().unwrap(env, dict(context or {}))
         wrapped = new_keyring.wrap(data_key, env.cek_alg, dict(new_context or {}))
         kms_v3 = env.version == 3 and wrapped.wrap_alg == WRAP_KMS_CONTEXT
         new_env = replace(env, wrapped_key=wrapped.wrapped, wrap_alg=wrapped.wrap_alg,
