@@ -92,17 +92,26 @@ class RewrapResult:
     envelope_location: str
 
 
-def _read_full(body: IO[bytes], size: int) -> bytes:
-    """Read exactly `size` bytes unless the stream ends first (pipes return short reads)."""
-    pieces: list[bytes] = []
-    want = size
-    while want > 0:
-        piece = body.read(want)
-        if not piece:
+def _read_full(body: IO[bytes], size: int) -> bytes | bytearray:
+    """Read exactly `size` bytes unless the stream ends first (pipes return short reads), into one buffer."""
+    buf = bytearray(size)
+    view = memoryview(buf)
+    got = 0
+    readinto = getattr(body, "readinto", None)
+    while got < size:
+        if readinto is not None:
+            n = readinto(view[got:])
+        else:
+            piece = body.read(size - got)
+            n = len(piece)
+            view[got:got + n] = piece
+        if not n:
             break
-        pieces.append(piece)
-        want -= len(piece)
-    return b"".join(pieces)
+        got += n
+    view.release()
+    if got < size:
+        del buf[got:]
+    return buf
 
 
 def _error_code(exc: ClientError) -> str:
@@ -159,7 +168,7 @@ class CseClient:
         data_key, wrapped = self._keys().generate(cek_alg, ctx)
         encryptor, params = start_encryption(self.format_version, data_key, self._rand)
         first = _read_full(body, self.part_size)
-        second = _read_full(body, self.part_size) if len(first) == self.part_size else b""
+        second = _read_full(body, self.part_size) if len(first) == self.part_size else bytearray()
         if not second:
             size = len(first)
         elif size is None:
@@ -173,7 +182,7 @@ class CseClient:
         if instruction is not None:
             self._put_instruction_file(bucket, key, instruction)
         if not second:
-            data = encryptor.update(first) + encryptor.finalize()
+            data = encryptor.update(bytes(first)) + encryptor.finalize()
             resp = self.s3.put_object(Bucket=bucket, Key=key, Body=data, **extra)
             return PutResult(bucket, key, resp.get("ETag", ""), env.version, env.wrap_alg, len(first), len(data), 0)
         return self._put_multipart(bucket, key, body, encryptor, first, second, env, extra)
@@ -194,7 +203,10 @@ class CseClient:
         parts: list[dict[str, Any]] = []
         plain_total = cipher_total = 0
         try:
+            # At most two plaintext parts (this one and the next, read ahead to spot the last) and one
+            # ciphertext part are alive at a time.
             current, following = first, second
+            del first, second
             while current:
                 data = encryptor.update(current)
                 plain_total += len(current)
@@ -205,7 +217,9 @@ class CseClient:
                                            PartNumber=len(parts) + 1, Body=data)
                 parts.append({"PartNumber": len(parts) + 1, "ETag": resp["ETag"]})
                 del data
-                current, following = following, (_read_full(body, self.part_size) if following else b"")
+                more = len(following) == self.part_size
+                current = following
+                following = _read_full(body, self.part_size) if more else b""
             done = self.s3.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id,
                                                      MultipartUpload={"Parts": parts})
         except BaseException:

@@ -109,7 +109,7 @@ class BodyDecryptor:
         """Check the tag (GCM) or the padding (CBC); raises DecryptionFailed, never returns wrong plaintext."""
         try:
             if self._unpad is None:
-                return self._ctx.finalize_with_tag(tail)  # type: ignore[attr-defined]
+                return self._ctx.finalize_with_tag(bytes(tail))  # type: ignore[attr-defined]
             out = self._ctx.finalize()  # type: ignore[attr-defined]
             return self._unpad.update(out) + self._unpad.finalize()  # type: ignore[attr-defined]
         except (InvalidTag, ValueError):
