@@ -116,19 +116,26 @@ class BodyDecryptor:
             raise DecryptionFailed() from None
 
 
-def start_decryption(env: Envelope, data_key: bytes) -> BodyDecryptor:
-    """A body decryptor for `env`; for v3 the key commitment is checked first (constant time)."""
+def _gcm_key_and_iv(env: Envelope, data_key: bytes) -> tuple[bytes, bytes]:
+    """The GCM content key and IV of a v2/v3 body; for v3 the key commitment is checked (constant time)."""
     if env.cek_alg == CEK_V3_COMMITTING:
         dek, commitment = derive_v3_keys(data_key, env.message_id)
         if not hmac.compare_digest(commitment, env.commitment):
             raise DecryptionFailed()
-        ctx = Cipher(algorithms.AES(dek), modes.GCM(V3_IV)).decryptor()
-        ctx.authenticate_additional_data(V3_SUITE_ID)
+        return dek, V3_IV
+    if len(env.iv) != GCM_IV_BYTES:
+        raise DecryptionFailed()
+    return data_key, env.iv
+
+
+def start_decryption(env: Envelope, data_key: bytes) -> BodyDecryptor:
+    """A body decryptor for `env`; for v3 the key commitment is checked before any byte is decrypted."""
+    if env.cek_alg in (CEK_V3_COMMITTING, CEK_GCM):
+        key, iv = _gcm_key_and_iv(env, data_key)
+        ctx = Cipher(algorithms.AES(key), modes.GCM(iv)).decryptor()
+        if env.cek_alg == CEK_V3_COMMITTING:
+            ctx.authenticate_additional_data(V3_SUITE_ID)
         return BodyDecryptor(ctx, TAG_BYTES)
-    if env.cek_alg == CEK_GCM:
-        if len(env.iv) != GCM_IV_BYTES:
-            raise DecryptionFailed()
-        return BodyDecryptor(Cipher(algorithms.AES(data_key), modes.GCM(env.iv)).decryptor(), TAG_BYTES)
     if env.cek_alg == CEK_CBC:
         if len(env.iv) != CBC_IV_BYTES:
             raise DecryptionFailed()
@@ -139,14 +146,8 @@ def start_decryption(env: Envelope, data_key: bytes) -> BodyDecryptor:
 
 def gcm_keystream_decryptor(env: Envelope, data_key: bytes, first_block: int) -> Callable[[bytes], bytes]:
     """UNAUTHENTICATED: AES-CTR over a GCM body from 16-byte block `first_block` on (for ranged reads)."""
-    if env.cek_alg == CEK_V3_COMMITTING:
-        dek, commitment = derive_v3_keys(data_key, env.message_id)
-        if not hmac.compare_digest(commitment, env.commitment):
-            raise DecryptionFailed()
-        key, iv = dek, V3_IV
-    elif env.cek_alg == CEK_GCM:
-        key, iv = data_key, env.iv
-    else:
+    if env.cek_alg not in (CEK_V3_COMMITTING, CEK_GCM):
         raise UnsupportedAlgorithm(f"ranged reads need a GCM body, not {env.cek_alg!r}")
+    key, iv = _gcm_key_and_iv(env, data_key)
     counter = (2 + first_block) & 0xFFFFFFFF  # GCM's first data block uses IV || 00000002
     return Cipher(algorithms.AES(key), modes.CTR(iv + counter.to_bytes(4, "big"))).decryptor().update
