@@ -185,7 +185,9 @@ class CseClient:
             data = encryptor.update(bytes(first)) + encryptor.finalize()
             resp = self.s3.put_object(Bucket=bucket, Key=key, Body=data, **extra)
             return PutResult(bucket, key, resp.get("ETag", ""), env.version, env.wrap_alg, len(first), len(data), 0)
-        return self._put_multipart(bucket, key, body, encryptor, first, second, env, extra)
+        read_ahead = [first, second]
+        del first, second  # the multipart loop owns (and frees) these buffers from here on
+        return self._put_multipart(bucket, key, body, encryptor, read_ahead, env, extra)
 
     def _new_envelope(self, wrapped: WrappedKey, params: Any, size: int | None) -> Envelope:
         kms_v3 = self.format_version == 3 and wrapped.wrap_alg == WRAP_KMS_CONTEXT
@@ -197,16 +199,15 @@ class CseClient:
             message_id=params.message_id, commitment=params.commitment, plaintext_length=size,
         )
 
-    def _put_multipart(self, bucket: str, key: str, body: IO[bytes], encryptor: Any, first: bytes,
-                       second: bytes, env: Envelope, extra: dict[str, Any]) -> PutResult:
+    def _put_multipart(self, bucket: str, key: str, body: IO[bytes], encryptor: Any,
+                       read_ahead: list[bytearray], env: Envelope, extra: dict[str, Any]) -> PutResult:
         upload_id = self.s3.create_multipart_upload(Bucket=bucket, Key=key, **extra)["UploadId"]
         parts: list[dict[str, Any]] = []
         plain_total = cipher_total = 0
         try:
             # At most two plaintext parts (this one and the next, read ahead to spot the last) and one
             # ciphertext part are alive at a time.
-            current, following = first, second
-            del first, second
+            current, following = read_ahead.pop(0), read_ahead.pop(0)
             while current:
                 data = encryptor.update(current)
                 plain_total += len(current)
