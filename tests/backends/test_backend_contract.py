@@ -300,8 +300,8 @@ async def test_multipart_errors(backend: Backend, unique_bucket: str) -> None:
     if not on_moto(backend):  # moto 5.2.1 answers 500 (a KeyError) where AWS says NoSuchUpload
         with pytest.raises(errors.NoSuchUpload):
             await backend.upload_part(unique_bucket, "k", "0" * 32, 1, body_of(b"x"), 1)
-    with pytest.raises(errors.NoSuchUpload):
-        await backend.complete_multipart(unique_bucket, "k", "0" * 32, [(1, small)])
+        with pytest.raises(errors.NoSuchUpload):
+            await backend.complete_multipart(unique_bucket, "k", "0" * 32, [(1, small)])
     await backend.abort_multipart(unique_bucket, "k", upload)
     with pytest.raises(errors.NoSuchUpload):
         await backend.abort_multipart(unique_bucket, "k", upload)
