@@ -58,6 +58,7 @@ class FsBackend:
 
     def __init__(self, root: Path, *, clock: common.Clock = time.time, rand: common.Rand = os.urandom,
                  min_part_size: int = common.MIN_PART_SIZE, chunk_size: int = CHUNK, fsync: bool = True) -> None:
+        """`fsync=False` (tests, benchmarks) skips every fsync, of blobs and of the index: not crash-safe."""
         self._root = Path(root)
         self._clock = clock
         self._rand = rand
@@ -80,7 +81,7 @@ class FsBackend:
     def _open(self) -> None:
         for sub in ("blobs", "tmp"):
             (self._root / sub).mkdir(parents=True, exist_ok=True)
-        self._index = Index(self._root / "index.sqlite3", self._rand)
+        self._index = Index(self._root / "index.sqlite3", self._rand, durable=self._fsync)
         self._sweep()
 
     def _sweep(self) -> None:
@@ -276,11 +277,14 @@ class FsBackend:
         try:
             buf = bytearray()
             async for chunk in common.sized(body, size):
+                if not buf and len(chunk) >= self._chunk:
+                    await asyncio.to_thread(f.write, chunk)  # big pieces go straight through, uncopied
+                    continue
                 buf += chunk
                 if len(buf) >= self._chunk:
                     await asyncio.to_thread(f.write, buf)
                     buf = bytearray()
-            await asyncio.to_thread(self._seal, f, buf, tmp, self._blob_path(name))
+            await asyncio.to_thread(self._seal, f, bytes(buf), tmp, self._blob_path(name))
         except BaseException:
             await asyncio.to_thread(_abandon, f, tmp)
             raise
