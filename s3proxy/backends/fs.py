@@ -128,7 +128,8 @@ class FsBackend:
                          version_id: str | None = None) -> GetResult:
         info, blobs = await asyncio.to_thread(self._lookup_pinned, bucket, key, version_id)
         start, end = range if range is not None else (0, info.size - 1)
-        return GetResult(info, self._read(blobs, start, end), range)
+        body = common.ClosingBody(self._read(blobs, start, end), lambda: self._unpin(blobs))
+        return GetResult(info, body, range)
 
     async def head_object(self, bucket: str, key: str, version_id: str | None = None) -> ObjectInfo:
         return (await asyncio.to_thread(self._lookup, bucket, key, version_id))[0]
@@ -303,25 +304,22 @@ class FsBackend:
 
     async def _read(self, blobs: Blobs, start: int, end: int) -> AsyncIterator[bytes]:
         """The bytes start..end (inclusive) of the concatenated blobs, ~1 MiB per worker call."""
-        try:
-            offset = 0
-            for name, size in blobs:
-                lo, hi = max(start - offset, 0), min(end - offset, size - 1)
-                offset += size
-                if lo > hi:
-                    continue
-                fd = await asyncio.to_thread(os.open, self._blob_path(name), os.O_RDONLY)
-                try:
-                    while lo <= hi:
-                        data = await asyncio.to_thread(os.pread, fd, min(self._chunk, hi - lo + 1), lo)
-                        if not data:
-                            raise errors.InternalError("A stored blob is shorter than its index says.")
-                        lo += len(data)
-                        yield data
-                finally:
-                    os.close(fd)
-        finally:
-            self._unpin(blobs)
+        offset = 0
+        for name, size in blobs:
+            lo, hi = max(start - offset, 0), min(end - offset, size - 1)
+            offset += size
+            if lo > hi:
+                continue
+            fd = await asyncio.to_thread(os.open, self._blob_path(name), os.O_RDONLY)
+            try:
+                while lo <= hi:
+                    data = await asyncio.to_thread(os.pread, fd, min(self._chunk, hi - lo + 1), lo)
+                    if not data:
+                        raise errors.InternalError("A stored blob is shorter than its index says.")
+                    lo += len(data)
+                    yield data
+            finally:
+                os.close(fd)
 
     def _link_all(self, blobs: Blobs) -> Blobs:
         copies: Blobs = []

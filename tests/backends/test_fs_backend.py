@@ -159,6 +159,24 @@ async def test_a_read_survives_a_concurrent_overwrite_and_delete(tmp_path: Path)
         await fs.close()
 
 
+async def test_an_unread_body_does_not_keep_its_blob_forever(tmp_path: Path) -> None:
+    fs = FsBackend(tmp_path, fsync=False)
+    await fs.start()
+    try:
+        await fs.create_bucket("b")
+        await fs.put_object("b", "k", body_of(b"data"), 4, ObjectMeta())
+        closed = await fs.get_object("b", "k")
+        dropped = await fs.get_object("b", "k")
+        await fs.delete_object("b", "k")
+        assert len(blobs(tmp_path)) == 1  # pinned by the two open bodies
+        await closed.body.aclose()  # type: ignore[attr-defined]
+        assert len(blobs(tmp_path)) == 1
+        del dropped
+        assert blobs(tmp_path) == []
+    finally:
+        await fs.close()
+
+
 async def test_copy_and_complete_do_not_copy_bytes(tmp_path: Path) -> None:
     fs = FsBackend(tmp_path, fsync=False, min_part_size=1)
     await fs.start()
