@@ -45,7 +45,7 @@ from s3proxy.backends.base import (
     UploadInfo,
     VersionListResult,
 )
-from s3proxy.backends.fs_index import Blobs, Index, NewVersion
+from s3proxy.backends.fs_index import Blobs, Index, NewVersion, Version
 from s3proxy.backends.listing import list_page
 
 CHUNK = 1 << 20
@@ -126,7 +126,8 @@ class FsBackend:
 
     async def get_object(self, bucket: str, key: str, range: tuple[int, int] | None = None,
                          version_id: str | None = None) -> GetResult:
-        info, blobs = await asyncio.to_thread(self._lookup_pinned, bucket, key, version_id)
+        info, row = await asyncio.to_thread(self._lookup, bucket, key, version_id, pin=True)
+        blobs = row.blobs
         start, end = range if range is not None else (0, info.size - 1)
         body = common.ClosingBody(self._read(blobs, start, end), lambda: self._unpin(blobs))
         return GetResult(info, body, range)
@@ -146,13 +147,13 @@ class FsBackend:
     async def copy_object(self, src_bucket: str, src_key: str, dst_bucket: str, dst_key: str, meta: ObjectMeta,
                           src_version_id: str | None = None) -> PutResult:
         await self.head_bucket(dst_bucket)
-        info, blobs = await asyncio.to_thread(self._lookup_pinned, src_bucket, src_key, src_version_id)
+        info, row = await asyncio.to_thread(self._lookup, src_bucket, src_key, src_version_id, pin=True)
         try:
-            copies = await asyncio.to_thread(self._link_all, blobs)
+            copies = await asyncio.to_thread(self._link_all, row.blobs)
         finally:
-            await asyncio.to_thread(self._unpin, blobs)
-        new = NewVersion(dst_key, info.size, info.etag, self._now(), _stored_meta(meta), copies,
-                         common.parse_tagging(meta.tagging))
+            await asyncio.to_thread(self._unpin, row.blobs)
+        tags = row.tags if meta.tagging is None else common.parse_tagging(meta.tagging)  # S3's default: COPY
+        new = NewVersion(dst_key, info.size, info.etag, self._now(), _stored_meta(meta), copies, tags)
         return PutResult(info.etag, await self._commit_put(dst_bucket, new))
 
     async def list_objects(self, bucket: str, prefix: str = "", delimiter: str = "", after: str = "",
@@ -250,20 +251,15 @@ class FsBackend:
         await asyncio.to_thread(self._discard, garbage)
         return vid
 
-    def _lookup(self, bucket: str, key: str, version_id: str | None) -> tuple[ObjectInfo, Blobs]:
-        with self._db.locked():
-            return self._lookup_unlocked(bucket, key, version_id)
-
-    def _lookup_pinned(self, bucket: str, key: str, version_id: str | None) -> tuple[ObjectInfo, Blobs]:
-        with self._db.locked():  # no commit (and so no unlink of these blobs) can slip in before the pin
-            info, blobs = self._lookup_unlocked(bucket, key, version_id)
-            with self._pin_lock:
-                self._pins.update(name for name, _ in blobs)
-        return info, blobs
-
-    def _lookup_unlocked(self, bucket: str, key: str, version_id: str | None) -> tuple[ObjectInfo, Blobs]:
-        row, shown = self._db.get(bucket, key, version_id)
-        return dataclasses.replace(row.info(), version_id=shown), row.blobs
+    def _lookup(self, bucket: str, key: str, version_id: str | None, *,
+                pin: bool = False) -> tuple[ObjectInfo, Version]:
+        """The readable version and its info; with `pin`, its blobs stay on disk until unpinned."""
+        with self._db.locked():  # pinning under the lock: no commit (so no unlink of these blobs) slips in first
+            row, shown = self._db.get(bucket, key, version_id)
+            if pin:
+                with self._pin_lock:
+                    self._pins.update(name for name, _ in row.blobs)
+        return dataclasses.replace(row.info(), version_id=shown), row
 
     # blob files
 

@@ -412,3 +412,14 @@ async def test_tagging(backend: Backend, unique_bucket: str) -> None:
     assert await backend.get_object_tagging(unique_bucket, "k") == []
     with pytest.raises(errors.NoSuchKey):
         await backend.get_object_tagging(unique_bucket, "nope")
+
+
+async def test_copy_keeps_tags_unless_given_new_ones(backend: Backend, unique_bucket: str) -> None:
+    if not backend.capabilities.tagging:
+        pytest.skip("backend without tagging")
+    await backend.create_bucket(unique_bucket)
+    await put(backend, unique_bucket, "src", b"x", ObjectMeta(tagging="t=1"))
+    await backend.copy_object(unique_bucket, "src", unique_bucket, "kept", ObjectMeta())
+    assert await backend.get_object_tagging(unique_bucket, "kept") == [("t", "1")]
+    await backend.copy_object(unique_bucket, "src", unique_bucket, "new", ObjectMeta(tagging="u=2"))
+    assert await backend.get_object_tagging(unique_bucket, "new") == [("u", "2")]
