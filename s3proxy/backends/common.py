@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import urllib.parse
-from typing import Callable, Mapping, Sequence
+from typing import AsyncIterator, Callable, Mapping, Sequence
 
 from s3proxy import errors
 from s3proxy.backends.base import Body, ListResult, ObjectInfo, VersionListResult
@@ -128,3 +128,40 @@ def version_list_result(page: Page[ObjectInfo]) -> VersionListResult:
         if versions and versions[-1].key == page.last:
             next_vid = versions[-1].version_id
     return VersionListResult(versions, page.common_prefixes, page.is_truncated, next_key, next_vid)
+
+
+class ClosingBody:
+    """A GET body that runs `release` exactly once: at its end, on error, on aclose(), or when dropped unread.
+
+    fs bodies release their blob pins, S3 bodies their pooled connection, even if nobody iterates them.
+    """
+
+    def __init__(self, chunks: AsyncIterator[bytes], release: Callable[[], None]) -> None:
+        self._chunks = chunks
+        self._release: Callable[[], None] | None = release
+
+    def __aiter__(self) -> "ClosingBody":
+        return self
+
+    async def __anext__(self) -> bytes:
+        try:
+            return await self._chunks.__anext__()
+        except BaseException:
+            self.release()
+            raise
+
+    async def aclose(self) -> None:
+        try:
+            close = getattr(self._chunks, "aclose", None)
+            if close is not None:
+                await close()
+        finally:
+            self.release()
+
+    def release(self) -> None:
+        release, self._release = self._release, None
+        if release is not None:
+            release()
+
+    def __del__(self) -> None:
+        self.release()

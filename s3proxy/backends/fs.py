@@ -45,7 +45,7 @@ from s3proxy.backends.base import (
     UploadInfo,
     VersionListResult,
 )
-from s3proxy.backends.fs_index import Blobs, Index, NewVersion
+from s3proxy.backends.fs_index import Blobs, Index, NewVersion, Version
 from s3proxy.backends.listing import list_page
 
 CHUNK = 1 << 20
@@ -58,6 +58,7 @@ class FsBackend:
 
     def __init__(self, root: Path, *, clock: common.Clock = time.time, rand: common.Rand = os.urandom,
                  min_part_size: int = common.MIN_PART_SIZE, chunk_size: int = CHUNK, fsync: bool = True) -> None:
+        """`fsync=False` (tests, benchmarks) skips every fsync, of blobs and of the index: not crash-safe."""
         self._root = Path(root)
         self._clock = clock
         self._rand = rand
@@ -80,7 +81,7 @@ class FsBackend:
     def _open(self) -> None:
         for sub in ("blobs", "tmp"):
             (self._root / sub).mkdir(parents=True, exist_ok=True)
-        self._index = Index(self._root / "index.sqlite3", self._rand)
+        self._index = Index(self._root / "index.sqlite3", self._rand, durable=self._fsync)
         self._sweep()
 
     def _sweep(self) -> None:
@@ -125,9 +126,11 @@ class FsBackend:
 
     async def get_object(self, bucket: str, key: str, range: tuple[int, int] | None = None,
                          version_id: str | None = None) -> GetResult:
-        info, blobs = await asyncio.to_thread(self._lookup_pinned, bucket, key, version_id)
+        info, row = await asyncio.to_thread(self._lookup, bucket, key, version_id, pin=True)
+        blobs = row.blobs
         start, end = range if range is not None else (0, info.size - 1)
-        return GetResult(info, self._read(blobs, start, end), range)
+        body = common.ClosingBody(self._read(blobs, start, end), lambda: self._unpin(blobs))
+        return GetResult(info, body, range)
 
     async def head_object(self, bucket: str, key: str, version_id: str | None = None) -> ObjectInfo:
         return (await asyncio.to_thread(self._lookup, bucket, key, version_id))[0]
@@ -144,13 +147,13 @@ class FsBackend:
     async def copy_object(self, src_bucket: str, src_key: str, dst_bucket: str, dst_key: str, meta: ObjectMeta,
                           src_version_id: str | None = None) -> PutResult:
         await self.head_bucket(dst_bucket)
-        info, blobs = await asyncio.to_thread(self._lookup_pinned, src_bucket, src_key, src_version_id)
+        info, row = await asyncio.to_thread(self._lookup, src_bucket, src_key, src_version_id, pin=True)
         try:
-            copies = await asyncio.to_thread(self._link_all, blobs)
+            copies = await asyncio.to_thread(self._link_all, row.blobs)
         finally:
-            await asyncio.to_thread(self._unpin, blobs)
-        new = NewVersion(dst_key, info.size, info.etag, self._now(), _stored_meta(meta), copies,
-                         common.parse_tagging(meta.tagging))
+            await asyncio.to_thread(self._unpin, row.blobs)
+        tags = row.tags if meta.tagging is None else common.parse_tagging(meta.tagging)  # S3's default: COPY
+        new = NewVersion(dst_key, info.size, info.etag, self._now(), _stored_meta(meta), copies, tags)
         return PutResult(info.etag, await self._commit_put(dst_bucket, new))
 
     async def replace_metadata(self, bucket: str, key: str, meta: ObjectMeta, if_etag: str) -> PutResult:
@@ -252,20 +255,15 @@ class FsBackend:
         await asyncio.to_thread(self._discard, garbage)
         return vid
 
-    def _lookup(self, bucket: str, key: str, version_id: str | None) -> tuple[ObjectInfo, Blobs]:
-        with self._db.locked():
-            return self._lookup_unlocked(bucket, key, version_id)
-
-    def _lookup_pinned(self, bucket: str, key: str, version_id: str | None) -> tuple[ObjectInfo, Blobs]:
-        with self._db.locked():  # no commit (and so no unlink of these blobs) can slip in before the pin
-            info, blobs = self._lookup_unlocked(bucket, key, version_id)
-            with self._pin_lock:
-                self._pins.update(name for name, _ in blobs)
-        return info, blobs
-
-    def _lookup_unlocked(self, bucket: str, key: str, version_id: str | None) -> tuple[ObjectInfo, Blobs]:
-        row, shown = self._db.get(bucket, key, version_id)
-        return dataclasses.replace(row.info(), version_id=shown), row.blobs
+    def _lookup(self, bucket: str, key: str, version_id: str | None, *,
+                pin: bool = False) -> tuple[ObjectInfo, Version]:
+        """The readable version and its info; with `pin`, its blobs stay on disk until unpinned."""
+        with self._db.locked():  # pinning under the lock: no commit (so no unlink of these blobs) slips in first
+            row, shown = self._db.get(bucket, key, version_id)
+            if pin:
+                with self._pin_lock:
+                    self._pins.update(name for name, _ in row.blobs)
+        return dataclasses.replace(row.info(), version_id=shown), row
 
     # blob files
 
@@ -280,11 +278,14 @@ class FsBackend:
         try:
             buf = bytearray()
             async for chunk in common.sized(body, size):
+                if not buf and len(chunk) >= self._chunk:
+                    await asyncio.to_thread(f.write, chunk)  # big pieces go straight through, uncopied
+                    continue
                 buf += chunk
                 if len(buf) >= self._chunk:
                     await asyncio.to_thread(f.write, buf)
                     buf = bytearray()
-            await asyncio.to_thread(self._seal, f, buf, tmp, self._blob_path(name))
+            await asyncio.to_thread(self._seal, f, bytes(buf), tmp, self._blob_path(name))
         except BaseException:
             await asyncio.to_thread(_abandon, f, tmp)
             raise
@@ -303,25 +304,22 @@ class FsBackend:
 
     async def _read(self, blobs: Blobs, start: int, end: int) -> AsyncIterator[bytes]:
         """The bytes start..end (inclusive) of the concatenated blobs, ~1 MiB per worker call."""
-        try:
-            offset = 0
-            for name, size in blobs:
-                lo, hi = max(start - offset, 0), min(end - offset, size - 1)
-                offset += size
-                if lo > hi:
-                    continue
-                fd = await asyncio.to_thread(os.open, self._blob_path(name), os.O_RDONLY)
-                try:
-                    while lo <= hi:
-                        data = await asyncio.to_thread(os.pread, fd, min(self._chunk, hi - lo + 1), lo)
-                        if not data:
-                            raise errors.InternalError("A stored blob is shorter than its index says.")
-                        lo += len(data)
-                        yield data
-                finally:
-                    os.close(fd)
-        finally:
-            self._unpin(blobs)
+        offset = 0
+        for name, size in blobs:
+            lo, hi = max(start - offset, 0), min(end - offset, size - 1)
+            offset += size
+            if lo > hi:
+                continue
+            fd = await asyncio.to_thread(os.open, self._blob_path(name), os.O_RDONLY)
+            try:
+                while lo <= hi:
+                    data = await asyncio.to_thread(os.pread, fd, min(self._chunk, hi - lo + 1), lo)
+                    if not data:
+                        raise errors.InternalError("A stored blob is shorter than its index says.")
+                    lo += len(data)
+                    yield data
+            finally:
+                os.close(fd)
 
     def _link_all(self, blobs: Blobs) -> Blobs:
         copies: Blobs = []

@@ -11,6 +11,7 @@ All methods are blocking and serialised by one lock: call them from a worker thr
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import sqlite3
 import threading
@@ -23,7 +24,9 @@ from s3proxy.backends import common
 from s3proxy.backends.base import BucketInfo, ObjectInfo, ObjectMeta, PartInfo, UploadInfo
 
 Blobs = list[tuple[str, int]]  # ordered (blob name, size)
-_BATCH = 1000
+# rows fetched per listing query: small first, since a delimited listing seeks often and reads little
+def _batches() -> Iterator[int]:
+    return itertools.chain((16, 128), itertools.repeat(1000))
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS buckets (name TEXT PRIMARY KEY, created REAL NOT NULL, versioning TEXT);
@@ -43,6 +46,9 @@ CREATE TABLE IF NOT EXISTS parts (
     blob TEXT NOT NULL, PRIMARY KEY (upload, num));
 """
 _COLUMNS = "seq, key, vid, latest, marker, size, etag, mtime, meta, blobs, tags"
+# listings carry the user metadata too: the proxy's envelope gives plaintext sizes and ETags without a HEAD
+_LISTED = ("seq, key, vid, latest, marker, size, etag, mtime, json_extract(meta, '$.storage_class'),"
+           " json_extract(meta, '$.metadata')")
 
 
 @dataclass(frozen=True)
@@ -84,10 +90,10 @@ class NewVersion:
 class Index:
     """The SQLite index of one fs backend root."""
 
-    def __init__(self, path: Path, rand: common.Rand) -> None:
+    def __init__(self, path: Path, rand: common.Rand, *, durable: bool = True) -> None:
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'OFF'}")
         self._db.executescript(_SCHEMA)
         self._lock = threading.Lock()
         self._rand = rand
@@ -216,8 +222,7 @@ class Index:
             row, shown = self.get(bucket, key, None)
             if row.etag != if_etag:
                 raise errors.PreconditionFailed(Condition="x-amz-copy-source-If-Match")
-            db.execute("UPDATE objects SET meta = ? WHERE bucket = ? AND key = ? AND vid = ?",
-                       (_dump_meta(meta), bucket, key, row.vid))
+            db.execute("UPDATE objects SET meta = ? WHERE seq = ?", (_dump_meta(meta), row.seq))
             return shown
 
     def set_tags(self, bucket: str, key: str, vid: str | None, tags: Sequence[tuple[str, str]]) -> None:
@@ -229,18 +234,17 @@ class Index:
 
     def seek_live(self, bucket: str) -> Callable[[str, bool], Iterator[tuple[str, ObjectInfo]]]:
         _versioning(self._db, bucket)
-        sql = (f"SELECT {_COLUMNS} FROM objects WHERE bucket = ? AND latest = 1 AND marker = 0 AND key {{}} ?"
+        sql = (f"SELECT {_LISTED} FROM objects WHERE bucket = ? AND latest = 1 AND marker = 0 AND key {{}} ?"
                " ORDER BY key LIMIT ?")
 
         def seek(start: str, inclusive: bool) -> Iterator[tuple[str, ObjectInfo]]:
             op = ">=" if inclusive else ">"
-            while True:
-                rows = _all(self._db, sql.format(op), (bucket, start, _BATCH))
-                for row in rows:
-                    yield row.key, row.info()
-                if len(rows) < _BATCH:
+            for batch in _batches():
+                rows = self._db.execute(sql.format(op), (bucket, start, batch)).fetchall()
+                yield from ((r[1], _listed(r, with_version=False)) for r in rows)
+                if len(rows) < batch:
                     return
-                start, op = rows[-1].key, ">"
+                start, op = rows[-1][1], ">"
 
         return seek
 
@@ -249,14 +253,13 @@ class Index:
 
         def seek(start: str, inclusive: bool) -> Iterator[tuple[str, ObjectInfo]]:
             where, args = ("key >= ?" if inclusive else "key > ?"), (start,)
-            while True:
-                rows = _all(self._db, f"SELECT {_COLUMNS} FROM objects WHERE bucket = ? AND ({where})"
-                            " ORDER BY key, seq DESC LIMIT ?", (bucket, *args, _BATCH))
-                for row in rows:
-                    yield row.key, row.info(with_meta=False)
-                if len(rows) < _BATCH:
+            for batch in _batches():
+                rows = self._db.execute(f"SELECT {_LISTED} FROM objects WHERE bucket = ? AND ({where})"
+                                        " ORDER BY key, seq DESC LIMIT ?", (bucket, *args, batch)).fetchall()
+                yield from ((r[1], _listed(r)) for r in rows)
+                if len(rows) < batch:
                     return
-                where, args = "key > ? OR (key = ? AND seq < ?)", (rows[-1].key, rows[-1].key, rows[-1].seq)
+                where, args = "key > ? OR (key = ? AND seq < ?)", (rows[-1][1], rows[-1][1], rows[-1][0])
 
         return seek
 
@@ -374,6 +377,14 @@ def _version(r: tuple) -> Version:  # type: ignore[type-arg]
     seq, key, vid, latest, marker, size, etag, mtime, meta, blobs, tags = r
     return Version(seq, key, vid, bool(latest), bool(marker), size, etag, mtime, _load_meta(meta),
                    [(b, s) for b, s in json.loads(blobs)], [(k, v) for k, v in json.loads(tags)])
+
+
+def _listed(r: tuple, with_version: bool = True) -> ObjectInfo:  # type: ignore[type-arg]
+    """A listing's ObjectInfo (user metadata only) from a row of _LISTED columns."""
+    _, key, vid, latest, marker, size, etag, mtime, storage_class, metadata = r
+    meta = ObjectMeta(json.loads(metadata)) if metadata else ObjectMeta()
+    return ObjectInfo(key, size, etag, common.from_epoch(mtime), meta, version_id=vid if with_version else None,
+                      storage_class=storage_class or "STANDARD", is_latest=bool(latest), delete_marker=bool(marker))
 
 
 def _dump_meta(meta: ObjectMeta) -> str:

@@ -52,6 +52,8 @@ def list_page(
     entries: list[tuple[str, T]] = []
     prefixes: list[str] = []
     last: str | None = None
+    if max_keys <= 0:  # S3 answers max-keys=0 with an empty, untruncated page
+        return Page(entries, prefixes, False, last)
     it = _chain(first, _start(seek, prefix, after))
     while True:
         step = next(it, None)

@@ -124,7 +124,10 @@ class MemoryBackend:
                           src_version_id: str | None = None) -> PutResult:
         v = self._readable(src_bucket, src_key, src_version_id)
         self._bucket(dst_bucket)
-        return self._store(dst_bucket, dst_key, v.data, v.info.etag, meta)
+        result = self._store(dst_bucket, dst_key, v.data, v.info.etag, meta)
+        if meta.tagging is None:  # S3's default tagging directive: COPY
+            self._buckets[dst_bucket].keys[dst_key][-1].tags = list(v.tags)
+        return result
 
     async def replace_metadata(self, bucket: str, key: str, meta: ObjectMeta, if_etag: str) -> PutResult:
         v = self._readable(bucket, key, None)

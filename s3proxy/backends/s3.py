@@ -8,7 +8,7 @@ errors, 500, 503), with capped exponential backoff and full jitter; a streamed P
 Keys are percent-encoded byte for byte (RFC 3986 unreserved and "/" kept) and sent unnormalised,
 so `..`, `a//b`, `%`, `+`, `?`, `#` and unicode reach the server as themselves.
 
-A GetResult's body holds a pooled connection until it is read to the end or closed (`aclose()`).
+A GetResult's body holds a pooled connection until it is read to the end, closed (`aclose()`) or dropped.
 """
 
 from __future__ import annotations
@@ -144,7 +144,8 @@ class S3Backend:
         headers = {"Range": f"bytes={range[0]}-{range[1]}"} if range is not None else {}
         resp = await self._send(_Call("GET", bucket, key, _version(version_id), headers), missing=errors.NoSuchKey)
         size, got = _size_and_range(resp)
-        return GetResult(s3_xml.object_info(key, resp.headers, size), self._body(resp), got)
+        body = common.ClosingBody(self._body(resp), resp.release)
+        return GetResult(s3_xml.object_info(key, resp.headers, size), body, got)
 
     async def head_object(self, bucket: str, key: str, version_id: str | None = None) -> ObjectInfo:
         resp = await self._send(_Call("HEAD", bucket, key, _version(version_id)), missing=errors.NoSuchKey)
@@ -330,8 +331,6 @@ class S3Backend:
                 yield chunk
         except aiohttp.ClientError as exc:
             raise errors.InternalError("The storage backend broke off the transfer.") from exc
-        finally:
-            resp.release()
 
 
 def _quote(value: str, safe: str = "/") -> str:

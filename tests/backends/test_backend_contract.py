@@ -300,8 +300,8 @@ async def test_multipart_errors(backend: Backend, unique_bucket: str) -> None:
     if not on_moto(backend):  # moto 5.2.1 answers 500 (a KeyError) where AWS says NoSuchUpload
         with pytest.raises(errors.NoSuchUpload):
             await backend.upload_part(unique_bucket, "k", "0" * 32, 1, body_of(b"x"), 1)
-    with pytest.raises(errors.NoSuchUpload):
-        await backend.complete_multipart(unique_bucket, "k", "0" * 32, [(1, small)])
+        with pytest.raises(errors.NoSuchUpload):
+            await backend.complete_multipart(unique_bucket, "k", "0" * 32, [(1, small)])
     await backend.abort_multipart(unique_bucket, "k", upload)
     with pytest.raises(errors.NoSuchUpload):
         await backend.abort_multipart(unique_bucket, "k", upload)
@@ -412,3 +412,14 @@ async def test_tagging(backend: Backend, unique_bucket: str) -> None:
     assert await backend.get_object_tagging(unique_bucket, "k") == []
     with pytest.raises(errors.NoSuchKey):
         await backend.get_object_tagging(unique_bucket, "nope")
+
+
+async def test_copy_keeps_tags_unless_given_new_ones(backend: Backend, unique_bucket: str) -> None:
+    if not backend.capabilities.tagging:
+        pytest.skip("backend without tagging")
+    await backend.create_bucket(unique_bucket)
+    await put(backend, unique_bucket, "src", b"x", ObjectMeta(tagging="t=1"))
+    await backend.copy_object(unique_bucket, "src", unique_bucket, "kept", ObjectMeta())
+    assert await backend.get_object_tagging(unique_bucket, "kept") == [("t", "1")]
+    await backend.copy_object(unique_bucket, "src", unique_bucket, "new", ObjectMeta(tagging="u=2"))
+    assert await backend.get_object_tagging(unique_bucket, "new") == [("u", "2")]
