@@ -1,4 +1,4 @@
-"""Command-line entry points: `s3proxy serve`, `s3proxy config`; no logic of their own."""
+"""Command-line entry points: `s3proxy serve | config | audit verify | cse ...`; no logic of their own."""
 
 from __future__ import annotations
 
@@ -6,7 +6,10 @@ import argparse
 import sys
 from typing import Sequence
 
+from pathlib import Path
+
 from . import settings as settings_mod
+from .cse import cli as cse_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -17,17 +20,30 @@ def build_parser() -> argparse.ArgumentParser:
     config = sub.add_parser("config", help="print the effective settings (secrets redacted) or the settings reference")
     settings_mod.add_arguments(config)
     config.add_argument("--reference", action="store_true", help="print the configuration reference as Markdown")
+    audit = sub.add_parser("audit", help="the KMS audit log")
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True)
+    verify = audit_sub.add_parser("verify", help="check the hash chain of the audit log: any edit or deletion is reported")
+    verify.add_argument("--file", help="audit log (default DATA_DIR/kms/audit.log)")
+    settings_mod.add_arguments(verify)
+    cse = sub.add_parser("cse", help="client-side encryption (AWS S3 Encryption Client formats) against any S3 endpoint")
+    cse_cli.add_subcommands(cse.add_subparsers(dest="cse_command", required=True))
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "cse":
+        return cse_cli.run(args)
     flags = vars(args)
     try:
         settings = settings_mod.load(flags)
     except settings_mod.SettingsError as exc:
         print(f"s3proxy: bad setting: {exc}", file=sys.stderr)
         return 2
+    if args.command == "audit":
+        from .kms.audit import run_audit_verify
+
+        return run_audit_verify(Path(args.file) if args.file else settings.data_dir / "kms" / "audit.log")
     if args.command == "config":
         if args.reference:
             print(settings_mod.reference_markdown(), end="")

@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from . import errors
 from .backends.base import Backend, ObjectInfo, ObjectMeta, PartInfo, UploadInfo
+from .cse import envelope as cse_envelope
 from .format import envelope as fmt
 from .format.chunks import DEFAULT_CHUNK_SIZE
 from .format.errors import IntegrityError
@@ -91,6 +92,28 @@ def open_checksums(data_key: bytes, sealed: str | None) -> dict[str, str]:
     except (binascii.Error, ValueError, InvalidTag, UnicodeError):
         raise IntegrityError() from None
     return dict(item.split("=", 1) for item in text.split(";") if "=" in item)
+
+
+# client-side encryption -------------------------------------------------------------------------
+
+CSE_HEADER = "x-s3proxy-client-side-encryption"
+
+
+def client_side_format(user: Mapping[str, str]) -> str | None:
+    """Which AWS S3 Encryption Client format the object's own metadata shows, if any.
+
+    The proxy never needs the client's key: it stores such objects like any other (its own SSE
+    layer underneath, as AWS adds SSE-S3) and only tells the reader what it is looking at.
+    """
+    if cse_envelope.V3_CEK_ALG in user and cse_envelope.V3_COMMITMENT in user:
+        return "v3"
+    if cse_envelope.KEY_V2 in user:
+        return "v2"
+    if cse_envelope.KEY_V1 in user:
+        return "v1"
+    if cse_envelope.UNENCRYPTED_LENGTH in user or cse_envelope.INSTRUCTION_MARKER in user:
+        return "instruction-file"
+    return None
 
 
 # views --------------------------------------------------------------------------------------------
@@ -236,6 +259,9 @@ class ObjectStore:
     def view(self, stored: Stored, mode: EncryptionMode | None, *, extra: Mapping[str, str] | None = None) -> ObjectView:
         info = stored.info
         headers = dict(mode.response_headers(stored.fields, on_write=False)) if mode is not None else {}
+        cse = client_side_format(stored.user)
+        if cse is not None:
+            headers[CSE_HEADER] = cse
         headers.update(extra or {})
         return ObjectView(
             key=info.key, size=stored.size, etag=stored.etag, last_modified=info.last_modified,
