@@ -21,7 +21,9 @@ from aiohttp import web
 from . import ops
 from .auth.credentials import Credential, CredentialStore
 from .backends.base import Backend
+from .http.metrics import CountingAuditSink, InstrumentedBackend, Metrics
 from .http.server import Frontend, build_web_app
+from .kms.audit import FileAuditSink
 from .settings import Settings, SettingsError
 from .internal import InternalRecords
 from .kms.api import KmsApi
@@ -87,8 +89,9 @@ def make_backend(settings: Settings) -> Backend:
     return FsBackend(settings.data_dir / "objects")
 
 
-def open_kms(settings: Settings, clock: Callable[[], float]) -> KeyService:
+def open_kms(settings: Settings, clock: Callable[[], float], metrics: Metrics) -> KeyService:
     try:
+        audit = CountingAuditSink(FileAuditSink(settings.data_dir / "kms" / "audit.log"), metrics)
         return KeyService.open(
             settings.data_dir,
             settings.root_key_path,
@@ -96,6 +99,7 @@ def open_kms(settings: Settings, clock: Callable[[], float]) -> KeyService:
             account_id=settings.account_id,
             administrators=settings.admin_users,
             clock=clock,
+            audit=audit,
         )
     except (RootKeyError, OSError) as exc:
         raise StartupError(f"KMS keystore: {exc}") from None
@@ -119,8 +123,9 @@ class Proxy:
         self.clock = clock
         prepare_data_dir(settings)
         self.bootstrap = load_credentials(settings)
-        self.backend = make_backend(settings)
-        self.kms = open_kms(settings, clock)
+        self.metrics = Metrics()
+        self.backend = InstrumentedBackend(make_backend(settings), self.metrics)
+        self.kms = open_kms(settings, clock, self.metrics)
         self.store = ObjectStore(self.backend, InternalRecords(self.backend, settings.internal_bucket), clock=clock)
         services = ops.Services(
             store=self.store,
@@ -147,9 +152,24 @@ class Proxy:
                 request_id=request_id,
             ),
             clock=clock,
+            metrics=self.metrics,
+            ready=self.ready,
         )
         self.runner: web.AppRunner | None = None
         self.port: int | None = None
+
+    async def ready(self) -> dict[str, str]:
+        """What keeps this proxy from serving, by component (empty when ready)."""
+        problems: dict[str, str] = {}
+        try:
+            await asyncio.wait_for(self.backend.list_buckets(), 5)
+        except Exception as exc:  # any failure means not ready; the message names it
+            problems["backend"] = getattr(exc, "code", type(exc).__name__)
+        try:
+            await asyncio.wait_for(asyncio.to_thread(self.kms.service_key), 5)
+        except Exception as exc:
+            problems["keystore"] = getattr(exc, "code", type(exc).__name__)
+        return problems
 
     @property
     def url(self) -> str:
@@ -240,6 +260,19 @@ class ProxyThread:
 
         self.proxy = asyncio.run_coroutine_threadsafe(boot(), self.loop).result(60)
         return self
+
+    async def ready(self) -> dict[str, str]:
+        """What keeps this proxy from serving, by component (empty when ready)."""
+        problems: dict[str, str] = {}
+        try:
+            await asyncio.wait_for(self.backend.list_buckets(), 5)
+        except Exception as exc:  # any failure means not ready; the message names it
+            problems["backend"] = getattr(exc, "code", type(exc).__name__)
+        try:
+            await asyncio.wait_for(asyncio.to_thread(self.kms.service_key), 5)
+        except Exception as exc:
+            problems["keystore"] = getattr(exc, "code", type(exc).__name__)
+        return problems
 
     @property
     def url(self) -> str:

@@ -433,6 +433,33 @@ class ObjectStore:
         self.listing.put(dst.bucket, dst.key, result.etag, stored.size, etag)
         return src_view, Written(etag, result.version_id, self._now(), dst_mode.response_headers(sealed.fields, on_write=True))
 
+    async def rewrap(
+        self, ref: ObjectRef, keys: ModeResolver, target: EncryptionMode | None = None, *, expect_etag: str | None = None
+    ) -> Written:
+        """Re-wrap the latest version's data key under `target` (None: its own mode, newest key
+        material), metadata only: data, ETag, checksums and size unchanged. UpdateObjectEncryption
+        and `s3proxy rewrap` both come here. `expect_etag` (backend ETag) guards a concurrent writer."""
+        info = await self.backend.head_object(ref.bucket, ref.key)
+        if expect_etag is not None and info.etag != expect_etag:
+            raise errors.PreconditionFailed("The object changed since it was listed.")
+        stored = await self.stored(info)
+        if not stored.encrypted:
+            raise errors.InvalidRequest("The object is not encrypted; UpdateObjectEncryption needs an encrypted source object.")
+        current = keys.for_stored(stored.fields)
+        if current.name == "SSE-C":
+            raise errors.InvalidRequest("UpdateObjectEncryption is not supported for objects encrypted with SSE-C.")
+        key = await current.unseal(ref, stored.fields)
+        self._envelope(stored, key)  # only a whole, authentic object is re-wrapped
+        sealed = await (target or current).seal(ref, key)
+        kept = {k: v for k, v in stored.fields.items() if k in fmt.FORMAT_KEYS or k in (KEY_CHECKSUMS, KEY_MPU)}
+        if KEY_MPU in kept:
+            kept = {k: v for k, v in kept.items() if k not in (fmt.KEY_SIZE, fmt.KEY_PARTS, fmt.KEY_MAC)}
+        fields = {**kept, **sealed.fields, KEY_ETAG: stored.etag}  # the client's ETag survives any backend copy
+        stored_meta = replace(info.meta, metadata=to_backend_metadata(stored.user, fields), tagging=None)
+        result = await self.backend.replace_metadata(ref.bucket, ref.key, stored_meta, info.etag)
+        self.listing.put(ref.bucket, ref.key, result.etag, stored.size, stored.etag)
+        return Written(stored.etag, result.version_id, self._now(), (target or current).response_headers(sealed.fields, on_write=False))
+
     async def delete_object(self, ref: ObjectRef, version_id: str | None = None):
         return await self.backend.delete_object(ref.bucket, ref.key, version_id)
 

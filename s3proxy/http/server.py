@@ -24,6 +24,7 @@ from ..auth.body import open_body
 from ..auth.credentials import CredentialStore
 from ..auth.sigv4 import AuthContext, authenticate
 from . import xml
+from .metrics import Metrics, is_operational, operational_response
 from .routes import route
 
 log = logging.getLogger("s3proxy.http")
@@ -104,7 +105,11 @@ class Frontend:
         kms_caller: Callable[[AuthContext, web.Request, str], Any] | None = None,
         clock: Callable[[], float] = time.time,
         rand: Callable[[int], bytes] = os.urandom,
+        metrics: Metrics | None = None,
+        ready: Callable[[], Awaitable[dict[str, str]]] | None = None,
     ) -> None:
+        self.metrics = metrics or Metrics()
+        self.ready = ready or _always_ready
         self.operations = operations
         self.credentials = credentials
         self.region = region
@@ -117,12 +122,21 @@ class Frontend:
         return self.rand(8).hex().upper()
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        raw_path, _, raw_query = request.raw_path.partition("?")
+        if is_operational(request.method, raw_path, request.headers, raw_query):
+            return await operational_response(raw_path, self.metrics, self.ready)
+        self.metrics.inflight.inc()
+        try:
+            return await self._handle(request, raw_path, raw_query)
+        finally:
+            self.metrics.inflight.dec()
+
+    async def _handle(self, request: web.Request, raw_path: str, raw_query: str) -> web.StreamResponse:
         request_id = self.request_id()
         started = time.monotonic()
         op_name = "-"
         response: web.StreamResponse | None = None
         try:
-            raw_path, _, raw_query = request.raw_path.partition("?")
             if "x-amz-target" in request.headers:
                 op_name = "kms:" + request.headers.get("x-amz-target", "").rpartition(".")[2]
                 response = await self.handle_kms(request, raw_path, raw_query, request_id)
@@ -167,15 +181,23 @@ class Frontend:
                 log.warning("request %s: %s: %s", request_id, op_name, type(exc).__name__)
             response = self.error_response(request, mapped, request_id)
         finally:
+            status = getattr(response, "status", 499)
+            elapsed = time.monotonic() - started
+            received = request.content_length or 0
+            sent = (response.content_length or 0) if response is not None and request.method != "HEAD" else 0
+            self.metrics.observe(op_name, status, response.headers if response is not None else {}, elapsed, received, sent)
             access_log.info(
                 json.dumps(
                     {
                         "request_id": request_id,
                         "op": op_name,
                         "method": request.method,
-                        "status": getattr(response, "status", 0),
+                        "status": status,
                         "remote": request.remote,
-                        "ms": round((time.monotonic() - started) * 1000, 2),
+                        "access_key": _access_key_of(request.headers),
+                        "received": received,
+                        "sent": sent,
+                        "ms": round(elapsed * 1000, 2),
                     }
                 )
             )
@@ -227,6 +249,19 @@ class Frontend:
         fields["HostId"] = request_id
         headers["Content-Type"] = "application/xml"
         return web.Response(status=exc.status, body=xml.render("Error", fields, namespace=None), headers=headers)
+
+
+async def _always_ready() -> dict[str, str]:
+    return {}
+
+
+def _access_key_of(headers: Mapping[str, str]) -> str | None:
+    """The access key id named by an Authorization header (never the signature or a secret)."""
+    auth = headers.get("authorization", "")
+    start = auth.find("Credential=")
+    if start < 0:
+        return None
+    return auth[start + len("Credential="):].split("/", 1)[0][:128] or None
 
 
 def split_path(raw_path: str) -> tuple[str | None, str | None]:

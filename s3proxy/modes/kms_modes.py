@@ -4,8 +4,10 @@ Both bind the wrapped key (not the data) to `arn:aws:s3:::bucket/key` through th
 context, so a stored object moved under another name fails to unwrap, while a server-side copy
 or a rewrap only re-wraps 32 bytes. SSE-S3 uses the proxy's own service key; SSE-KMS uses the
 caller's key (or the AWS-managed `alias/aws/s3`) as the caller, so key policies apply.
-With an S3 Bucket Key, one KMS data key per (requester, bucket, KMS key) is cached for a while
-and each object's key is derived from it with HKDF and a random salt bound to the object ARN.
+With an S3 Bucket Key, one KMS data key per (requester, bucket, KMS key) is cached for a while;
+each object's own random data key is wrapped with AES-256-GCM under a key derived from the bucket
+key by HKDF with a random salt, the object ARN as associated data. Wrapping (rather than deriving)
+lets an existing object's key move under a bucket key too (UpdateObjectEncryption, rewrap).
 """
 
 from __future__ import annotations
@@ -18,8 +20,12 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from ..format.errors import IntegrityError
 
 from .base import (
     KEY_BUCKET_KEY,
@@ -116,9 +122,21 @@ class BucketKeyCache:
                 table.pop(k, None)
 
 
-def derive_object_key(bucket_key: bytes, salt: bytes, ref: ObjectRef) -> bytes:
-    """An object's data key from its bucket key: HKDF-SHA-256, salt random per object, info the ARN."""
-    return HKDF(hashes.SHA256(), DATA_KEY_SIZE, salt, b"s3proxy bucket-key object\x00" + ref.arn.encode()).derive(bucket_key)
+def _bucket_kek(bucket_key: bytes, salt: bytes) -> AESGCM:
+    return AESGCM(HKDF(hashes.SHA256(), DATA_KEY_SIZE, salt, b"s3proxy bucket-key kek v1").derive(bucket_key))
+
+
+def wrap_under_bucket_key(bucket_key: bytes, data_key: bytes, ref: ObjectRef, salt: bytes) -> bytes:
+    """salt || AES-GCM(KEK(bucket key, salt), nonce 0, data key, aad = object ARN); a fresh salt per
+    object makes each KEK single-use, so the fixed nonce is never reused under one key."""
+    return salt + _bucket_kek(bucket_key, salt).encrypt(bytes(12), data_key, ref.arn.encode())
+
+
+def unwrap_under_bucket_key(bucket_key: bytes, blob: bytes, ref: ObjectRef) -> bytes:
+    try:
+        return _bucket_kek(bucket_key, blob[:32]).decrypt(bytes(12), blob[32:], ref.arn.encode())
+    except (InvalidTag, ValueError):
+        raise IntegrityError() from None
 
 
 @dataclass(frozen=True)
@@ -150,11 +168,12 @@ class SseKms:
         fields = {KEY_MODE: self.name, KEY_KMS_ID: key_arn}
         if self.context_header:
             fields[KEY_CONTEXT] = self.context_header
-        if self.bucket_key and self.bucket_keys is not None and data_key is None:
+        if self.bucket_key and self.bucket_keys is not None:
             bucket_key, blob = await self._bucket_key(ref, key_arn)
-            salt = self.rand(32)
-            fields.update({KEY_WRAPPED: b64encode(blob), KEY_BUCKET_KEY: b64encode(salt)})
-            return Sealed(derive_object_key(bucket_key, salt, ref), fields)
+            data_key = data_key if data_key is not None else self.rand(DATA_KEY_SIZE)
+            wrapped = wrap_under_bucket_key(bucket_key, data_key, ref, self.rand(32))
+            fields.update({KEY_WRAPPED: b64encode(blob), KEY_BUCKET_KEY: b64encode(wrapped)})
+            return Sealed(data_key, fields)
         context = self._context(ref, bucket_level=False)
         if data_key is None:
             made = await _kms(self.kms.generate_data_key, self.caller, key_arn, context)
@@ -186,7 +205,7 @@ class SseKms:
             cached = (await _kms(self.kms.decrypt_data_key, self.caller, blob, context)).plaintext
             if self.bucket_keys is not None:
                 self.bucket_keys.remember_read(self.caller.access_key, blob, cached)
-        return derive_object_key(cached, b64decode(fields[KEY_BUCKET_KEY]), ref)
+        return unwrap_under_bucket_key(cached, b64decode(fields[KEY_BUCKET_KEY]), ref)
 
     def response_headers(self, fields: Mapping[str, str], *, on_write: bool) -> dict[str, str]:
         headers = {"x-amz-server-side-encryption": "aws:kms", "x-amz-server-side-encryption-aws-kms-key-id": fields.get(KEY_KMS_ID, "")}

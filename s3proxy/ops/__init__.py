@@ -45,6 +45,7 @@ _OPERATIONS = {
     "PutBucketEncryption": encryption.put_bucket_encryption,
     "GetBucketEncryption": encryption.get_bucket_encryption,
     "DeleteBucketEncryption": encryption.delete_bucket_encryption,
+    "UpdateObjectEncryption": encryption.update_object_encryption,
 }
 
 
