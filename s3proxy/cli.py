@@ -1,4 +1,4 @@
-"""Command-line entry points: `s3proxy serve | config | audit verify | cse ...`; no logic of their own."""
+"""Command-line entry points: `s3proxy serve | config | audit verify | rewrap | encrypt-existing | cse ...`."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 
 from . import settings as settings_mod
 from .cse import cli as cse_cli
+from .tools import commands as tool_commands
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     verify = audit_sub.add_parser("verify", help="check the hash chain of the audit log: any edit or deletion is reported")
     verify.add_argument("--file", help="audit log (default DATA_DIR/kms/audit.log)")
     settings_mod.add_arguments(verify)
+    tool_commands.add_subcommands(sub)
     cse = sub.add_parser("cse", help="client-side encryption (AWS S3 Encryption Client formats) against any S3 endpoint")
     cse_cli.add_subcommands(cse.add_subparsers(dest="cse_command", required=True))
     return parser
@@ -34,6 +36,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "cse":
         return cse_cli.run(args)
+    if args.command in ("rewrap", "encrypt-existing"):
+        return tool_commands.run(args)
     flags = vars(args)
     try:
         settings = settings_mod.load(flags)

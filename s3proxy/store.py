@@ -18,6 +18,7 @@ import datetime as dt
 import hashlib
 import logging
 import os
+import urllib.parse
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from typing import Any, AsyncIterator, Callable, Mapping, Sequence
@@ -37,7 +38,7 @@ from .format.sizes import ciphertext_size, plaintext_size
 from .http.headers import ByteRange
 from .internal import InternalRecords
 from .modes.base import KEY_MODE, EncryptionMode, ObjectRef
-from .modes.resolve import BucketEncryption, ModeResolver
+from .modes.resolve import COPY_SOURCE_SSEC, NOT_APPLICABLE, BucketEncryption, ModeResolver
 from .streams import decrypt_range, encrypt_stream
 
 log = logging.getLogger("s3proxy.store")
@@ -340,9 +341,8 @@ class ObjectStore:
     async def head_object(self, ref: ObjectRef, version_id: str | None, keys: ModeResolver, *, checksums: bool = False) -> ObjectView:
         keys.reject_sse_header()
         stored = await self.stored(await self.backend.head_object(ref.bucket, ref.key, version_id))
-        if stored.info.delete_marker:
+        if stored.info.delete_marker or not stored.encrypted:  # a plaintext object shows no SSE headers
             return self.view(stored, None)
-        self._require_encrypted(stored)
         mode = keys.for_stored(stored.fields)
         extra: dict[str, str] = {}
         if mode.name == "SSE-C" or checksums:
@@ -411,7 +411,8 @@ class ObjectStore:
         stored = await self.stored(info)
         if info.delete_marker:
             raise errors.NoSuchKey()
-        self._require_encrypted(stored)
+        if not stored.encrypted:
+            return await self._encrypt_copy(src, dst, keys, stored, meta=meta, tagging=tagging, check=check)
         src_mode = keys.for_stored(stored.fields, copy_source=True)
         src_view = self.view(stored, src_mode)
         check(src_view)
@@ -432,6 +433,47 @@ class ObjectStore:
         etag = fields.get(KEY_ETAG, result.etag)
         self.listing.put(dst.bucket, dst.key, result.etag, stored.size, etag)
         return src_view, Written(etag, result.version_id, self._now(), dst_mode.response_headers(sealed.fields, on_write=True))
+
+    async def _encrypt_copy(
+        self, src: ObjectRef, dst: ObjectRef, keys: ModeResolver, stored: Stored, *, meta, tagging, check
+    ) -> tuple[ObjectView, Written]:
+        """Copy from an object that predates the proxy (plaintext in the backend): stream it through
+        the format under the target mode. In place, this is how existing data gets encrypted."""
+        if keys.customer_key(COPY_SOURCE_SSEC) is not None:
+            raise errors.InvalidRequest(NOT_APPLICABLE)
+        src_view = self.view(stored, None)
+        check(src_view)
+        mode = keys.for_write(await self._default(dst.bucket))
+        sealed = await mode.seal(dst)
+        key, size = sealed.data_key, stored.size
+        fields = {**sealed.fields, **fmt.seal_envelope(fmt.Envelope.single(size, self.chunk_size), key)}
+        got = await self.backend.get_object(src.bucket, src.key, None, stored.info.version_id)
+        if got.info.etag != stored.info.etag:
+            await _close(got.body)
+            raise errors.PreconditionFailed("The source object changed while it was being copied; retry the request.")
+        md5 = hashlib.md5() if mode.name == "AES256" else None
+
+        async def tapped() -> AsyncIterator[bytes]:
+            async for piece in got.body:
+                if md5 is not None:
+                    md5.update(piece)
+                yield piece
+
+        if tagging is None and self.backend.capabilities.tagging:  # a write does not carry tags over by itself
+            tags = await self.backend.get_object_tagging(src.bucket, src.key, stored.info.version_id)
+            tagging = urllib.parse.urlencode(tags)
+        user = stored.user if meta is None else meta.metadata
+        base = replace(stored.info.meta, tagging=tagging) if meta is None else replace(meta, tagging=tagging)
+        stored_meta = replace(base, metadata=to_backend_metadata(user, fields))
+        result = await self.backend.put_object(
+            dst.bucket, dst.key, encrypt_stream(tapped(), key, chunk_size=self.chunk_size), ciphertext_size(size, self.chunk_size), stored_meta
+        )
+        if md5 is not None:
+            fields[KEY_ETAG] = md5.hexdigest()
+            await self._record_late(dst, replace(base, metadata=user), fields, result.etag)
+        etag = fields.get(KEY_ETAG, result.etag)
+        self.listing.put(dst.bucket, dst.key, result.etag, size, etag)
+        return src_view, Written(etag, result.version_id, self._now(), mode.response_headers(sealed.fields, on_write=True))
 
     async def rewrap(
         self, ref: ObjectRef, keys: ModeResolver, target: EncryptionMode | None = None, *, expect_etag: str | None = None
