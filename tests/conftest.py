@@ -35,3 +35,58 @@ def moto_server():
 @pytest.fixture
 def unique_bucket() -> str:
     return f"b-{uuid.uuid4().hex[:20]}"
+
+
+# --- every log line the suite produces is scanned for key material ------------------------------
+
+import logging  # noqa: E402
+import re  # noqa: E402
+
+# base64 of exactly 32 bytes (an SSE-C key or a data key), or 64 hex digits (the same in hex)
+_KEY_LIKE = re.compile(r"(?<![A-Za-z0-9+/])[A-Za-z0-9+/]{43}=(?![A-Za-z0-9+/=])|(?<![0-9a-fA-F])[0-9a-fA-F]{64}(?![0-9a-fA-F])")
+_SECRETS: set[str] = set()
+
+
+def register_secret(value: str) -> None:
+    """Tests name secrets (secret access keys, ...) that must never reach a log line."""
+    _SECRETS.add(value)
+
+
+class _LogScanner(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(level=logging.DEBUG)
+        self.findings: list[str] = []
+        self.lines = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not record.name.startswith("s3proxy"):
+            return
+        try:
+            text = record.getMessage()
+        except Exception:  # a broken format string is a finding of its own
+            text = str(record.msg)
+        if record.exc_info:
+            text += logging.Formatter().formatException(record.exc_info)
+        self.lines += 1
+        if _KEY_LIKE.search(text) or any(secret in text for secret in _SECRETS):
+            self.findings.append(f"{record.name}: {text[:300]}")
+
+
+_SCANNER = _LogScanner()
+
+
+def pytest_sessionstart(session):
+    logger = logging.getLogger("s3proxy")
+    logger.addHandler(_SCANNER)
+    logger.setLevel(logging.DEBUG)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    logging.getLogger("s3proxy").removeHandler(_SCANNER)
+    if _SCANNER.findings:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(f"KEY MATERIAL IN LOGS ({len(_SCANNER.findings)} of {_SCANNER.lines} lines):", red=True)
+            for finding in _SCANNER.findings[:20]:
+                reporter.write_line("  " + finding, red=True)
+        session.exitstatus = 1

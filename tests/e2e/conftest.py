@@ -15,12 +15,15 @@ from botocore.config import Config
 
 from s3proxy.app import ProxyThread
 from s3proxy.settings import load
+from tests.conftest import register_secret
 
 ACCESS_KEY = "AKIAS3PROXYTEST0001"
 SECRET_KEY = "s3proxy-test-secret-key-0001/abcdefghij"
 OTHER_ACCESS_KEY = "AKIAS3PROXYTEST0002"
 OTHER_SECRET_KEY = "s3proxy-test-secret-key-0002/abcdefghij"
 REGION = "us-east-1"
+register_secret(SECRET_KEY)
+register_secret(OTHER_SECRET_KEY)
 
 
 @dataclass
