@@ -32,12 +32,13 @@ from . import errors
 from .backends.base import Backend, ObjectInfo, ObjectMeta, PartInfo, UploadInfo
 from .cse import envelope as cse_envelope
 from .format import envelope as fmt
+from .format.envelope import KEY_CHECKSUMS, KEY_ETAG, KEY_MODE, KEY_MPU
 from .format.chunks import DEFAULT_CHUNK_SIZE
 from .format.errors import IntegrityError
 from .format.sizes import ciphertext_size, plaintext_size
 from .http.headers import ByteRange
 from .internal import InternalRecords
-from .modes.base import KEY_MODE, EncryptionMode, ObjectRef
+from .modes.base import EncryptionMode, ObjectRef
 from .modes.resolve import COPY_SOURCE_SSEC, NOT_APPLICABLE, BucketEncryption, ModeResolver
 from .streams import decrypt_range, encrypt_stream
 
@@ -45,9 +46,6 @@ log = logging.getLogger("s3proxy.store")
 
 INTERNAL = "s3proxy-"
 ESCAPED = "s3proxy-user-"
-KEY_ETAG = "s3proxy-etag"  # the client ETag when it is not the backend's (SSE-S3: MD5 of the plaintext)
-KEY_CHECKSUMS = "s3proxy-cks"  # the plaintext's flexible checksums, sealed under the data key
-KEY_MPU = "s3proxy-mpu"  # a multipart object's id: its part list is the record parts/<id>
 SMALL_BODY = 256 * 1024  # bodies up to this size are read before the backend write: one request, complete envelope
 
 

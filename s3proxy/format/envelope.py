@@ -33,7 +33,17 @@ KEY_SIZE = "s3proxy-size"
 KEY_PARTS = "s3proxy-parts"
 KEY_MAC = "s3proxy-mac"
 FORMAT_KEYS = (KEY_VERSION, KEY_CHUNK_SIZE, KEY_SIZE, KEY_PARTS, KEY_MAC)
-# --- metadata key names (the modes layer's) go here ---
+# --- metadata key names (the modes layer's: how the data key is wrapped) ---
+KEY_MODE = "s3proxy-mode"  # "AES256" | "aws:kms" | "SSE-C"
+KEY_WRAPPED = "s3proxy-key"  # the wrapped data key (or, with a bucket key, the wrapped bucket key), base64
+KEY_KMS_ID = "s3proxy-kid"  # KMS key ARN (SSE-KMS)
+KEY_CONTEXT = "s3proxy-ctx"  # the caller's SSE-KMS context as sent (base64 JSON), replayed to KMS
+KEY_BUCKET_KEY = "s3proxy-bke"  # with an S3 Bucket Key: base64(salt || data key wrapped under the bucket key)
+MODE_KEYS = (KEY_MODE, KEY_WRAPPED, KEY_KMS_ID, KEY_CONTEXT, KEY_BUCKET_KEY)
+# --- metadata key names (the object store's) ---
+KEY_ETAG = "s3proxy-etag"  # the client ETag when it is not the backend's (SSE-S3: MD5 of the plaintext)
+KEY_CHECKSUMS = "s3proxy-cks"  # the plaintext's flexible checksums, sealed under the data key
+KEY_MPU = "s3proxy-mpu"  # a multipart object's id: its size, part list and MAC are the record parts/<id>
 
 VERSION = 1
 USER_METADATA_LIMIT = 2048  # S3's cap on user metadata (names + values), in bytes

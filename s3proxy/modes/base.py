@@ -9,14 +9,14 @@ from typing import Mapping, Protocol
 
 from ..format.errors import IntegrityError
 
-# Envelope keys owned by the modes (user metadata names, without x-amz-meta-); the format's own
-# keys are in s3proxy.format.envelope.
-KEY_MODE = "s3proxy-mode"  # "AES256" | "aws:kms" | "SSE-C"
-KEY_WRAPPED = "s3proxy-key"  # the wrapped data key (or bucket key), base64
-KEY_KMS_ID = "s3proxy-kid"  # KMS key ARN (SSE-KMS)
-KEY_CONTEXT = "s3proxy-ctx"  # the caller's SSE-KMS context as sent (base64 JSON), replayed to KMS
-KEY_BUCKET_KEY = "s3proxy-bke"  # with an S3 Bucket Key: base64(salt || data key wrapped under the bucket key)
-MODE_KEYS = (KEY_MODE, KEY_WRAPPED, KEY_KMS_ID, KEY_CONTEXT, KEY_BUCKET_KEY)
+from ..format.envelope import (  # noqa: F401 - the mode keys, defined with every other envelope key
+    KEY_BUCKET_KEY,
+    KEY_CONTEXT,
+    KEY_KMS_ID,
+    KEY_MODE,
+    KEY_WRAPPED,
+    MODE_KEYS,
+)
 
 
 @dataclass(frozen=True)
