@@ -21,10 +21,7 @@ import demolib
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = demolib.parser(__doc__ or "").parse_args(argv)
-    demo = demolib.Demo.from_args(args)
-    data = demolib.plaintext(100_000)
-    bucket = demo.bucket("cse")
+    demo, data, bucket = demolib.start(__doc__, "cse", argv)
     key_id = demolib.new_kms_key(demo, "s3proxy demo: client-side encryption")
     mode = demolib.Cse.with_kms(demo, key_id)
     demolib.walkthrough(demo, mode, bucket, "secret.txt", data)

@@ -19,7 +19,6 @@ import base64
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import demolib
 
@@ -77,10 +76,6 @@ class Observed:
             else ("no KMS key you can see" if self.keyless == "plaintext" else "the key exists only with the client"),
             f"proxy received {self.received} bytes for {self.size} of plaintext",
         )
-
-
-def total_calls(calls: dict[str, int]) -> int:
-    return sum(calls.values())
 
 
 def calls_text(calls: dict[str, int]) -> str:

@@ -447,5 +447,7 @@ def tamper_and_read(demo: Demo, mode: Mode, bucket: str, key: str, data: bytes) 
     return outcome(lambda: mode.get(bucket, key))
 
 
-def main_header(doc: str | None) -> str:
-    return (doc or "").split("\n\n")[0]
+def start(doc: str | None, label: str, argv: list[str] | None) -> tuple[Demo, bytes, str]:
+    """A per-mode example's opening: its arguments, the demo session, 100 kB of plaintext, a fresh bucket."""
+    demo = Demo.from_args(parser(doc or "").parse_args(argv))
+    return demo, plaintext(100_000), demo.bucket(label)

@@ -22,10 +22,7 @@ import demolib
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = demolib.parser(__doc__ or "").parse_args(argv)
-    demo = demolib.Demo.from_args(args)
-    data = demolib.plaintext(100_000)
-    bucket = demo.bucket("sse-c")
+    demo, data, bucket = demolib.start(__doc__, "sse-c", argv)
     mode = demolib.SseC(demo, demolib.customer_key())
     held = demolib.walkthrough(demo, mode, bucket, "secret.txt", data)
     wrong = demolib.SseC(demo, demolib.customer_key())

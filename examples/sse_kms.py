@@ -23,10 +23,7 @@ import demolib
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = demolib.parser(__doc__ or "").parse_args(argv)
-    demo = demolib.Demo.from_args(args)
-    data = demolib.plaintext(100_000)
-    bucket = demo.bucket("sse-kms")
+    demo, data, bucket = demolib.start(__doc__, "sse-kms", argv)
     mode = demolib.SseKms(demo, demolib.new_kms_key(demo, "s3proxy demo: SSE-KMS"))
     held = demolib.walkthrough(demo, mode, bucket, "secret.txt", data)
     for situation, result in demolib.key_failures(demo, mode.key_id, lambda: mode.get(bucket, "secret.txt")).items():

@@ -21,10 +21,7 @@ import demolib
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = demolib.parser(__doc__ or "").parse_args(argv)
-    demo = demolib.Demo.from_args(args)
-    data = demolib.plaintext(100_000)
-    bucket = demo.bucket("sse-s3")
+    demo, data, bucket = demolib.start(__doc__, "sse-s3", argv)
     mode = demolib.SseS3(demo)
     held = demolib.walkthrough(demo, mode, bucket, "secret.txt", data)
     listed = [k["KeyArn"] for k in demo.kms.list_keys()["Keys"]]
