@@ -230,9 +230,9 @@ def reference_markdown(fields: Sequence[Field] = FIELDS) -> str:
     """The configuration reference, generated from FIELDS so the docs cannot drift."""
     rows = ["| setting | flag | environment | default | meaning |", "|---|---|---|---|---|"]
     for f in fields:
-        default = "" if f.default is None else str(f.default)
+        default = "" if f.default in (None, "") else f"`{f.default}`"
         choices = f" ({' / '.join(f.choices)})" if f.choices else ""
-        rows.append(f"| `{f.name}` | `{f.flag}` | `{f.env}` | `{default}` | {f.help}{choices} |")
+        rows.append(f"| `{f.name}` | `{f.flag}` | `{f.env}` | {default} | {f.help}{choices} |")
     return "\n".join(rows) + "\n"
 
 

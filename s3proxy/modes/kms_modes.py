@@ -88,20 +88,21 @@ class BucketKeyCache:
         self.clock = clock
         self.max_entries = max_entries
         self._lock = threading.Lock()
-        self._write: dict[tuple[str, str, str], tuple[float, bytes, bytes]] = {}
+        self._write: dict[tuple[str, str, str], tuple[float, str, bytes, bytes]] = {}
         self._read: dict[tuple[str, bytes], tuple[float, bytes]] = {}
 
-    def for_write(self, principal: str, bucket: str, key_arn: str) -> tuple[bytes, bytes] | None:
+    def for_write(self, principal: str, bucket: str, key_id: str) -> tuple[str, bytes, bytes] | None:
+        """(key ARN, bucket key, blob) cached for the key as the request named it."""
         with self._lock:
-            hit = self._write.get((principal, bucket, key_arn))
+            hit = self._write.get((principal, bucket, key_id))
             if hit and self.clock() - hit[0] < self.ttl:
-                return hit[1], hit[2]
+                return hit[1], hit[2], hit[3]
             return None
 
-    def remember_write(self, principal: str, bucket: str, key_arn: str, plaintext: bytes, blob: bytes) -> None:
+    def remember_write(self, principal: str, bucket: str, key_id: str, key_arn: str, plaintext: bytes, blob: bytes) -> None:
         with self._lock:
             self._trim(self._write)
-            self._write[(principal, bucket, key_arn)] = (self.clock(), plaintext, blob)
+            self._write[(principal, bucket, key_id)] = (self.clock(), key_arn, plaintext, blob)
 
     def for_read(self, principal: str, blob: bytes) -> bytes | None:
         with self._lock:
@@ -158,40 +159,43 @@ class SseKms:
         context[ARN_CONTEXT_KEY] = ref.bucket_arn if bucket_level else ref.arn
         return context
 
-    async def _key_arn(self) -> str:
+    async def _key_id(self) -> str:
+        """The key as requested, or the AWS-managed alias/aws/s3 (created on first use)."""
         if self.key_id is None:
             return await _kms(self.kms.aws_managed_key, self.caller)
-        return await _kms(self.kms.resolve_key, self.caller, self.key_id)
+        return self.key_id
 
     async def seal(self, ref: ObjectRef, data_key: bytes | None = None) -> Sealed:
-        key_arn = await self._key_arn()
-        fields = {KEY_MODE: self.name, KEY_KMS_ID: key_arn}
+        key_id = await self._key_id()
+        fields = {KEY_MODE: self.name}
         if self.context_header:
             fields[KEY_CONTEXT] = self.context_header
         if self.bucket_key and self.bucket_keys is not None:
-            bucket_key, blob = await self._bucket_key(ref, key_arn)
+            key_arn, bucket_key, blob = await self._bucket_key(ref, key_id)
             data_key = data_key if data_key is not None else self.rand(DATA_KEY_SIZE)
             wrapped = wrap_under_bucket_key(bucket_key, data_key, ref, self.rand(32))
-            fields.update({KEY_WRAPPED: b64encode(blob), KEY_BUCKET_KEY: b64encode(wrapped)})
+            fields.update({KEY_KMS_ID: key_arn, KEY_WRAPPED: b64encode(blob), KEY_BUCKET_KEY: b64encode(wrapped)})
             return Sealed(data_key, fields)
         context = self._context(ref, bucket_level=False)
-        if data_key is None:
-            made = await _kms(self.kms.generate_data_key, self.caller, key_arn, context)
-            data_key, blob = made.plaintext, made.ciphertext_blob
+        if data_key is None:  # one KMS call: GenerateDataKey resolves the key and checks its state itself
+            made = await _kms(self.kms.generate_data_key, self.caller, key_id, context)
+            data_key, blob, key_arn = made.plaintext, made.ciphertext_blob, made.key_arn
         else:
-            blob = (await _kms(self.kms.encrypt, self.caller, key_arn, data_key, context)).ciphertext_blob
-        fields[KEY_WRAPPED] = b64encode(blob)
+            done = await _kms(self.kms.encrypt, self.caller, key_id, data_key, context)
+            blob, key_arn = done.ciphertext_blob, done.key_arn
+        fields.update({KEY_KMS_ID: key_arn, KEY_WRAPPED: b64encode(blob)})
         return Sealed(data_key, fields)
 
-    async def _bucket_key(self, ref: ObjectRef, key_arn: str) -> tuple[bytes, bytes]:
+    async def _bucket_key(self, ref: ObjectRef, key_id: str) -> tuple[str, bytes, bytes]:
+        """(key ARN, bucket key, its KMS blob) for this requester, bucket and key: one KMS call per ttl."""
         assert self.bucket_keys is not None
-        hit = self.bucket_keys.for_write(self.caller.access_key, ref.bucket, key_arn)
+        hit = self.bucket_keys.for_write(self.caller.access_key, ref.bucket, key_id)
         if hit is not None:
             return hit
-        made = await _kms(self.kms.generate_data_key, self.caller, key_arn, self._context(ref, bucket_level=True))
-        self.bucket_keys.remember_write(self.caller.access_key, ref.bucket, key_arn, made.plaintext, made.ciphertext_blob)
+        made = await _kms(self.kms.generate_data_key, self.caller, key_id, self._context(ref, bucket_level=True))
+        self.bucket_keys.remember_write(self.caller.access_key, ref.bucket, key_id, made.key_arn, made.plaintext, made.ciphertext_blob)
         self.bucket_keys.remember_read(self.caller.access_key, made.ciphertext_blob, made.plaintext)
-        return made.plaintext, made.ciphertext_blob
+        return made.key_arn, made.plaintext, made.ciphertext_blob
 
     async def unseal(self, ref: ObjectRef, fields: Mapping[str, str]) -> bytes:
         blob = b64decode(fields[KEY_WRAPPED])

@@ -9,6 +9,7 @@ import urllib.parse
 from typing import Mapping
 
 from aiohttp import web
+from multidict import CIMultiDict
 
 from .. import errors
 from ..http import xml
@@ -31,14 +32,17 @@ MAX_DELETE_KEYS = 1000
 MAX_TAGS = 10
 
 
-def view_headers(view: ObjectView) -> dict[str, str]:
-    """The headers GET and HEAD answer with for an object."""
-    headers = {
-        "ETag": quote_etag(view.etag),
-        "Last-Modified": http_date(view.last_modified),
-        "Accept-Ranges": "bytes",
-        "Content-Type": "binary/octet-stream",
-    }
+def view_headers(view: ObjectView) -> CIMultiDict[str]:
+    """The headers GET and HEAD answer with for an object (names compared case-insensitively, so a
+    stored Content-Type replaces S3's default instead of joining it)."""
+    headers: CIMultiDict[str] = CIMultiDict(
+        {
+            "ETag": quote_etag(view.etag),
+            "Last-Modified": http_date(view.last_modified),
+            "Accept-Ranges": "bytes",
+            "Content-Type": "binary/octet-stream",
+        }
+    )
     headers.update(meta_headers(view.meta))
     if view.version_id:
         headers["x-amz-version-id"] = view.version_id
