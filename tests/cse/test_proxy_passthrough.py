@@ -2,10 +2,10 @@
 
 What an S3EC writes through the proxy comes back byte-identical, envelope metadata included, in
 metadata or in an instruction file; the proxy never needs the client's key, it adds its own SSE-S3
-layer at rest (as AWS does since 2023: "Amazon S3 now applies server-side encryption with Amazon S3
-managed keys (SSE-S3) as the base level of encryption for every bucket", S3 User Guide, "Setting
-default server-side encryption behavior"); HEAD says the object is client-side encrypted; suffix
-ranges work (the Ruby client fetches the GCM tag with `Range: bytes=-16`).
+layer at rest (as AWS does: since 5 January 2023 S3 encrypts every new object with SSE-S3 and says so
+in `x-amz-server-side-encryption`, S3 User Guide, "Protecting data with server-side encryption");
+HEAD says the object is client-side encrypted; suffix ranges work (the Ruby client fetches the GCM
+tag with `Range: bytes=-16`, shared/reference/client-side-formats.md §7).
 
 "What the client produced" is recorded on the wire, from the botocore client the S3EC wraps (its
 `before-send` event sees the final request: the S3EC's hooks have already encrypted the body and added
@@ -31,9 +31,8 @@ from tests.cse.test_official_ruby import Ruby
 from tests.e2e.conftest import Endpoint as Proxy
 from tests.e2e.conftest import start_proxy
 
-s3ec = pytest.importorskip("s3_encryption", reason="pip install amazon-s3-encryption-client-python")
-from s3_encryption.materials.kms_keyring import KmsKeyring as OfficialKmsKeyring  # noqa: E402
-from s3_encryption.materials.materials import AlgorithmSuite, CommitmentPolicy  # noqa: E402
+pytest.importorskip("s3_encryption", reason="pip install amazon-s3-encryption-client-python")
+from tests.cse.test_official_python import official  # noqa: E402
 
 MIB = 1024 * 1024
 CONTEXT = {"project": "passthrough"}
@@ -49,6 +48,12 @@ def proxied(request, tmp_path_factory, moto_server) -> Iterator[Proxy]:
     thread, proxy = start_proxy(tmp_path_factory.mktemp(f"cse-pass-{request.param}"), request.param, moto_server)
     yield proxy
     thread.stop()
+
+
+@pytest.fixture(scope="module")
+def as_endpoint(proxied) -> Endpoint:
+    """The proxy as tests/cse's Endpoint: S3 and KMS on its one URL."""
+    return Endpoint("s3proxy", proxied.url, proxied.url, access_key=proxied.access_key, secret_key=proxied.secret_key)
 
 
 @pytest.fixture(scope="module")
@@ -107,15 +112,6 @@ class Wire:
             self.objects[key] = Produced(meta)
 
 
-def _official(proxied: Proxy, s3: Any, key_id: str, version: int) -> Any:
-    suite = {} if version == 3 else {"encryption_algorithm": AlgorithmSuite.ALG_AES_256_GCM_IV12_TAG16_NO_KDF}
-    policy = CommitmentPolicy.REQUIRE_ENCRYPT_ALLOW_DECRYPT if version == 3 else CommitmentPolicy.FORBID_ENCRYPT_ALLOW_DECRYPT
-    config = s3ec.S3EncryptionClientConfig(
-        keyring=OfficialKmsKeyring(kms_client=proxied.client("kms"), kms_key_id=key_id),
-        commitment_policy=policy, **suite)
-    return s3ec.S3EncryptionClient(wrapped_s3_client=s3, config=config)
-
-
 def assert_only_ciphertext_at_rest(proxied: Proxy, bucket: str, key: str, client_bytes: bytes) -> None:
     """No 32-byte window of what the client sent is stored as such: at rest it is encrypted again.
 
@@ -160,11 +156,12 @@ def assert_passed_through(proxied: Proxy, bucket: str, key: str, produced: Produ
     1024,           # one small PutObject
     6 * MIB + 5,    # one PutObject bigger than the S3EC's and the proxy's part/chunk sizes
 ])
-def test_official_python_object_comes_back_byte_identical(proxied, proxy_kms_key, pbucket, version, size):
+def test_official_python_object_comes_back_byte_identical(proxied, as_endpoint, proxy_kms_key, pbucket, version,
+                                                          size):
     s3 = proxied.client()
     wire = Wire(s3)
     data = os.urandom(size)
-    client = _official(proxied, s3, proxy_kms_key, version)
+    client = official(as_endpoint, proxy_kms_key, version, s3=s3)
     client.put_object(Bucket=pbucket, Key="obj", Body=data, EncryptionContext=CONTEXT)
     produced = wire.objects["obj"]
     assert len(produced.body) == size + GCM_TAG and ("c" if version == 3 else "key-v2") in {
@@ -173,11 +170,11 @@ def test_official_python_object_comes_back_byte_identical(proxied, proxy_kms_key
     assert client.get_object(Bucket=pbucket, Key="obj", EncryptionContext=CONTEXT)["Body"].read() == data
 
 
-def test_official_python_multipart_upload_comes_back_byte_identical(proxied, proxy_kms_key, pbucket):
+def test_official_python_multipart_upload_comes_back_byte_identical(proxied, as_endpoint, proxy_kms_key, pbucket):
     s3 = proxied.client()
     wire = Wire(s3)
     data = os.urandom(11 * MIB)  # three S3EC parts: 5 + 5 + 1 MiB, the tag on the last
-    client = _official(proxied, s3, proxy_kms_key, 3)
+    client = official(as_endpoint, proxy_kms_key, 3, s3=s3)
     client.upload_fileobj(io.BytesIO(data), pbucket, "mpu", multipart_chunksize=5 * MIB, EncryptionContext=CONTEXT)
     produced = wire.objects["mpu"]
     assert sorted(produced.parts) == [1, 2, 3]
@@ -192,7 +189,8 @@ def test_official_python_multipart_upload_comes_back_byte_identical(proxied, pro
     (2, "instruction-file"),  # v2: every envelope field in the file; the object keeps the plaintext length
     (3, "v3"),                # v3: x-amz-c/d/i stay on the object (client-side-formats.md §1)
 ])
-def test_instruction_file_envelope_comes_back_byte_identical(proxied, proxy_kms_key, pbucket, version, marker):
+def test_instruction_file_envelope_comes_back_byte_identical(proxied, as_endpoint, proxy_kms_key, pbucket, version,
+                                                             marker):
     s3 = proxied.client()
     wire = Wire(s3)
     data = os.urandom(3000)
@@ -202,8 +200,8 @@ def test_instruction_file_envelope_comes_back_byte_identical(proxied, proxy_kms_
     instruction = wire.objects["obj.instruction"]
     raw = proxied.client().get_object(Bucket=pbucket, Key="obj.instruction")
     assert (raw["Body"].read(), raw["Metadata"]) == (instruction.body, instruction.meta)
-    official = _official(proxied, proxied.client(), proxy_kms_key, version)
-    assert official.get_object(Bucket=pbucket, Key="obj", EncryptionContext=CONTEXT)["Body"].read() == data
+    reader = official(as_endpoint, proxy_kms_key)
+    assert reader.get_object(Bucket=pbucket, Key="obj", EncryptionContext=CONTEXT)["Body"].read() == data
 
 
 def test_plain_object_carries_no_client_side_marker(proxied, pbucket):
@@ -224,10 +222,14 @@ def test_plain_object_carries_no_client_side_marker(proxied, pbucket):
 def test_suffix_ranges_return_the_tail_of_the_ciphertext(proxied, pbucket, size):
     s3 = proxied.client()
     wire = Wire(s3)
-    CseClient(s3, AesGcmKeyring(os.urandom(32)), format_version=2).put_object(pbucket, "obj", io.BytesIO(os.urandom(size)))
+    client = CseClient(s3, AesGcmKeyring(os.urandom(32)), format_version=2)
+    client.put_object(pbucket, "obj", io.BytesIO(os.urandom(size)))
     stored = wire.objects["obj"].body
     n = len(stored)
-    for suffix in (GCM_TAG, 17, 64 * 1024 + 1, n):  # the tag; one byte more; over a proxy chunk boundary; all
+    # the tag; one byte more; across a proxy chunk boundary (longer than small objects: RFC 9110 §14.1.2
+    # "if the selected representation is shorter than the specified suffix-length, the entire
+    # representation is used"); exactly the whole object
+    for suffix in (GCM_TAG, 17, 64 * 1024 + 1, n):
         want = stored[-suffix:]
         got = s3.get_object(Bucket=pbucket, Key="obj", Range=f"bytes=-{suffix}")
         assert got["ResponseMetadata"]["HTTPStatusCode"] == 206  # RFC 9110 §14.1.2, S3 GetObject "Range"
@@ -240,9 +242,8 @@ def test_suffix_ranges_return_the_tail_of_the_ciphertext(proxied, pbucket, size)
 
 
 @pytest.fixture(scope="module")
-def ruby(proxied, ruby_tool) -> Iterator[Ruby]:
-    proc = Ruby(Endpoint("s3proxy", proxied.url, proxied.url, access_key=proxied.access_key,
-                         secret_key=proxied.secret_key))
+def ruby(as_endpoint, ruby_tool) -> Iterator[Ruby]:
+    proc = Ruby(as_endpoint)
     yield proc
     proc.close()
 
