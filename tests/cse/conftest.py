@@ -1,25 +1,35 @@
-"""Fixtures for the client-side encryption tests: an S3 + KMS endpoint, a bucket on it, a KMS key."""
+"""Fixtures for the client-side encryption tests: an S3 + KMS endpoint, a bucket on it, a KMS key, Ruby.
+
+Every test that takes `endpoint` runs twice: against a plain moto server (S3 and KMS), and through
+s3proxy, which is then both the S3 endpoint and the KMS (its AWS KMS JSON API on the same listener).
+"""
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
 import pytest
 
+from tests.e2e.conftest import ACCESS_KEY, SECRET_KEY, start_proxy
+
 
 @dataclass(frozen=True)
 class Endpoint:
-    """Where the tests talk S3 and KMS; the lead adds an s3proxy variant by adding a param below."""
+    """Where the tests talk S3 and KMS."""
 
     name: str
     s3_url: str
     kms_url: str
     region: str = "us-east-1"
     access_key: str = "testing"
-    secret_key: str = "testing"
+    secret_key: str = field(default="testing", repr=False)
 
     def _kw(self, url: str) -> dict[str, Any]:
         return {"endpoint_url": url, "region_name": self.region, "aws_access_key_id": self.access_key,
@@ -37,11 +47,14 @@ class Endpoint:
                 "AWS_DEFAULT_REGION": self.region, "AWS_REGION": self.region}
 
 
-@pytest.fixture(scope="session", params=["moto"])
-def endpoint(request: pytest.FixtureRequest, moto_server: str) -> Endpoint:
+@pytest.fixture(scope="session", params=["moto", "s3proxy"])
+def endpoint(request: pytest.FixtureRequest, moto_server: str, tmp_path_factory: pytest.TempPathFactory) -> Endpoint:
     if request.param == "moto":
         return Endpoint("moto", moto_server, moto_server)
-    raise AssertionError(request.param)
+    # s3proxy on its embedded filesystem backend; the moto backend is covered by test_proxy_passthrough.py
+    thread, proxy = start_proxy(tmp_path_factory.mktemp("cse-s3proxy"), "fs", None)
+    request.addfinalizer(thread.stop)
+    return Endpoint("s3proxy", proxy.url, proxy.url, access_key=ACCESS_KEY, secret_key=SECRET_KEY)
 
 
 @pytest.fixture
@@ -59,3 +72,50 @@ def kms_key_id(endpoint: Endpoint) -> str:
 @pytest.fixture(scope="session")
 def other_kms_key_id(endpoint: Endpoint) -> str:
     return endpoint.kms().create_key(Description="s3proxy cse tests, second key")["KeyMetadata"]["KeyId"]
+
+
+# --- Ruby (Debian's ruby-aws-sdk-s3), installed by the set-up when it can be -----------------------------
+
+RUBY_PACKAGE = "ruby-aws-sdk-s3"  # depends on ruby, ruby-aws-sdk-kms, ruby-aws-sdk-core
+# The install runs inside the first Ruby test's 120 s timeout (pytest-timeout counts fixture set-up):
+# stay below it so a slow mirror is reported as such, not as a test timeout.
+_INSTALL_BUDGET_S = 105
+
+
+def ruby_missing() -> str | None:
+    """Why the Ruby S3 Encryption Client cannot run here, or None if it can."""
+    if shutil.which("ruby") is None:
+        return "ruby is not installed"
+    probe = subprocess.run(["ruby", "-e", "require 'aws-sdk-s3'; require 'aws-sdk-kms'"], capture_output=True,
+                           timeout=60)
+    return None if probe.returncode == 0 else "the Ruby gems aws-sdk-s3/aws-sdk-kms are missing"
+
+
+def _apt_install(package: str) -> None:
+    """`apt-get update && apt-get install -y package` within the budget; fails the set-up with apt's output."""
+    deadline = time.monotonic() + _INSTALL_BUDGET_S
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for cmd in (["apt-get", "update"], ["apt-get", "install", "-y", "--no-install-recommends", package]):
+        left = deadline - time.monotonic()
+        try:
+            proc = subprocess.run(cmd, capture_output=True, env=env, timeout=max(left, 1))
+        except subprocess.TimeoutExpired as exc:
+            pytest.fail(f"{' '.join(cmd)} took over {_INSTALL_BUDGET_S} s in total; install {package} beforehand."
+                        f"\n{(exc.stdout or b'')[-2000:].decode(errors='replace')}", pytrace=False)
+        if proc.returncode != 0:
+            out = (proc.stdout + proc.stderr)[-3000:].decode(errors="replace")
+            pytest.fail(f"{' '.join(cmd)} failed ({proc.returncode}):\n{out}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def ruby_tool() -> None:
+    """Make Debian's Ruby S3 Encryption Client available: install it when root with apt-get, else skip."""
+    reason = ruby_missing()
+    if reason is None:
+        return
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        pytest.skip(f"{reason}, and this is not root with apt-get: apt-get install -y {RUBY_PACKAGE}")
+    _apt_install(RUBY_PACKAGE)
+    reason = ruby_missing()
+    if reason is not None:
+        pytest.fail(f"{reason} even after apt-get install {RUBY_PACKAGE}", pytrace=False)

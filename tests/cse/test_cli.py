@@ -1,4 +1,7 @@
-"""The CLI (`python -m s3proxy.cse put|get|ls|rewrap`) as a user runs it, against a real endpoint."""
+"""The CLI (`s3proxy cse put|get|ls|rewrap`) as a user runs it, against plain moto and through s3proxy.
+
+`python -m s3proxy.cse ...` is the same parser (s3proxy.cse.cli); the tests run the main entry point.
+"""
 
 from __future__ import annotations
 
@@ -12,13 +15,13 @@ import pytest
 MIB = 1024 * 1024
 # Runs the CLI and reports its own peak RSS in KiB on stderr. VmHWM, not ru_maxrss: on Linux a child's
 # ru_maxrss keeps the parent's RSS at fork (here pytest with moto's in-memory objects) across exec.
-_MEASURED = ("import re, sys; from s3proxy.cse.cli import main; rc = main(sys.argv[1:]); "
+_MEASURED = ("import re, sys; from s3proxy.cli import main; rc = main(['cse', *sys.argv[1:]]); "
              "hwm = re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1); "
              "print('MAXRSS', hwm, file=sys.stderr); sys.exit(rc)")
 
 
 def cse(endpoint, *args: str, stdin: bytes | None = None, measured: bool = False) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-c", _MEASURED] if measured else [sys.executable, "-m", "s3proxy.cse"]
+    cmd = [sys.executable, "-c", _MEASURED] if measured else [sys.executable, "-m", "s3proxy", "cse"]
     return subprocess.run([*cmd, *args, "--endpoint-url", endpoint.s3_url, "--kms-endpoint-url", endpoint.kms_url],
                           input=stdin, capture_output=True, env={**os.environ, **endpoint.env()}, timeout=110)
 

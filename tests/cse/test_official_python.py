@@ -21,7 +21,8 @@ SIZES = [0, 1024, 6 * 1024 * 1024 + 5]  # empty (tag only); one small PutObject;
 CONTEXT = {"department": "tests", "purpose": "interop"}
 
 
-def official(endpoint, key_id: str, version: int = 3):
+def official(endpoint, key_id: str, version: int = 3, s3=None):
+    """The official client on `endpoint` (or wrapping the given boto3 S3 client, whose events it hooks)."""
     if version == 3:
         config = s3ec.S3EncryptionClientConfig(
             keyring=OfficialKmsKeyring(kms_client=endpoint.kms(), kms_key_id=key_id),
@@ -31,7 +32,7 @@ def official(endpoint, key_id: str, version: int = 3):
             keyring=OfficialKmsKeyring(kms_client=endpoint.kms(), kms_key_id=key_id),
             encryption_algorithm=AlgorithmSuite.ALG_AES_256_GCM_IV12_TAG16_NO_KDF,
             commitment_policy=CommitmentPolicy.FORBID_ENCRYPT_ALLOW_DECRYPT)
-    return s3ec.S3EncryptionClient(wrapped_s3_client=endpoint.s3(), config=config)
+    return s3ec.S3EncryptionClient(wrapped_s3_client=s3 or endpoint.s3(), config=config)
 
 
 def ours(endpoint, key_id: str, **kw) -> CseClient:

@@ -1,7 +1,8 @@
 """Interop with Debian's ruby-aws-sdk-s3 1.117.2: Aws::S3::EncryptionV2::Client (writes and reads v2)
 and the legacy Aws::S3::Encryption::Client (writes v1, which we read only).
 
-Install: apt-get install -y ruby-aws-sdk-s3 (brings ruby-aws-sdk-kms). Skipped only if Ruby or the gem is absent.
+Every test runs against plain moto and through s3proxy (the `endpoint` fixture). Ruby comes from Debian's
+ruby-aws-sdk-s3 (brings ruby-aws-sdk-kms); the `ruby_tool` fixture installs it when root with apt-get.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ import io
 import json
 import os
 import pathlib
-import shutil
 import subprocess
 
 import pytest
@@ -22,13 +22,6 @@ from s3proxy.cse import AesGcmKeyring, CseClient, KmsKeyring, RsaOaepKeyring
 HARNESS = pathlib.Path(__file__).with_name("ruby_s3ec.rb")
 MIB = 1024 * 1024
 CONTEXT = {"team": "ruby"}
-
-
-def _ruby_ready() -> str | None:
-    if shutil.which("ruby") is None:
-        return "ruby is not installed (apt-get install -y ruby-aws-sdk-s3)"
-    probe = subprocess.run(["ruby", "-e", "require 'aws-sdk-s3'; require 'aws-sdk-kms'"], capture_output=True)
-    return None if probe.returncode == 0 else "ruby gem aws-sdk-s3 is missing (apt-get install -y ruby-aws-sdk-s3)"
 
 
 class Ruby:
@@ -55,10 +48,7 @@ class Ruby:
 
 
 @pytest.fixture(scope="module")
-def ruby(endpoint):
-    reason = _ruby_ready()
-    if reason:
-        pytest.skip(reason)
+def ruby(endpoint, ruby_tool):
     proc = Ruby(endpoint)
     yield proc
     proc.close()
