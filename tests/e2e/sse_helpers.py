@@ -120,6 +120,22 @@ def expect_error(fn, status: int, code: str | None, message: str | None = None, 
     return got_message
 
 
+def single_attempt_client(proxy, **kwargs):
+    """A client that never retries (Endpoint.client's legacy `max_attempts: 1` still retries a 500 once,
+    after a back-off): for reads expected to fail."""
+    import boto3
+    from botocore.config import Config
+
+    from .conftest import REGION
+
+    return boto3.client(
+        "s3", endpoint_url=proxy.url, region_name=REGION,
+        aws_access_key_id=kwargs.get("access_key", proxy.access_key),
+        aws_secret_access_key=kwargs.get("secret_key", proxy.secret_key),
+        config=Config(s3={"addressing_style": "path"}, retries={"total_max_attempts": 1, "mode": "standard"}),
+    )
+
+
 # KMS ---------------------------------------------------------------------------------------------
 
 
