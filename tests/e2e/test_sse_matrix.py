@@ -76,14 +76,14 @@ def test_mode_by_size(proxy, matrix_bucket, mode, size):
     assert head["ContentLength"] == size
     assert head["ETag"].strip('"') == etag
     assert head.get("ChecksumCRC32") == _crc32(data)
-    _check_echo(head, mode, write=False)
+    _check_echo(head, mode)
     assert_no_leak(head["ResponseMetadata"]["HTTPHeaders"])
 
     got = s3.get_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED", **mode.read)
     assert got["Body"].read() == data  # boto3 validated the CRC32 against the body it read
     assert got["ContentLength"] == size and got["ETag"].strip('"') == etag
     assert got.get("ChecksumCRC32") == _crc32(data)
-    _check_echo(got, mode, write=False)
+    _check_echo(got, mode)
     assert_no_leak(got["ResponseMetadata"]["HTTPHeaders"])
 
     if size:
@@ -100,7 +100,7 @@ def test_mode_by_size(proxy, matrix_bucket, mode, size):
     assert listed[key]["ETag"].strip('"') == etag  # and the same ETag as HEAD
 
 
-def _check_echo(response: dict, mode: Mode, *, write: bool = True) -> None:
+def _check_echo(response: dict, mode: Mode) -> None:
     """§1.1: which SSE response headers each operation carries."""
     headers = response["ResponseMetadata"]["HTTPHeaders"]
     if mode.echo == "SSE-C":
@@ -116,3 +116,20 @@ def _check_echo(response: dict, mode: Mode, *, write: bool = True) -> None:
         assert "SSEKMSKeyId" not in response
     # GET/HEAD never echo the context (§1.1)
     assert "x-amz-server-side-encryption-context" not in headers
+
+
+@pytest.mark.parametrize("mode", MODES, ids=[m.name for m in MODES])
+def test_sha256_checksum_is_the_plaintexts(proxy, matrix_bucket, mode):
+    """§1.3: flexible checksums are plaintext checksums in every mode; GET/HEAD with ChecksumMode
+    return the stored SHA-256 and boto3 validates the body against it."""
+    s3 = proxy.client()
+    key = unique(f"sha-{mode.name}")
+    data = body_of(3 * 65536 + 7, key)
+    expected = base64.b64encode(hashlib.sha256(data).digest()).decode()
+    put = s3.put_object(Bucket=matrix_bucket, Key=key, Body=data, ChecksumAlgorithm="SHA256", **mode.put)
+    assert put["ChecksumSHA256"] == expected
+    assert s3.head_object(Bucket=matrix_bucket, Key=key, ChecksumMode="ENABLED", **mode.read)["ChecksumSHA256"] == expected
+    got = s3.get_object(Bucket=matrix_bucket, Key=key, ChecksumMode="ENABLED", **mode.read)
+    assert got["ChecksumSHA256"] == expected and got["Body"].read() == data
+    # without ChecksumMode the checksum is not sent (S3 answers it only on request)
+    assert "ChecksumSHA256" not in s3.head_object(Bucket=matrix_bucket, Key=key, **mode.read)

@@ -19,7 +19,7 @@ UPLOAD_KEY, SOURCE_KEY, OTHER_KEY = CustomerKey.new(), CustomerKey.new(), Custom
 
 # (Create args, args every part and every read needs, stored mode, Create's echo)
 MODES = {
-    "default": ({}, {}, "AES256", "AES256"),  # no header: SSE-S3
+    # (no header → SSE-S3 is the matrix's and test_sse_bucket_default's business)
     "sse-s3": ({"ServerSideEncryption": "AES256"}, {}, "AES256", "AES256"),
     "sse-kms": ({"ServerSideEncryption": "aws:kms"}, {}, "aws:kms", "aws:kms"),
     "sse-c": (UPLOAD_KEY.args(), UPLOAD_KEY.args(), "SSE-C", None),
