@@ -51,9 +51,10 @@ class InternalRecords:
         await self.backend.put_object(self.bucket, name, _one(data), len(data), ObjectMeta())
         self._remember(name, value)
 
-    async def get(self, name: str, *, immutable: bool = False) -> Any | None:
-        hit = self._cache.get(name)
-        if hit is not None and (immutable or self.clock() - hit[0] < self.ttl):
+    async def get(self, name: str, *, immutable: bool = False, fresh: bool = False) -> Any | None:
+        """The record, from cache when young enough (`immutable`: any age, unless missing; `fresh`: never)."""
+        hit = None if fresh else self._cache.get(name)
+        if hit is not None and ((immutable and hit[1] is not None) or self.clock() - hit[0] < self.ttl):
             self._cache.move_to_end(name)
             return hit[1]
         try:

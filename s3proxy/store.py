@@ -115,6 +115,12 @@ def client_side_format(user: Mapping[str, str]) -> str | None:
     return None
 
 
+def current_mode_md5(stored: "Stored") -> bool:
+    """Whether the stored ETag is the MD5 of the plaintext (single-part SSE-S3, recorded)."""
+    etag = stored.fields.get(KEY_ETAG, "")
+    return stored.fields.get(KEY_MODE) == "AES256" and KEY_MPU not in stored.fields and len(etag) == 32 and "-" not in etag
+
+
 # views --------------------------------------------------------------------------------------------
 
 
@@ -189,6 +195,29 @@ async def _one(data: bytes) -> AsyncIterator[bytes]:
     yield data
 
 
+async def _hashed(source: AsyncIterator[bytes], md5: Any) -> AsyncIterator[bytes]:
+    """Pass `source` through, feeding `md5` (if any) on the way."""
+    async for piece in source:
+        if md5 is not None:
+            md5.update(piece)
+        yield piece
+
+
+async def _service_wrap(kms: Any, secret: bytes, ref: ObjectRef, request_id: str | None) -> str:
+    """`secret` wrapped by the proxy's own service key, bound to the object's ARN (base64)."""
+    caller = kms.service_caller(request_id)
+    done = await asyncio.to_thread(kms.encrypt, caller, kms.service_key(), secret, {"aws:s3:arn": ref.arn})
+    return base64.b64encode(done.ciphertext_blob).decode()
+
+
+async def _service_unwrap(kms: Any, wrapped: str, ref: ObjectRef, request_id: str | None) -> bytes:
+    caller = kms.service_caller(request_id)
+    opened = await asyncio.to_thread(kms.decrypt_data_key, caller, base64.b64decode(wrapped), {"aws:s3:arn": ref.arn})
+    if opened.key_arn != kms.service_key():
+        raise IntegrityError()
+    return opened.plaintext
+
+
 async def _close(body: Any) -> None:
     aclose = getattr(body, "aclose", None)
     if aclose is not None:
@@ -247,6 +276,8 @@ class ObjectStore:
             if not isinstance(record, dict):
                 raise IntegrityError()
             fields.update({fmt.KEY_SIZE: record["size"], fmt.KEY_PARTS: record["parts"], fmt.KEY_MAC: record["mac"]})
+            if KEY_ETAG not in fields and record.get("etag"):  # a copy has its own ETag in its metadata
+                fields[KEY_ETAG] = record["etag"]
         if fmt.KEY_VERSION not in fields:
             return Stored(info, fields, user, info.size, info.etag)
         try:
@@ -297,7 +328,9 @@ class ObjectStore:
         sealed = await mode.seal(ref)
         key, fields = sealed.data_key, dict(sealed.fields)
         fields.update(fmt.seal_envelope(fmt.Envelope.single(size, self.chunk_size), key))
-        if mode.name == "AES256" and declared_md5:
+        if mode.name != "AES256":  # S3: not an MD5 under SSE-KMS and SSE-C; never anything from ciphertext
+            fields[KEY_ETAG] = self.rand(16).hex()
+        elif declared_md5:
             fields[KEY_ETAG] = declared_md5
         small = size <= self.small_body
         source: Any = body
@@ -389,6 +422,8 @@ class ObjectStore:
         check(self.view(stored, mode))
         key = await mode.unseal(ref, stored.fields)
         envelope = self._envelope(stored, key)
+        if stored.info.size != envelope.ciphertext_size:  # bytes appended or cut at rest: refuse before any byte
+            raise IntegrityError()
         extra = await self._checksum_headers(stored, key) if checksums else {}
         return self.view(stored, mode, extra=extra), key, envelope
 
@@ -421,8 +456,12 @@ class ObjectStore:
         fields = {k: v for k, v in stored.fields.items() if k in fmt.FORMAT_KEYS or k in (KEY_CHECKSUMS, KEY_MPU)}
         if KEY_MPU in fields:  # the part list stays in its record; the object keeps only its id
             fields = {k: v for k, v in fields.items() if k not in (fmt.KEY_SIZE, fmt.KEY_PARTS, fmt.KEY_MAC)}
-        if dst_mode.name == "AES256" and KEY_ETAG in stored.fields:
+        if dst_mode.name != "AES256":
+            fields[KEY_ETAG] = self.rand(16).hex()
+        elif current_mode_md5(stored):  # S3: a copy under SSE-S3 has the MD5 of its content as ETag
             fields[KEY_ETAG] = stored.fields[KEY_ETAG]
+        else:
+            fields[KEY_ETAG] = await self._plaintext_md5(src, stored, key)
         fields.update(sealed.fields)
         user = stored.user if meta is None else meta.metadata
         base = replace(info.meta, tagging=tagging) if meta is None else replace(meta, tagging=tagging)
@@ -431,6 +470,18 @@ class ObjectStore:
         etag = fields.get(KEY_ETAG, result.etag)
         self.listing.put(dst.bucket, dst.key, result.etag, stored.size, etag)
         return src_view, Written(etag, result.version_id, self._now(), dst_mode.response_headers(sealed.fields, on_write=True))
+
+    async def _plaintext_md5(self, ref: ObjectRef, stored: Stored, key: bytes) -> str:
+        """MD5 of an object's plaintext, read and decrypted once (a copy into SSE-S3 from a source
+        whose ETag is not already that MD5). Reads the data; writes nothing."""
+        md5 = hashlib.md5()
+        got = await self.backend.get_object(ref.bucket, ref.key, None, stored.info.version_id)
+        async for piece in decrypt_range(got.body, key, self._envelope(stored, key).plan_all()):
+            if len(piece) >= 1 << 20:  # hashlib releases the GIL for large buffers
+                await asyncio.to_thread(md5.update, piece)
+            else:
+                md5.update(piece)
+        return md5.hexdigest()
 
     async def _encrypt_copy(
         self, src: ObjectRef, dst: ObjectRef, keys: ModeResolver, stored: Stored, *, meta, tagging, check
@@ -504,34 +555,54 @@ class ObjectStore:
         return await self.backend.delete_object(ref.bucket, ref.key, version_id)
 
     # multipart ------------------------------------------------------------------------------------
+    # The upload's mode fields live in the record uploads/<id> (S3 has no way to read an upload's
+    # metadata back); each part's client ETag (MD5 of its plaintext under SSE-S3, random otherwise:
+    # never anything computed from ciphertext) lives beside its backend ETag in uploads/<id>/<n>.
+    # The envelope MAC key M (one-way from the data key) is kept wrapped by the proxy's service key,
+    # so Complete can seal the part list without the customer's SSE-C key, as S3 allows.
+
     async def create_multipart(self, ref: ObjectRef, meta: ObjectMeta, keys: ModeResolver) -> tuple[str, dict[str, str]]:
         mode = keys.for_write(await self._default(ref.bucket))
         sealed = await mode.seal(ref)
         mpu = self.rand(16).hex()
         fields = {**sealed.fields, fmt.KEY_VERSION: str(fmt.VERSION), fmt.KEY_CHUNK_SIZE: str(self.chunk_size), KEY_MPU: mpu}
+        mac_key = await _service_wrap(keys.kms, fmt.envelope_mac_key(sealed.data_key), ref, keys.request_id)
         upload_id = await self.backend.create_multipart(ref.bucket, ref.key, replace(meta, metadata=to_backend_metadata(meta.metadata, fields)))
-        await self.records.put(f"uploads/{upload_id}", {"bucket": ref.bucket, "key": ref.key, "fields": fields})
+        await self.records.put(f"uploads/{upload_id}", {"bucket": ref.bucket, "key": ref.key, "fields": fields, "mac_key": mac_key})
         return upload_id, mode.response_headers(sealed.fields, on_write=True)
 
-    async def _upload(self, ref: ObjectRef, upload_id: str, keys: ModeResolver) -> tuple[dict[str, str], EncryptionMode, bytes]:
+    async def _record(self, ref: ObjectRef, upload_id: str) -> dict[str, Any]:
         record = await self.records.get(f"uploads/{upload_id}")
         if not isinstance(record, dict) or (record.get("bucket"), record.get("key")) != (ref.bucket, ref.key):
             raise errors.NoSuchUpload(UploadId=upload_id)
-        fields = record["fields"]
+        return record
+
+    async def _upload(self, ref: ObjectRef, upload_id: str, keys: ModeResolver) -> tuple[dict[str, str], EncryptionMode, bytes]:
+        fields = (await self._record(ref, upload_id))["fields"]
         mode = keys.for_upload(fields)
         return fields, mode, await mode.unseal(ref, fields)
 
-    def _part_headers(self, mode: EncryptionMode, fields: Mapping[str, str]) -> dict[str, str]:
-        return mode.response_headers(fields, on_write=False)
+    async def _store_part(
+        self, ref: ObjectRef, upload_id: str, number: int, fields: Mapping[str, str], key: bytes, plain: Any, size: int, md5: Any
+    ) -> str:
+        chunk = int(fields[fmt.KEY_CHUNK_SIZE])
+        stream = encrypt_stream(plain, key, part_number=number, chunk_size=chunk)
+        backend_etag = await self.backend.upload_part(ref.bucket, ref.key, upload_id, number, stream, ciphertext_size(size, chunk))
+        etag = md5() if md5 is not None else self.rand(16).hex()
+        await self.records.put(f"uploads/{upload_id}/{number}", {"etag": etag, "backend": backend_etag})
+        return etag
 
-    async def upload_part(self, ref: ObjectRef, upload_id: str, number: int, body: Any, keys: ModeResolver) -> tuple[str, dict[str, str]]:
+    async def upload_part(
+        self, ref: ObjectRef, upload_id: str, number: int, open_body: Callable[..., Any], keys: ModeResolver
+    ) -> tuple[str, dict[str, str], Any]:
+        """(client ETag, response headers, the verified body for its checksums)."""
         keys.reject_sse_header()
         fields, mode, key = await self._upload(ref, upload_id, keys)
+        want_md5 = fields.get(KEY_MODE) == "AES256"
+        body = open_body(want_md5=want_md5)
         size = body.require_length()
-        chunk = int(fields[fmt.KEY_CHUNK_SIZE])
-        stream = encrypt_stream(body, key, part_number=number, chunk_size=chunk)
-        etag = await self.backend.upload_part(ref.bucket, ref.key, upload_id, number, stream, ciphertext_size(size, chunk))
-        return etag, self._part_headers(mode, fields)
+        etag = await self._store_part(ref, upload_id, number, fields, key, body, size, (lambda: body.md5_hex) if want_md5 else None)
+        return etag, mode.response_headers(fields, on_write=False), body
 
     async def upload_part_copy(
         self,
@@ -562,46 +633,81 @@ class ObjectStore:
             plan = envelope.plan(first, last)
             got = await self.backend.get_object(src.bucket, src.key, (plan.ciphertext_start, plan.ciphertext_end), stored.info.version_id)
             plain, size = decrypt_range(got.body, src_key, plan), last - first + 1
-        chunk = int(fields[fmt.KEY_CHUNK_SIZE])
-        stream = encrypt_stream(plain, key, part_number=number, chunk_size=chunk)
-        etag = await self.backend.upload_part(ref.bucket, ref.key, upload_id, number, stream, ciphertext_size(size, chunk))
-        return src_view, etag, self._part_headers(mode, fields)
+        md5 = hashlib.md5() if fields.get(KEY_MODE) == "AES256" else None
+        etag = await self._store_part(
+            ref, upload_id, number, fields, key, _hashed(plain, md5), size, (lambda: md5.hexdigest()) if md5 else None
+        )
+        return src_view, etag, mode.response_headers(fields, on_write=False)
 
-    async def list_parts(self, ref: ObjectRef, upload_id: str) -> list[PartInfo]:
-        """The uploaded parts with their plaintext sizes."""
-        record = await self.records.get(f"uploads/{upload_id}")
-        if not isinstance(record, dict) or (record.get("bucket"), record.get("key")) != (ref.bucket, ref.key):
-            raise errors.NoSuchUpload(UploadId=upload_id)
+    async def _parts(self, ref: ObjectRef, upload_id: str, record: Mapping[str, Any]) -> list[tuple[PartInfo, str]]:
+        """(part with its client ETag and plaintext size, backend ETag) for every uploaded part."""
         chunk = int(record["fields"][fmt.KEY_CHUNK_SIZE])
         parts = await self.backend.list_parts(ref.bucket, ref.key, upload_id)
-        out = []
-        for p in parts:
+        limit = asyncio.Semaphore(16)
+
+        async def one(p: PartInfo) -> tuple[PartInfo, str]:
+            async with limit:
+                name = f"uploads/{upload_id}/{p.part_number}"
+                rec = await self.records.get(name, immutable=True)
+                if not isinstance(rec, dict) or rec.get("backend") != p.etag:  # re-uploaded through another proxy
+                    rec = await self.records.get(name, fresh=True)
+            if not isinstance(rec, dict) or rec.get("backend") != p.etag:
+                raise errors.InternalError(f"Part {p.part_number} of this upload has no record; upload it again.")
             try:
-                out.append(replace(p, size=plaintext_size(p.size, chunk)))
+                return replace(p, etag=rec["etag"], size=plaintext_size(p.size, chunk)), p.etag
             except IntegrityError:
                 raise errors.InternalError("A stored part of this upload is damaged.") from None
-        return out
+
+        return list(await asyncio.gather(*(one(p) for p in parts)))
+
+    async def list_parts(self, ref: ObjectRef, upload_id: str) -> list[PartInfo]:
+        """The uploaded parts as the client sees them: its ETags, plaintext sizes."""
+        return [p for p, _ in await self._parts(ref, upload_id, await self._record(ref, upload_id))]
 
     async def complete_multipart(
-        self, ref: ObjectRef, upload_id: str, parts: Sequence[tuple[int, str]], sizes: Mapping[int, int], keys: ModeResolver
+        self, ref: ObjectRef, upload_id: str, requested: Sequence[tuple[int, str]], keys: ModeResolver, *, min_part_size: int
     ) -> Written:
-        """`sizes`: plaintext size of each part named (from list_parts, already checked by the caller)."""
-        fields, mode, key = await self._upload(ref, upload_id, keys)
-        envelope = fmt.Envelope.multipart([(n, sizes[n]) for n, _ in parts], int(fields[fmt.KEY_CHUNK_SIZE]))
-        sealed = fmt.seal_envelope(envelope, key)
+        """`requested`: (part number, client ETag) in ascending order (the caller checked the order)."""
+        record = await self._record(ref, upload_id)
+        fields = record["fields"]
+        mode = keys.for_complete(fields)
+        if mode is not None:  # an SSE-C key was sent: it must be the upload's
+            await mode.unseal(ref, fields)
+        uploaded = {p.part_number: (p, backend_etag) for p, backend_etag in await self._parts(ref, upload_id, record)}
+        for i, (number, etag) in enumerate(requested):
+            found = uploaded.get(number)
+            if found is None or found[0].etag != etag:
+                raise errors.InvalidPart(UploadId=upload_id, PartNumber=str(number), ETag=etag)
+            if i < len(requested) - 1 and found[0].size < min_part_size:
+                raise errors.EntityTooSmall(ProposedSize=str(found[0].size), MinSizeAllowed=str(min_part_size), PartNumber=str(number), ETag=etag)
+        envelope = fmt.Envelope.multipart([(n, uploaded[n][0].size) for n, _ in requested], int(fields[fmt.KEY_CHUNK_SIZE]))
+        mac_key = await _service_unwrap(keys.kms, record["mac_key"], ref, keys.request_id)
+        sealed = fmt.seal_envelope(envelope, b"", mac_key=mac_key)
+        etag = hashlib.md5(b"".join(bytes.fromhex(e) for _, e in requested)).hexdigest() + f"-{len(requested)}"
         await self.records.put(
             f"parts/{fields[KEY_MPU]}",
-            {"size": sealed[fmt.KEY_SIZE], "parts": sealed.get(fmt.KEY_PARTS, ""), "mac": sealed[fmt.KEY_MAC]},
+            {"size": sealed[fmt.KEY_SIZE], "parts": sealed.get(fmt.KEY_PARTS, ""), "mac": sealed[fmt.KEY_MAC], "etag": etag},
         )
-        result = await self.backend.complete_multipart(ref.bucket, ref.key, upload_id, parts)
-        await self.records.delete(f"uploads/{upload_id}")
-        self.listing.put(ref.bucket, ref.key, result.etag, envelope.plaintext_size, result.etag)
-        headers = {k: v for k, v in mode.response_headers(fields, on_write=False).items() if "customer" not in k}
-        return Written(result.etag, result.version_id, self._now(), headers)
+        result = await self.backend.complete_multipart(ref.bucket, ref.key, upload_id, [(n, uploaded[n][1]) for n, _ in requested])
+        await self._forget_upload(upload_id, uploaded)
+        self.listing.put(ref.bucket, ref.key, result.etag, envelope.plaintext_size, etag)
+        # S3 echoes SSE-S3 and SSE-KMS on Complete, and nothing of SSE-C (reference §1.1)
+        headers = {} if fields.get(KEY_MODE) == "SSE-C" else keys.for_stored(fields).response_headers(fields, on_write=False)
+        return Written(etag, result.version_id, self._now(), headers)
+
+    async def _forget_upload(self, upload_id: str, parts: Mapping[int, Any]) -> None:
+        limit = asyncio.Semaphore(16)
+
+        async def drop(name: str) -> None:
+            async with limit:
+                await self.records.delete(name)
+
+        await asyncio.gather(drop(f"uploads/{upload_id}"), *(drop(f"uploads/{upload_id}/{n}") for n in parts))
 
     async def abort_multipart(self, ref: ObjectRef, upload_id: str) -> None:
+        numbers = {p.part_number: None for p in await self.backend.list_parts(ref.bucket, ref.key, upload_id)}
         await self.backend.abort_multipart(ref.bucket, ref.key, upload_id)
-        await self.records.delete(f"uploads/{upload_id}")
+        await self._forget_upload(upload_id, numbers)
 
     async def list_multipart_uploads(self, bucket: str, prefix: str = "") -> list[UploadInfo]:
         return await self.backend.list_multipart_uploads(bucket, prefix)

@@ -312,6 +312,8 @@ class FsBackend:
                 continue
             fd = await asyncio.to_thread(os.open, self._blob_path(name), os.O_RDONLY)
             try:
+                if os.fstat(fd).st_size != size:  # grown or cut behind the index's back: damaged at rest
+                    raise errors.InternalError("A stored blob's size differs from its index; the object is damaged.")
                 while lo <= hi:
                     data = await asyncio.to_thread(os.pread, fd, min(self._chunk, hi - lo + 1), lo)
                     if not data:

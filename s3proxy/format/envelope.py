@@ -154,11 +154,18 @@ def _fields(envelope: Envelope) -> dict[str, str]:
     return fields
 
 
-def envelope_mac(fields: Mapping[str, str], data_key: bytes, context: bytes = b"") -> bytes:
-    """HMAC-SHA-256 over the envelope's field strings and the context, keyed from the data key (§8)."""
+def envelope_mac_key(data_key: bytes) -> bytes:
+    """M of §2: one-way from the data key, so holding M (to seal a multipart envelope at Complete
+    without the customer's key) reveals nothing about K."""
     if len(data_key) != DATA_KEY_SIZE:
         raise ValueError("data key must be 32 bytes")
-    mac_key = HKDFExpand(hashes.SHA256(), 32, _MAC_KEY_INFO).derive(data_key)
+    return HKDFExpand(hashes.SHA256(), 32, _MAC_KEY_INFO).derive(data_key)
+
+
+def envelope_mac(fields: Mapping[str, str], data_key: bytes, context: bytes = b"", *, mac_key: bytes | None = None) -> bytes:
+    """HMAC-SHA-256 over the envelope's field strings and the context, keyed from the data key (§8)
+    or directly by `mac_key` = envelope_mac_key(data key)."""
+    key = mac_key if mac_key is not None else envelope_mac_key(data_key)
     message = b"".join(
         [
             _MAC_LABEL,
@@ -168,13 +175,14 @@ def envelope_mac(fields: Mapping[str, str], data_key: bytes, context: bytes = b"
             f"size={fields.get(KEY_SIZE, '')}\nparts={fields.get(KEY_PARTS, '')}".encode("ascii"),
         ]
     )
-    return hmac.new(mac_key, message, hashlib.sha256).digest()
+    return hmac.new(key, message, hashlib.sha256).digest()
 
 
-def seal_envelope(envelope: Envelope, data_key: bytes, context: bytes = b"") -> dict[str, str]:
+def seal_envelope(envelope: Envelope, data_key: bytes, context: bytes = b"", *, mac_key: bytes | None = None) -> dict[str, str]:
     """The metadata entries for `envelope`, MAC included. Merge them into the object's user metadata."""
     fields = _fields(envelope)
-    fields[KEY_MAC] = base64.urlsafe_b64encode(envelope_mac(fields, data_key, context)).rstrip(b"=").decode("ascii")
+    mac = envelope_mac(fields, data_key, context, mac_key=mac_key)
+    fields[KEY_MAC] = base64.urlsafe_b64encode(mac).rstrip(b"=").decode("ascii")
     return fields
 
 

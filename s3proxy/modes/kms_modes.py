@@ -71,7 +71,12 @@ class SseS3:
 
     async def unseal(self, ref: ObjectRef, fields: Mapping[str, str]) -> bytes:
         caller = self.kms.service_caller(self.request_id)
-        return (await _kms(self.kms.decrypt_data_key, caller, b64decode(fields[KEY_WRAPPED]), self._context(ref))).plaintext
+        opened = await _kms(self.kms.decrypt_data_key, caller, b64decode(fields[KEY_WRAPPED]), self._context(ref))
+        # the proxy decrypts as itself only what its own service key wrapped: an SSE-KMS object
+        # relabelled AES256 at rest must not open without its caller's key policy
+        if opened.key_arn != self.kms.service_key():
+            raise IntegrityError()
+        return opened.plaintext
 
     def response_headers(self, fields: Mapping[str, str], *, on_write: bool) -> dict[str, str]:
         return {"x-amz-server-side-encryption": "AES256"}

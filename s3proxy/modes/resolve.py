@@ -147,6 +147,17 @@ class ModeResolver:
             return SseKms(self.kms, self.caller, bucket_keys=self.bucket_keys, rand=self.rand)
         return SseS3(self.kms, self.request_id)
 
+    def for_complete(self, fields: Mapping[str, str]) -> EncryptionMode | None:
+        """CompleteMultipartUpload may carry the SSE-C key (newer SDKs) or not (older ones): when it
+        does, it must be the upload's; either way the upload completes without it."""
+        customer = self.customer_key()
+        if customer is None:
+            return None
+        if fields.get(KEY_MODE) != "SSE-C":
+            raise errors.InvalidRequest(NOT_APPLICABLE)
+        return SseC(customer, rand=self.rand, mismatch=errors.InvalidRequest,
+                    mismatch_message="The provided encryption parameters did not match the ones used originally.")
+
     def for_upload(self, fields: Mapping[str, str]) -> EncryptionMode:
         """UploadPart/UploadPartCopy/Complete: the upload's own mode, SSE-C key required to match."""
         customer = self.customer_key()

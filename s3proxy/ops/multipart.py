@@ -45,8 +45,9 @@ async def create_multipart_upload(s: Services, call: Call) -> web.Response:
 async def upload_part(s: Services, call: Call) -> web.Response:
     ref = ref_of(call)
     number, upload_id = _part_number(call), _upload_id(call)
-    body = call.body()
-    etag, headers = await s.store.upload_part(ref, upload_id, number, body, s.keys(call))
+    etag, headers, body = await s.store.upload_part(
+        ref, upload_id, number, lambda want_md5: call.body(want_md5=want_md5), s.keys(call)
+    )
     headers.update({f"x-amz-checksum-{k}": v for k, v in body.checksums.items()})
     return empty_response(headers={"ETag": quote_etag(etag), **headers})
 
@@ -93,17 +94,7 @@ async def complete_multipart_upload(s: Services, call: Call) -> web.Response:
     numbers = [n for n, _ in requested]
     if numbers != sorted(numbers) or len(set(numbers)) != len(numbers):
         raise errors.InvalidPartOrder(UploadId=upload_id)
-    uploaded = {p.part_number: p for p in await s.store.list_parts(ref, upload_id)}
-    for i, (number, etag) in enumerate(requested):
-        part = uploaded.get(number)
-        if part is None or part.etag.strip('"') != etag:
-            raise errors.InvalidPart(UploadId=upload_id, PartNumber=str(number), ETag=etag)
-        if i < len(requested) - 1 and part.size < MIN_PART_SIZE:
-            raise errors.EntityTooSmall(
-                ProposedSize=str(part.size), MinSizeAllowed=str(MIN_PART_SIZE), PartNumber=str(number), ETag=etag
-            )
-    sizes = {n: uploaded[n].size for n, _ in requested}
-    written = await s.store.complete_multipart(ref, upload_id, requested, sizes, s.keys(call))
+    written = await s.store.complete_multipart(ref, upload_id, requested, s.keys(call), min_part_size=MIN_PART_SIZE)
     headers = {"x-amz-version-id": written.version_id} if written.version_id else {}
     headers.update(written.headers)
     return xml_response(

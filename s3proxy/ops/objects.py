@@ -29,6 +29,7 @@ from .common import Services, bucket_of, close_body, empty_response, key_of, quo
 log = logging.getLogger("s3proxy.ops")
 
 MAX_DELETE_KEYS = 1000
+WRITE_SIZE = 1024 * 1024
 MAX_TAGS = 10
 
 
@@ -146,12 +147,16 @@ async def get_object(s: Services, call: Call) -> web.StreamResponse:
         raise
     try:
         await response.prepare(call.request)
-        if first is not None:
-            sent += len(first)
-            await response.write(first)
+        pending = bytearray(first or b"")
         async for piece in body:
-            sent += len(piece)
-            await response.write(piece)
+            pending += piece
+            if len(pending) >= WRITE_SIZE:  # few large socket writes: each write costs per call, not per byte
+                sent += len(pending)
+                await response.write(bytes(pending))
+                pending.clear()
+        if pending:
+            sent += len(pending)
+            await response.write(bytes(pending))
         if sent != length:
             raise errors.InternalError(f"object body ended after {sent} of {length} bytes")
         await response.write_eof()
