@@ -20,10 +20,12 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import boto3
 import pytest
 import botocore.auth
 from botocore.auth import SIGV4_TIMESTAMP, S3SigV4Auth
 from botocore.awsrequest import AWSRequest
+from botocore.config import Config
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
@@ -159,6 +161,12 @@ def send_short_body(url: str, path: str, headers: dict[str, str], body: bytes, t
     status = int(lines[0].split()[1])
     hdrs = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
     return RawResponse(status, hdrs, rest)
+
+
+def client_for(url: str, access_key: str, secret_key: str):
+    """A boto3 S3 client for a proxy the test started itself (path style, no retries)."""
+    return boto3.client("s3", endpoint_url=url, aws_access_key_id=access_key, aws_secret_access_key=secret_key,
+                        region_name=REGION, config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}))
 
 
 # `s3proxy serve` as a subprocess ----------------------------------------------------------------------

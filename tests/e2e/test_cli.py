@@ -12,23 +12,17 @@ import stat
 import subprocess
 import sys
 
-import boto3
 import pytest
-from botocore.config import Config
 
 from .conftest import REGION
-from .front_helpers import serve_args, start_served
+from .front_helpers import client_for, serve_args, start_served
 
 
 def _run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "s3proxy", *args], capture_output=True, text=True, timeout=timeout)
 
 
-def _client(url: str, access_key: str, secret_key: str):
-    return boto3.client("s3", endpoint_url=url, aws_access_key_id=access_key, aws_secret_access_key=secret_key,
-                        region_name=REGION, config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}))
-
-
+@pytest.mark.slow
 def test_first_start_generates_credentials_0600_and_a_second_start_reuses_them(tmp_path):
     data = tmp_path / "fresh"
     first = start_served(serve_args(data))
@@ -39,7 +33,7 @@ def test_first_start_generates_credentials_0600_and_a_second_start_reuses_them(t
         awscli = first.wait_line(r"aws --endpoint-url (\S+) s3 ls", timeout=10)
         assert awscli and awscli.group(1) == first.url, first.lines
         # the printed pair works against the printed endpoint
-        s3 = _client(first.url, access_key, secret_key)
+        s3 = client_for(first.url, access_key, secret_key)
         s3.create_bucket(Bucket="newcomer")
         s3.put_object(Bucket="newcomer", Key="hello.txt", Body=b"hi")
     finally:
@@ -53,13 +47,14 @@ def test_first_start_generates_credentials_0600_and_a_second_start_reuses_them(t
     try:
         # no new pair is announced, and the old one still opens the old data
         assert second.wait_line(r"AWS_ACCESS_KEY_ID", timeout=2) is None
-        assert _client(second.url, access_key, secret_key).get_object(Bucket="newcomer", Key="hello.txt")["Body"].read() == b"hi"
+        assert client_for(second.url, access_key, secret_key).get_object(Bucket="newcomer", Key="hello.txt")["Body"].read() == b"hi"
     finally:
         code, err = second.stop()
     assert code == 0, err
     assert "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_printed_awscli_line_works(tmp_path):
     # the line a newcomer copies: export the pair, then `aws --endpoint-url URL s3 ls`
     served = start_served(serve_args(tmp_path / "data"))
@@ -67,7 +62,7 @@ def test_printed_awscli_line_works(tmp_path):
         exported = served.wait_line(r"AWS_ACCESS_KEY_ID=(\S+) AWS_SECRET_ACCESS_KEY=(\S+)", timeout=30)
         line = served.wait_line(r"(aws --endpoint-url \S+ s3 ls)", timeout=10).group(1)
         access_key, secret_key = exported.groups()
-        _client(served.url, access_key, secret_key).create_bucket(Bucket="seen-by-awscli")
+        client_for(served.url, access_key, secret_key).create_bucket(Bucket="seen-by-awscli")
         env = {"AWS_ACCESS_KEY_ID": access_key, "AWS_SECRET_ACCESS_KEY": secret_key, "AWS_DEFAULT_REGION": REGION,
                "AWS_CONFIG_FILE": "/dev/null", "AWS_SHARED_CREDENTIALS_FILE": "/dev/null", "PATH": "/usr/bin:/bin",
                "AWS_EC2_METADATA_DISABLED": "true"}

@@ -16,7 +16,6 @@ import zlib
 
 import pytest
 from botocore import UNSIGNED
-from botocore.config import Config
 
 from tests.auth.helpers import signed_chunks, signing_key
 

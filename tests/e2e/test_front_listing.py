@@ -136,6 +136,7 @@ def test_invalid_max_keys_and_encoding(s3, listed):
     expect_error("InvalidArgument", 400, s3.list_objects_v2, Bucket=listed, EncodingType="base64")
 
 
+@pytest.mark.slow
 def test_awscli_ls(proxy, listed):
     top = proxy.aws("s3", "ls", f"s3://{listed}/").stdout.decode().splitlines()
     assert sorted(line.split()[-1] for line in top) == ["a.txt", "dir/", "dir2/", "z"]

@@ -9,12 +9,10 @@ from __future__ import annotations
 import hashlib
 import os
 
-import boto3
 import pytest
-from botocore.config import Config
 
-from .conftest import ACCESS_KEY, REGION, SECRET_KEY
-from .front_helpers import serve_args, start_served
+from .conftest import ACCESS_KEY, SECRET_KEY
+from .front_helpers import client_for, serve_args, start_served
 
 MiB = 1024 * 1024
 OBJECT_SIZE = 64 * MiB
@@ -30,13 +28,9 @@ def served(tmp_path):
     proc.stop()
 
 
-def _client(url: str):
-    return boto3.client("s3", endpoint_url=url, aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY,
-                        region_name=REGION, config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}))
-
-
+@pytest.mark.slow
 def test_64_mib_put_and_get_keep_peak_memory_flat(served, tmp_path):
-    s3 = _client(served.url)
+    s3 = client_for(served.url, ACCESS_KEY, SECRET_KEY)
     s3.create_bucket(Bucket="mem")
     s3.put_object(Bucket="mem", Key="warm", Body=os.urandom(2 * MiB))  # warm every code path first
     s3.get_object(Bucket="mem", Key="warm")["Body"].read()

@@ -131,6 +131,7 @@ def test_part_number_out_of_range(s3, bucket, number):
     expect_error("InvalidArgument", 400, s3.upload_part, Bucket=bucket, Key="pn", UploadId=uid, PartNumber=number, Body=b"x")
 
 
+@pytest.mark.slow
 def test_awscli_cp_40_mib_is_multipart_and_round_trips(proxy, bucket, tmp_path):
     src = tmp_path / "forty.bin"
     with src.open("wb") as fh:
@@ -145,6 +146,7 @@ def test_awscli_cp_40_mib_is_multipart_and_round_trips(proxy, bucket, tmp_path):
     assert hashlib.sha256(back.read_bytes()).digest() == hashlib.sha256(src.read_bytes()).digest()
 
 
+@pytest.mark.slow
 def test_awscli_sync_and_rm(proxy, bucket, tmp_path):
     local = tmp_path / "tree"
     files = {"a.txt": b"alpha", "sub/b.bin": os.urandom(70000), "sub/deeper/c": b"", "space name.txt": b"s"}

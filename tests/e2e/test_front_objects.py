@@ -307,6 +307,7 @@ def test_key_length_limit(s3, bucket, key, ok):
         expect_error("KeyTooLongError", 400, s3.put_object, Bucket=bucket, Key=key, Body=b"long")
 
 
+@pytest.mark.slow
 def test_awscli_s3api_object_calls(proxy, bucket, tmp_path):
     src = tmp_path / "in.bin"
     src.write_bytes(os.urandom(3000))
