@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 
 import pytest
 
@@ -153,6 +154,9 @@ def test_awscli_sync_and_rm(proxy, bucket, tmp_path):
     for rel, data in files.items():
         (local / rel).parent.mkdir(parents=True, exist_ok=True)
         (local / rel).write_bytes(data)
+        # an hour old: S3 reports LastModified in whole seconds, and the awscli re-uploads any file
+        # whose mtime is later than that (SizeAndLastModifiedSync), so a fresh file could race it
+        os.utime(local / rel, (time.time() - 3600, time.time() - 3600))
     proxy.aws("s3", "sync", str(local), f"s3://{bucket}/tree")
     s3 = proxy.client()
     for rel, data in files.items():
