@@ -680,6 +680,12 @@ def _f(value: float | None, digits: int = 0) -> str:
     return "n/a" if value is None else f"{value:,.{digits}f}"
 
 
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    """A Markdown table; the first two columns (backend, mode) left-aligned, figures right-aligned."""
+    return ["| " + " | ".join(headers) + " |", "|" + "|".join("---" if i < 2 else "---:" for i in range(len(headers))) + "|"] + [
+        "| " + " | ".join(row) + " |" for row in rows]
+
+
 def markdown(report: Report) -> str:
     cfg = report.config
     out = [
@@ -691,37 +697,26 @@ def markdown(report: Report) -> str:
         "CPU-s/GB: CPU seconds per GB moved, of the proxy process, the backend process (SeaweedFS) and this client. "
         "Peak RSS: the proxy's VmHWM during the large transfers.",
         "",
-        "| backend | mode | PUT MB/s | direct | ratio | GET MB/s | direct | ratio | proxy CPU-s/GB PUT | GET "
-        "| backend CPU-s/GB PUT via proxy | direct | client CPU-s/GB PUT | peak RSS MiB |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for r in report.rows:
-        p, d = r.proxy, r.direct
-        out.append(
-            f"| {r.backend} | {r.mode} | {_f(p.put_mbs)} | {_f(d and d.put_mbs)} | {_f(r.ratio('put_mbs'), 2)} "
-            f"| {_f(p.get_mbs)} | {_f(d and d.get_mbs)} | {_f(r.ratio('get_mbs'), 2)} "
-            f"| {_f(p.proxy_cpu_per_gb_put, 2)} | {_f(p.proxy_cpu_per_gb_get, 2)} "
-            f"| {_f(p.backend_cpu_per_gb_put, 2)} | {_f(d and d.backend_cpu_per_gb_put, 2)} "
-            f"| {_f(p.client_cpu_per_gb_put, 2)} | {_f(p.peak_rss_mib)} |"
-        )
-    out += [
-        "",
-        f"| backend | mode | {human(cfg['small'])} PUT ops/s | direct | ratio | GET ops/s | direct | ratio |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
-    ]
-    for r in report.rows:
-        p, d = r.proxy, r.direct
-        out.append(
-            f"| {r.backend} | {r.mode} | {_f(p.small_put_ops)} | {_f(d and d.small_put_ops)} | {_f(r.ratio('small_put_ops'), 2)} "
-            f"| {_f(p.small_get_ops)} | {_f(d and d.small_get_ops)} | {_f(r.ratio('small_get_ops'), 2)} |"
-        )
+    out += _table(
+        ["backend", "mode", "PUT MB/s", "direct", "ratio", "GET MB/s", "direct", "ratio", "proxy CPU-s/GB PUT", "GET",
+         "backend CPU-s/GB PUT via proxy", "direct", "client CPU-s/GB PUT", "peak RSS MiB"],
+        [[r.backend, r.mode, _f(r.proxy.put_mbs), _f(r.direct and r.direct.put_mbs), _f(r.ratio("put_mbs"), 2),
+          _f(r.proxy.get_mbs), _f(r.direct and r.direct.get_mbs), _f(r.ratio("get_mbs"), 2),
+          _f(r.proxy.proxy_cpu_per_gb_put, 2), _f(r.proxy.proxy_cpu_per_gb_get, 2),
+          _f(r.proxy.backend_cpu_per_gb_put, 2), _f(r.direct and r.direct.backend_cpu_per_gb_put, 2),
+          _f(r.proxy.client_cpu_per_gb_put, 2), _f(r.proxy.peak_rss_mib)] for r in report.rows],
+    )
+    out += [""] + _table(
+        ["backend", "mode", f"{human(cfg['small'])} PUT ops/s", "direct", "ratio", "GET ops/s", "direct", "ratio"],
+        [[r.backend, r.mode, _f(r.proxy.small_put_ops), _f(r.direct and r.direct.small_put_ops), _f(r.ratio("small_put_ops"), 2),
+          _f(r.proxy.small_get_ops), _f(r.direct and r.direct.small_get_ops), _f(r.ratio("small_get_ops"), 2)] for r in report.rows],
+    )
     if report.kms:
-        out += ["", f"KMS calls (lines in the proxy's KMS audit log) during {report.kms_puts} small SSE-KMS PUTs:", "",
-                "| bucket key | calls | per 1,000 PUTs | by operation |", "|---|---:|---:|---|"]
-        for label, counts in report.kms.items():
-            total = sum(counts.values())
-            detail = ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"
-            out.append(f"| {label} | {total} | {_f(total * 1000 / report.kms_puts, 1)} | {detail} |")
+        out += ["", f"KMS calls (lines in the proxy's KMS audit log) during {report.kms_puts} small SSE-KMS PUTs:", ""]
+        out += _table(["bucket key", "by operation", "calls", "per 1,000 PUTs"], [
+            [label, ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none", str(sum(counts.values())),
+             _f(sum(counts.values()) * 1000 / report.kms_puts, 1)] for label, counts in report.kms.items()])
     out += [f"\n{n}" for n in report.notes]
     return "\n".join(out) + "\n"
 
