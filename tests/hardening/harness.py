@@ -16,13 +16,14 @@ import io
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
 import urllib.parse
 from dataclasses import dataclass, field
-from http.client import HTTPConnection, HTTPResponse
+from http.client import HTTPResponse
 from pathlib import Path
 from typing import Callable, Mapping
 
@@ -256,28 +257,33 @@ def sigv4_headers(method: str, url: str, *, body: bytes = b"", headers: Mapping[
     return out
 
 
-def raw_request(url: str, method: str, target: str, *, headers: Mapping[str, str] | list[tuple[str, str]] = (),
+def _latin1(text: str | bytes) -> bytes:
+    return text if isinstance(text, bytes) else text.encode("latin-1", "surrogateescape")
+
+
+def raw_request(url: str, method: str, target: str | bytes, *,
+                headers: Mapping[str, str] | list[tuple[str | bytes, str | bytes]] = (),
                 body: bytes = b"", timeout: float = 30) -> tuple[int, dict[str, str], bytes]:
-    """One request over a fresh http.client connection, sent as given; (status, headers, body)."""
+    """One request written byte for byte on a fresh socket (any target or header bytes), its response
+    parsed by http.client; (status, lower-cased headers, body)."""
     parts = urllib.parse.urlsplit(url)
-    conn = HTTPConnection(parts.hostname, parts.port, timeout=timeout)
-    try:
-        conn.putrequest(method, target, skip_host=True, skip_accept_encoding=True)
-        items = headers.items() if isinstance(headers, Mapping) else headers
-        names = set()
-        for name, value in items:
-            names.add(name.lower())
-            conn.putheader(name, value)
-        if "host" not in names:
-            conn.putheader("Host", parts.netloc)
-        if "content-length" not in names and "transfer-encoding" not in names:
-            conn.putheader("Content-Length", str(len(body)))
-        conn.endheaders(body)
-        resp: HTTPResponse = conn.getresponse()
+    items = list(headers.items() if isinstance(headers, Mapping) else headers)
+    names = {_latin1(n).lower() for n, _ in items}
+    if b"host" not in names:
+        items.append(("Host", parts.netloc))
+    if b"content-length" not in names and b"transfer-encoding" not in names:
+        items.append(("Content-Length", str(len(body))))
+    head = _latin1(method) + b" " + _latin1(target) + b" HTTP/1.1\r\n"
+    head += b"".join(_latin1(n) + b": " + _latin1(v) + b"\r\n" for n, v in items) + b"\r\n"
+    with socket.create_connection((parts.hostname, parts.port), timeout=timeout) as sock:
+        try:
+            sock.sendall(head + body)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server may answer and close before reading everything we send
+        resp = HTTPResponse(sock, method=method)
+        resp.begin()
         data = resp.read()
         return resp.status, {k.lower(): v for k, v in resp.getheaders()}, data
-    finally:
-        conn.close()
 
 
 def error_code(body: bytes) -> str | None:
