@@ -47,7 +47,8 @@ class Fault:
 
     kind: "status" (answer `status`/`code` after reading the body), "drop_request" (read `after`
     bytes of the request body, then reset the connection), "drop_response" (send the headers and
-    `after` bytes of the real response, then reset), "short" (the real response cut to `after`
+    `after` bytes of the real response, then close), "reset_response" (the same, then a TCP reset,
+    which may discard the bytes written before it), "short" (the real response cut to `after`
     bytes with a Content-Length that agrees: a clean, lying short body), "stall" (hold the request
     until `release()`), "stall_body" (send headers and `after` bytes, then hold until `release()`).
     """
@@ -158,14 +159,17 @@ class FaultHop:
         await response.prepare(request)
         if request.method == "HEAD":
             return response
-        if fault is not None and fault.kind in ("drop_response", "stall_body"):
+        if fault is not None and fault.kind in ("drop_response", "reset_response", "stall_body"):
             await response.write(data[: fault.after])
             if fault.kind == "stall_body":
                 await self._released.wait()
                 await response.write(data[fault.after :])
                 await response.write_eof()
                 return response
-            request.transport.abort()  # type: ignore[union-attr]
+            if fault.kind == "drop_response":
+                request.transport.close()  # type: ignore[union-attr]  # FIN after what was written
+            else:
+                request.transport.abort()  # type: ignore[union-attr]  # RST: may also discard what was written
             raise ConnectionResetError("fault: dropped mid response body")
         await response.write(data)
         await response.write_eof()

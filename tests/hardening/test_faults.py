@@ -60,7 +60,8 @@ def _raw_get(url: str, bucket: str, key: str) -> tuple[int, int, bytes, bool]:
 
 # (fault kind, bytes of ciphertext the backend delivers before failing, why)
 MID_BODY_GET_FAULTS = [
-    ("drop_response", 3 * CHUNK + 5, "connection reset after a few chunks: the proxy already sent headers"),
+    ("drop_response", 3 * CHUNK + 5, "connection closed after a few chunks: the proxy already sent headers"),
+    ("reset_response", 3 * CHUNK + 5, "a TCP reset after a few chunks (the reset may also discard them)"),
     ("short", 3 * CHUNK + 5, "a clean close with a Content-Length that agrees: only the format's length check can tell"),
     ("short", 5 * (CHUNK + 16), "cut exactly at a chunk boundary: every delivered chunk authenticates, the final one is missing"),
 ]
@@ -76,6 +77,12 @@ def test_get_that_fails_mid_body_is_a_broken_transfer_never_a_clean_short_body(f
     status, declared, got, broke = _raw_get(ep.url, fbucket, key)
 
     assert fault.fired == 1
+    if kind != "short" and status == 500:
+        # aiohttp's client drops the bytes it buffered once the connection breaks, so the drop may
+        # reach the proxy before its first chunk did: then the headers are unsent and the client
+        # gets S3's error for it (500 InternalError), just as good.
+        assert not broke and error_code(got) == "InternalError"
+        return
     assert (status, declared) == (200, BIG)
     assert broke and len(got) < BIG, why  # DESIGN.md "Errors": a broken connection, never a clean short body
     assert got == data[: len(got)]  # whatever was released was authentic plaintext
@@ -267,7 +274,7 @@ ROUNDS = 6
 
 
 def _one_round_of_every_fault(ep, hop, bucket: str, key: str, data: bytes) -> None:
-    for kind, after in (("drop_response", 2 * CHUNK), ("short", 2 * CHUNK + 7), ("short", 100)):
+    for kind, after in (("drop_response", 2 * CHUNK), ("reset_response", 2 * CHUNK), ("short", 2 * CHUNK + 7), ("short", 100)):
         hop.inject(Fault(kind, method="GET", path_prefix=f"/{bucket}/{key}", after=after))
         _raw_get(ep.url, bucket, key)
     hop.inject(Fault("status", method="GET", path_prefix=f"/{bucket}/{key}", count=4, status=503, code="SlowDown"))
@@ -310,7 +317,7 @@ def test_faults_leak_no_task_socket_or_file_descriptor(faulty, fbucket, hop_clea
 
     for _ in range(ROUNDS):
         _one_round_of_every_fault(ep, hop_clean, fbucket, key, data)
-    faults_fired = ROUNDS * 9
+    faults_fired = ROUNDS * 10
 
     # Pooled keep-alive connections (and their server tasks) may differ by a few; a leak per fault
     # would grow by about faults_fired.
