@@ -83,6 +83,7 @@ def make_backend(settings: Settings) -> Backend:
             access_key=settings.backend_access_key or "",
             secret_key=settings.backend_secret_key or "",
             addressing=settings.backend_addressing,
+            timeout=settings.backend_timeout,
         )
     from .backends.fs import FsBackend
 
@@ -90,6 +91,7 @@ def make_backend(settings: Settings) -> Backend:
 
 
 def open_kms(settings: Settings, clock: Callable[[], float], metrics: Metrics) -> KeyService:
+    audit = None
     try:
         audit = CountingAuditSink(FileAuditSink(settings.data_dir / "kms" / "audit.log"), metrics)
         return KeyService.open(
@@ -102,6 +104,8 @@ def open_kms(settings: Settings, clock: Callable[[], float], metrics: Metrics) -
             audit=audit,
         )
     except (RootKeyError, OSError) as exc:
+        if audit is not None:
+            audit.close()
         raise StartupError(f"KMS keystore: {exc}") from None
 
 

@@ -58,6 +58,12 @@ def _port(text: str) -> int:
     return value
 
 
+def _positive(value: float) -> float:
+    if not value > 0:
+        raise ValueError("must be a positive number")
+    return value
+
+
 def _path(text: str) -> pathlib.Path:
     return pathlib.Path(str(text)).expanduser()
 
@@ -87,6 +93,7 @@ FIELDS: tuple[Field, ...] = (
     Field("backend_region", str, "us-east-1", "S3 backend region (backend=s3)"),
     Field("backend_access_key", _opt(str), None, "S3 backend access key id (backend=s3)"),
     Field("backend_secret_key", _opt(str), None, "S3 backend secret access key (backend=s3)", secret=True),
+    Field("backend_timeout", lambda t: _positive(float(t)), 60.0, "seconds a backend may stay silent (connect or read) before the request fails with 503 (backend=s3)"),
     Field("backend_addressing", str, "path", "S3 backend addressing style", choices=("path", "virtual")),
     Field("tls_cert", _opt(_path), None, "PEM certificate chain: serve HTTPS (with tls_key)"),
     Field("tls_key", _opt(_path), None, "PEM private key for tls_cert", secret=False),
@@ -121,6 +128,7 @@ class Settings:
     backend_region: str = "us-east-1"
     backend_access_key: str | None = None
     backend_secret_key: str | None = field(default=None, repr=False)
+    backend_timeout: float = 60.0
     backend_addressing: str = "path"
     tls_cert: pathlib.Path | None = None
     tls_key: pathlib.Path | None = None

@@ -160,7 +160,7 @@ def _one_header(headers: Mapping[str, str], name: str) -> str | None:
 def _parse_length(value: str | None, name: str) -> int | None:
     if value is None:
         return None
-    if not value.isdigit() or len(value) > 19:
+    if not (value.isascii() and value.isdigit()) or len(value) > 19:  # HTTP digits are ASCII: "²" is not 2
         raise errors.InvalidArgument(f"Invalid {name}", ArgumentName=name, ArgumentValue=value)
     return int(value)
 

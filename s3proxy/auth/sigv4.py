@@ -112,7 +112,8 @@ def derive_signing_key(secret_key: str, date: str, region: str, service: str) ->
 
 
 def sign(signing_key: bytes, string_to_sign: str) -> str:
-    return hmac.new(signing_key, string_to_sign.encode("utf-8"), hashlib.sha256).hexdigest()
+    # surrogateescape: header bytes that are not UTF-8 reach us escaped; they are hashed as sent
+    return hmac.new(signing_key, string_to_sign.encode("utf-8", "surrogateescape"), hashlib.sha256).hexdigest()
 
 
 def chunk_string_to_sign(amz_date: str, scope: str, previous_signature: str, chunk_sha256: str) -> str:
@@ -524,7 +525,7 @@ def authenticate(
 
 
 def _string_to_sign(amz_date: str, scope: str, canonical_request: str) -> str:
-    digest = hashlib.sha256(canonical_request.encode("utf-8")).hexdigest()
+    digest = hashlib.sha256(canonical_request.encode("utf-8", "surrogateescape")).hexdigest()
     return "\n".join((ALGORITHM, amz_date, scope, digest))
 
 

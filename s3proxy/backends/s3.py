@@ -77,7 +77,7 @@ class S3Backend:
                  addressing: Literal["path", "virtual"] = "path", session: aiohttp.ClientSession | None = None,
                  retries: int = 3, chunk_size: int = CHUNK, backoff: float = 0.05, max_backoff: float = 2.0,
                  rand: Callable[[], float] = random.random,
-                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep, timeout: float = 60.0) -> None:
         endpoint = URL(endpoint_url)
         if not endpoint.scheme or not endpoint.host or addressing not in ("path", "virtual"):
             raise ValueError("endpoint_url must be an http(s) URL and addressing 'path' or 'virtual'")
@@ -88,6 +88,7 @@ class S3Backend:
         self._session = session
         self._owns_session = session is None
         self._retries = retries
+        self._timeout = timeout
         self._chunk = chunk_size
         self._backoff = (backoff, max_backoff)
         self._rand = rand
@@ -98,7 +99,8 @@ class S3Backend:
 
     async def start(self) -> None:
         if self._session is None:
-            timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=300)
+            # a backend that stops answering for `timeout` seconds is given up on (503 to the client)
+            timeout = aiohttp.ClientTimeout(total=None, sock_connect=min(30.0, self._timeout), sock_read=self._timeout)
             self._session = aiohttp.ClientSession(timeout=timeout, auto_decompress=False)
 
     async def close(self) -> None:

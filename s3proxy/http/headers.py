@@ -14,7 +14,7 @@ from ..backends.base import CONTENT_HEADERS, ObjectMeta
 META_PREFIX = "x-amz-meta-"
 MAX_METADATA_BYTES = 2048  # S3: user-defined metadata is limited to 2 KB (names and values, UTF-8)
 
-_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$", re.ASCII)  # HTTP digits are ASCII (RFC 9110 §14.1.1)
 
 
 @dataclass(frozen=True)

@@ -114,8 +114,15 @@ class KeyService(CryptoOps):
         root = load_root_key(Path(root_key_file) if root_key_file else data_dir / "root.key", rand=rand)
         store = keystore or SqliteKeystore(data_dir / "kms" / "keystore.sqlite3")
         sink = audit or FileAuditSink(data_dir / "kms" / "audit.log")
-        return cls.create(store, sink, root_key=root, region=region, account_id=account_id,
-                          administrators=administrators, clock=clock, rand=rand)
+        try:
+            return cls.create(store, sink, root_key=root, region=region, account_id=account_id,
+                              administrators=administrators, clock=clock, rand=rand)
+        except BaseException:  # e.g. a root key that does not match: leave no handle open behind
+            for resource in (store, sink):
+                close = getattr(resource, "close", None)
+                if close is not None:
+                    close()
+            raise
 
     @classmethod
     def create(
