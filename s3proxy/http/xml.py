@@ -20,7 +20,9 @@ def render(root: str, body: Mapping[str, Any], *, namespace: str | None = S3_NS)
     if namespace:
         content = {"@xmlns": namespace, **content}
     text = xmltodict.unparse({root: _clean(content)}, full_document=True, short_empty_elements=False)
-    return text.replace('<?xml version="1.0" encoding="utf-8"?>', '<?xml version="1.0" encoding="UTF-8"?>', 1).encode()
+    text = text.replace('<?xml version="1.0" encoding="utf-8"?>', '<?xml version="1.0" encoding="UTF-8"?>', 1)
+    # bytes a client sent that were not UTF-8 (kept escaped by aiohttp) are shown escaped, not crashed on
+    return text.encode("utf-8", "backslashreplace")
 
 
 def _clean(value: Any) -> Any:
