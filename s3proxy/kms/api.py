@@ -300,3 +300,7 @@ class KmsApi:
         except (TypeError, KeyError, AttributeError, ValueError) as exc:  # malformed member types
             _log.info("kms %s: bad request shape (%s)", op, type(exc).__name__)
             return 400, error_body(ValidationException("The request does not match the operation's input shape."))
+        except Exception:  # a bug or a keystore failure: logged with its traceback, never its arguments
+            _log.exception("kms %s failed", op)
+            internal = KmsError()
+            return internal.status, error_body(internal)

@@ -57,6 +57,9 @@ def operation(name: str, *, read_only: bool = False) -> Callable[[F], F]:
             except KmsError as exc:
                 error = exc
                 raise
+            except Exception:
+                error = KmsError()  # recorded as KMSInternalException; the caller sees the original
+                raise
             finally:
                 resources, self._call.resources = self._call.resources, outer
                 if outer is None:  # nested operations (data-key seam -> Decrypt) audit once, at the top
