@@ -14,7 +14,9 @@ import logging
 from typing import Any, Callable, Mapping
 
 from .caller import Caller
-from .errors import KmsError, SerializationException, UnknownOperationException, ValidationException
+from .errors import (
+    KmsError, SerializationException, UnknownOperationException, UnsupportedOperationException, ValidationException,
+)
 from .policy import Grant
 from .service import KeyMetadata, KeyService
 
@@ -294,6 +296,8 @@ class KmsApi:
                 raise SerializationException() from None
             if not isinstance(request, dict):
                 raise SerializationException()
+            if request.get("DryRun"):
+                raise UnsupportedOperationException("DryRun is not supported by this KMS.")
             return 200, json.dumps(handler(self.service, caller, request)).encode()
         except KmsError as exc:
             return exc.status, error_body(exc)
