@@ -14,7 +14,9 @@ import logging
 from typing import Any, Callable, Mapping
 
 from .caller import Caller
-from .errors import KmsError, SerializationException, UnknownOperationException, ValidationException
+from .errors import (
+    KmsError, SerializationException, UnknownOperationException, UnsupportedOperationException, ValidationException,
+)
 from .policy import Grant
 from .service import KeyMetadata, KeyService
 
@@ -294,9 +296,15 @@ class KmsApi:
                 raise SerializationException() from None
             if not isinstance(request, dict):
                 raise SerializationException()
+            if request.get("DryRun"):
+                raise UnsupportedOperationException("DryRun is not supported by this KMS.")
             return 200, json.dumps(handler(self.service, caller, request)).encode()
         except KmsError as exc:
             return exc.status, error_body(exc)
         except (TypeError, KeyError, AttributeError, ValueError) as exc:  # malformed member types
             _log.info("kms %s: bad request shape (%s)", op, type(exc).__name__)
             return 400, error_body(ValidationException("The request does not match the operation's input shape."))
+        except Exception:  # a bug or a keystore failure: logged with its traceback, never its arguments
+            _log.exception("kms %s failed", op)
+            internal = KmsError()
+            return internal.status, error_body(internal)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import inspect
-import json
 import os
 import threading
 import time
@@ -44,12 +43,12 @@ def operation(name: str, *, read_only: bool = False) -> Callable[[F], F]:
     """Mark a KeyService method as the KMS operation `name`: audited once per call."""
 
     def wrap(fn: F) -> F:
-        sig = inspect.signature(fn)
+        names = list(inspect.signature(fn).parameters)[2:]  # after self, caller
 
         @functools.wraps(fn)
         def call(self: "ServiceCore", caller: Caller, *args: Any, **kwargs: Any) -> Any:
-            bound = sig.bind(self, caller, *args, **kwargs)
-            params = {_AUDITED[k]: _jsonable(v) for k, v in bound.arguments.items() if k in _AUDITED and v is not None}
+            given = dict(zip(names, args), **kwargs)
+            params = {_AUDITED[k]: _jsonable(v) for k, v in given.items() if k in _AUDITED and v is not None}
             outer = getattr(self._call, "resources", None)
             self._call.resources = []
             error: KmsError | None = None
@@ -57,6 +56,9 @@ def operation(name: str, *, read_only: bool = False) -> Callable[[F], F]:
                 return fn(self, caller, *args, **kwargs)
             except KmsError as exc:
                 error = exc
+                raise
+            except Exception:
+                error = KmsError()  # recorded as KMSInternalException; the caller sees the original
                 raise
             finally:
                 resources, self._call.resources = self._call.resources, outer
@@ -138,11 +140,12 @@ class ServiceCore:
             if alias is None:
                 raise NotFoundException(f"Alias {self.alias_arn(alias_name)} is not found.")
             kid = alias.target
-        try:
-            uuid.UUID(kid)
-        except ValueError:
-            raise NotFoundException(f"Invalid keyId {key_id}") from None
         record = self.records.key(kid)
+        if record is None:
+            try:
+                uuid.UUID(kid)
+            except ValueError:
+                raise NotFoundException(f"Invalid keyId {key_id}") from None
         if record is None or (record.key_manager == "SERVICE" and not caller.is_service):
             raise NotFoundException(f"Key '{self.key_arn(kid)}' does not exist")
         record = self.due(record)
@@ -244,8 +247,8 @@ class ServiceCore:
             "userAgent": caller.user_agent,
             "requestParameters": params or None,
             "responseElements": None,
-            "requestID": caller.request_id or str(uuid.UUID(bytes=self.rand(16), version=4)),
-            "eventID": str(uuid.UUID(bytes=self.rand(16), version=4)),
+            "requestID": caller.request_id or new_uuid(self.rand),
+            "eventID": new_uuid(self.rand),
             "readOnly": read_only,
             "resources": [{"ARN": arn, "accountId": self.config.account_id, "type": "AWS::KMS::Key"} for arn in resources],
             "eventType": "AwsApiCall",
@@ -258,5 +261,6 @@ class ServiceCore:
         self.audit.emit(record)
 
 
-def dumps_policy(doc: Mapping[str, Any]) -> str:
-    return json.dumps(doc, indent=2)
+def new_uuid(rand: Callable[[int], bytes]) -> str:
+    """A random (version 4) UUID string from `rand`."""
+    return str(uuid.UUID(bytes=rand(16), version=4))

@@ -8,6 +8,7 @@ compare-and-swap; the hot data-key path reads only the cache and appends one aud
 
 from __future__ import annotations
 
+import hmac
 import os
 import re
 import time
@@ -200,9 +201,8 @@ class KeyService(CryptoOps):
         return [(r.key_id, r.arn) for r in self.records.keys() if r.key_manager != "SERVICE" and self.due(r)]
 
     def _change(self, caller: Caller, key_id: str, op: str, change: Callable[[KeyRecord], KeyRecord]) -> KeyRecord:
+        # AWS-managed keys: their policy allows no changes, so authorization in usable() refuses them
         record = self.usable(caller, key_id, op, aliases=False)
-        if record.key_manager == "AWS" and op not in ("TagResource", "UntagResource"):
-            pass  # the AWS-managed key policy does not allow these actions: authorize() already refused
         return self.records.update_key(record.key_id, change)
 
     @operation("UpdateKeyDescription")
@@ -483,6 +483,4 @@ class KeyService(CryptoOps):
 
 
 def hmac_eq(a: str, b: str) -> bool:
-    import hmac
-
     return hmac.compare_digest(a.encode(), b.encode())

@@ -41,6 +41,7 @@ class KmsServer:
         self.api = KmsApi(self.service)
         self.access_key = "AKIAALICE000000000001"
         self.secret_key = SECRET
+        self._clients: list[Any] = []
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -74,10 +75,12 @@ class KmsServer:
 
     def client(self, user: str = "alice") -> Any:
         ak = next(k for k, v in USERS.items() if v == user)
-        return boto3.client(
+        client = boto3.client(
             "kms", endpoint_url=self.endpoint, region_name=REGION, aws_access_key_id=ak, aws_secret_access_key=SECRET,
             config=BotoConfig(retries={"max_attempts": 1}),
         )
+        self._clients.append(client)  # closed with the server: no sockets left for the GC to warn about
+        return client
 
     def cli_env(self, user: str = "alice") -> dict[str, str]:
         ak = next(k for k, v in USERS.items() if v == user)
@@ -86,6 +89,8 @@ class KmsServer:
     def close(self) -> None:
         if self._loop.is_closed():
             return
+        for client in self._clients:
+            client.close()
         asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
@@ -116,10 +121,14 @@ def kms_factory(tmp_path: Path) -> Iterator[Callable[..., KmsServer]]:
 
 
 @pytest.fixture
-def alice(kms: KmsServer) -> Any:
-    return kms.client("alice")
+def alice(kms: KmsServer) -> Iterator[Any]:
+    client = kms.client("alice")
+    yield client
+    client.close()
 
 
 @pytest.fixture
-def bob(kms: KmsServer) -> Any:
-    return kms.client("bob")
+def bob(kms: KmsServer) -> Iterator[Any]:
+    client = kms.client("bob")
+    yield client
+    client.close()

@@ -146,6 +146,8 @@ def test_limits(alice, kms, key) -> None:
     assert status == 400 and b"UnknownOperationException" in out
     status, out = kms.api.dispatch("TrentService.Encrypt", b"{not json", caller)
     assert status == 400 and b"SerializationException" in out
+    status, out = kms.api.dispatch("TrentService.GenerateRandom", b'{"NumberOfBytes": 8, "DryRun": true}', caller)
+    assert status == 400 and b"UnsupportedOperationException" in out  # never a silent real call
 
 
 def test_generate_random(alice) -> None:

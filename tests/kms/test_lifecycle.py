@@ -41,6 +41,12 @@ def _calls(c: Any, kid: str, blob: bytes) -> dict[str, Callable[[], Any]]:
         "RotateKeyOnDemand": lambda: c.rotate_key_on_demand(KeyId=kid),
         "ListKeyRotations": lambda: c.list_key_rotations(KeyId=kid),
         "CreateAlias": lambda: c.create_alias(AliasName=f"alias/st-{kid}", TargetKeyId=kid),
+        "EnableKey": lambda: c.enable_key(KeyId=kid),
+        "DisableKey": lambda: c.disable_key(KeyId=kid),
+        "ScheduleKeyDeletion": lambda: c.schedule_key_deletion(KeyId=kid, PendingWindowInDays=7),
+        "CancelKeyDeletion": lambda: c.cancel_key_deletion(KeyId=kid),
+        "PutKeyPolicy": lambda: c.put_key_policy(KeyId=kid, PolicyName="default",
+                                                 Policy=c.get_key_policy(KeyId=kid, PolicyName="default")["Policy"]),
     }
 
 
@@ -67,6 +73,27 @@ def test_state_table(alice, state: str) -> None:
             with pytest.raises(ClientError) as e:
                 _calls(alice, kid, blob)[op]()
             assert (code(e), e.value.response["Error"]["Message"]) == (expected.code, expected.text), op
+
+
+@pytest.mark.parametrize("state", [DISABLED, PENDING_DELETION])
+def test_state_table_for_signing_and_mac_keys(alice, state: str) -> None:
+    sign = alice.create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["KeyId"]
+    mac = alice.create_key(KeySpec="HMAC_256", KeyUsage="GENERATE_VERIFY_MAC")["KeyMetadata"]["KeyId"]
+    sig = alice.sign(KeyId=sign, Message=b"m", SigningAlgorithm="ECDSA_SHA_256")["Signature"]
+    tag = alice.generate_mac(KeyId=mac, Message=b"m", MacAlgorithm="HMAC_SHA_256")["Mac"]
+    _put_in_state(alice, sign, state)
+    _put_in_state(alice, mac, state)
+    calls = {
+        "Sign": lambda: alice.sign(KeyId=sign, Message=b"m", SigningAlgorithm="ECDSA_SHA_256"),
+        "Verify": lambda: alice.verify(KeyId=sign, Message=b"m", Signature=sig, SigningAlgorithm="ECDSA_SHA_256"),
+        "GetPublicKey": lambda: alice.get_public_key(KeyId=sign),
+        "GenerateMac": lambda: alice.generate_mac(KeyId=mac, Message=b"m", MacAlgorithm="HMAC_SHA_256"),
+        "VerifyMac": lambda: alice.verify_mac(KeyId=mac, Message=b"m", Mac=tag, MacAlgorithm="HMAC_SHA_256"),
+    }
+    for op, call in calls.items():
+        with pytest.raises(ClientError) as e:
+            call()
+        assert code(e) == ("DisabledException" if state == DISABLED else "KMSInvalidStateException"), op
 
 
 def test_state_table_words() -> None:
