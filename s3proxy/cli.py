@@ -26,6 +26,25 @@ def build_parser() -> argparse.ArgumentParser:
     verify = audit_sub.add_parser("verify", help="check the hash chain of the audit log: any edit or deletion is reported")
     verify.add_argument("--file", help="audit log (default DATA_DIR/kms/audit.log)")
     settings_mod.add_arguments(verify)
+    kms = sub.add_parser("kms", help="keystore care: backup, verify-backup, restore, rotate-root-key")
+    kms_sub = kms.add_subparsers(dest="kms_command", required=True)
+    for name, text in (
+        ("backup", "write an encrypted, verifiable archive of the keystore"),
+        ("verify-backup", "check an archive end to end (passphrase, manifest, database)"),
+        ("restore", "restore the keystore (and root key, if archived) from an archive"),
+        ("rotate-root-key", "seal every keystore entry under a new root key; running proxies keep serving"),
+    ):
+        p = kms_sub.add_parser(name, help=text)
+        settings_mod.add_arguments(p)
+        if name != "rotate-root-key":
+            p.add_argument("archive", help="archive file")
+            p.add_argument("--passphrase-file", help="file holding the archive passphrase (default: env S3PROXY_BACKUP_PASSPHRASE)")
+        if name == "backup":
+            p.add_argument("--include-root-key", action="store_true", help="also archive the root keyring (guard the archive like the root key)")
+        if name == "restore":
+            p.add_argument("--force", action="store_true", help="replace an existing keystore")
+        if name == "rotate-root-key":
+            p.add_argument("--finish", action="store_true", help="after proxies picked up the new key: re-seal the rest, drop old keys")
     tool_commands.add_subcommands(sub)
     cse = sub.add_parser("cse", help="client-side encryption (AWS S3 Encryption Client formats) against any S3 endpoint")
     cse_cli.add_subcommands(cse.add_subparsers(dest="cse_command", required=True))
@@ -44,6 +63,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except settings_mod.SettingsError as exc:
         print(f"s3proxy: bad setting: {exc}", file=sys.stderr)
         return 2
+    if args.command == "kms":
+        return run_kms(args, settings)
     if args.command == "audit":
         from .kms.audit import run_audit_verify
 
@@ -65,3 +86,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     return 0
+
+
+def run_kms(args: argparse.Namespace, settings: settings_mod.Settings) -> int:
+    import os
+
+    from .kms import care
+    from .kms.errors import RootKeyError
+
+    try:
+        if args.kms_command == "rotate-root-key":
+            if args.finish:
+                count = care.finish_rotation(settings.data_dir, settings.root_key_path)
+                print(f"rotation finished: {count} entries re-sealed, old root keys dropped from {settings.root_key_path}")
+            else:
+                count = care.rotate_root_key(settings.data_dir, settings.root_key_path)
+                print(f"root key rotated: {count} entries re-sealed; run again with --finish once every proxy has picked it up")
+            return 0
+        if args.passphrase_file:
+            passphrase = Path(args.passphrase_file).read_bytes().strip()
+        else:
+            passphrase = os.environ.get("S3PROXY_BACKUP_PASSPHRASE", "").encode()
+        archive = Path(args.archive)
+        if args.kms_command == "backup":
+            m = care.backup(settings.data_dir, archive, passphrase, root_key_file=settings.root_key_path, include_root_key=args.include_root_key)
+        elif args.kms_command == "verify-backup":
+            m = care.open_archive(archive, passphrase)[0]
+        else:
+            m = care.restore(archive, passphrase, settings.data_dir, root_key_file=settings.root_key_path, force=args.force)
+        print(f"{args.kms_command}: ok ({m.entries} entries, made {m.created}, root key {'included' if m.root_key else 'not included'})")
+        return 0
+    except (care.BackupError, RootKeyError, OSError) as exc:
+        print(f"s3proxy kms {args.kms_command}: {exc}", file=sys.stderr)
+        return 1

@@ -112,12 +112,14 @@ class KeyService(CryptoOps):
     ) -> "KeyService":
         """The service over `<data_dir>/kms/keystore.sqlite3`, auditing to `<data_dir>/kms/audit.log`."""
         data_dir = Path(data_dir)
-        root = load_root_key(Path(root_key_file) if root_key_file else data_dir / "root.key", rand=rand)
+        root_path = Path(root_key_file) if root_key_file else data_dir / "root.key"
+        root = load_root_key(root_path, rand=rand)
         store = keystore or SqliteKeystore(data_dir / "kms" / "keystore.sqlite3")
         sink = audit or FileAuditSink(data_dir / "kms" / "audit.log")
         try:
             return cls.create(store, sink, root_key=root, region=region, account_id=account_id,
-                              administrators=administrators, clock=clock, rand=rand)
+                              administrators=administrators, clock=clock, rand=rand,
+                              root_reload=lambda: load_root_key(root_path, create=False))
         except BaseException:  # e.g. a root key that does not match: leave no handle open behind
             for resource in (store, sink):
                 close = getattr(resource, "close", None)
@@ -130,8 +132,9 @@ class KeyService(CryptoOps):
         cls, keystore: Keystore, audit: AuditSink, *, root_key: bytes, region: str = "us-east-1",
         account_id: str = "000000000000", administrators: Iterable[str] = (),
         clock: Callable[[], float] = time.time, rand: Callable[[int], bytes] = os.urandom,
+        root_reload: Callable[[], bytes] | None = None,
     ) -> "KeyService":
-        records = KeyRecords(keystore, Sealer(root_key, rand=rand))
+        records = KeyRecords(keystore, Sealer(root_key, rand=rand, reload=root_reload))
         service = cls(records, audit, Config(region, account_id, tuple(administrators)), clock=clock, rand=rand)
         service._keystore = keystore
         service.purge_due()

@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from .errors import InvalidCiphertextException, RootKeyError
 
 ROOT_KEY_BYTES = 32
+MAX_ROOT_KEYS = 8  # a root key file may hold a keyring while a rotation is under way: current key first
 _SEAL_VERSION = b"\x01"
 BLOB_MAGIC = b"K1"
 _HEADER = struct.Struct(">2s16sI32s")
@@ -67,35 +68,83 @@ def load_root_key(path: Path, *, create: bool = True, rand: Callable[[int], byte
             raise RootKeyError(
                 f"root key file {path} has mode {stat.S_IMODE(mode):04o}; it must be readable by its owner only (chmod 600)"
             )
-        data = os.read(fd, ROOT_KEY_BYTES + 1)
+        data = os.read(fd, MAX_ROOT_KEYS * ROOT_KEY_BYTES + 1)
     finally:
         os.close(fd)
-    if len(data) != ROOT_KEY_BYTES:
-        raise RootKeyError(f"root key file {path} must hold exactly {ROOT_KEY_BYTES} bytes")
+    if not data or len(data) % ROOT_KEY_BYTES or len(data) > MAX_ROOT_KEYS * ROOT_KEY_BYTES:
+        raise RootKeyError(f"root key file {path} must hold {ROOT_KEY_BYTES} bytes (or a keyring of up to {MAX_ROOT_KEYS} such keys)")
     return data
 
 
-class Sealer:
-    """Seals and opens keystore records under the root key. Holds the key; never shows it."""
+def write_root_key(path: Path, keyring: bytes) -> None:
+    """Replace the root key file atomically (0600): temp file, fsync, rename, fsync the directory."""
+    if not keyring or len(keyring) % ROOT_KEY_BYTES or len(keyring) > MAX_ROOT_KEYS * ROOT_KEY_BYTES:
+        raise ValueError("a keyring is 1 to 8 keys of 32 bytes")
+    tmp = path.with_name(path.name + ".new")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, keyring)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    dfd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
 
-    def __init__(self, root_key: bytes, *, rand: Callable[[int], bytes] = os.urandom) -> None:
-        self._aead = AESGCM(root_key)
+
+class Sealer:
+    """Seals records under the current root key and opens them under any key of the keyring (the
+    current key first; older ones stay until a root-key rotation has re-sealed every record).
+    Holds the keys; never shows them."""
+
+    def __init__(self, root_key: bytes, *, rand: Callable[[int], bytes] = os.urandom,
+                 reload: Callable[[], bytes] | None = None) -> None:
+        self._set(root_key)
         self._rand = rand
+        self._reload = reload  # re-reads the root key file: how a running proxy meets a rotation
+
+    def _set(self, keyring: bytes) -> None:
+        self._aeads = [AESGCM(keyring[i : i + ROOT_KEY_BYTES]) for i in range(0, len(keyring), ROOT_KEY_BYTES)]
 
     def __repr__(self) -> str:
-        return "Sealer(<root key hidden>)"
+        return f"Sealer(<{len(self._aeads)} root key(s) hidden>)"
 
     def seal(self, name: str, record: bytes) -> bytes:
+        """Seal under the current key of the root key file as it is now: keystore writes are rare
+        (admin operations), so re-reading it here means no process ever seals under a key that a
+        finished rotation has dropped."""
+        if self._reload is not None:
+            try:
+                self._set(self._reload())
+            except RootKeyError:
+                pass  # keep the keys in hand; opening will say if they no longer fit
         nonce = self._rand(12)
-        return _SEAL_VERSION + nonce + self._aead.encrypt(nonce, record, name.encode())
+        return _SEAL_VERSION + nonce + self._aeads[0].encrypt(nonce, record, name.encode())
 
     def open(self, name: str, blob: bytes) -> bytes:
+        return self.open_with(name, blob)[0]
+
+    def open_with(self, name: str, blob: bytes) -> tuple[bytes, int]:
+        """(record, index in the keyring of the key that opened it: 0 = current). When no key opens
+        it, the keyring is read again once (a rotation may have sealed it under a newer key)."""
         if blob[:1] != _SEAL_VERSION or len(blob) < 29:
             raise RootKeyError(f"keystore entry {name!r} is not a sealed record")
-        try:
-            return self._aead.decrypt(blob[1:13], blob[13:], name.encode())
-        except InvalidTag:
-            raise RootKeyError(f"keystore entry {name!r} does not open under this root key") from None
+        for attempt in range(2):
+            for index, aead in enumerate(self._aeads):
+                try:
+                    return aead.decrypt(blob[1:13], blob[13:], name.encode()), index
+                except InvalidTag:
+                    continue
+            if attempt or self._reload is None:
+                break
+            try:
+                self._set(self._reload())
+            except RootKeyError:
+                break
+        raise RootKeyError(f"keystore entry {name!r} does not open under this root key")
 
 
 def encode_context(context: Mapping[str, str] | None) -> bytes:
