@@ -265,19 +265,6 @@ class ProxyThread:
         self.proxy = asyncio.run_coroutine_threadsafe(boot(), self.loop).result(60)
         return self
 
-    async def ready(self) -> dict[str, str]:
-        """What keeps this proxy from serving, by component (empty when ready)."""
-        problems: dict[str, str] = {}
-        try:
-            await asyncio.wait_for(self.backend.list_buckets(), 5)
-        except Exception as exc:  # any failure means not ready; the message names it
-            problems["backend"] = getattr(exc, "code", type(exc).__name__)
-        try:
-            await asyncio.wait_for(asyncio.to_thread(self.kms.service_key), 5)
-        except Exception as exc:
-            problems["keystore"] = getattr(exc, "code", type(exc).__name__)
-        return problems
-
     @property
     def url(self) -> str:
         assert self.proxy is not None

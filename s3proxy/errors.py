@@ -166,9 +166,9 @@ def to_s3_error(exc: BaseException) -> S3Error | None:
         return exc
     if isinstance(exc, IntegrityError):
         # says nothing about which check failed (docs/FORMAT.md); the request id ties it to the log
-        return InternalError("The stored object failed its integrity check and was not returned.")
+        return InternalError("The stored object failed its integrity check and was not returned.")  # noqa: F821 (from _TABLE)
     if isinstance(exc, KmsError):
         if exc.code == "AccessDeniedException":
-            return AccessDenied(exc.text)
+            return AccessDenied(exc.text)  # noqa: F821 (from _TABLE)
         return from_code("KMS." + exc.code, exc.status if exc.status < 500 else 500, exc.text)
     return None

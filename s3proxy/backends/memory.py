@@ -20,11 +20,13 @@ from s3proxy.backends.base import (
     Capabilities,
     DeleteResult,
     GetResult,
+    ListResult,
     ObjectInfo,
     ObjectMeta,
     PartInfo,
     PutResult,
     UploadInfo,
+    VersionListResult,
     Body,
 )
 from s3proxy.backends.listing import list_page

@@ -37,7 +37,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
-from .errors import KeystoreConflict, RootKeyError
+from .errors import KeystoreConflict
 from .keystore.sqlite import SqliteKeystore
 from .wrapping import ROOT_KEY_BYTES, Sealer, load_root_key, write_root_key
 

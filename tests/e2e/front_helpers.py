@@ -22,7 +22,6 @@ from pathlib import Path
 
 import boto3
 import pytest
-import botocore.auth
 from botocore.auth import SIGV4_TIMESTAMP, S3SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.config import Config

@@ -13,7 +13,7 @@ import uuid
 import pytest
 
 from .conftest import ACCESS_KEY, OTHER_ACCESS_KEY, OTHER_SECRET_KEY
-from .sse_helpers import account_wide_policy, assert_sealed, bob_arn, body_of, expect_error, kms_client, unique
+from .sse_helpers import account_wide_policy, assert_sealed, bob_arn, body_of, expect_error, kms_client
 
 KEY_ARN_PREFIX = "arn:aws:kms:us-east-1:000000000000:key/"
 

@@ -17,9 +17,7 @@ import subprocess
 import sys
 import threading
 import urllib.parse
-import uuid
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import boto3
 import pytest

@@ -27,7 +27,7 @@ from s3proxy.kms.service import KeyService
 from s3proxy.settings import load
 from tests.e2e.conftest import OTHER_ACCESS_KEY, OTHER_SECRET_KEY, REGION, start_proxy
 
-from .harness import error_code, raw_request, s3_client, sigv4_headers
+from .harness import error_code, raw_request, sigv4_headers
 
 MARKER = b"PLAINTEXT-MARKER-4b1d"
 BODY = MARKER * 8000  # ~170 KB: several chunks; any plaintext window would contain the marker
