@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 import random
 import re
@@ -230,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=20.0, help="seconds of load before verification")
     parser.add_argument("--backend-url", help="run the proxy with backend=s3 in front of this S3 endpoint")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--json", help="also write the summary as JSON to this file")
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="s3proxy-load-") as tmp:
@@ -282,6 +284,18 @@ def main(argv: list[str] | None = None) -> int:
     print(f"errors during load: {load_errors}; objects verified: {objects}, bad: {bad}")
     for line in results.errors[:20]:
         print("  " + line)
+    if args.json:
+        summary = {
+            "clients": args.clients, "seconds": elapsed, "backend": args.backend_url or "fs", "modes": list(MODES),
+            "ops": ops, "ops_per_s": ops / elapsed, "payload_mib_s": results.bytes_moved / elapsed / MIB,
+            "latency_ms": {
+                op: {"count": len(lat), "p50": percentile(lat, 0.5) * 1000, "p99": percentile(lat, 0.99) * 1000}
+                for op, lat in [*((op, results.latencies.get(op, [])) for op in MIX), ("all", every)]
+            },
+            "peak_rss_mib": sampler.peak / MIB, "cpu_s_per_gib": cpu / max(results.bytes_moved / 1024**3, 1e-9),
+            "errors": load_errors, "objects_verified": objects, "bad": bad,
+        }
+        Path(args.json).write_text(json.dumps(summary, indent=2))
     return 1 if results.errors else 0
 
 

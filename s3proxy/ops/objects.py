@@ -152,11 +152,11 @@ async def get_object(s: Services, call: Call) -> web.StreamResponse:
             pending += piece
             if len(pending) >= WRITE_SIZE:  # few large socket writes: each write costs per call, not per byte
                 sent += len(pending)
-                await response.write(bytes(pending))
-                pending.clear()
+                await response.write(pending)  # sent or copied by the transport before this returns
+                pending = bytearray()
         if pending:
             sent += len(pending)
-            await response.write(bytes(pending))
+            await response.write(pending)
         if sent != length:
             raise errors.InternalError(f"object body ended after {sent} of {length} bytes")
         await response.write_eof()
