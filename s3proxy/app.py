@@ -73,7 +73,7 @@ def load_credentials(settings: Settings) -> Bootstrap:
     return Bootstrap(CredentialStore([generated]), generated)
 
 
-def make_backend(settings: Settings) -> Backend:
+def make_backend(settings: Settings, metrics: Metrics | None = None) -> Backend:
     if settings.backend == "s3":
         from .backends.s3 import S3Backend
 
@@ -84,6 +84,7 @@ def make_backend(settings: Settings) -> Backend:
             secret_key=settings.backend_secret_key or "",
             addressing=settings.backend_addressing,
             timeout=settings.backend_timeout,
+            on_retry=(lambda method, reason: metrics.backend_retries.labels(method, reason).inc()) if metrics else None,
         )
     from .backends.fs import FsBackend
 
@@ -128,7 +129,7 @@ class Proxy:
         prepare_data_dir(settings)
         self.bootstrap = load_credentials(settings)
         self.metrics = Metrics()
-        self.backend = InstrumentedBackend(make_backend(settings), self.metrics)
+        self.backend = InstrumentedBackend(make_backend(settings, self.metrics), self.metrics)
         self.kms = open_kms(settings, clock, self.metrics)
         self.store = ObjectStore(self.backend, InternalRecords(self.backend, settings.internal_bucket), clock=clock)
         services = ops.Services(

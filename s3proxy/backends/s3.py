@@ -77,7 +77,8 @@ class S3Backend:
                  addressing: Literal["path", "virtual"] = "path", session: aiohttp.ClientSession | None = None,
                  retries: int = 3, chunk_size: int = CHUNK, backoff: float = 0.05, max_backoff: float = 2.0,
                  rand: Callable[[], float] = random.random,
-                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep, timeout: float = 60.0) -> None:
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep, timeout: float = 60.0,
+                 on_retry: Callable[[str, str], None] | None = None) -> None:
         endpoint = URL(endpoint_url)
         if not endpoint.scheme or not endpoint.host or addressing not in ("path", "virtual"):
             raise ValueError("endpoint_url must be an http(s) URL and addressing 'path' or 'virtual'")
@@ -88,6 +89,7 @@ class S3Backend:
         self._session = session
         self._owns_session = session is None
         self._retries = retries
+        self._on_retry = on_retry  # (method, reason) for each retry, e.g. a metrics counter
         self._timeout = timeout
         self._chunk = chunk_size
         self._backoff = (backoff, max_backoff)
@@ -285,12 +287,16 @@ class S3Backend:
             except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as exc:
                 if last:
                     raise errors.ServiceUnavailable("The storage backend could not be reached.") from exc
+                reason = type(exc).__name__
             else:
                 if resp.status < 300:
                     return resp
                 body = await _read_all(resp)
                 if last or resp.status not in _RETRY_STATUS:
                     raise s3_xml.error_of(resp.status, body, missing)
+                reason = str(resp.status)
+            if self._on_retry is not None:
+                self._on_retry(call.method, reason)
             await self._sleep(self._rand() * min(self._backoff[1], self._backoff[0] * 2**attempt))
         raise AssertionError("unreachable")
 

@@ -49,6 +49,7 @@ class Metrics:
         self.inflight = Gauge("s3proxy_inflight_requests", "Requests being served", registry=r)
         self.kms = Counter("s3proxy_kms_operations", "KMS operations (API and data path)", ["operation", "outcome"], registry=r)
         self.backend_errors = Counter("s3proxy_backend_errors", "Errors from backend calls", ["call", "code"], registry=r)
+        self.backend_retries = Counter("s3proxy_backend_retries", "Backend requests retried", ["method", "reason"], registry=r)
 
     def observe(self, operation: str, status: int, headers: Mapping[str, str], seconds: float, received: int, sent: int) -> None:
         self.requests.labels(operation, str(status), mode_label(headers)).inc()

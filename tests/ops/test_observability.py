@@ -75,3 +75,42 @@ def test_access_log_is_json_with_request_id_and_access_key_but_no_secret(fs_prox
     assert lines and lines[-1]["op"] == "ListBuckets" and lines[-1]["status"] == 200
     assert len(lines[-1]["request_id"]) == 16 and lines[-1]["access_key"] == fs_proxy.access_key
     assert all(fs_proxy.secret_key not in r.getMessage() for r in caplog.records)
+
+
+def test_backend_retries_are_counted_by_method_and_reason():
+    """A backend that throttles once (503 SlowDown) is retried, and the retry shows in the counter."""
+    import asyncio
+
+    from aiohttp import web
+
+    from s3proxy.backends.s3 import S3Backend
+    from s3proxy.http.metrics import Metrics
+
+    calls = []
+
+    async def handler(request: web.Request) -> web.Response:
+        calls.append(request.method)
+        if len(calls) == 1:
+            return web.Response(status=503, body=b"<Error><Code>SlowDown</Code><Message>slow</Message></Error>")
+        return web.Response(status=200)
+
+    async def go() -> None:
+        server = web.Server(handler)
+        runner = web.ServerRunner(server)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]
+        metrics = Metrics()
+        backend = S3Backend(f"http://127.0.0.1:{port}", region="us-east-1", access_key="a", secret_key="b", backoff=0.001,
+                            on_retry=lambda method, reason: metrics.backend_retries.labels(method, reason).inc())
+        await backend.start()
+        try:
+            await backend.head_bucket("bucket")
+        finally:
+            await backend.close()
+            await runner.cleanup()
+        assert metrics.registry.get_sample_value("s3proxy_backend_retries_total", {"method": "HEAD", "reason": "503"}) == 1
+
+    asyncio.run(go())
+    assert calls == ["HEAD", "HEAD"]
