@@ -1,0 +1,210 @@
+"""What the object store shows and keeps beside the data: client views, envelope helpers, caches.
+
+Internal metadata keys start with `s3proxy-`; a client's own key with that prefix is stored
+escaped under `s3proxy-user-`, so no client can forge an envelope field.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import datetime as dt
+import logging
+import os
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator, Callable, Mapping
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from ..backends.base import ObjectInfo, ObjectMeta
+from ..cse import envelope as cse_envelope
+from ..format import envelope as fmt
+from ..format.envelope import KEY_ETAG, KEY_MODE, KEY_MPU
+from ..format.errors import IntegrityError
+from ..modes.base import ObjectRef
+
+log = logging.getLogger("s3proxy.store")
+
+INTERNAL = "s3proxy-"
+ESCAPED = "s3proxy-user-"
+SMALL_BODY = 256 * 1024  # bodies up to this size are read before the backend write: one request, complete envelope
+
+
+def to_backend_metadata(user: Mapping[str, str], internal: Mapping[str, str]) -> dict[str, str]:
+    out = {(ESCAPED + k[len(INTERNAL):] if k.startswith(INTERNAL) else k): v for k, v in user.items()}
+    out.update(internal)
+    return out
+
+
+def split_backend_metadata(stored: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """(user metadata as the client wrote it, internal fields)."""
+    user: dict[str, str] = {}
+    internal: dict[str, str] = {}
+    for k, v in stored.items():
+        if k.startswith(ESCAPED):
+            user[INTERNAL + k[len(ESCAPED):]] = v
+        elif k.startswith(INTERNAL):
+            internal[k] = v
+        else:
+            user[k] = v
+    return user, internal
+
+
+# sealed checksums -------------------------------------------------------------------------------
+
+
+def _checksum_cipher(data_key: bytes) -> AESGCM:
+    return AESGCM(HKDF(hashes.SHA256(), 32, None, b"s3proxy checksums v1").derive(data_key))
+
+
+def seal_checksums(data_key: bytes, checksums: Mapping[str, str], rand: Callable[[int], bytes] = os.urandom) -> str:
+    nonce = rand(12)
+    text = ";".join(f"{k}={v}" for k, v in sorted(checksums.items())).encode()
+    return base64.b64encode(nonce + _checksum_cipher(data_key).encrypt(nonce, text, b"")).decode()
+
+
+def open_checksums(data_key: bytes, sealed: str | None) -> dict[str, str]:
+    if not sealed:
+        return {}
+    try:
+        raw = base64.b64decode(sealed, validate=True)
+        text = _checksum_cipher(data_key).decrypt(raw[:12], raw[12:], b"").decode()
+    except (binascii.Error, ValueError, InvalidTag, UnicodeError):
+        raise IntegrityError() from None
+    return dict(item.split("=", 1) for item in text.split(";") if "=" in item)
+
+
+# client-side encryption -------------------------------------------------------------------------
+
+CSE_HEADER = "x-s3proxy-client-side-encryption"
+
+
+def client_side_format(user: Mapping[str, str]) -> str | None:
+    """Which AWS S3 Encryption Client format the object's own metadata shows, if any.
+
+    The proxy never needs the client's key: it stores such objects like any other (its own SSE
+    layer underneath, as AWS adds SSE-S3) and only tells the reader what it is looking at.
+    """
+    if cse_envelope.V3_CEK_ALG in user and cse_envelope.V3_COMMITMENT in user:
+        return "v3"
+    if cse_envelope.KEY_V2 in user:
+        return "v2"
+    if cse_envelope.KEY_V1 in user:
+        return "v1"
+    if cse_envelope.UNENCRYPTED_LENGTH in user or cse_envelope.INSTRUCTION_MARKER in user:
+        return "instruction-file"
+    return None
+
+
+def current_mode_md5(stored: "Stored") -> bool:
+    """Whether the stored ETag is the MD5 of the plaintext (single-part SSE-S3, recorded)."""
+    etag = stored.fields.get(KEY_ETAG, "")
+    return stored.fields.get(KEY_MODE) == "AES256" and KEY_MPU not in stored.fields and len(etag) == 32 and "-" not in etag
+
+
+# views --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ObjectView:
+    """An object as the client sees it."""
+
+    key: str
+    size: int
+    etag: str
+    last_modified: dt.datetime
+    meta: ObjectMeta = field(default_factory=ObjectMeta)
+    version_id: str | None = None
+    storage_class: str = "STANDARD"
+    delete_marker: bool = False
+    is_latest: bool = True
+    headers: Mapping[str, str] = field(default_factory=dict)  # encryption echo, checksums
+
+
+@dataclass(frozen=True)
+class Stored:
+    """A stored object's envelope fields (part list merged in) and what they say before any key is used."""
+
+    info: ObjectInfo
+    fields: Mapping[str, str]
+    user: Mapping[str, str]
+    size: int
+    etag: str
+
+    @property
+    def encrypted(self) -> bool:
+        return fmt.KEY_VERSION in self.fields
+
+
+@dataclass(frozen=True)
+class Download:
+    view: ObjectView
+    body: AsyncIterator[bytes]
+    range: tuple[int, int] | None  # inclusive plaintext offsets when a range was served
+
+
+@dataclass(frozen=True)
+class Written:
+    etag: str
+    version_id: str | None = None
+    last_modified: dt.datetime | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+class ListingCache:
+    """(bucket, key, backend ETag) -> (plaintext size, client ETag): listings need no HEAD per object
+    for what this proxy wrote or already looked at. Rebuildable from the backend at any time."""
+
+    def __init__(self, max_entries: int = 100_000) -> None:
+        self.max_entries = max_entries
+        self._entries: OrderedDict[tuple[str, str, str], tuple[int, str]] = OrderedDict()
+
+    def get(self, bucket: str, key: str, backend_etag: str) -> tuple[int, str] | None:
+        hit = self._entries.get((bucket, key, backend_etag))
+        if hit is not None:
+            self._entries.move_to_end((bucket, key, backend_etag))
+        return hit
+
+    def put(self, bucket: str, key: str, backend_etag: str, size: int, etag: str) -> None:
+        self._entries[(bucket, key, backend_etag)] = (size, etag)
+        self._entries.move_to_end((bucket, key, backend_etag))
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+
+
+async def _one(data: bytes) -> AsyncIterator[bytes]:
+    yield data
+
+
+async def _hashed(source: AsyncIterator[bytes], md5: Any) -> AsyncIterator[bytes]:
+    """Pass `source` through, feeding `md5` (if any) on the way."""
+    async for piece in source:
+        if md5 is not None:
+            md5.update(piece)
+        yield piece
+
+
+async def _service_wrap(kms: Any, secret: bytes, ref: ObjectRef, request_id: str | None) -> str:
+    """`secret` wrapped by the proxy's own service key, bound to the object's ARN (base64)."""
+    caller = kms.service_caller(request_id)
+    done = await asyncio.to_thread(kms.encrypt, caller, kms.service_key(), secret, {"aws:s3:arn": ref.arn})
+    return base64.b64encode(done.ciphertext_blob).decode()
+
+
+async def _service_unwrap(kms: Any, wrapped: str, ref: ObjectRef, request_id: str | None) -> bytes:
+    caller = kms.service_caller(request_id)
+    opened = await asyncio.to_thread(kms.decrypt_data_key, caller, base64.b64decode(wrapped), {"aws:s3:arn": ref.arn})
+    if opened.key_arn != kms.service_key():
+        raise IntegrityError()
+    return opened.plaintext
+
+
+async def _close(body: Any) -> None:
+    aclose = getattr(body, "aclose", None)
+    if aclose is not None:
+        await aclose()
