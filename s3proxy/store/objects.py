@@ -60,6 +60,15 @@ from .views import (
 )
 
 
+def data_fields(stored: Stored) -> dict[str, str]:
+    """The envelope fields that describe the data itself (format, sealed checksums, multipart id),
+    which stay with it through a copy or a re-wrap; a multipart object's part list stays in its record."""
+    kept = {k: v for k, v in stored.fields.items() if k in fmt.FORMAT_KEYS or k in (KEY_CHECKSUMS, KEY_MPU)}
+    if KEY_MPU in kept:
+        kept = {k: v for k, v in kept.items() if k not in (fmt.KEY_SIZE, fmt.KEY_PARTS, fmt.KEY_MAC)}
+    return kept
+
+
 class ObjectStore(MultipartUploads):
     def __init__(
         self,
@@ -289,9 +298,7 @@ class ObjectStore(MultipartUploads):
         self._envelope(stored, key)  # the source must be whole before it is copied
         dst_mode = keys.for_write(await self._default(dst.bucket))
         sealed = await dst_mode.seal(dst, key)
-        fields = {k: v for k, v in stored.fields.items() if k in fmt.FORMAT_KEYS or k in (KEY_CHECKSUMS, KEY_MPU)}
-        if KEY_MPU in fields:  # the part list stays in its record; the object keeps only its id
-            fields = {k: v for k, v in fields.items() if k not in (fmt.KEY_SIZE, fmt.KEY_PARTS, fmt.KEY_MAC)}
+        fields = data_fields(stored)
         if dst_mode.name != "AES256":
             fields[KEY_ETAG] = self.rand(16).hex()
         elif current_mode_md5(stored):  # S3: a copy under SSE-S3 has the MD5 of its content as ETag
@@ -378,9 +385,7 @@ class ObjectStore(MultipartUploads):
         key = await current.unseal(ref, stored.fields)
         self._envelope(stored, key)  # only a whole, authentic object is re-wrapped
         sealed = await (target or current).seal(ref, key)
-        kept = {k: v for k, v in stored.fields.items() if k in fmt.FORMAT_KEYS or k in (KEY_CHECKSUMS, KEY_MPU)}
-        if KEY_MPU in kept:
-            kept = {k: v for k, v in kept.items() if k not in (fmt.KEY_SIZE, fmt.KEY_PARTS, fmt.KEY_MAC)}
+        kept = data_fields(stored)
         fields = {**kept, **sealed.fields, KEY_ETAG: stored.etag}  # the client's ETag survives any backend copy
         stored_meta = replace(info.meta, metadata=to_backend_metadata(stored.user, fields), tagging=None)
         result = await self.backend.replace_metadata(ref.bucket, ref.key, stored_meta, info.etag)
