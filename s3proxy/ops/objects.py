@@ -149,6 +149,10 @@ async def get_object(s: Services, call: Call) -> web.StreamResponse:
         await response.prepare(call.request)
         pending = bytearray(first or b"")
         async for piece in body:
+            if not pending and len(piece) >= WRITE_SIZE:  # already a large piece: no copy
+                sent += len(piece)
+                await response.write(piece)
+                continue
             pending += piece
             if len(pending) >= WRITE_SIZE:  # few large socket writes: each write costs per call, not per byte
                 sent += len(pending)

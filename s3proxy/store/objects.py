@@ -60,6 +60,9 @@ from .views import (
 )
 
 
+GET_BATCH = 1024 * 1024  # decrypted bytes a GET hands the response at once
+
+
 def data_fields(stored: Stored) -> dict[str, str]:
     """The envelope fields that describe the data itself (format, sealed checksums, multipart id),
     which stay with it through a copy or a re-wrap; a multipart object's part list stays in its record."""
@@ -243,7 +246,7 @@ class ObjectStore(MultipartUploads):
             try:
                 stored = await self.stored(got.info)
                 view, key, envelope = await self._open(ref, stored, keys, check, checksums)
-                return Download(view, decrypt_range(got.body, key, envelope.plan_all()), None)
+                return Download(view, decrypt_range(got.body, key, envelope.plan_all(), batch_size=GET_BATCH), None)
             except BaseException:
                 await _close(got.body)
                 raise
@@ -257,7 +260,7 @@ class ObjectStore(MultipartUploads):
         if got.info.etag != stored.info.etag:  # replaced between HEAD and GET: never mix two objects
             await _close(got.body)
             raise errors.PreconditionFailed("The object was replaced while it was being read; retry the request.")
-        return Download(view, decrypt_range(got.body, key, plan), (first, last))
+        return Download(view, decrypt_range(got.body, key, plan, batch_size=GET_BATCH), (first, last))
 
     async def _open(self, ref, stored: Stored, keys: ModeResolver, check, checksums: bool):
         if stored.info.delete_marker:
