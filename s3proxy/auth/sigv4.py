@@ -24,10 +24,10 @@ and the AWS General Reference, "Create a canonical request for Signature Version
 * Presigned: all six X-Amz-* parameters, X-Amz-Expires 0..604800, expiry and "not yet valid"
   (more than 15 minutes in the future) answered AccessDenied as AWS does. Payload is
   UNSIGNED-PAYLOAD unless an x-amz-content-sha256 header is sent.
-* SigV2 (`Authorization: AWS AKID:sig`, or `?AWSAccessKeyId=&Signature=`) is answered as a
-  SigV4-only region answers it: 400 InvalidRequest "The authorization mechanism you have
-  provided is not supported. Please use AWS4-HMAC-SHA256." SigV4a (AWS4-ECDSA-P256-SHA256 and
-  the STREAMING-AWS4-ECDSA-* payloads) is answered 501 NotImplemented.
+* SigV2 (`Authorization: AWS AKID:sig`, or `?AWSAccessKeyId=&Signature=`) is verified by
+  `sigv2.py`, as S3's pre-2014 regions (us-east-1 among them) still do: boto3 presigns S3 URLs
+  with it by default. SigV4a (AWS4-ECDSA-P256-SHA256 and the STREAMING-AWS4-ECDSA-* payloads) is
+  answered 501 NotImplemented.
 * KMS (service `kms`): clients do not send x-amz-content-sha256; pass the (small) JSON body as
   `body=` and its SHA-256 is used as the payload hash.
 * Session tokens (X-Amz-Security-Token) are not issued by the proxy; the parameter is only
@@ -463,6 +463,10 @@ def authenticate(
             ArgumentName="Authorization",
             ArgumentValue=authorization,
         )
+    if (authorization or "").startswith("AWS ") or (query_v2 and not query_v4):
+        from .sigv2 import authenticate_v2  # SigV2, as S3's pre-2014 regions still accept it
+
+        return authenticate_v2(method, raw_path, raw_query, headers, store, now=now, region=region)
     expires: int | None = None
     if authorization is not None:
         signed = _parse_header_auth(authorization, headers)

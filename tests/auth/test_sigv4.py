@@ -180,14 +180,17 @@ def test_boto3_generate_presigned_url_put():
         authenticate("GET", parts.path, parts.query, headers({"Host": parts.netloc}), example_store(), now=time.time())
 
 
-def test_boto3_default_presigned_url_is_sigv2_and_refused_like_a_v4_only_region():
+def test_boto3_default_presigned_url_is_sigv2_and_verified_as_us_east_1_still_does():
     import boto3
 
     client = boto3.client("s3", endpoint_url=ENDPOINT, region_name="eu-west-1",
                           aws_access_key_id=AKID, aws_secret_access_key=SECRET)
     parts = urlsplit(client.generate_presigned_url("get_object", Params={"Bucket": "b", "Key": "k"}))
-    with pytest.raises(errors.InvalidRequest, match="Please use AWS4-HMAC-SHA256"):
-        authenticate("GET", parts.path, parts.query, headers({"Host": parts.netloc}), example_store(), now=time.time())
+    assert "AWSAccessKeyId=" in parts.query  # still SigV2 by default in boto3
+    ctx = authenticate("GET", parts.path, parts.query, headers({"Host": parts.netloc}), example_store(), now=time.time())
+    assert ctx.presigned and ctx.content_sha256 == "UNSIGNED-PAYLOAD"
+    with pytest.raises(errors.SignatureDoesNotMatch):  # the key is signed
+        authenticate("GET", parts.path + "x", parts.query, headers({"Host": parts.netloc}), example_store(), now=time.time())
 
 
 def test_kms_json_request_signed_by_botocore():
@@ -285,13 +288,25 @@ def test_credential_date_must_match_request_date():
         authenticate("GET", path, query, hdrs, example_store(), now=time.time())
 
 
-def test_sigv2_answered_as_a_v4_only_region():
-    hdrs = headers({"Host": "h", "Date": "Fri, 24 May 2013 00:00:00 GMT", "Authorization": f"AWS {AKID}:c2lnbmF0dXJl"})
-    with pytest.raises(errors.InvalidRequest, match="Please use AWS4-HMAC-SHA256"):
+def test_sigv2_header_and_query_are_checked_like_s3_checks_them():
+    # S3's legacy REST authentication example (developer guide): GET /photos/puppy.jpg signed with the
+    # documented example key pair gives this string to sign; a forged signature never passes
+    hdrs = headers({"Host": "h", "Date": "Tue, 27 Mar 2007 19:36:42 +0000", "Authorization": f"AWS {AKID}:c2lnbmF0dXJl"})
+    from s3proxy.auth.sigv2 import string_to_sign
+
+    assert string_to_sign("GET", "/johnsmith/photos/puppy.jpg", "", hdrs, hdrs["Date"], {}) == (
+        "GET\n\n\nTue, 27 Mar 2007 19:36:42 +0000\n/johnsmith/photos/puppy.jpg")
+    with pytest.raises(errors.RequestTimeTooSkewed):  # 2007 is far outside the 15-minute window
         authenticate("GET", "/b/k", "", hdrs, example_store(), now=EXAMPLE_NOW)
+    # the documented signature of that example verifies, at the example's own time
+    signed = headers({"Host": "h", "Date": hdrs["Date"], "Authorization": f"AWS {AKID}:bWq2s1WEIj+Ydj0vQ697zp+IXMU="})
+    ctx = authenticate("GET", "/johnsmith/photos/puppy.jpg", "", signed, example_store(), now=1175024202)
+    assert ctx.credential.access_key == AKID and not ctx.presigned
     query = f"AWSAccessKeyId={AKID}&Expires=1369353600&Signature=abc%3D"
-    with pytest.raises(errors.InvalidRequest, match="Please use AWS4-HMAC-SHA256"):
-        authenticate("GET", "/b/k", query, headers({"Host": "h"}), example_store(), now=EXAMPLE_NOW)
+    with pytest.raises(errors.AccessDenied, match="expired"):
+        authenticate("GET", "/b/k", query, headers({"Host": "h"}), example_store(), now=1369353601)
+    with pytest.raises(errors.SignatureDoesNotMatch):
+        authenticate("GET", "/b/k", query, headers({"Host": "h"}), example_store(), now=1369353000)
 
 
 def test_header_and_query_auth_together_is_invalid_argument():

@@ -14,13 +14,22 @@ import urllib.request
 import xml.etree.ElementTree as ET
 import zlib
 
+import boto3
 import pytest
 from botocore import UNSIGNED
+from botocore.exceptions import ClientError
 
 from tests.auth.helpers import signed_chunks, signing_key
 
 from .conftest import REGION, SECRET_KEY
-from .front_helpers import expect_error, shift_signing_clock, seed_signature, send, send_short_body, signed_headers
+from .front_helpers import (
+    expect_error,
+    seed_signature,
+    send,
+    send_short_body,
+    shift_signing_clock,
+    signed_headers,
+)
 
 
 @pytest.fixture
@@ -217,3 +226,42 @@ def test_body_cut_short_by_a_half_closing_client_stores_nothing(proxy, bucket):
     headers = signed_headers(proxy.url, "PUT", path, headers={"Content-Length": "100"})
     send_short_body(proxy.url, path, headers, b"x" * 40)
     expect_error("NoSuchKey", 404, proxy.client().get_object, Bucket=bucket, Key="short-nothing-stored")
+
+
+# --- SigV2, as S3's pre-2014 regions (us-east-1 among them) still accept it ------------------------
+
+
+def test_boto3_default_presigned_url_sigv2_works_with_plain_urllib(proxy, obj):
+    plain = boto3.client("s3", endpoint_url=proxy.url, aws_access_key_id=proxy.access_key,
+                         aws_secret_access_key=proxy.secret_key, region_name="us-east-1")
+    url = plain.generate_presigned_url("get_object", Params={"Bucket": obj[0], "Key": obj[1]}, ExpiresIn=300)
+    assert "AWSAccessKeyId=" in url  # what boto3 makes unless told s3v4
+    with urllib.request.urlopen(url, timeout=30) as resp:
+        assert resp.status == 200 and resp.read() == b"hello"
+
+
+def test_sigv2_presigned_url_expired_or_tampered(proxy, obj):
+    plain = boto3.client("s3", endpoint_url=proxy.url, aws_access_key_id=proxy.access_key,
+                         aws_secret_access_key=proxy.secret_key, region_name="us-east-1")
+    url = plain.generate_presigned_url("get_object", Params={"Bucket": obj[0], "Key": obj[1]}, ExpiresIn=300)
+    with pytest.raises(urllib.error.HTTPError) as exc:
+        urllib.request.urlopen(url.replace(f"/{obj[1]}?", f"/{obj[1]}x?"), timeout=30)
+    assert exc.value.code == 403 and b"SignatureDoesNotMatch" in exc.value.read()
+    expired = plain.generate_presigned_url("get_object", Params={"Bucket": obj[0], "Key": obj[1]}, ExpiresIn=-1)
+    with pytest.raises(urllib.error.HTTPError) as exc:
+        urllib.request.urlopen(expired, timeout=30)
+    assert exc.value.code == 403 and b"Request has expired" in exc.value.read()
+
+
+def test_sigv2_header_signed_client_works_and_never_echoes_an_sse_c_key(proxy, bucket):
+    v2 = proxy.client(signature_version="s3")
+    v2.put_object(Bucket=bucket, Key="k", Body=b"via sigv2", Metadata={"m": "1"})
+    assert v2.get_object(Bucket=bucket, Key="k")["Body"].read() == b"via sigv2"
+    assert [o["Key"] for o in v2.list_objects(Bucket=bucket)["Contents"]] == ["k"]
+    wrong = proxy.client(signature_version="s3", secret_key="wrong-secret")
+    key = b"k" * 32
+    with pytest.raises(ClientError) as exc:
+        wrong.put_object(Bucket=bucket, Key="c", Body=b"x", SSECustomerAlgorithm="AES256", SSECustomerKey=key)
+    error = exc.value.response["Error"]
+    assert error["Code"] == "SignatureDoesNotMatch"
+    assert base64.b64encode(key).decode() not in error.get("StringToSign", "")
