@@ -159,6 +159,7 @@ class Proxy:
             clock=clock,
             metrics=self.metrics,
             ready=self.ready,
+            virtual_host_domains=settings.host_domains,
         )
         self.runner: web.AppRunner | None = None
         self.port: int | None = None

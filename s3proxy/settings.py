@@ -86,6 +86,7 @@ FIELDS: tuple[Field, ...] = (
     Field("data_dir", _path, pathlib.Path("data"), "directory for the embedded backend, keystore, audit log and credentials"),
     Field("access_key", _opt(str), None, "client access key id (with secret_key); more pairs via [[credentials]] in the config file"),
     Field("secret_key", _opt(str), None, "client secret access key", secret=True),
+    Field("virtual_host_domains", str, "", "comma-separated endpoint domains for virtual-hosted-style requests (bucket.DOMAIN); path style always works"),
     Field("region", str, "us-east-1", "region this endpoint answers for (ARNs, GetBucketLocation)"),
     Field("account_id", str, "000000000000", "12-digit account id used in ARNs"),
     Field("backend", str, "fs", "where objects are stored: fs (a local directory) or s3 (any S3 endpoint)", choices=("fs", "s3")),
@@ -121,6 +122,7 @@ class Settings:
     data_dir: pathlib.Path = pathlib.Path("data")
     access_key: str | None = None
     secret_key: str | None = field(default=None, repr=False)
+    virtual_host_domains: str = ""
     region: str = "us-east-1"
     account_id: str = "000000000000"
     backend: str = "fs"
@@ -142,6 +144,10 @@ class Settings:
     @property
     def root_key_path(self) -> pathlib.Path:
         return self.root_key_file or self.data_dir / "root.key"
+
+    @property
+    def host_domains(self) -> tuple[str, ...]:
+        return tuple(d.strip().lower().strip(".") for d in self.virtual_host_domains.split(",") if d.strip())
 
     @property
     def admin_users(self) -> tuple[str, ...]:

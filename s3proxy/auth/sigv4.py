@@ -444,6 +444,7 @@ def authenticate(
     now: float,
     region: str | None = None,
     body: bytes | None = None,
+    v2_resource: str | None = None,
 ) -> AuthContext:
     """Verify a request's SigV4 signature (header or presigned) and return who signed it.
 
@@ -466,7 +467,8 @@ def authenticate(
     if (authorization or "").startswith("AWS ") or (query_v2 and not query_v4):
         from .sigv2 import authenticate_v2  # SigV2, as S3's pre-2014 regions still accept it
 
-        return authenticate_v2(method, raw_path, raw_query, headers, store, now=now, region=region)
+        # SigV2 signs the bucket in the resource even when the Host names it (virtual-hosted style)
+        return authenticate_v2(method, v2_resource or raw_path, raw_query, headers, store, now=now, region=region)
     expires: int | None = None
     if authorization is not None:
         signed = _parse_header_auth(authorization, headers)

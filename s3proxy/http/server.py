@@ -107,7 +107,9 @@ class Frontend:
         rand: Callable[[int], bytes] = os.urandom,
         metrics: Metrics | None = None,
         ready: Callable[[], Awaitable[dict[str, str]]] | None = None,
+        virtual_host_domains: tuple[str, ...] = (),
     ) -> None:
+        self.virtual_host_domains = virtual_host_domains
         self.metrics = metrics or Metrics()
         self.ready = ready or _always_ready
         self.operations = operations
@@ -141,10 +143,12 @@ class Frontend:
                 op_name = "kms:" + request.headers.get("x-amz-target", "").rpartition(".")[2]
                 response = await self.handle_kms(request, raw_path, raw_query, request_id)
             else:
+                host_bucket = virtual_host_bucket(request.headers.get("host", ""), self.virtual_host_domains)
                 auth = authenticate(
-                    request.method, raw_path, raw_query, request.headers, self.credentials, now=self.clock()
+                    request.method, raw_path, raw_query, request.headers, self.credentials, now=self.clock(),
+                    v2_resource=f"/{host_bucket}{raw_path}" if host_bucket else None,
                 )
-                bucket, key = split_path(raw_path)
+                bucket, key = split_path(f"/{urllib.parse.quote(host_bucket)}{raw_path}" if host_bucket else raw_path)
                 query = parse_query(raw_query)
                 op_name = route(request.method, bucket, key, query, request.headers)
                 call = Call(
@@ -262,6 +266,16 @@ def _access_key_of(headers: Mapping[str, str]) -> str | None:
     if start < 0:
         return None
     return auth[start + len("Credential="):].split("/", 1)[0][:128] or None
+
+
+def virtual_host_bucket(host: str, domains: tuple[str, ...]) -> str | None:
+    """Virtual-hosted-style addressing: `bucket.DOMAIN[:port]` names the bucket when DOMAIN is one
+    of the configured endpoint domains (else the request is path-style)."""
+    name = host.rsplit(":", 1)[0].lower() if not host.startswith("[") else ""
+    for domain in domains:
+        if name.endswith("." + domain) and len(name) > len(domain) + 1:
+            return name[: -len(domain) - 1]
+    return None
 
 
 def split_path(raw_path: str) -> tuple[str | None, str | None]:
