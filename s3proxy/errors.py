@@ -64,6 +64,7 @@ _TABLE = [
     ("InvalidObjectState", "InvalidObjectState", 403, "The operation is not valid for the current state of the object."),
     ("InvalidPart", "InvalidPart", 400, "One or more of the specified parts could not be found.  The part may not have been uploaded, or the specified entity tag may not match the part's entity tag."),
     ("InvalidPartOrder", "InvalidPartOrder", 400, "The list of parts was not in ascending order. The parts list must be specified in order by part number."),
+    ("InvalidPartNumber", "InvalidPartNumber", 416, "The requested partnumber is not satisfiable"),
     ("InvalidRange", "InvalidRange", 416, "The requested range is not satisfiable"),
     ("InvalidRequest", "InvalidRequest", 400, "Invalid Request"),
     ("InvalidStorageClass", "InvalidStorageClass", 400, "The storage class you specified is not valid"),
@@ -119,6 +120,7 @@ InvalidEncryptionAlgorithm: type[S3Error]
 InvalidObjectState: type[S3Error]
 InvalidPart: type[S3Error]
 InvalidPartOrder: type[S3Error]
+InvalidPartNumber: type[S3Error]
 InvalidRange: type[S3Error]
 InvalidRequest: type[S3Error]
 InvalidStorageClass: type[S3Error]

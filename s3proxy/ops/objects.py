@@ -15,6 +15,7 @@ from .. import errors
 from ..http import xml
 from ..http.headers import (
     RESPONSE_OVERRIDES,
+    ByteRange,
     check_conditions,
     http_date,
     meta_headers,
@@ -24,7 +25,16 @@ from ..http.headers import (
 from ..http.server import Call
 from ..modes.base import ObjectRef
 from ..store import ObjectView
-from .common import Services, bucket_of, close_body, empty_response, key_of, quote_etag, ref_of, xml_response
+from .common import (
+    Services,
+    bucket_of,
+    close_body,
+    empty_response,
+    key_of,
+    quote_etag,
+    ref_of,
+    xml_response,
+)
 
 log = logging.getLogger("s3proxy.ops")
 
@@ -105,6 +115,19 @@ def _version_id(call: Call) -> str | None:
     return version
 
 
+async def _part_or_range(s: Services, call: Call, ref: ObjectRef) -> tuple[ByteRange | None, int | None]:
+    """The Range header, or ?partNumber=N as S3 reads it: a ranged GET of part N (with the parts count)."""
+    raw = call.query.get("partNumber")
+    if raw is None:
+        return parse_range(call.headers.get("range")), None
+    if "range" in call.headers:
+        raise errors.InvalidRequest("Cannot specify both Range header and partNumber query parameter")
+    if not (raw.isascii() and raw.isdigit() and 1 <= int(raw) <= 10000):
+        raise errors.InvalidArgument("Part number must be an integer between 1 and 10000, inclusive", ArgumentName="partNumber", ArgumentValue=raw)
+    first, last, count = await s.store.part_range(ref, _version_id(call), int(raw))
+    return ByteRange(first, last), count
+
+
 def _checksum_mode(call: Call) -> bool:
     return call.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED"
 
@@ -116,9 +139,7 @@ def _overrides(call: Call) -> dict[str, str]:
 async def get_object(s: Services, call: Call) -> web.StreamResponse:
     ref = ref_of(call)
     bucket, key = ref.bucket, ref.key
-    if "partNumber" in call.query:
-        raise errors.NotImplemented("GetObject with partNumber is not supported")
-    byte_range = parse_range(call.headers.get("range"))
+    byte_range, parts_count = await _part_or_range(s, call, ref)
     download = await s.store.get_object(
         ref, s.keys(call), version_id=_version_id(call), byte_range=byte_range, check=_read_check(call),
         checksums=byte_range is None and _checksum_mode(call),
@@ -132,6 +153,8 @@ async def get_object(s: Services, call: Call) -> web.StreamResponse:
         first, last = download.range
         status, length = 206, last - first + 1
         headers["Content-Range"] = f"bytes {first}-{last}/{view.size}"
+    if parts_count is not None:
+        headers["x-amz-mp-parts-count"] = str(parts_count)
     headers["Content-Length"] = str(length)
     headers["x-amz-request-id"] = call.request_id
     response = web.StreamResponse(status=status, headers=headers)
@@ -177,13 +200,13 @@ async def get_object(s: Services, call: Call) -> web.StreamResponse:
 
 async def head_object(s: Services, call: Call) -> web.StreamResponse:
     ref = ref_of(call)
-    if "partNumber" in call.query:
-        raise errors.NotImplemented("HeadObject with partNumber is not supported")
     view = await s.store.head_object(ref, _version_id(call), s.keys(call), checksums=_checksum_mode(call))
     _read_check(call)(view)
     headers = view_headers(view)
     headers.update(_overrides(call))
-    byte_range = parse_range(call.headers.get("range"))
+    byte_range, parts_count = await _part_or_range(s, call, ref)
+    if parts_count is not None:
+        headers["x-amz-mp-parts-count"] = str(parts_count)
     status = 200
     if byte_range is not None:
         first, last = byte_range.resolve(view.size)

@@ -230,6 +230,19 @@ class ObjectStore(MultipartUploads):
                 extra = await self._checksum_headers(stored, key)
         return self.view(stored, mode, extra=extra)
 
+    async def part_range(self, ref: ObjectRef, version_id: str | None, part_number: int) -> tuple[int, int, int | None]:
+        """(first, last, parts count) of part `part_number`, for GET/HEAD ?partNumber: S3's "ranged GET
+        of the part". A single-part object has only part 1 (the whole object, no parts count)."""
+        stored = await self.stored(await self.backend.head_object(ref.bucket, ref.key, version_id))
+        self._require_encrypted(stored)
+        parts = fmt.decode_parts(stored.fields[fmt.KEY_PARTS]) if fmt.KEY_PARTS in stored.fields else ((1, stored.size),)
+        offset = 0
+        for number, size in parts:
+            if number == part_number and size:
+                return offset, offset + size - 1, len(parts) if fmt.KEY_PARTS in stored.fields else None
+            offset += size
+        raise errors.InvalidPartNumber(PartNumberRequested=str(part_number), ActualPartCount=str(len(parts)))
+
     async def get_object(
         self,
         ref: ObjectRef,
