@@ -23,6 +23,9 @@ HARNESS = pathlib.Path(__file__).with_name("ruby_s3ec.rb")
 MIB = 1024 * 1024
 CONTEXT = {"team": "ruby"}
 
+# the first test that uses ruby_tool pays for apt-get on a fresh machine (setup counts toward the timeout)
+pytestmark = pytest.mark.timeout(600)
+
 
 class Ruby:
     """One long-lived Ruby process running the harness; each call is one JSON line in, one line out."""
