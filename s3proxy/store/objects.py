@@ -24,7 +24,7 @@ from .. import errors
 from ..backends.base import Backend, ObjectInfo, ObjectMeta
 from ..format import envelope as fmt
 from ..format.chunks import DEFAULT_CHUNK_SIZE
-from ..format.envelope import KEY_CHECKSUMS, KEY_ETAG, KEY_MODE, KEY_MPU
+from ..format.envelope import KEY_CHECKSUMS, KEY_ETAG, KEY_MPU
 from ..format.errors import IntegrityError
 from ..format.sizes import ciphertext_size
 from ..http.headers import ByteRange
@@ -443,7 +443,3 @@ class ObjectStore(MultipartUploads):
     async def list_object_versions(self, bucket: str, **kwargs: Any):
         result = await self.backend.list_object_versions(bucket, **kwargs)
         return await self._listed_all(bucket, result.versions), result
-
-    @staticmethod
-    def mode_of(stored: Stored) -> str | None:
-        return stored.fields.get(KEY_MODE)
