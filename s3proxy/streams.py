@@ -85,10 +85,17 @@ class _Reader:
             self._view = memoryview(piece).cast("B")
         return True
 
-    async def read(self, n: int) -> Buffer:
-        """Exactly n bytes, or fewer only at the end of the source; valid until the next read."""
+    def take(self, n: int) -> Buffer | None:
+        """n bytes (n > 0) if the current piece still holds them: a slice, without awaiting; else None."""
         if len(self._view) >= n:
             out, self._view = self._view[:n], self._view[n:]
+            return out
+        return None
+
+    async def read(self, n: int) -> Buffer:
+        """Exactly n bytes, or fewer only at the end of the source; valid until the next read."""
+        out = self.take(n)
+        if out is not None:
             return out
         if len(self._scratch) < n:
             self._scratch = bytearray(n)  # reused for every chunk that spans pieces
@@ -108,27 +115,56 @@ async def _open_segment(reader: _Reader, cipher: PartCipher, segment: Segment, b
     """Opened chunks, each released once it authenticated: one at a time, or (batch_size > 0) in
     batches of about batch_size bytes, so the layers above see few, large pieces (a yield through a
     chain of async generators costs per piece, not per byte)."""
+    if batch_size > 0:
+        async for batch in _open_batched(reader, cipher, segment, batch_size):
+            yield batch
+        return
     skip, left = segment.skip, segment.take
-    batch: list[Buffer] = []
-    batched = 0
     for index in range(segment.first_chunk, segment.last_chunk + 1):
         length = chunk_plaintext_size(index, segment.part_size, cipher.chunk_size) + TAG_SIZE
-        sealed = await reader.read(length)
-        if len(sealed) != length:
-            raise IntegrityError()  # truncated
+        sealed = reader.take(length) or await _read_sealed(reader, length)
         plain: Buffer = cipher.open(index, sealed, final=index == segment.final_chunk)
         if skip or len(plain) > left:
             plain = memoryview(plain)[skip : skip + left]
             skip = 0
         left -= len(plain)
         if plain:
-            batch.append(plain)
-            batched += len(plain)
-            if batched >= batch_size:
-                yield batch[0] if len(batch) == 1 else b"".join(batch)
-                batch, batched = [], 0
-    if batch:
-        yield batch[0] if len(batch) == 1 else b"".join(batch)
+            yield plain
+
+
+async def _open_batched(reader: _Reader, cipher: PartCipher, segment: Segment, batch_size: int) -> AsyncIterator[Buffer]:
+    """_open_segment in batches: chunks are opened straight into one fresh buffer per batch (no
+    per-chunk allocation, no joining copy), and a batch is yielded, as a view of its buffer, only
+    when every chunk in it authenticated. A buffer is never written after it was yielded."""
+    cs = cipher.chunk_size
+    part_end = min((segment.last_chunk + 1) * cs, segment.part_size)  # plaintext end of the last chunk read
+    skip, left = segment.skip, segment.take
+    out, start, end = memoryview(bytearray()), 0, 0  # out[start:end] is authenticated and not yet released
+    for index in range(segment.first_chunk, segment.last_chunk + 1):
+        length = chunk_plaintext_size(index, segment.part_size, cs) + TAG_SIZE
+        sealed = reader.take(length) or await _read_sealed(reader, length)  # most chunks lie inside one piece
+        if end + len(sealed) - TAG_SIZE > len(out):
+            out = memoryview(bytearray(min(batch_size + cs, part_end - index * cs)))
+            start = end = 0
+        n = cipher.open_into(index, sealed, out[end:], final=index == segment.final_chunk)
+        take = min(n - skip, left)
+        if start == end:
+            start = end = end + skip
+        end, left, skip = end + take, left - take, 0
+        if end >= batch_size:
+            if end > start:
+                yield out[start:end]
+            out, start, end = memoryview(bytearray()), 0, 0
+    if end > start:
+        yield out[start:end]
+
+
+async def _read_sealed(reader: _Reader, length: int) -> Buffer:
+    """The next stored chunk (ciphertext and tag), `length` bytes; IntegrityError if cut short."""
+    sealed = await reader.read(length)
+    if len(sealed) != length:
+        raise IntegrityError()  # truncated
+    return sealed
 
 
 async def _open_segments(

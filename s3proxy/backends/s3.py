@@ -1,8 +1,9 @@
 """The S3 Backend: any S3 endpoint (AWS, MinIO, moto) over one pooled aiohttp session.
 
 Requests are signed with botocore's S3 SigV4 signer. Streamed bodies are sent as
-UNSIGNED-PAYLOAD with an explicit Content-Length (never chunked) and read back with
-`iter_chunked`, so memory does not grow with object size. Small XML bodies are hashed into the
+UNSIGNED-PAYLOAD with an explicit Content-Length (never chunked) and read back piece by piece as
+the connection delivers them (aiohttp's flow control bounds what is buffered, so memory does not
+grow with object size; no piece is joined or re-cut on the way). Small XML bodies are hashed into the
 signature and carry Content-MD5. Only requests whose body can be replayed are retried (connection
 errors, 500, 503), with capped exponential backoff and full jitter; a streamed PUT never is.
 Keys are percent-encoded byte for byte (RFC 3986 unreserved and "/" kept) and sent unnormalised,
@@ -46,7 +47,6 @@ from s3proxy.backends.base import (
     VersionListResult,
 )
 
-CHUNK = 1 << 20
 _RETRY_STATUS = (500, 503)
 _SIGNED = Config(s3={"payload_signing_enabled": True})
 _UNSIGNED = Config(s3={"payload_signing_enabled": False})
@@ -75,7 +75,7 @@ class S3Backend:
 
     def __init__(self, endpoint_url: str, *, region: str, access_key: str, secret_key: str,
                  addressing: Literal["path", "virtual"] = "path", session: aiohttp.ClientSession | None = None,
-                 retries: int = 3, chunk_size: int = CHUNK, backoff: float = 0.05, max_backoff: float = 2.0,
+                 retries: int = 3, backoff: float = 0.05, max_backoff: float = 2.0,
                  rand: Callable[[], float] = random.random,
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep, timeout: float = 60.0,
                  on_retry: Callable[[str, str], None] | None = None) -> None:
@@ -91,7 +91,6 @@ class S3Backend:
         self._retries = retries
         self._on_retry = on_retry  # (method, reason) for each retry, e.g. a metrics counter
         self._timeout = timeout
-        self._chunk = chunk_size
         self._backoff = (backoff, max_backoff)
         self._rand = rand
         self._sleep = sleep
@@ -335,8 +334,12 @@ class S3Backend:
 
     async def _body(self, resp: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
         try:
-            async for chunk in resp.content.iter_chunked(self._chunk):
-                yield chunk
+            while True:
+                piece, _ = await resp.content.readchunk()
+                if not piece and resp.content.at_eof():
+                    return
+                if piece:
+                    yield piece
         except aiohttp.ClientError as exc:
             raise errors.InternalError("The storage backend broke off the transfer.") from exc
 

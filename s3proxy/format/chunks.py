@@ -105,12 +105,26 @@ class PartCipher:
             raise ValueError("chunk longer than the chunk size")
         return self._aead.encrypt(self._nonce(index), chunk, None)
 
-    def open(self, index: int, sealed: bytes | bytearray | memoryview, *, final: bool) -> bytes:
-        """The plaintext of sealed chunk `index`, which must be the part's final chunk iff `final`."""
+    def _check(self, sealed: bytes | bytearray | memoryview, final: bool) -> int:
         n = len(sealed) - TAG_SIZE
         if n < 0 or n > self.chunk_size or (n == self.chunk_size) == final:
             raise IntegrityError()
+        return n
+
+    def open(self, index: int, sealed: bytes | bytearray | memoryview, *, final: bool) -> bytes:
+        """The plaintext of sealed chunk `index`, which must be the part's final chunk iff `final`."""
+        self._check(sealed, final)
         try:
             return self._aead.decrypt(self._nonce(index), sealed, None)
         except InvalidTag:
             raise IntegrityError() from None
+
+    def open_into(self, index: int, sealed: bytes | bytearray | memoryview, out: memoryview, *, final: bool) -> int:
+        """`open` writing the plaintext to the start of `out`; its length. After IntegrityError `out`
+        holds unauthenticated bytes: the caller must discard it, never release it."""
+        n = self._check(sealed, final)
+        try:
+            self._aead.decrypt_into(self._nonce(index), sealed, None, out[:n])
+        except InvalidTag:
+            raise IntegrityError() from None
+        return n

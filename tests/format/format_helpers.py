@@ -46,8 +46,10 @@ def encrypt_object(
     return Envelope.multipart(sizes, chunk_size), stored
 
 
-def read_range(stored: bytes, key: bytes, envelope: Envelope, first: int | None, last: int | None, *, context: bytes = b"", step: int = 3000) -> bytes:
+def read_range(stored: bytes, key: bytes, envelope: Envelope, first: int | None, last: int | None, *, context: bytes = b"",
+               step: int = 3000, batch_size: int = 0) -> bytes:
     """Plaintext bytes first..last (None, None = whole object) read as a ranged GET would."""
     plan = envelope.plan_all() if first is None else envelope.plan(first, last)  # type: ignore[arg-type]
     fetched = stored[plan.ciphertext_start : plan.ciphertext_end + 1]
-    return run(collect(decrypt_range(steps(fetched, step) if fetched else pieces(b""), key, plan, context=context)))
+    source = steps(fetched, step) if fetched else pieces(b"")
+    return run(collect(decrypt_range(source, key, plan, context=context, batch_size=batch_size)))

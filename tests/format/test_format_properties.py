@@ -8,12 +8,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from format_helpers import collect, encrypt, encrypt_object, pieces, read_range, run
+from format_helpers import collect, encrypt, encrypt_object, pieces, read_range, run, steps
 from s3proxy.format.chunks import TAG_SIZE
 from s3proxy.format.envelope import decode_parts, encode_parts
 from s3proxy.format.errors import IntegrityError
 from s3proxy.format.sizes import ciphertext_size, plaintext_size
-from s3proxy.streams import decrypt_stream, encrypt_stream
+from s3proxy.streams import decrypt_range, decrypt_stream, encrypt_stream
 
 KEY = bytes(range(32))
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -77,6 +77,51 @@ def test_any_valid_range_equals_the_plaintext_slice(case: tuple[list[int], int, 
     touched = sum(s.last_chunk - s.first_chunk + 1 for s in plan.segments)
     assert plan.ciphertext_length <= touched * (c + TAG_SIZE)
     assert plan.segments[0].first_chunk == (first - sum(n for _, n in envelope.parts[: _part_index(envelope, first)])) // c
+
+
+@FAST
+@given(case=objects_and_ranges(), batch=st.integers(1, 5), step=st.integers(1, 9000))
+def test_batched_reads_release_the_same_bytes_in_bounded_pieces(case: tuple[list[int], int, int, int], batch: int, step: int) -> None:
+    """A GET opens chunks straight into batch buffers: same bytes as chunk by chunk, for any range and
+    any piece sizes from the backend, and no piece larger than a batch plus one chunk."""
+    sizes, c, first, last = case
+    parts = [(0, data_of(-sizes[0]))] if sizes[0] < 0 else [(i + 1, data_of(n)) for i, n in enumerate(sizes)]
+    envelope, stored = encrypt_object(parts, KEY, chunk_size=c)
+    whole = b"".join(d for _, d in parts)
+    batch_size = batch * c - 7 if batch > 1 else 1
+    assert read_range(stored, KEY, envelope, first, last, step=step, batch_size=batch_size) == whole[first : last + 1]
+    plan = envelope.plan(first, last)
+    fetched = stored[plan.ciphertext_start : plan.ciphertext_end + 1]
+    released = run(_pieces_of(decrypt_range(steps(fetched, step), KEY, plan, batch_size=batch_size)))
+    assert all(0 < len(p) <= batch_size + c for p in released)
+
+
+async def _pieces_of(stream):  # noqa: ANN001, ANN202
+    return [bytes(p) async for p in stream]
+
+
+@FAST
+@given(n=st.integers(1, 6000), at=st.integers(0, 10_000), bit=st.integers(0, 7), c=chunk_sizes, batch=st.integers(1, 4))
+def test_batched_reads_release_nothing_of_a_batch_with_a_bad_chunk(n: int, at: int, bit: int, c: int, batch: int) -> None:
+    """Chunks are opened into the batch buffer before the batch is released: a flipped byte fails the
+    read, and what was released before is whole authentic batches ending before the bad chunk."""
+    data = data_of(n)
+    envelope, stored = encrypt_object([(0, data)], KEY, chunk_size=c)
+    damaged = bytearray(stored)
+    at %= len(damaged)
+    damaged[at] ^= 1 << bit
+    released: list[bytes] = []
+
+    async def read() -> None:
+        async for piece in decrypt_range(steps(bytes(damaged), 1000), KEY, envelope.plan_all(), batch_size=batch * c):
+            released.append(bytes(piece))
+
+    with pytest.raises(IntegrityError):
+        run(read())
+    out = b"".join(released)
+    assert data.startswith(out)
+    assert len(out) <= (at // (c + TAG_SIZE)) * c  # nothing of the damaged chunk
+    assert len(out) % (batch * c) == 0  # only whole batches
 
 
 def _part_index(envelope, offset: int) -> int:  # noqa: ANN001
