@@ -29,6 +29,10 @@ def verdicts(report: common.Report) -> list[str]:
     """One line per target-mode row that has a direct twin: met or missed, and by how much."""
     lines = []
     for r in report.rows:
+        if r.mode == common.REFERENCE_MODE:
+            lines += [f"{r.backend} {r.mode} {what}: {ratio:.2f}x direct (reference: the ratio a plain C proxy hop "
+                      f"reaches on this machine, with no encryption)"
+                      for what, ratio in (("PUT", r.ratio("put_mbs")), ("GET", r.ratio("get_mbs"))) if ratio is not None]
         if r.mode not in TARGET_MODES:
             continue
         for what, ratio in (("PUT", r.ratio("put_mbs")), ("GET", r.ratio("get_mbs"))):
@@ -48,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     common.add_common_arguments(parser, large="1GiB", small_count=1000, repeat=1)
     parser.add_argument("--kms-puts", type=int, default=1000, help="small SSE-KMS PUTs counted for KMS calls, per bucket-key setting [1000]")
     args = parser.parse_args(argv)
-    report = asyncio.run(common.run_suite(args.backends.split(","), common.config_of(args), common.all_modes, kms_puts=args.kms_puts, profile=args.profile))
+    report = asyncio.run(common.run_suite(args.backends.split(","), common.config_of(args), common.all_modes,
+                                          kms_puts=args.kms_puts, profile=args.profile, reference=args.reference))
     report.notes.append("Targets:\n" + "\n".join(f"- {v}" for v in verdicts(report)))
     common.finish(report, args)
     return 0

@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     common.add_common_arguments(parser, large="256MiB", small_count=2000, repeat=3)
     args = parser.parse_args(argv)
-    report = asyncio.run(common.run_suite(args.backends.split(","), common.config_of(args), lambda key_id: [common.Mode("default (SSE-S3)")], profile=args.profile))
+    report = asyncio.run(common.run_suite(args.backends.split(","), common.config_of(args), lambda key_id: [common.Mode("default (SSE-S3)")], profile=args.profile, reference=args.reference))
     common.finish(report, args)
     return 0
 

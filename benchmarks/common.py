@@ -6,6 +6,8 @@
 - `ProxyProcess`: `python -m s3proxy serve` as a subprocess, so its own CPU seconds (psutil) and
   peak RSS (/proc/<pid>/status VmHWM, reset per phase through /proc/<pid>/clear_refs) can be read
   apart from the client's.
+- `Nginx` (`--reference`): nginx as a plain reverse proxy in front of SeaweedFS, no encryption: what
+  any extra HTTP hop costs on this machine, the reference the proxy's ratios are read against.
 - `S3Client`: aiohttp with botocore's SigV4 signer set to UNSIGNED-PAYLOAD and an explicit
   Content-Length, the cheapest honest S3 client in Python: no payload hash, no checksum, no MD5.
   (boto3 itself spends 3-4.7 CPU-s per GB on uploads, which on 2 cores would be measured as the proxy's.)
@@ -186,6 +188,71 @@ class Seaweed:
     def meter(self) -> Meter:
         assert self.proc is not None
         return Meter(self.proc.pid)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop_process(self.proc)
+            self.proc = None
+
+
+class Nginx:
+    """nginx (Debian's nginx-light) as a plain reverse proxy in front of `upstream`, one worker, on loopback.
+
+    Its settings are the fast ones for large bodies: upstream keep-alive, responses buffered in memory
+    only (64 x 64 KiB; no temporary files), request bodies streamed. The Host header is passed through
+    so SigV4 signatures made for nginx's address verify at the backend.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.proc: subprocess.Popen | None = None
+        self.url = ""
+
+    async def start(self, upstream: str, timeout: float = 30) -> "Nginx":
+        exe = shutil.which("nginx", path=os.environ.get("PATH", os.defpath) + ":/usr/sbin")
+        if exe is None:
+            raise RuntimeError("--reference needs nginx: apt-get install nginx-light")
+        self.root.mkdir(parents=True, exist_ok=True)
+        port, up = free_port(), upstream.removeprefix("http://")
+        temp = " ".join(f"{kind}_temp_path {self.root / kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+        conf = self.root / "nginx.conf"
+        conf.write_text(f"""worker_processes 1; daemon off; pid {self.root / 'nginx.pid'}; error_log {self.root / 'error.log'};
+events {{ worker_connections 256; }}
+http {{
+  access_log off; {temp}
+  upstream backend {{ server {up}; keepalive 16; }}
+  server {{
+    listen 127.0.0.1:{port}; client_max_body_size 0;
+    location / {{
+      proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_set_header Host $http_host;
+      proxy_buffering on; proxy_buffers 64 64k; proxy_max_temp_file_size 0; proxy_request_buffering off;
+    }}
+  }}
+}}
+""")
+        self.proc = subprocess.Popen([exe, "-c", str(conf), "-p", str(self.root)], stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+                if self._worker() is not None:
+                    return self
+            await asyncio.sleep(0.1)
+        log = (self.root / "error.log").read_text(errors="replace")[-2000:] if (self.root / "error.log").exists() else ""
+        self.stop()
+        raise RuntimeError(f"nginx did not start; error log:\n{log}")
+
+    def _worker(self) -> int | None:
+        assert self.proc is not None
+        children = psutil.Process(self.proc.pid).children()
+        return children[0].pid if children else None
+
+    def meter(self) -> Meter:
+        """The worker process: it moves every byte (the master only supervises)."""
+        pid = self._worker()
+        assert pid is not None
+        return Meter(pid)
 
     def stop(self) -> None:
         if self.proc is not None:
@@ -638,10 +705,22 @@ async def servers(backend: str, root: Path, profile: Path | None = None) -> Asyn
                 part.stop()
 
 
+REFERENCE_MODE = "nginx pass-through (no encryption)"
+
+
+@contextlib.asynccontextmanager
+async def _running(nginx: Nginx, upstream: str) -> AsyncIterator[Nginx]:
+    try:
+        yield await nginx.start(upstream)
+    finally:
+        nginx.stop()
+
+
 async def run_suite(backends: Sequence[str], cfg: BenchConfig, pick_modes: Callable[[str], list[Mode]], *,
-                    kms_puts: int = 0, profile: Path | None = None,
+                    kms_puts: int = 0, profile: Path | None = None, reference: bool = False,
                     progress: Callable[[str], None] = lambda s: print(s, file=sys.stderr, flush=True)) -> Report:
-    """Per backend: start the servers, measure every mode picked (given the KMS key id), count KMS calls once."""
+    """Per backend: start the servers, measure every mode picked (given the KMS key id), count KMS calls once.
+    With `reference`, also nginx in front of SeaweedFS against SeaweedFS direct (a row of its own)."""
     report = Report({"backends": list(backends), **asdict(cfg), "cpus": os.cpu_count(),
                      "client": "aiohttp + botocore SigV4, UNSIGNED-PAYLOAD, no checksums",
                      "load_average_at_start": os.getloadavg()[0]}, kms_puts=kms_puts)
@@ -664,6 +743,14 @@ async def run_suite(backends: Sequence[str], cfg: BenchConfig, pick_modes: Calla
                         sides = [Side("proxy", pc, bucket, mode, proxy.meter(), backend_meter)]
                         if dc is not None:
                             sides.append(Side("direct", dc, bucket + "-direct", Mode("plain"), None, backend_meter))
+                        report.rows.append(await measure_mode(sides, cfg, backend))
+                    if reference and weed is not None and dc is not None:
+                        progress(f"[{backend}] {REFERENCE_MODE} ...")
+                        nginx = await stack.enter_async_context(_running(Nginx(root / backend / "nginx"), weed.url))
+                        nc = await stack.enter_async_context(S3Client(nginx.url, weed.access_key, weed.secret_key, cfg.concurrency))
+                        await nc.create_bucket(bucket + "-nginx")
+                        sides = [Side("proxy", nc, bucket + "-nginx", Mode(REFERENCE_MODE), nginx.meter(), backend_meter),
+                                 Side("direct", dc, bucket + "-direct", Mode("plain"), None, backend_meter)]
                         report.rows.append(await measure_mode(sides, cfg, backend))
                     if kms_puts and not report.kms:
                         progress(f"[{backend}] KMS calls per {kms_puts} SSE-KMS PUTs ...")
@@ -695,7 +782,8 @@ def markdown(report: Report) -> str:
         f"{cfg['load_average_at_end']:.1f} at end.",
         "direct = the same backend reached without the proxy (plain, unencrypted); fs has no direct twin. "
         "CPU-s/GB: CPU seconds per GB moved, of the proxy process, the backend process (SeaweedFS) and this client. "
-        "Peak RSS: the proxy's VmHWM during the large transfers.",
+        "Peak RSS: the proxy's VmHWM during the large transfers."
+        + (f" In the row '{REFERENCE_MODE}' the proxy columns are nginx's worker process." if any(r.mode == REFERENCE_MODE for r in report.rows) else ""),
         "",
     ]
     out += _table(
@@ -730,6 +818,9 @@ def add_common_arguments(parser: argparse.ArgumentParser, large: str, small_coun
     parser.add_argument("--repeat", type=int, default=repeat, help=f"rounds, proxy and direct alternating; medians reported [{repeat}]")
     parser.add_argument("--verify", action="store_true", help="check every byte read back (costs client CPU)")
     parser.add_argument("--json", metavar="OUT", help="also write the results as JSON to OUT")
+    parser.add_argument("--reference", action="store_true",
+                        help="also measure nginx as a plain reverse proxy in front of SeaweedFS (no encryption): "
+                             "what any proxy hop costs on this machine (needs nginx: apt-get install nginx-light)")
     parser.add_argument("--profile", metavar="DIR", type=Path, help="sample the proxy with py-spy; collapsed stacks to DIR/proxy-BACKEND.txt")
 
 

@@ -3,7 +3,8 @@
     python3 benchmarks/publish.py [--quick] [--out benchmarks/results]
 
 Runs bench_modes.py (every mode, large and small objects, proxy against the backend reached
-directly, KMS calls with and without a bucket key) and load.py (64 clients by default), then writes
+directly, KMS calls with and without a bucket key; with nginx installed, nginx as a plain
+pass-through proxy too) and load.py (64 clients by default), then writes
 OUT/RESULTS.md, OUT/throughput.png, OUT/small_ops.png, OUT/latency.png, OUT/rss.png and replaces the
 block between the README's BENCHMARKS markers with the headline figures and the machine they came
 from. `--quick` uses tiny sizes (for the smoke test; its figures mean nothing).
@@ -17,6 +18,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -121,11 +123,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=HERE / "results")
     parser.add_argument("--quick", action="store_true", help="tiny sizes: checks the pipeline, figures mean nothing")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds of bench_modes, medians reported [3]")
     parser.add_argument("--readme", type=Path, default=ROOT / "README.md")
     parser.add_argument("--no-readme", action="store_true")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    mode_args = ["--large", "2MiB", "--small-count", "20", "--kms-puts", "20", "--backends", "fs"] if args.quick else []
+    mode_args = ["--large", "2MiB", "--small-count", "20", "--kms-puts", "20", "--backends", "fs"] if args.quick else ["--repeat", str(args.repeat)]
+    if not args.quick and shutil.which("nginx", path=os.environ.get("PATH", os.defpath) + ":/usr/sbin"):
+        mode_args.append("--reference")  # nginx in front of SeaweedFS: what any proxy hop reaches here
     load_args = ["--clients", "4", "--duration", "2"] if args.quick else []
     modes_text = run("bench_modes.py", mode_args, args.out / "modes.json")
     load_text = run("load.py", load_args, args.out / "load.json")

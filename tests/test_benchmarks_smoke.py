@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.debian import missing_command, provide
+
 REPO = Path(__file__).resolve().parent.parent
 TINY = ["--large", "3MiB", "--small-count", "24", "--concurrency", "4", "--repeat", "1", "--verify"]
 ALL_MODES = {"default (SSE-S3)", "SSE-S3", "SSE-KMS", "SSE-KMS + bucket key", "SSE-C"}
@@ -49,6 +51,17 @@ def test_bench_s3_runs_proxy_and_direct_on_seaweedfs_and_fs(tmp_path: Path) -> N
     assert_sane(rows["seaweedfs", "default (SSE-S3)"], direct=True)
     assert_sane(rows["fs", "default (SSE-S3)"], direct=False)  # the embedded backend has no direct twin
     assert "| seaweedfs | default (SSE-S3) |" in table and "peak RSS MiB" in table
+
+
+@pytest.mark.timeout(600)  # a fresh machine installs nginx-light first
+def test_bench_reference_measures_nginx_in_front_of_seaweedfs(tmp_path: Path) -> None:
+    provide("nginx-light", missing_command("nginx"), budget_s=400)
+    result, table = run_script("bench_s3.py", tmp_path, "--backends", "seaweedfs", "--reference")
+    rows = {r["mode"]: r for r in result["rows"]}
+    assert set(rows) == {"default (SSE-S3)", "nginx pass-through (no encryption)"}
+    reference = rows["nginx pass-through (no encryption)"]
+    assert_sane(reference, direct=True)  # nginx's worker is metered in the proxy columns
+    assert "nginx's worker process" in table
 
 
 @pytest.fixture(scope="module")

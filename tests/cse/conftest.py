@@ -6,10 +6,8 @@ s3proxy, which is then both the S3 endpoint and the KMS (its AWS KMS JSON API on
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
-import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +15,7 @@ from typing import Any
 import boto3
 import pytest
 
+from tests.debian import provide
 from tests.e2e.conftest import ACCESS_KEY, SECRET_KEY, start_proxy
 
 
@@ -91,31 +90,7 @@ def ruby_missing() -> str | None:
     return None if probe.returncode == 0 else "the Ruby gems aws-sdk-s3/aws-sdk-kms are missing"
 
 
-def _apt_install(package: str) -> None:
-    """`apt-get update && apt-get install -y package` within the budget; fails the set-up with apt's output."""
-    deadline = time.monotonic() + _INSTALL_BUDGET_S
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for cmd in (["apt-get", "update"], ["apt-get", "install", "-y", "--no-install-recommends", package]):
-        left = deadline - time.monotonic()
-        try:
-            proc = subprocess.run(cmd, capture_output=True, env=env, timeout=max(left, 1))
-        except subprocess.TimeoutExpired as exc:
-            pytest.fail(f"{' '.join(cmd)} took over {_INSTALL_BUDGET_S} s in total; install {package} beforehand."
-                        f"\n{(exc.stdout or b'')[-2000:].decode(errors='replace')}", pytrace=False)
-        if proc.returncode != 0:
-            out = (proc.stdout + proc.stderr)[-3000:].decode(errors="replace")
-            pytest.fail(f"{' '.join(cmd)} failed ({proc.returncode}):\n{out}", pytrace=False)
-
-
 @pytest.fixture(scope="session")
 def ruby_tool() -> None:
     """Make Debian's Ruby S3 Encryption Client available: install it when root with apt-get, else skip."""
-    reason = ruby_missing()
-    if reason is None:
-        return
-    if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        pytest.skip(f"{reason}, and this is not root with apt-get: apt-get install -y {RUBY_PACKAGE}")
-    _apt_install(RUBY_PACKAGE)
-    reason = ruby_missing()
-    if reason is not None:
-        pytest.fail(f"{reason} even after apt-get install {RUBY_PACKAGE}", pytrace=False)
+    provide(RUBY_PACKAGE, ruby_missing, budget_s=_INSTALL_BUDGET_S)
