@@ -158,21 +158,32 @@ class Written:
 
 class ListingCache:
     """(bucket, key, backend ETag) -> (plaintext size, client ETag): listings need no HEAD per object
-    for what this proxy wrote or already looked at. Rebuildable from the backend at any time."""
+    for what this proxy wrote or already looked at. Rebuildable from the backend at any time.
 
-    def __init__(self, max_entries: int = 100_000) -> None:
+    Held per object name, least recently used first out past `max_entries` names, with the newest
+    `versions_per_key` backend ETags of each: an overwrite pushes out what it replaced instead of
+    keeping it until the whole table cycles, and a versioned key's recent versions still hit.
+    """
+
+    def __init__(self, max_entries: int = 100_000, versions_per_key: int = 4) -> None:
         self.max_entries = max_entries
-        self._entries: OrderedDict[tuple[str, str, str], tuple[int, str]] = OrderedDict()
+        self.versions_per_key = versions_per_key
+        self._entries: OrderedDict[tuple[str, str], dict[str, tuple[int, str]]] = OrderedDict()
 
     def get(self, bucket: str, key: str, backend_etag: str) -> tuple[int, str] | None:
-        hit = self._entries.get((bucket, key, backend_etag))
-        if hit is not None:
-            self._entries.move_to_end((bucket, key, backend_etag))
-        return hit
+        versions = self._entries.get((bucket, key))
+        if versions is None:
+            return None
+        self._entries.move_to_end((bucket, key))
+        return versions.get(backend_etag)
 
     def put(self, bucket: str, key: str, backend_etag: str, size: int, etag: str) -> None:
-        self._entries[(bucket, key, backend_etag)] = (size, etag)
-        self._entries.move_to_end((bucket, key, backend_etag))
+        versions = self._entries.setdefault((bucket, key), {})
+        versions.pop(backend_etag, None)
+        versions[backend_etag] = (size, etag)  # dicts keep insertion order: the first is the oldest
+        while len(versions) > self.versions_per_key:
+            del versions[next(iter(versions))]
+        self._entries.move_to_end((bucket, key))
         while len(self._entries) > self.max_entries:
             self._entries.popitem(last=False)
 
