@@ -26,6 +26,9 @@ from s3proxy.format.ranges import RangePlan, Segment
 from s3proxy.format.sizes import chunk_plaintext_size
 
 Buffer = bytes | bytearray | memoryview
+BATCH = 1024 * 1024  # what the object paths hand on at once: plaintext to a GET's response, ciphertext to the backend
+
+
 async def encrypt_stream(
     source: AsyncIterable[Buffer],
     data_key: bytes,
@@ -33,12 +36,16 @@ async def encrypt_stream(
     part_number: int = 0,
     context: bytes = b"",
     chunk_size: int = DEFAULT_CHUNK_SIZE,
-) -> AsyncIterator[bytes]:
+    batch_size: int = 0,
+) -> AsyncIterator[Buffer]:
     """The stored bytes of one part: its plaintext cut into chunks, each sealed; the last one short.
 
-    The stored size is `sizes.ciphertext_size(n, chunk_size)` for n plaintext bytes.
+    The stored size is `sizes.ciphertext_size(n, chunk_size)` for n plaintext bytes. Sealed chunks
+    come one by one, or (batch_size > 0) sealed straight into fresh buffers of about batch_size
+    bytes, so the layers below see few, large pieces (each a socket write or a file write).
     """
     cipher = PartCipher.for_part(data_key, part_number=part_number, chunk_size=chunk_size, context=context)
+    out = _SealedBatches(cipher, batch_size)
     buf = bytearray(chunk_size)  # reused: filled by slice assignment, never resized
     fill = 0
     index = 0
@@ -51,17 +58,54 @@ async def encrypt_stream(
             view = view[k:]
             if fill < chunk_size:
                 continue
-            yield cipher.seal(index, buf)
+            if (ready := out.seal(index, buf)) is not None:
+                yield ready
             index += 1
             fill = 0
         while len(view) >= chunk_size:  # whole chunks straight from the piece, no copy
-            yield cipher.seal(index, view[:chunk_size])
+            if (ready := out.seal(index, view[:chunk_size])) is not None:
+                yield ready
             index += 1
             view = view[chunk_size:]
         if view:
             buf[: len(view)] = view
             fill = len(view)
-    yield cipher.seal(index, memoryview(buf)[:fill])  # the final chunk: shorter than a chunk, possibly empty
+    for ready in out.last(index, memoryview(buf)[:fill]):  # the final chunk: shorter than a chunk, possibly empty
+        yield ready
+
+
+class _SealedBatches:
+    """Seals chunks one by one (batch_size 0), or into fresh buffers handed on once they hold
+    batch_size bytes; a buffer is never written after it was handed on."""
+
+    def __init__(self, cipher: PartCipher, batch_size: int) -> None:
+        self._cipher = cipher
+        self._batch_size = batch_size
+        self._capacity = batch_size + cipher.chunk_size + TAG_SIZE  # below batch_size, one more chunk always fits
+        self._out = memoryview(bytearray())
+        self._end = 0
+
+    def seal(self, index: int, chunk: Buffer) -> Buffer | None:
+        """Seal chunk `index`; what is ready to hand on, if anything."""
+        if not self._batch_size:
+            return self._cipher.seal(index, chunk)
+        if not self._out:
+            self._out = memoryview(bytearray(self._capacity))
+        self._end += self._cipher.seal_into(index, chunk, self._out[self._end :])
+        if self._end < self._batch_size:
+            return None
+        return self._take()
+
+    def last(self, index: int, chunk: Buffer) -> list[Buffer]:
+        """Seal the final chunk; everything still held, in order."""
+        if not self._end:  # nothing held (e.g. a small object): no batch buffer for one short chunk
+            return [self._cipher.seal(index, chunk)]
+        ready = self.seal(index, chunk)
+        return [ready if ready is not None else self._take()]
+
+    def _take(self) -> Buffer:
+        ready, self._out, self._end = self._out[: self._end], memoryview(bytearray()), 0
+        return ready
 
 
 class _Reader:

@@ -105,6 +105,14 @@ class PartCipher:
             raise ValueError("chunk longer than the chunk size")
         return self._aead.encrypt(self._nonce(index), chunk, None)
 
+    def seal_into(self, index: int, chunk: bytes | bytearray | memoryview, out: memoryview) -> int:
+        """`seal` writing ciphertext || tag to the start of `out`; the number of bytes written."""
+        if len(chunk) > self.chunk_size:
+            raise ValueError("chunk longer than the chunk size")
+        n = len(chunk) + TAG_SIZE
+        self._aead.encrypt_into(self._nonce(index), chunk, None, out[:n])
+        return n
+
     def _check(self, sealed: bytes | bytearray | memoryview, final: bool) -> int:
         n = len(sealed) - TAG_SIZE
         if n < 0 or n > self.chunk_size or (n == self.chunk_size) == final:

@@ -18,7 +18,7 @@ from ..format.sizes import ciphertext_size, plaintext_size
 from ..http.headers import ByteRange
 from ..modes.base import EncryptionMode, ObjectRef
 from ..modes.resolve import ModeResolver
-from ..streams import decrypt_range, encrypt_stream
+from ..streams import BATCH, decrypt_range, encrypt_stream
 
 log = logging.getLogger("s3proxy.store")
 
@@ -69,7 +69,7 @@ class MultipartUploads:
         self, ref: ObjectRef, upload_id: str, number: int, fields: Mapping[str, str], key: bytes, plain: Any, size: int, md5: Any
     ) -> str:
         chunk = int(fields[fmt.KEY_CHUNK_SIZE])
-        stream = encrypt_stream(plain, key, part_number=number, chunk_size=chunk)
+        stream = encrypt_stream(plain, key, part_number=number, chunk_size=chunk, batch_size=BATCH)
         backend_etag = await self.backend.upload_part(ref.bucket, ref.key, upload_id, number, stream, ciphertext_size(size, chunk))
         etag = md5() if md5 is not None else self.rand(16).hex()
         await self.records.put(f"uploads/{upload_id}/{number}", {"etag": etag, "backend": backend_etag})

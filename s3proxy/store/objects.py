@@ -36,7 +36,7 @@ from ..modes.resolve import (
     BucketEncryption,
     ModeResolver,
 )
-from ..streams import decrypt_range, encrypt_stream
+from ..streams import BATCH, decrypt_range, encrypt_stream
 
 log = logging.getLogger("s3proxy.store")
 
@@ -58,9 +58,6 @@ from .views import (
     split_backend_metadata,
     to_backend_metadata,
 )
-
-
-GET_BATCH = 1024 * 1024  # decrypted bytes a GET hands the response at once
 
 
 def data_fields(stored: Stored) -> dict[str, str]:
@@ -189,7 +186,7 @@ class ObjectStore(MultipartUploads):
             self._late_fields(fields, body, key, want_md5)
             source = _one(bytes(data))
         stored_meta = replace(meta, metadata=to_backend_metadata(meta.metadata, fields))
-        stream = encrypt_stream(source, key, chunk_size=self.chunk_size)
+        stream = encrypt_stream(source, key, chunk_size=self.chunk_size, batch_size=BATCH)
         result = await self.backend.put_object(ref.bucket, ref.key, stream, ciphertext_size(size, self.chunk_size), stored_meta)
         if not small:
             late = self._late_fields({}, body, key, want_md5)
@@ -259,7 +256,7 @@ class ObjectStore(MultipartUploads):
             try:
                 stored = await self.stored(got.info)
                 view, key, envelope = await self._open(ref, stored, keys, check, checksums)
-                return Download(view, decrypt_range(got.body, key, envelope.plan_all(), batch_size=GET_BATCH), None)
+                return Download(view, decrypt_range(got.body, key, envelope.plan_all(), batch_size=BATCH), None)
             except BaseException:
                 await _close(got.body)
                 raise
@@ -273,7 +270,7 @@ class ObjectStore(MultipartUploads):
         if got.info.etag != stored.info.etag:  # replaced between HEAD and GET: never mix two objects
             await _close(got.body)
             raise errors.PreconditionFailed("The object was replaced while it was being read; retry the request.")
-        return Download(view, decrypt_range(got.body, key, plan, batch_size=GET_BATCH), (first, last))
+        return Download(view, decrypt_range(got.body, key, plan, batch_size=BATCH), (first, last))
 
     async def _open(self, ref, stored: Stored, keys: ModeResolver, check, checksums: bool):
         if stored.info.delete_marker:
@@ -374,7 +371,7 @@ class ObjectStore(MultipartUploads):
         base = replace(stored.info.meta, tagging=tagging) if meta is None else replace(meta, tagging=tagging)
         stored_meta = replace(base, metadata=to_backend_metadata(user, fields))
         result = await self.backend.put_object(
-            dst.bucket, dst.key, encrypt_stream(tapped(), key, chunk_size=self.chunk_size), ciphertext_size(size, self.chunk_size), stored_meta
+            dst.bucket, dst.key, encrypt_stream(tapped(), key, chunk_size=self.chunk_size, batch_size=BATCH), ciphertext_size(size, self.chunk_size), stored_meta
         )
         if md5 is not None:
             fields[KEY_ETAG] = md5.hexdigest()

@@ -80,6 +80,19 @@ def test_any_valid_range_equals_the_plaintext_slice(case: tuple[list[int], int, 
 
 
 @FAST
+@given(n=st.integers(0, 9000), cuts=st.lists(st.integers(0, 9000), max_size=8), c=chunk_sizes, batch=st.integers(1, 5))
+def test_batched_sealing_stores_the_same_bytes_in_bounded_pieces(n: int, cuts: list[int], c: int, batch: int) -> None:
+    """A PUT seals chunks straight into batch buffers: the stored bytes equal chunk-by-chunk sealing,
+    and no piece handed to the backend is larger than a batch plus one sealed chunk."""
+    data = data_of(n)
+    batch_size = batch * c - 5 if batch > 1 else 1
+    one_by_one = run(_pieces_of(encrypt_stream(pieces(data, cuts), KEY, chunk_size=c)))
+    batched = run(_pieces_of(encrypt_stream(pieces(data, cuts), KEY, chunk_size=c, batch_size=batch_size)))
+    assert b"".join(batched) == b"".join(one_by_one)  # joined only after the whole stream ran
+    assert all(0 < len(p) <= batch_size + c + TAG_SIZE for p in batched)
+
+
+@FAST
 @given(case=objects_and_ranges(), batch=st.integers(1, 5), step=st.integers(1, 9000))
 def test_batched_reads_release_the_same_bytes_in_bounded_pieces(case: tuple[list[int], int, int, int], batch: int, step: int) -> None:
     """A GET opens chunks straight into batch buffers: same bytes as chunk by chunk, for any range and
@@ -94,10 +107,12 @@ def test_batched_reads_release_the_same_bytes_in_bounded_pieces(case: tuple[list
     fetched = stored[plan.ciphertext_start : plan.ciphertext_end + 1]
     released = run(_pieces_of(decrypt_range(steps(fetched, step), KEY, plan, batch_size=batch_size)))
     assert all(0 < len(p) <= batch_size + c for p in released)
+    assert b"".join(released) == whole[first : last + 1]  # joined only after the whole read ran
 
 
 async def _pieces_of(stream):  # noqa: ANN001, ANN202
-    return [bytes(p) async for p in stream]
+    """Every piece as handed on, kept as is: a buffer written again after it was handed on shows."""
+    return [p async for p in stream]
 
 
 @FAST
