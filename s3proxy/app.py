@@ -217,23 +217,28 @@ class Proxy:
         self.kms.close()
 
 
-MALLOC_ARENAS = 2
-_M_ARENA_MAX = -8  # glibc malloc.h
+# glibc mallopt parameters (malloc.h) and the values serve() sets
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_ARENA_MAX = -1, -3, -8
+MALLOC_TUNING = ((_M_ARENA_MAX, 2), (_M_MMAP_THRESHOLD, 4 << 20), (_M_TRIM_THRESHOLD, 16 << 20))
 
 
-def limit_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
-    """Cap glibc's malloc arenas (what MALLOC_ARENA_MAX does), before any worker thread starts; False
-    where the C library is not glibc. Blocking calls run in worker threads, and glibc gives threads
-    arenas of their own (up to 8 per core), each keeping what was freed in it: with 1 MiB file
-    pieces read in those threads, that held the proxy's RSS 10-14 MiB higher after the first 1 GiB
-    transfer, for no gain in speed (measured with the fs backend, benchmarks/bench_modes.py)."""
+def tune_malloc(tuning: tuple[tuple[int, int], ...] = MALLOC_TUNING) -> bool:
+    """Set glibc's malloc for a server moving 1 MiB buffers (what MALLOC_ARENA_MAX=2,
+    MALLOC_MMAP_THRESHOLD_=4194304 and MALLOC_TRIM_THRESHOLD_=16777216 do), before any worker thread
+    starts; False where the C library is not glibc. Measured with benchmarks/bench_modes.py:
+    - arenas: blocking calls run in worker threads, and glibc gives threads arenas of their own
+      (up to 8 per core), each keeping what was freed in it. With the fs backend's 1 MiB file
+      pieces that held peak RSS 10-14 MiB higher after the first 1 GiB transfer.
+    - thresholds: by default a freed 1 MiB buffer at the top of the heap is given back to the
+      kernel and the next one faults its pages in again (~250 page faults per MiB moved). A 1 GiB
+      SSE-C PUT spent 0.82 system CPU-s/GB in the proxy that way, 0.40 with these settings."""
     import ctypes
     import ctypes.util
 
     name = ctypes.util.find_library("c")
     try:
         libc = ctypes.CDLL(name) if name else None
-        return bool(libc is not None and libc.mallopt(_M_ARENA_MAX, arenas))
+        return bool(libc is not None and all(libc.mallopt(param, value) for param, value in tuning))
     except (OSError, AttributeError):
         return False
 
@@ -241,7 +246,7 @@ def limit_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
 def serve(settings: Settings, *, announce: Callable[[str], None] = print) -> None:
     """Run until SIGINT/SIGTERM."""
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    limit_malloc_arenas()
+    tune_malloc()
 
     async def main() -> None:
         proxy = Proxy(settings)
