@@ -222,7 +222,7 @@ _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_ARENA_MAX = -1, -3, -8
 MALLOC_TUNING = ((_M_ARENA_MAX, 2), (_M_MMAP_THRESHOLD, 4 << 20), (_M_TRIM_THRESHOLD, 16 << 20))
 
 
-def tune_malloc(tuning: tuple[tuple[int, int], ...] = MALLOC_TUNING) -> bool:
+def tune_malloc() -> bool:
     """Set glibc's malloc for a server moving 1 MiB buffers (what MALLOC_ARENA_MAX=2,
     MALLOC_MMAP_THRESHOLD_=4194304 and MALLOC_TRIM_THRESHOLD_=16777216 do), before any worker thread
     starts; False where the C library is not glibc. Measured with benchmarks/bench_modes.py:
@@ -238,7 +238,7 @@ def tune_malloc(tuning: tuple[tuple[int, int], ...] = MALLOC_TUNING) -> bool:
     name = ctypes.util.find_library("c")
     try:
         libc = ctypes.CDLL(name) if name else None
-        return bool(libc is not None and all(libc.mallopt(param, value) for param, value in tuning))
+        return bool(libc is not None and all(libc.mallopt(param, value) for param, value in MALLOC_TUNING))
     except (OSError, AttributeError):
         return False
 

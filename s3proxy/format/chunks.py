@@ -99,17 +99,20 @@ class PartCipher:
             raise IntegrityError()
         return (self._base ^ index).to_bytes(NONCE_SIZE, "big")
 
-    def seal(self, index: int, chunk: bytes | bytearray | memoryview) -> bytes:
-        """Chunk `index` sealed: ciphertext || tag. Full chunks are non-final; a short one is final."""
+    def _sealable(self, chunk: bytes | bytearray | memoryview) -> int:
+        """The sealed length of `chunk`; ValueError if it is longer than a chunk."""
         if len(chunk) > self.chunk_size:
             raise ValueError("chunk longer than the chunk size")
+        return len(chunk) + TAG_SIZE
+
+    def seal(self, index: int, chunk: bytes | bytearray | memoryview) -> bytes:
+        """Chunk `index` sealed: ciphertext || tag. Full chunks are non-final; a short one is final."""
+        self._sealable(chunk)
         return self._aead.encrypt(self._nonce(index), chunk, None)
 
     def seal_into(self, index: int, chunk: bytes | bytearray | memoryview, out: memoryview) -> int:
         """`seal` writing ciphertext || tag to the start of `out`; the number of bytes written."""
-        if len(chunk) > self.chunk_size:
-            raise ValueError("chunk longer than the chunk size")
-        n = len(chunk) + TAG_SIZE
+        n = self._sealable(chunk)
         self._aead.encrypt_into(self._nonce(index), chunk, None, out[:n])
         return n
 
