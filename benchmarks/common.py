@@ -195,6 +195,11 @@ class Seaweed:
             self.proc = None
 
 
+def nginx_path() -> str | None:
+    """nginx on PATH or in /usr/sbin, where Debian installs it (not on every user's PATH)."""
+    return shutil.which("nginx", path=os.environ.get("PATH", os.defpath) + ":/usr/sbin")
+
+
 class Nginx:
     """nginx (Debian's nginx-light) as a plain reverse proxy in front of `upstream`, one worker, on loopback.
 
@@ -209,7 +214,7 @@ class Nginx:
         self.url = ""
 
     async def start(self, upstream: str, timeout: float = 30) -> "Nginx":
-        exe = shutil.which("nginx", path=os.environ.get("PATH", os.defpath) + ":/usr/sbin")
+        exe = nginx_path()
         if exe is None:
             raise RuntimeError("--reference needs nginx: apt-get install nginx-light")
         self.root.mkdir(parents=True, exist_ok=True)

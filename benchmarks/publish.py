@@ -18,13 +18,15 @@ import json
 import os
 import platform
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+
+import common  # noqa: E402
 BEGIN, END = "<!-- BENCHMARKS:BEGIN -->", "<!-- BENCHMARKS:END -->"
 
 
@@ -129,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     mode_args = ["--large", "2MiB", "--small-count", "20", "--kms-puts", "20", "--backends", "fs"] if args.quick else ["--repeat", str(args.repeat)]
-    if not args.quick and shutil.which("nginx", path=os.environ.get("PATH", os.defpath) + ":/usr/sbin"):
+    if not args.quick and common.nginx_path():
         mode_args.append("--reference")  # nginx in front of SeaweedFS: what any proxy hop reaches here
     load_args = ["--clients", "4", "--duration", "2"] if args.quick else []
     modes_text = run("bench_modes.py", mode_args, args.out / "modes.json")
