@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from typing import AsyncIterable, AsyncIterator
 
+from s3proxy.buffers import Recycler
 from s3proxy.format.chunks import DEFAULT_CHUNK_SIZE, TAG_SIZE, PartCipher
 from s3proxy.format.errors import IntegrityError
 from s3proxy.format.ranges import RangePlan, Segment
@@ -75,14 +76,16 @@ async def encrypt_stream(
 
 
 class _SealedBatches:
-    """Seals chunks one by one (batch_size 0), or into fresh buffers handed on once they hold
-    batch_size bytes; a buffer is never written after it was handed on."""
+    """Seals chunks one by one (batch_size 0), or into buffers handed on once they hold batch_size
+    bytes; a buffer is never written after it was handed on until no view of it is left."""
 
     def __init__(self, cipher: PartCipher, batch_size: int) -> None:
         self._cipher = cipher
         self._batch_size = batch_size
-        self._capacity = batch_size + cipher.chunk_size + TAG_SIZE  # below batch_size, one more chunk always fits
-        self._out = memoryview(bytearray())
+        # below batch_size, one more chunk always fits
+        self._recycler = Recycler(batch_size + cipher.chunk_size + TAG_SIZE)
+        self._raw = bytearray()
+        self._out = memoryview(self._raw)
         self._end = 0
 
     def seal(self, index: int, chunk: Buffer) -> Buffer | None:
@@ -90,7 +93,8 @@ class _SealedBatches:
         if not self._batch_size:
             return self._cipher.seal(index, chunk)
         if not self._out:
-            self._out = memoryview(bytearray(self._capacity))
+            self._raw = self._recycler.take()
+            self._out = memoryview(self._raw)
         self._end += self._cipher.seal_into(index, chunk, self._out[self._end :])
         if self._end < self._batch_size:
             return None
@@ -104,7 +108,8 @@ class _SealedBatches:
         return [ready if ready is not None else self._take()]
 
     def _take(self) -> Buffer:
-        ready, self._out, self._end = self._out[: self._end], memoryview(bytearray()), 0
+        ready, self._out, self._end = self._out[: self._end].toreadonly(), memoryview(bytearray()), 0
+        self._recycler.retire(self._raw)
         return ready
 
 
@@ -128,6 +133,10 @@ class _Reader:
                 return False
             self._view = memoryview(piece).cast("B")
         return True
+
+    def available(self) -> int:
+        """Bytes left in the current piece (take() hands out up to this many without awaiting)."""
+        return len(self._view)
 
     def take(self, n: int) -> Buffer | None:
         """n bytes (n > 0) if the current piece still holds them: a slice, without awaiting; else None."""
@@ -155,12 +164,14 @@ class _Reader:
         return not await self._fill()
 
 
-async def _open_segment(reader: _Reader, cipher: PartCipher, segment: Segment, batch_size: int = 0) -> AsyncIterator[Buffer]:
+async def _open_segment(reader: _Reader, cipher: PartCipher, segment: Segment, batch_size: int = 0,
+                        recycler: Recycler | None = None) -> AsyncIterator[Buffer]:
     """Opened chunks, each released once it authenticated: one at a time, or (batch_size > 0) in
     batches of about batch_size bytes, so the layers above see few, large pieces (a yield through a
     chain of async generators costs per piece, not per byte)."""
     if batch_size > 0:
-        async for batch in _open_batched(reader, cipher, segment, batch_size):
+        recycler = recycler or Recycler(batch_size + cipher.chunk_size)
+        async for batch in _open_batched(reader, cipher, segment, batch_size, recycler):
             yield batch
         return
     skip, left = segment.skip, segment.take
@@ -176,31 +187,47 @@ async def _open_segment(reader: _Reader, cipher: PartCipher, segment: Segment, b
             yield plain
 
 
-async def _open_batched(reader: _Reader, cipher: PartCipher, segment: Segment, batch_size: int) -> AsyncIterator[Buffer]:
-    """_open_segment in batches: chunks are opened straight into one fresh buffer per batch (no
-    per-chunk allocation, no joining copy), and a batch is yielded, as a view of its buffer, only
-    when every chunk in it authenticated. A buffer is never written after it was yielded."""
+async def _open_batched(reader: _Reader, cipher: PartCipher, segment: Segment, batch_size: int,
+                        recycler: Recycler) -> AsyncIterator[Buffer]:
+    """_open_segment in batches: chunks are opened straight into one buffer per batch (no per-chunk
+    allocation, no joining copy), and a batch is yielded, as a view of its buffer, only when every
+    chunk in it authenticated. A buffer is never written after it was yielded, unless `recycler`
+    hands it out again once no view of it is left. Full chunks that lie together in the current
+    piece are opened in one call."""
     cs = cipher.chunk_size
+    step = cs + TAG_SIZE
     part_end = min((segment.last_chunk + 1) * cs, segment.part_size)  # plaintext end of the last chunk read
+    full_end = min(segment.last_chunk + 1, segment.final_chunk)  # chunks before this one are full
     skip, left = segment.skip, segment.take
-    out, start, end = memoryview(bytearray()), 0, 0  # out[start:end] is authenticated and not yet released
-    for index in range(segment.first_chunk, segment.last_chunk + 1):
-        length = chunk_plaintext_size(index, segment.part_size, cs) + TAG_SIZE
-        sealed = reader.take(length) or await _read_sealed(reader, length)  # most chunks lie inside one piece
-        if end + len(sealed) - TAG_SIZE > len(out):
-            out = memoryview(bytearray(min(batch_size + cs, part_end - index * cs)))
-            start = end = 0
-        n = cipher.open_into(index, sealed, out[end:], final=index == segment.final_chunk)
+    raw = bytearray()
+    out, start, end = memoryview(raw), 0, 0  # out[start:end] is authenticated and not yet released
+    index = segment.first_chunk
+    while index <= segment.last_chunk:
+        run = min(reader.available() // step, full_end - index)
+        length = chunk_plaintext_size(index, segment.part_size, cs) if run < 2 else cs
+        if end + length > len(out):
+            recycler.retire(raw)
+            size = min(batch_size + cs, part_end - index * cs)
+            raw = recycler.take() if size == recycler.size else bytearray(size)
+            out, start, end = memoryview(raw), 0, 0
+        if run >= 2:  # several whole full chunks in the current piece (the common case)
+            count = min(run, (len(out) - end) // cs)
+            n = cipher.open_run_into(index, reader.take(count * step), out[end:])  # type: ignore[arg-type]
+            index += count
+        else:
+            sealed = reader.take(length + TAG_SIZE) or await _read_sealed(reader, length + TAG_SIZE)
+            n = cipher.open_into(index, sealed, out[end:], final=index == segment.final_chunk)
+            index += 1
         take = min(n - skip, left)
         if start == end:
             start = end = end + skip
         end, left, skip = end + take, left - take, 0
         if end >= batch_size:
             if end > start:
-                yield out[start:end]
+                yield out[start:end].toreadonly()
             out, start, end = memoryview(bytearray()), 0, 0
     if end > start:
-        yield out[start:end]
+        yield out[start:end].toreadonly()
 
 
 async def _read_sealed(reader: _Reader, length: int) -> Buffer:
@@ -216,9 +243,10 @@ async def _open_segments(
     batch_size: int = 0,
 ) -> AsyncIterator[Buffer]:
     reader = _Reader(source)
+    recycler = Recycler(batch_size + chunk_size) if batch_size > 0 else None
     for segment in segments:
         cipher = PartCipher.for_part(data_key, part_number=segment.part_number, chunk_size=chunk_size, context=context)
-        async for plain in _open_segment(reader, cipher, segment, batch_size):
+        async for plain in _open_segment(reader, cipher, segment, batch_size, recycler):
             yield plain
     if not await reader.at_end():
         raise IntegrityError()  # data after the last chunk planned

@@ -122,6 +122,27 @@ class PartCipher:
             raise IntegrityError()
         return n
 
+    def open_run_into(self, first: int, sealed: memoryview, out: memoryview) -> int:
+        """`open_into` for consecutive full (non-final) chunks first, first + 1, ... laid end to end
+        in `sealed`, into `out` end to end; the plaintext length. One call per run instead of one
+        per chunk: at 64 KiB chunks the per-call overhead was a sizable part of a GET's CPU."""
+        cs = self.chunk_size
+        step = cs + TAG_SIZE
+        count, rest = divmod(len(sealed), step)
+        if rest or not 0 <= first <= first + count <= MAX_CHUNKS:
+            raise IntegrityError()
+        if len(out) < count * cs:
+            raise ValueError("out is too small")
+        decrypt, base = self._aead.decrypt_into, self._base
+        try:
+            for i in range(count):
+                at = i * step
+                decrypt((base ^ (first + i)).to_bytes(NONCE_SIZE, "big"), sealed[at : at + step], None,
+                        out[i * cs : i * cs + cs])
+        except InvalidTag:
+            raise IntegrityError() from None
+        return count * cs
+
     def open(self, index: int, sealed: bytes | bytearray | memoryview, *, final: bool) -> bytes:
         """The plaintext of sealed chunk `index`, which must be the part's final chunk iff `final`."""
         self._check(sealed, final)

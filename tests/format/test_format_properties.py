@@ -110,6 +110,23 @@ def test_batched_reads_release_the_same_bytes_in_bounded_pieces(case: tuple[list
     assert b"".join(released) == whole[first : last + 1]  # joined only after the whole read ran
 
 
+@FAST
+@given(chunks=st.integers(8, 40), tail=st.integers(0, 1023), batch=st.integers(1, 3), step=st.integers(500, 9000),
+       first=st.integers(0, 3000))
+def test_batch_buffers_are_reused_only_once_nothing_views_them(chunks: int, tail: int, batch: int, step: int,
+                                                               first: int) -> None:
+    """Many full batches: whether the reader keeps every piece (no buffer may be written again) or
+    drops each at once (buffers are recycled), it gets the same plaintext."""
+    c = 1024
+    data = data_of(chunks * c + tail)
+    envelope, stored = encrypt_object([(0, data)], KEY, chunk_size=c)
+    plan = envelope.plan(first, len(data) - 1)
+    fetched = stored[plan.ciphertext_start : plan.ciphertext_end + 1]
+    kept = run(_pieces_of(decrypt_range(steps(fetched, step), KEY, plan, batch_size=batch * c)))
+    assert b"".join(kept) == data[first:]
+    assert read_range(stored, KEY, envelope, first, len(data) - 1, step=step, batch_size=batch * c) == data[first:]
+
+
 async def _pieces_of(stream):  # noqa: ANN001, ANN202
     """Every piece as handed on, kept as is: a buffer written again after it was handed on shows."""
     return [p async for p in stream]

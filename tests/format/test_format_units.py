@@ -171,6 +171,28 @@ def test_memory_stays_flat_through_encrypt_and_decrypt() -> None:
 
 
 # --- §2 keys and context ---
+def test_a_run_of_full_chunks_opens_as_chunk_by_chunk() -> None:
+    c = 1024
+    cipher = PartCipher.for_part(bytes(32), part_number=3, chunk_size=c)
+    plain = os.urandom(5 * c)
+    sealed = b"".join(cipher.seal(i, plain[i * c : (i + 1) * c]) for i in range(5))
+    out = memoryview(bytearray(6 * c))
+    assert cipher.open_run_into(0, memoryview(sealed), out) == 5 * c and bytes(out[: 5 * c]) == plain
+    step = c + TAG_SIZE
+    assert cipher.open_run_into(2, memoryview(sealed)[2 * step : 4 * step], out) == 2 * c
+    assert bytes(out[: 2 * c]) == plain[2 * c : 4 * c]
+    with pytest.raises(IntegrityError):  # the chunks are bound to their indices
+        cipher.open_run_into(1, memoryview(sealed)[2 * step : 4 * step], out)
+    with pytest.raises(IntegrityError):  # whole sealed chunks only
+        cipher.open_run_into(0, memoryview(sealed)[: 2 * step - 1], out)
+    flipped = bytearray(sealed)
+    flipped[3 * step + 7] ^= 1
+    with pytest.raises(IntegrityError):
+        cipher.open_run_into(0, memoryview(flipped), out)
+    with pytest.raises(ValueError):
+        cipher.open_run_into(0, memoryview(sealed), out[: 4 * c])
+
+
 def test_parts_and_contexts_get_distinct_keys() -> None:
     seen = {derive(KEY, part_salt(p), part_context(C, ctx)).key for p in (0, 1, 2) for ctx in (b"", b"x")}
     assert len(seen) == 6
