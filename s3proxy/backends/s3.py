@@ -1,9 +1,10 @@
-"""The S3 Backend: any S3 endpoint (AWS, MinIO, moto) over one pooled aiohttp session.
+"""The S3 Backend: any S3 endpoint (AWS, MinIO, moto) over pooled HTTP/1.1 connections.
 
-Requests are signed with botocore's S3 SigV4 signer. Streamed bodies are sent as
-UNSIGNED-PAYLOAD with an explicit Content-Length (never chunked) and read back piece by piece as
-the connection delivers them (aiohttp's flow control bounds what is buffered, so memory does not
-grow with object size; no piece is joined or re-cut on the way). Small XML bodies are hashed into the
+Requests are signed with botocore's S3 SigV4 signer and sent through one aiohttp session, except
+object GETs: their bodies come through `http1`, which receives straight into large buffers and
+hands the body on as views of them (flow control bounds what is buffered, so memory does not grow
+with object size). Streamed bodies are sent as UNSIGNED-PAYLOAD with an explicit Content-Length
+(never chunked). Small XML bodies are hashed into the
 signature and carry Content-MD5. Only requests whose body can be replayed are retried (connection
 errors, 500, 503), with capped exponential backoff and full jitter; a streamed PUT never is.
 Keys are percent-encoded byte for byte (RFC 3986 unreserved and "/" kept) and sent unnormalised,
@@ -30,7 +31,7 @@ from botocore.credentials import Credentials
 from yarl import URL
 
 from s3proxy import errors
-from s3proxy.backends import common, s3_xml
+from s3proxy.backends import common, http1, s3_xml
 from s3proxy.backends.listing import common_prefix
 from s3proxy.backends.base import (
     Body,
@@ -51,6 +52,7 @@ _RETRY_STATUS = (500, 503)
 _SIGNED = Config(s3={"payload_signing_enabled": True})
 _UNSIGNED = Config(s3={"payload_signing_enabled": False})
 Query = Sequence[tuple[str, str]]
+Response = aiohttp.ClientResponse | http1.Response
 _MAX_CHAR = "\U0010ffff"
 
 
@@ -78,7 +80,8 @@ class S3Backend:
                  retries: int = 3, backoff: float = 0.05, max_backoff: float = 2.0,
                  rand: Callable[[], float] = random.random,
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep, timeout: float = 60.0,
-                 on_retry: Callable[[str, str], None] | None = None) -> None:
+                 on_retry: Callable[[str, str], None] | None = None,
+                 resolve: Callable[[str], Awaitable[str]] | None = None) -> None:
         endpoint = URL(endpoint_url)
         if not endpoint.scheme or not endpoint.host or addressing not in ("path", "virtual"):
             raise ValueError("endpoint_url must be an http(s) URL and addressing 'path' or 'virtual'")
@@ -94,6 +97,8 @@ class S3Backend:
         self._backoff = (backoff, max_backoff)
         self._rand = rand
         self._sleep = sleep
+        # object GETs: `resolve` maps a host name to the address to connect to (tests: loopback)
+        self._bodies = http1.Pool(connect_timeout=min(30.0, timeout), read_timeout=timeout, resolve=resolve)
 
     def __repr__(self) -> str:  # never the secret key
         return f"S3Backend({str(self._endpoint)!r}, region={self._region!r}, addressing={self._addressing!r})"
@@ -105,6 +110,7 @@ class S3Backend:
             self._session = aiohttp.ClientSession(timeout=timeout, auto_decompress=False)
 
     async def close(self) -> None:
+        await self._bodies.close()
         if self._session is not None and self._owns_session:
             await self._session.close()
             self._session = None
@@ -145,9 +151,10 @@ class S3Backend:
     async def get_object(self, bucket: str, key: str, range: tuple[int, int] | None = None,
                          version_id: str | None = None) -> GetResult:
         headers = {"Range": f"bytes={range[0]}-{range[1]}"} if range is not None else {}
-        resp = await self._send(_Call("GET", bucket, key, _version(version_id), headers), missing=errors.NoSuchKey)
+        call = _Call("GET", bucket, key, _version(version_id), headers)
+        resp = await self._send(call, missing=errors.NoSuchKey, lean=True)
         size, got = _size_and_range(resp)
-        body = common.ClosingBody(self._body(resp), resp.release)
+        body = common.ClosingBody(_pieces(resp), resp.release)
         return GetResult(s3_xml.object_info(key, resp.headers, size), body, got)
 
     async def head_object(self, bucket: str, key: str, version_id: str | None = None) -> ObjectInfo:
@@ -276,14 +283,16 @@ class S3Backend:
     async def _read(self, call: _Call, missing: type[errors.S3Error] = errors.NoSuchBucket) -> bytes:
         return await _read_all(await self._send(call, missing))
 
-    async def _send(self, call: _Call, missing: type[errors.S3Error] = errors.NoSuchBucket) -> aiohttp.ClientResponse:
-        """Send `call` (retrying where safe); a response with a 2xx status, its body unread."""
+    async def _send(self, call: _Call, missing: type[errors.S3Error] = errors.NoSuchBucket,
+                    lean: bool = False) -> Response:
+        """Send `call` (retrying where safe); a response with a 2xx status, its body unread.
+        `lean`: through http1 (a GET whose body is large), else through the aiohttp session."""
         attempts = 1 if call.stream is not None else self._retries + 1
         for attempt in range(attempts):
             last = attempt == attempts - 1
             try:
-                resp = await self._once(call)
-            except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as exc:
+                resp = await (self._lean(call) if lean else self._once(call))
+            except (aiohttp.ClientConnectionError, OSError, asyncio.TimeoutError) as exc:
                 if last:
                     raise errors.ServiceUnavailable("The storage backend could not be reached.") from exc
                 reason = type(exc).__name__
@@ -298,6 +307,11 @@ class S3Backend:
                 self._on_retry(call.method, reason)
             await self._sleep(self._rand() * min(self._backoff[1], self._backoff[0] * 2**attempt))
         raise AssertionError("unreachable")
+
+    async def _lean(self, call: _Call) -> http1.Response:
+        url = self._url(call)
+        signed = self._sign(call.method, str(url), dict(call.headers or {}), b"", unsigned=False)
+        return await self._bodies.request(call.method, url, signed)
 
     async def _once(self, call: _Call) -> aiohttp.ClientResponse:
         if self._session is None:
@@ -332,16 +346,14 @@ class S3Backend:
         return URL.build(scheme=self._endpoint.scheme, host=host, port=self._endpoint.explicit_port,
                          path=base + path, query_string=query, encoded=True)
 
-    async def _body(self, resp: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
-        try:
-            while True:
-                piece, _ = await resp.content.readchunk()
-                if not piece and resp.content.at_eof():
-                    return
-                if piece:
-                    yield piece
-        except aiohttp.ClientError as exc:
-            raise errors.InternalError("The storage backend broke off the transfer.") from exc
+
+
+async def _pieces(resp: http1.Response) -> AsyncIterator[memoryview]:
+    try:
+        async for piece in resp:
+            yield piece
+    except (OSError, asyncio.TimeoutError) as exc:
+        raise errors.InternalError("The storage backend broke off the transfer.") from exc
 
 
 def _quote(value: str, safe: str = "/") -> str:
@@ -352,7 +364,7 @@ def _version(version_id: str | None) -> list[tuple[str, str]]:
     return [] if version_id is None else [("versionId", version_id)]
 
 
-def _size_and_range(resp: aiohttp.ClientResponse) -> tuple[int, tuple[int, int] | None]:
+def _size_and_range(resp: Response) -> tuple[int, tuple[int, int] | None]:
     """The object's full size and the range returned, from Content-Range (or Content-Length)."""
     content_range = resp.headers.get("Content-Range", "")
     if resp.status == 206 and content_range.startswith("bytes "):
@@ -362,10 +374,10 @@ def _size_and_range(resp: aiohttp.ClientResponse) -> tuple[int, tuple[int, int] 
     return int(resp.headers.get("Content-Length", "0")), None
 
 
-async def _read_all(resp: aiohttp.ClientResponse) -> bytes:
+async def _read_all(resp: Response) -> bytes:
     try:
         return await resp.read()
-    except aiohttp.ClientError as exc:
+    except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
         raise errors.ServiceUnavailable("The storage backend broke off the response.") from exc
     finally:
         resp.release()

@@ -93,7 +93,7 @@ def backend(port: int, delays: list[float], **kw: Any) -> S3Backend:
     async def sleep(seconds: float) -> None:
         delays.append(seconds)
 
-    return S3Backend(f"http://s3.test:{port}", region="eu-west-1", access_key="AK", secret_key="SECRET",
+    return S3Backend(f"http://s3.test:{port}", region="eu-west-1", access_key="AK", secret_key="SECRET", resolve=_loopback,
                      rand=lambda: 1.0, sleep=sleep, **kw)
 
 
@@ -206,3 +206,7 @@ def test_repr_never_shows_the_secret() -> None:
     b = S3Backend("http://h:1", region="r", access_key="AK", secret_key="TOPSECRET")
     assert "TOPSECRET" not in repr(b)
 
+
+
+async def _loopback(host: str) -> str:
+    return "127.0.0.1"
