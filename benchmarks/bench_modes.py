@@ -25,19 +25,27 @@ TARGET_RSS_MIB = 100
 TARGET_MODES = ("SSE-KMS", "SSE-KMS + bucket key", "SSE-C")
 
 
+def spread(r: common.Row, figure: str) -> str:
+    """The range of the per-round ratios, when there was more than one round."""
+    values = r.round_ratios.get(figure, [])
+    return f"; rounds {min(values):.2f}-{max(values):.2f}" if len(values) > 1 else ""
+
+
 def verdicts(report: common.Report) -> list[str]:
     """One line per target-mode row that has a direct twin: met or missed, and by how much."""
     lines = []
     for r in report.rows:
         if r.mode == common.REFERENCE_MODE:
             lines += [f"{r.backend} {r.mode} {what}: {ratio:.2f}x direct (reference: the ratio a plain C proxy hop "
-                      f"reaches on this machine, with no encryption)"
-                      for what, ratio in (("PUT", r.ratio("put_mbs")), ("GET", r.ratio("get_mbs"))) if ratio is not None]
+                      f"reaches on this machine, with no encryption{spread(r, figure)})"
+                      for what, figure in (("PUT", "put_mbs"), ("GET", "get_mbs")) if (ratio := r.ratio(figure)) is not None]
         if r.mode not in TARGET_MODES:
             continue
-        for what, ratio in (("PUT", r.ratio("put_mbs")), ("GET", r.ratio("get_mbs"))):
-            if ratio is not None:
-                lines.append(f"{r.backend} {r.mode} {what}: {ratio:.2f}x direct ({'met' if ratio >= TARGET_RATIO else f'MISSED by {TARGET_RATIO - ratio:.2f}'}, target >= {TARGET_RATIO})")
+        for what, figure in (("PUT", "put_mbs"), ("GET", "get_mbs")):
+            if (ratio := r.ratio(figure)) is not None:
+                verdict = "met" if ratio >= TARGET_RATIO else f"MISSED by {TARGET_RATIO - ratio:.2f}"
+                lines.append(f"{r.backend} {r.mode} {what}: {ratio:.2f}x direct ({verdict}, target >= {TARGET_RATIO}"
+                             f"{spread(r, figure)})")
         peak = r.proxy.peak_rss_mib or 0.0
         if r.large < common.GiB:
             rss = "not judged: the target is for a 1 GiB object"

@@ -539,6 +539,8 @@ class Row:
     large: int
     proxy: Figures
     direct: Figures | None  # None for the embedded fs backend: no way to reach it without the proxy
+    # large PUT and GET: proxy over direct within each round (adjacent runs), so the spread shows the noise
+    round_ratios: dict[str, list[float]] = field(default_factory=dict)
 
     def ratio(self, figure: str) -> float | None:
         if self.direct is None or not getattr(self.direct, figure):
@@ -615,8 +617,12 @@ async def measure_mode(sides: list[Side], cfg: BenchConfig, backend: str) -> Row
             large[side.name].append(await large_round(side, cfg, block, f"large-{slug}"))
         for side in order:
             small[side.name].append(await small_round(side, cfg, payload, f"small-{slug}"))
+    rounds = {}
+    if "direct" in large:
+        rounds = {figure: [d[i].seconds / p[i].seconds for p, d in zip(large["proxy"], large["direct"])]
+                  for i, figure in enumerate(("put_mbs", "get_mbs"))}
     return Row(backend, sides[0].mode.name, cfg.large, figures(large["proxy"], small["proxy"]),
-               figures(large["direct"], small["direct"]) if "direct" in large else None)
+               figures(large["direct"], small["direct"]) if "direct" in large else None, rounds)
 
 
 # KMS calls -----------------------------------------------------------------------------------------

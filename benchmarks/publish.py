@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=HERE / "results")
     parser.add_argument("--quick", action="store_true", help="tiny sizes: checks the pipeline, figures mean nothing")
-    parser.add_argument("--repeat", type=int, default=3, help="rounds of bench_modes, medians reported [3]")
+    parser.add_argument("--repeat", type=int, default=5, help="rounds of bench_modes, medians reported [5]")
     parser.add_argument("--readme", type=Path, default=ROOT / "README.md")
     parser.add_argument("--no-readme", action="store_true")
     args = parser.parse_args(argv)

@@ -94,3 +94,19 @@ def test_sse_kms_puts_under_a_cached_bucket_key_should_not_call_kms_each_time(mo
     result, _ = modes_run
     with_bucket_key = sum(result["kms_calls"]["with bucket key"].values())
     assert with_bucket_key * 10 <= result["kms_puts"], result["kms_calls"]
+
+
+def test_verdicts_show_the_spread_of_the_per_round_ratios() -> None:
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        import bench_modes
+        import common
+    finally:
+        sys.path.pop(0)
+    one = common.Phase(1.0, 1e9, 0.5, 1.0, 0.2, 80 << 20)
+    proxy, direct = common.figures([(one, one)], [(one, one)]), common.figures([(one, one)], [(one, one)])
+    direct.get_mbs = proxy.get_mbs / 0.7
+    row = common.Row("seaweedfs", "SSE-C", common.GiB, proxy, direct, {"put_mbs": [1.0, 0.9], "get_mbs": [0.62, 0.81, 0.7]})
+    lines = bench_modes.verdicts(common.Report({}, rows=[row]))
+    assert "seaweedfs SSE-C GET: 0.70x direct (MISSED by 0.10, target >= 0.8; rounds 0.62-0.81)" in lines
+    assert any("PUT: 1.00x direct (met, target >= 0.8; rounds 0.90-1.00)" in line for line in lines)
