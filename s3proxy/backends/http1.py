@@ -269,9 +269,9 @@ class _Connection(asyncio.BufferedProtocol):
         elif status in (204, 304):
             self._state = _DONE
         elif lengths:
-            if len(lengths) != 1 or not next(iter(lengths)).isdigit():
+            if len(lengths) != 1 or not (length := next(iter(lengths))).isascii() or not length.isdigit():
                 raise ProtocolError("The response's Content-Length is malformed.")
-            self._left = int(next(iter(lengths)))
+            self._left = int(length)
             self._state = _LENGTH if self._left else _DONE
         else:
             self._state, self.reusable = _UNTIL_CLOSE, False
@@ -326,6 +326,9 @@ class Response:
         if conn is not None:
             self._pool.give_back(conn)
 
+    def __del__(self) -> None:  # dropped unreleased: its permit must not be lost
+        self.release()
+
 
 class Pool:
     """Keep-alive connections for body requests, per (scheme, host, port)."""
@@ -342,12 +345,12 @@ class Pool:
         self._keys: dict[_Connection, tuple[str, str, int]] = {}
         self._permits = asyncio.Semaphore(LIMIT)
 
-    async def request(self, method: str, url: URL, headers: Mapping[str, str]) -> Response:
-        """Send a request without a body; the response once its head arrived."""
+    async def get(self, url: URL, headers: Mapping[str, str]) -> Response:
+        """Send a GET; the response once its head arrived."""
         if url.scheme not in ("http", "https") or not url.raw_host or url.port is None:
             raise ValueError("an http(s) URL with a host is required")
         key = (url.scheme, url.raw_host, url.port)
-        message = _request_bytes(method, url, headers)
+        message = _request_bytes("GET", url, headers)
         await self._permits.acquire()
         try:
             conn = self._pooled(key)
@@ -396,7 +399,8 @@ class Pool:
         while idle:
             conn = idle.pop()
             transport = conn.transport
-            if self._clock() - conn.idle_since < IDLE_SECONDS and transport is not None and not transport.is_closing():
+            fresh = self._clock() - conn.idle_since < IDLE_SECONDS
+            if fresh and conn.reusable and transport is not None and not transport.is_closing():
                 return conn
             self._drop(conn)
         return None

@@ -153,9 +153,13 @@ class S3Backend:
         headers = {"Range": f"bytes={range[0]}-{range[1]}"} if range is not None else {}
         call = _Call("GET", bucket, key, _version(version_id), headers)
         resp = await self._send(call, missing=errors.NoSuchKey, lean=True)
-        size, got = _size_and_range(resp)
         body = common.ClosingBody(_pieces(resp), resp.release)
-        return GetResult(s3_xml.object_info(key, resp.headers, size), body, got)
+        try:
+            size, got = _size_and_range(resp)
+            return GetResult(s3_xml.object_info(key, resp.headers, size), body, got)
+        except ValueError as exc:  # a Content-Range or Content-Length that is not a number
+            body.release()
+            raise errors.InternalError("The storage backend sent a malformed response.") from exc
 
     async def head_object(self, bucket: str, key: str, version_id: str | None = None) -> ObjectInfo:
         resp = await self._send(_Call("HEAD", bucket, key, _version(version_id)), missing=errors.NoSuchKey)
@@ -310,8 +314,8 @@ class S3Backend:
 
     async def _lean(self, call: _Call) -> http1.Response:
         url = self._url(call)
-        signed = self._sign(call.method, str(url), dict(call.headers or {}), b"", unsigned=False)
-        return await self._bodies.request(call.method, url, signed)
+        signed = self._sign("GET", str(url), dict(call.headers or {}), b"", unsigned=False)
+        return await self._bodies.get(url, signed)
 
     async def _once(self, call: _Call) -> aiohttp.ClientResponse:
         if self._session is None:

@@ -85,7 +85,7 @@ async def test_a_content_length_body_arrives_whole_and_the_connection_is_reused(
     async with RawServer(answer(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nETag: \"e\"\r\n\r\nhello")) as server:
         p = pool()
         for _ in range(3):
-            resp = await p.request("GET", server.url, {"x-amz-date": "d"})
+            resp = await p.get(server.url, {"x-amz-date": "d"})
             assert resp.status == 200 and resp.headers["etag"] == '"e"'
             assert (await body_of(resp))[0] == b"hello"
         await p.close()
@@ -99,14 +99,14 @@ async def test_chunked_bodies_with_extensions_and_trailers() -> None:
                b"5;ext=1\r\nhello\r\n1\r\n \r\nA\r\n0123456789\r\n0\r\nx-amz-checksum-crc32: AAAAAA==\r\n\r\n")
     async with RawServer(answer(chunked, b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")) as server:
         p = pool()
-        assert (await body_of(await p.request("GET", server.url, {})))[0] == b"hello 0123456789"
+        assert (await body_of(await p.get(server.url, {})))[0] == b"hello 0123456789"
         await p.close()
 
 
 async def test_a_body_without_length_runs_until_the_server_closes() -> None:
     async with RawServer(answer(b"HTTP/1.0 200 OK\r\n\r\nall of ", b"it", close=True)) as server:
         p = pool()
-        assert (await body_of(await p.request("GET", server.url, {})))[0] == b"all of it"
+        assert (await body_of(await p.get(server.url, {})))[0] == b"all of it"
         await p.close()
 
 
@@ -114,7 +114,7 @@ async def test_interim_responses_are_skipped() -> None:
     async with RawServer(answer(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: x\r\n\r\n",
                                 b"HTTP/1.1 206 Partial Content\r\nContent-Length: 2\r\n\r\nok")) as server:
         p = pool()
-        resp = await p.request("GET", server.url, {})
+        resp = await p.get(server.url, {})
         assert resp.status == 206 and (await body_of(resp))[0] == b"ok"
         await p.close()
 
@@ -123,7 +123,7 @@ async def test_an_error_body_is_read_whole() -> None:
     doc = b"<Error><Code>NoSuchKey</Code></Error>"
     async with RawServer(answer(b"HTTP/1.1 404 Not Found\r\nContent-Length: %d\r\n\r\n%s" % (len(doc), doc))) as server:
         p = pool()
-        resp = await p.request("GET", server.url, {})
+        resp = await p.get(server.url, {})
         assert (resp.status, await resp.read()) == (404, doc)
         await p.close()
 
@@ -131,7 +131,7 @@ async def test_an_error_body_is_read_whole() -> None:
 async def test_a_truncated_body_fails_after_what_did_arrive() -> None:
     async with RawServer(answer(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabcd", close=True)) as server:
         p = pool()
-        resp = await p.request("GET", server.url, {})
+        resp = await p.get(server.url, {})
         got = b""
         with pytest.raises(http1.ProtocolError):
             async for piece in resp:
@@ -148,6 +148,7 @@ async def test_a_truncated_body_fails_after_what_did_arrive() -> None:
     b"HTTP/1.1 200 OK\r\nA: 1\r\n folded\r\n\r\n",
     b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
     b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
+    "HTTP/1.1 200 OK\r\nContent-Length: \u0661\r\n\r\nx".encode(),  # an Arabic-Indic digit one
     b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
     b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nab\r\n",
     b"HTTP/1.1 200 OK\r\nX: " + b"a" * (http1.MAX_HEAD + 10) + b"\r\n\r\n",
@@ -156,7 +157,7 @@ async def test_malformed_responses_are_protocol_errors(head: bytes) -> None:
     async with RawServer(answer(head)) as server:
         p = pool()
         with pytest.raises(http1.ProtocolError):
-            resp = await p.request("GET", server.url, {})
+            resp = await p.get(server.url, {})
             await body_of(resp)
         await p.close()
 
@@ -165,7 +166,7 @@ async def test_a_pooled_connection_the_server_closed_is_replaced_unseen() -> Non
     async with RawServer(answer(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", close=True)) as server:
         p = pool()
         for _ in range(3):  # each response is followed by the server closing: the next finds it dead
-            assert (await body_of(await p.request("GET", server.url, {})))[0] == b"ok"
+            assert (await body_of(await p.get(server.url, {})))[0] == b"ok"
             await asyncio.sleep(0.05)
         await p.close()
     assert server.connections == 3
@@ -175,7 +176,7 @@ async def test_connection_close_is_honoured() -> None:
     async with RawServer(answer(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok")) as server:
         p = pool()
         for _ in range(2):
-            assert (await body_of(await p.request("GET", server.url, {})))[0] == b"ok"
+            assert (await body_of(await p.get(server.url, {})))[0] == b"ok"
         await p.close()
     assert server.connections == 2
 
@@ -183,19 +184,19 @@ async def test_connection_close_is_honoured() -> None:
 async def test_a_stalled_server_times_out() -> None:
     async with RawServer(answer(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nab")) as server:
         p = pool(read_timeout=0.3)
-        resp = await p.request("GET", server.url, {})
+        resp = await p.get(server.url, {})
         with pytest.raises(TimeoutError):
             await body_of(resp)
         resp.release()
         async with RawServer(answer(b"")) as silent:
             with pytest.raises(TimeoutError):
-                await p.request("GET", silent.url, {})
+                await p.get(silent.url, {})
         await p.close()
 
 
 def test_header_values_cannot_inject_lines() -> None:
     with pytest.raises(ValueError):
-        asyncio.run(pool().request("GET", URL("http://127.0.0.1:1/b/k"), {"x-a": "1\r\nx-b: 2"}))
+        asyncio.run(pool().get(URL("http://127.0.0.1:1/b/k"), {"x-a": "1\r\nx-b: 2"}))
 
 
 BIG = 64 << 20
@@ -225,14 +226,14 @@ async def test_pieces_stay_valid_while_kept_and_memory_stays_bounded_when_not() 
     p = pool()
     try:
         url = URL(f"http://127.0.0.1:{port}/big")
-        _, kept = await body_of(await p.request("GET", url, {}))  # every piece kept: none may be overwritten
+        _, kept = await body_of(await p.get(url, {}))  # every piece kept: none may be overwritten
         assert sum(map(len, kept)) == BIG
         data = b"".join(kept)
         assert all(data[i << 20 : (i + 1) << 20] == bytes([i % 251]) * (1 << 20) for i in range(BIG >> 20))
         assert all(piece.readonly for piece in kept)
         del kept, data
         tracemalloc.start()
-        resp = await p.request("GET", url, {})
+        resp = await p.get(url, {})
         total = 0
         async for piece in resp:  # a slow reader: the server is paused, not buffered
             total += len(piece)
@@ -267,12 +268,12 @@ async def test_tls(tmp_path: Path) -> None:
 
     try:
         trusting = pool(ssl_context=ssl.create_default_context(cafile=str(tmp_path / "c.pem")), resolve=loopback)
-        data, _ = await body_of(await trusting.request("GET", URL(f"https://localhost:{port}/big"), {}))
+        data, _ = await body_of(await trusting.get(URL(f"https://localhost:{port}/big"), {}))
         assert len(data) == BIG and data[-1] == (BIG >> 20) - 1
         await trusting.close()
         default = pool(resolve=loopback)  # the system's trust store does not know this certificate
         with pytest.raises(ssl.SSLError):
-            await default.request("GET", URL(f"https://localhost:{port}/big"), {})
+            await default.get(URL(f"https://localhost:{port}/big"), {})
         await default.close()
     finally:
         await runner.cleanup()
@@ -332,3 +333,17 @@ def test_a_recycled_buffer_is_never_one_still_viewed() -> None:
     assert len(a) == 16
     r.retire(bytearray(8))  # not its size: not kept
     assert len(r.take()) == 16
+
+
+async def test_a_backend_get_with_a_malformed_head_is_an_s3_error_and_frees_its_connection() -> None:
+    from s3proxy import errors
+    from s3proxy.backends.s3 import S3Backend
+
+    bad = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nLast-Modified: not a date\r\n\r\nok"
+    async with RawServer(answer(bad)) as server:
+        backend = S3Backend(f"http://127.0.0.1:{server.url.port}", region="us-east-1", access_key="a", secret_key="b",
+                            retries=0)
+        for _ in range(http1.LIMIT + 5):  # a permit lost per request would block the last ones
+            with pytest.raises(errors.InternalError):
+                await asyncio.wait_for(backend.get_object("b", "k"), 5)
+        await backend.close()
