@@ -15,7 +15,7 @@ from __future__ import annotations
 class Recycler:
     """bytearrays of one size: reused when unviewed, else fresh."""
 
-    def __init__(self, size: int, keep: int = 4) -> None:
+    def __init__(self, size: int, keep: int = 2) -> None:
         if size < 1:
             raise ValueError("size must be positive")
         self.size = size

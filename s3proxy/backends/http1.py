@@ -59,7 +59,7 @@ class _Connection(asyncio.BufferedProtocol):
         self._raw = bytearray()
         self._buf = memoryview(self._raw)
         self._end = 0  # self._buf[:_end] was received
-        self._recycler = Recycler(BUFFER, keep=2)
+        self._recycler = Recycler(BUFFER)
         self._state = _DONE
         self._head = bytearray()  # status line and headers as they arrive (also chunk-size lines, trailers)
         self._left = 0  # body bytes still due: of the Content-Length, or of the current chunk
