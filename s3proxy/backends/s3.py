@@ -313,22 +313,24 @@ class S3Backend:
         raise AssertionError("unreachable")
 
     async def _lean(self, call: _Call) -> http1.Response:
-        url = self._url(call)
-        signed = self._sign("GET", str(url), dict(call.headers or {}), b"", unsigned=False)
-        return await self._bodies.get(url, signed)
+        return await self._bodies.get(*self._signed(call))
 
     async def _once(self, call: _Call) -> aiohttp.ClientResponse:
         if self._session is None:
             raise errors.ServiceUnavailable("The storage backend is not started.")
+        url, signed = self._signed(call)
+        data = common.sized(call.stream, call.size) if call.stream is not None else call.body
+        return await self._session.request(call.method, url, headers=signed, data=data, allow_redirects=False)
+
+    def _signed(self, call: _Call) -> tuple[URL, dict[str, str]]:
+        """`call`'s URL and its headers, signed (with Content-Length or Content-MD5 where it has a body)."""
         url = self._url(call)
         headers = dict(call.headers or {})
         if call.stream is not None:
             headers["Content-Length"] = str(call.size)
         elif call.body:
             headers["Content-MD5"] = base64.b64encode(hashlib.md5(call.body, usedforsecurity=False).digest()).decode()
-        signed = self._sign(call.method, str(url), headers, call.body, unsigned=call.stream is not None)
-        data = common.sized(call.stream, call.size) if call.stream is not None else call.body
-        return await self._session.request(call.method, url, headers=signed, data=data, allow_redirects=False)
+        return url, self._sign(call.method, str(url), headers, call.body, unsigned=call.stream is not None)
 
     def _sign(self, method: str, url: str, headers: dict[str, str], body: bytes, *, unsigned: bool) -> dict[str, str]:
         request = AWSRequest(method=method, url=url, headers=headers, data=body)
@@ -349,7 +351,6 @@ class S3Backend:
         base = self._endpoint.raw_path.rstrip("/")
         return URL.build(scheme=self._endpoint.scheme, host=host, port=self._endpoint.explicit_port,
                          path=base + path, query_string=query, encoded=True)
-
 
 
 async def _pieces(resp: http1.Response) -> AsyncIterator[memoryview]:
