@@ -160,6 +160,7 @@ class Proxy:
             metrics=self.metrics,
             ready=self.ready,
             virtual_host_domains=settings.host_domains,
+            sigv2=settings.sigv2,
         )
         self.runner: web.AppRunner | None = None
         self.port: int | None = None

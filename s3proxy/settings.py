@@ -101,6 +101,7 @@ FIELDS: tuple[Field, ...] = (
     Field("root_key_file", _opt(_path), None, "file holding the KMS root key (default DATA_DIR/root.key, created 0600 on first start)"),
     Field("kms_admins", str, "", "comma-separated user names allowed to administer every KMS key"),
     Field("internal_bucket", str, "s3proxy-internal", "backend bucket where the proxy keeps its own records (bucket defaults, multipart part lists); hidden from clients"),
+    Field("sigv2", _bool, True, "accept AWS Signature Version 2 (boto3 still presigns S3 URLs with it by default); false refuses it as S3 regions opened since 2014 do"),
     Field("ssec_over_http", str, "loopback", "accept SSE-C over plain HTTP: never, loopback (clients on this host only) or always", choices=("never", "loopback", "always")),
     Field("log_level", str, "info", "log level", choices=("debug", "info", "warning", "error")),
 )
@@ -137,6 +138,7 @@ class Settings:
     root_key_file: pathlib.Path | None = None
     kms_admins: str = ""
     internal_bucket: str = "s3proxy-internal"
+    sigv2: bool = True
     ssec_over_http: str = "loopback"
     log_level: str = "info"
     credentials: tuple[CredentialEntry, ...] = ()  # from the config file's [[credentials]] tables

@@ -34,10 +34,11 @@ def one_input(data: bytes) -> None:
     from multidict import CIMultiDict
 
     from s3proxy import errors
-    from s3proxy.auth.sigv4 import authenticate
+    from s3proxy.auth.verify import authenticate
     from s3proxy.http import xml
     from s3proxy.http.headers import parse_range
-    from s3proxy.http.server import parse_query, split_path
+    from s3proxy.auth.context import decode_query
+    from s3proxy.http.server import split_path
     from tests.auth.helpers import EXAMPLE_NOW, example_store
 
     text = data.decode("utf-8", "surrogateescape")
@@ -45,10 +46,10 @@ def one_input(data: bytes) -> None:
         lambda: parse_range(text) and parse_range(text).resolve(1 << 20),
         lambda: xml.parse(data, "Delete"),
         lambda: split_path("/" + text),
-        lambda: parse_query(text),
+        lambda: decode_query(text, plus_is_space=True),
         lambda: authenticate("GET", "/b/k", "", CIMultiDict({"host": "h", "authorization": text, "x-amz-date": "20130524T000000Z",
-                                                             "x-amz-content-sha256": "UNSIGNED-PAYLOAD"}), example_store(), now=EXAMPLE_NOW),
-        lambda: authenticate("GET", "/b/k", text, CIMultiDict({"host": "h"}), example_store(), now=EXAMPLE_NOW),
+                                                             "x-amz-content-sha256": "UNSIGNED-PAYLOAD"}), example_store(), now=EXAMPLE_NOW, region="us-east-1"),
+        lambda: authenticate("GET", "/b/k", text, CIMultiDict({"host": "h"}), example_store(), now=EXAMPLE_NOW, region="us-east-1"),
     ]
     for call in calls:
         try:

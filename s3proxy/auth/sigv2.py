@@ -18,6 +18,12 @@ authentication one (S3 developer guide, "Signing and authenticating REST request
 Presigned requests are checked against `Expires` (AccessDenied "Request has expired"), header
 requests against the 15-minute skew window. The payload is not signed in SigV2: bodies are
 checked only by Content-MD5 and checksums, as UNSIGNED-PAYLOAD.
+
+What SigV2 leaves unsigned must not steer a request. The list of signed sub-resources is AWS's,
+so signatures made by real clients match; a sub-resource the proxy routes on that the list
+lacks (`encryption`, `attributes`, `list-type`: each turns a request into another operation) is
+refused on a SigV2 request, as S3 refuses a mechanism it does not accept: sign it with SigV4.
+Operators can turn SigV2 off altogether (setting `sigv2`).
 """
 
 from __future__ import annotations
@@ -31,8 +37,9 @@ import urllib.parse
 from typing import Mapping
 
 from .. import errors
+from .context import AuthContext, decode_query
 from .credentials import CredentialStore
-from .sigv4 import AuthContext
+from .sigv4 import unsupported_mechanism
 
 MAX_SKEW = 15 * 60
 SUB_RESOURCES = frozenset(
@@ -44,13 +51,19 @@ SUB_RESOURCES = frozenset(
 )
 
 
-def is_sigv2(headers: Mapping[str, str], params: Mapping[str, str]) -> bool:
-    authorization = headers.get("authorization", "")
-    return authorization.startswith("AWS ") or ("AWSAccessKeyId" in params and "Signature" in params)
+def _subresources(raw_query: str, plus_is_space: bool) -> list[tuple[str, str | None]]:
+    """The signed sub-resources of a query, values decoded (None: no `=`, as `?uploads`)."""
+    subs = []
+    for part in raw_query.split("&") if raw_query else []:
+        name, sep, value = part.partition("=")
+        if name in SUB_RESOURCES:
+            value = value.replace("+", " ") if plus_is_space else value
+            subs.append((name, urllib.parse.unquote(value) if sep else None))
+    return subs
 
 
-def string_to_sign(method: str, raw_path: str, raw_query: str, headers: Mapping[str, str], date: str,
-                   query_amz: Mapping[str, str]) -> str:
+def string_to_sign(method: str, resource_path: str, raw_query: str, headers: Mapping[str, str], date: str,
+                   query_amz: Mapping[str, str], *, plus_is_space: bool = False) -> str:
     amz: dict[str, list[str]] = {}
     for name, value in headers.items():
         if name.lower().startswith("x-amz-"):
@@ -58,12 +71,8 @@ def string_to_sign(method: str, raw_path: str, raw_query: str, headers: Mapping[
     for name, value in query_amz.items():
         amz.setdefault(name.lower(), []).append(value.strip())
     canonical_amz = "".join(f"{k}:{','.join(v)}\n" for k, v in sorted(amz.items()))
-    subs = []
-    for pair in raw_query.split("&") if raw_query else []:
-        name, sep, value = pair.partition("=")
-        if name in SUB_RESOURCES:
-            subs.append((name, urllib.parse.unquote(value) if sep else None))
-    resource = raw_path
+    subs = _subresources(raw_query, plus_is_space)
+    resource = resource_path
     if subs:
         resource += "?" + "&".join(n if v is None else f"{n}={v}" for n, v in sorted(subs, key=lambda s: s[0]))
     return "\n".join(
@@ -71,17 +80,25 @@ def string_to_sign(method: str, raw_path: str, raw_query: str, headers: Mapping[
     ) + "\n" + canonical_amz + resource
 
 
-def authenticate_v2(
-    method: str, raw_path: str, raw_query: str, headers: Mapping[str, str], store: CredentialStore, *,
-    now: float, region: str | None = None,
+def verify(
+    method: str, resource_path: str, raw_query: str, headers: Mapping[str, str], store: CredentialStore, *,
+    now: float, region: str, routed: frozenset[str] = frozenset(),
 ) -> AuthContext:
-    params = dict(urllib.parse.parse_qsl(raw_query, keep_blank_values=True))
+    """Verify a SigV2 request. `routed` names the sub-resources the caller routes on: one that
+    SigV2 does not sign (not in SUB_RESOURCES) could be added to a signed URL unseen, so a SigV2
+    request carrying it is refused as S3 refuses a mechanism it does not accept."""
+    full_query = raw_query
+    pairs = decode_query(raw_query, plus_is_space=False)
+    unsigned = sorted({name for name, _ in pairs} & (routed - SUB_RESOURCES))
+    if unsigned:
+        raise unsupported_mechanism()
+    params = dict(reversed(pairs))  # the first value of each name
     authorization = headers.get("authorization")
     if authorization is not None:
         access_key, sep, signature = authorization[4:].strip().rpartition(":")
         if not sep or not access_key or not signature:
             raise errors.InvalidArgument("AWS authorization header is invalid.  Expected AwsAccessKeyId:signature",
-                                         ArgumentName="Authorization", ArgumentValue=authorization)
+                                         ArgumentName="Authorization", ArgumentValue="AWS " + access_key + ":<redacted>")
         date = "" if "x-amz-date" in headers else headers.get("date", "")
         when = _http_time(headers.get("x-amz-date") or headers.get("date"))
         if when is None:
@@ -103,26 +120,40 @@ def authenticate_v2(
     if credential is None:
         raise errors.InvalidAccessKeyId(AWSAccessKeyId=access_key)
     # a bucket's resource is "/bucket/" to some signers (botocore) and "/bucket" to others
-    paths = [raw_path]
-    if raw_path.count("/") == 1 and len(raw_path) > 1:
-        paths.append(raw_path + "/")
+    paths = [resource_path]
+    if resource_path.count("/") == 1 and len(resource_path) > 1:
+        paths.append(resource_path + "/")
+    # a `+` reads as a space (form encoding) or as a plus (botocore sends %2B): the reading the
+    # signature matched is the query that runs, as for SigV4; when both read alike, the form one
+    rules = (True, False) if "+" in raw_query else (False,)
     provided = signature.encode("utf-8", "surrogateescape")
-    tried = [string_to_sign(method, path, raw_query, headers, date, query_amz) for path in paths]
-    matched = [
-        hmac.compare_digest(base64.b64encode(hmac.new(credential.secret_key.encode(), t.encode("utf-8", "surrogateescape"), hashlib.sha1).digest()), provided)
-        for t in tried
-    ]
-    if not any(matched):
-        raise errors.SignatureDoesNotMatch(AWSAccessKeyId=access_key, StringToSign=_redacted(tried[0]), SignatureProvided=signature)
+    secret = credential.secret_key.encode()
+    first = ""
+    for plus_is_space in rules:
+        for path in paths:
+            text = string_to_sign(method, path, raw_query, headers, date, query_amz, plus_is_space=plus_is_space)
+            first = first or text
+            digest = hmac.new(secret, text.encode("utf-8", "surrogateescape"), hashlib.sha1).digest()
+            if hmac.compare_digest(base64.b64encode(digest), provided):
+                break
+        else:
+            continue
+        break
+    else:
+        raise errors.SignatureDoesNotMatch(AWSAccessKeyId=access_key, StringToSign=_redacted(first), SignatureProvided=signature)
+    if plus_is_space:
+        pairs = decode_query(full_query, plus_is_space=True)
     return AuthContext(
         credential=credential,
         service="s3",
-        region=region or "us-east-1",
+        region=region,
         amz_date=time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now)),
         scope="",
         content_sha256="UNSIGNED-PAYLOAD",
         presigned=authorization is None,
         signing_key=b"",
+        query=pairs,
+        signature_version=2,
     )
 
 

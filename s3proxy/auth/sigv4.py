@@ -1,8 +1,9 @@
 """Verify AWS Signature Version 4 on an incoming request: Authorization header or presigned query.
 
-`authenticate(...)` checks a request against the proxy's own CredentialStore and returns an
-AuthContext, or raises the S3Error AWS would answer. It never reads the body: the payload hash
-the signature covers (`x-amz-content-sha256`, or a STREAMING-* token) is checked later by
+`verify(...)` checks a request against the proxy's own CredentialStore and returns an
+AuthContext, or raises the S3Error AWS would answer (`s3proxy.auth.verify.authenticate` picks
+SigV4 or SigV2 per request). It never reads the body: the payload hash the signature covers
+(`x-amz-content-sha256`, or a STREAMING-* token) is checked later by
 `s3proxy.auth.body.open_body`, which uses AuthContext.signing_key and seed_signature to verify
 aws-chunked chunk and trailer signatures.
 
@@ -12,22 +13,27 @@ and the AWS General Reference, "Create a canonical request for Signature Version
 * Canonical URI. For S3 the path is not normalised and each segment is URI-encoded once. We
   decode each segment of the path as sent and re-encode it with the SigV4 rules (everything but
   A-Z a-z 0-9 - _ . ~ percent-encoded, upper-case hex), so a client that sends `!` or `%7e`
-  still matches; the path exactly as sent is tried second. For other services (kms) the path is
-  normalised (dot segments removed, empty segments dropped) and encoded twice, as AWS does.
-* Canonical query: names and values decoded and re-encoded the same way, sorted by name then
-  value; `?uploads` becomes `uploads=`. X-Amz-Signature is left out for presigned requests.
+  still matches; the path exactly as sent is tried second (both decode to the same key). For
+  other services (kms) the path is normalised (dot segments removed, empty segments dropped)
+  and encoded twice, as AWS does.
+* Canonical query: names and values decoded once and re-encoded the same way, sorted by name
+  then value; `?uploads` becomes `uploads=`. X-Amz-Signature is left out for presigned requests.
+  The decoded pairs under which the signature matched are returned as AuthContext.query and
+  are the only query the request runs with (see `query_readings` for `+`).
 * Canonical headers: the signed headers in the order given, values trimmed, inner runs of
   spaces collapsed, repeated headers joined with `,`.
-* Header auth: every `x-amz-*` header present must be signed (AccessDenied otherwise), the
-  request time (x-amz-date, else Date) must be within 15 minutes of `now`
+* Signed headers, header or presigned alike: `host` and every `x-amz-*` header present
+  (AccessDenied "There were headers present in the request which were not signed" otherwise);
+  a presigned request may carry x-amz-content-sha256 unsigned, since the payload line binds it.
+* Scope: the region must be this endpoint's and the service the route's (`s3` for S3, `kms`
+  for the KMS API), else AuthorizationHeaderMalformed (S3) or InvalidSignatureException (KMS).
+* Header auth: the request time (x-amz-date, else Date) must be within 15 minutes of `now`
   (RequestTimeTooSkewed), S3 requests must carry x-amz-content-sha256 (InvalidRequest).
-* Presigned: all six X-Amz-* parameters, X-Amz-Expires 0..604800, expiry and "not yet valid"
-  (more than 15 minutes in the future) answered AccessDenied as AWS does. Payload is
+* Presigned: all six X-Amz-* parameters, each once, X-Amz-Expires 0..604800, expiry and "not
+  yet valid" (more than 15 minutes in the future) answered AccessDenied as AWS does. Payload is
   UNSIGNED-PAYLOAD unless an x-amz-content-sha256 header is sent.
-* SigV2 (`Authorization: AWS AKID:sig`, or `?AWSAccessKeyId=&Signature=`) is verified by
-  `sigv2.py`, as S3's pre-2014 regions (us-east-1 among them) still do: boto3 presigns S3 URLs
-  with it by default. SigV4a (AWS4-ECDSA-P256-SHA256 and the STREAMING-AWS4-ECDSA-* payloads) is
-  answered 501 NotImplemented.
+* SigV4a (AWS4-ECDSA-P256-SHA256 and the STREAMING-AWS4-ECDSA-* payloads) is answered 501
+  NotImplemented.
 * KMS (service `kms`): clients do not send x-amz-content-sha256; pass the (small) JSON body as
   `body=` and its SHA-256 is used as the payload hash.
 * Session tokens (X-Amz-Security-Token) are not issued by the proxy; the parameter is only
@@ -44,12 +50,15 @@ import email.utils
 import hashlib
 import hmac
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Mapping
 from urllib.parse import quote, unquote, unquote_to_bytes
 
+__all__ = ["AuthContext", "verify"]  # AuthContext re-exported: body decoding and tests name it here
+
 from s3proxy import errors
-from s3proxy.auth.credentials import Credential, CredentialStore
+from s3proxy.auth.context import AuthContext, Query, decode_query, split_query
+from s3proxy.auth.credentials import CredentialStore
 
 ALGORITHM = "AWS4-HMAC-SHA256"
 ECDSA_ALGORITHM = "AWS4-ECDSA-P256-SHA256"
@@ -64,7 +73,6 @@ STREAMING_TOKENS = (STREAMING_SIGNED, STREAMING_SIGNED_TRAILER, STREAMING_UNSIGN
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 MAX_SKEW_SECONDS = 15 * 60
 MAX_EXPIRES_SECONDS = 7 * 24 * 3600
-SERVICES = ("s3", "kms")
 
 # headers whose values are key material: never echoed in an error
 _SECRET_HEADERS = frozenset(
@@ -83,21 +91,6 @@ _PRESIGN_PARAMS = (
     "X-Amz-SignedHeaders",
     "X-Amz-Expires",
 )
-
-
-@dataclass(frozen=True)
-class AuthContext:
-    """Who signed a request and what the body decoder needs to keep verifying it."""
-
-    credential: Credential
-    service: str
-    region: str
-    amz_date: str  # the request time as YYYYMMDDTHHMMSSZ
-    scope: str  # date/region/service/aws4_request
-    content_sha256: str  # x-amz-content-sha256 as sent; UNSIGNED-PAYLOAD for presigned unless sent
-    presigned: bool
-    signing_key: bytes = field(repr=False)
-    seed_signature: str = ""
 
 
 # --- primitives shared with the body decoder and with tests ------------------------------------
@@ -157,28 +150,34 @@ def _remove_dot_segments(path: str) -> str:
     return "/" + "/".join(kept) + trailing
 
 
-def _split_query(raw_query: str) -> list[tuple[str, str]]:
-    """The raw (still encoded) name/value pairs of a query string; `a` gives ("a", "")."""
-    pairs = []
-    for part in raw_query.split("&"):
-        if part:
-            name, _, value = part.partition("=")
-            pairs.append((name, value))
-    return pairs
-
-
-def canonical_query(raw_query: str, *, drop: frozenset[str] = frozenset()) -> str:
-    pairs = [
-        (_uri_encode(unquote_to_bytes(name)), _uri_encode(unquote_to_bytes(value)))
-        for name, value in _split_query(raw_query)
-        if unquote(name) not in drop
-    ]
-    return "&".join(f"{name}={value}" for name, value in sorted(pairs))
+def canonical_query(pairs: Query, *, drop: frozenset[str] = frozenset()) -> str:
+    """The canonical query string of decoded pairs: names and values encoded with the SigV4
+    rules, sorted by name then value; parameters named in `drop` left out."""
+    encoded = [(_uri_encode(n.encode("utf-8")), _uri_encode(v.encode("utf-8"))) for n, v in pairs if n not in drop]
+    return "&".join(f"{name}={value}" for name, value in sorted(encoded))
 
 
 def _raw_query(raw_query: str, *, drop: frozenset[str] = frozenset()) -> str:
-    pairs = [(name, value) for name, value in _split_query(raw_query) if unquote(name) not in drop]
+    pairs = [(name, value) for name, value in split_query(raw_query) if unquote(name) not in drop]
     return "&".join(f"{name}={value}" for name, value in sorted(pairs))
+
+
+def query_readings(raw_query: str, drop: frozenset[str]) -> list[tuple[str, Query]]:
+    """Each way the query may have been signed, with the query it means: (string signed, pairs).
+
+    A `+` is ambiguous: HTML-form encoders send it for a space (and sign `%20`), RFC 3986 reads it
+    as a plus (signed `%2B`). Both readings are offered only when a `+` is present, and each
+    carries its own decoded pairs, so whichever the signature matched is the query that runs.
+    A client that signed the string exactly as sent (not re-encoded) is read with `+` a plus.
+    """
+    readings: list[tuple[str, Query]] = []
+    for plus_is_space in ((True, False) if "+" in raw_query else (False,)):
+        pairs = decode_query(raw_query, plus_is_space=plus_is_space)
+        readings.append((canonical_query(pairs, drop=drop), pairs))
+    as_sent = _raw_query(raw_query, drop=drop)
+    if all(as_sent != signed for signed, _ in readings):
+        readings.append((as_sent, decode_query(raw_query, plus_is_space=False)))
+    return readings
 
 
 def _header_values(headers: Mapping[str, str], name: str) -> list[str]:
@@ -245,7 +244,7 @@ class _Malformed:
         return errors.AuthorizationHeaderMalformed("The authorization header is malformed; " + detail, **fields)
 
 
-def _unsupported_mechanism() -> errors.S3Error:
+def unsupported_mechanism() -> errors.S3Error:
     return errors.InvalidRequest(
         "The authorization mechanism you have provided is not supported. Please use AWS4-HMAC-SHA256."
     )
@@ -262,7 +261,7 @@ def _parse_credential(value: str, malformed: _Malformed) -> tuple[str, str, str,
 def _parse_header_auth(authorization: str, headers: Mapping[str, str]) -> _Signed:
     algorithm, _, rest = authorization.strip().partition(" ")
     if algorithm == "AWS":
-        raise _unsupported_mechanism()
+        raise unsupported_mechanism()
     if algorithm == ECDSA_ALGORITHM:
         raise errors.NotImplemented("SigV4a (AWS4-ECDSA-P256-SHA256) signing is not implemented by this endpoint.")
     if algorithm != ALGORITHM:
@@ -361,13 +360,19 @@ def _parse_query_auth(params: dict[str, str]) -> tuple[_Signed, int]:
     return signed, expires
 
 
-def _check_scope(signed: _Signed, region: str | None) -> None:
+def _check_scope(signed: _Signed, region: str, service: str) -> None:
+    """The credential scope must name this endpoint: its region, and the service of the route (a
+    signature made for the KMS API is no signature for S3, nor one for another region)."""
     malformed = _Malformed(signed.presigned)
     if signed.terminator != TERMINATOR:
         raise malformed(f'incorrect terminal "{signed.terminator}". This endpoint uses "{TERMINATOR}".')
-    if signed.service not in SERVICES:
-        raise malformed(f'incorrect service "{signed.service}". This endpoint belongs to "s3".')
-    if region is not None and signed.region != region:
+    if signed.service != service:
+        if service == "kms":  # AWS KMS's words (InvalidSignatureException)
+            raise errors.SignatureDoesNotMatch("Credential should be scoped to correct service: 'kms'.")
+        raise malformed(f'incorrect service "{signed.service}". This endpoint belongs to "{service}".')
+    if signed.region != region:
+        if service == "kms":
+            raise errors.SignatureDoesNotMatch(f"Credential should be scoped to a valid region, not '{signed.region}'.")
         raise malformed(f"the region '{signed.region}' is wrong; expecting '{region}'", Region=region)
     if signed.date != signed.amz_date[:8]:
         raise malformed("Invalid credential date. Date is not the same as X-Amz-Date.")
@@ -418,23 +423,42 @@ def _payload_hash(signed: _Signed, headers: Mapping[str, str], body: bytes | Non
     return sent
 
 
-def _check_all_amz_signed(headers: Mapping[str, str], signed_headers: list[str]) -> None:
-    signed = set(signed_headers)
-    unsigned = sorted({k.lower() for k in headers.keys() if k.lower().startswith("x-amz-")} - signed)
+# x-amz-* headers a presigned request may carry unsigned: the payload hash is bound anyway, as the
+# last line of the canonical request (S3 tolerates it the same way)
+_PRESIGNED_UNSIGNED_OK = frozenset({"x-amz-content-sha256"})
+
+
+def _check_signed_headers(headers: Mapping[str, str], signed: _Signed) -> None:
+    """`host` and every `x-amz-*` header present must be signed, presigned or not: an unsigned
+    header could otherwise re-route a request (Host) or change what it does (x-amz-copy-source
+    turns a PUT into a copy, x-amz-target one KMS call into another). AccessDenied as S3 answers."""
+    names = set(signed.signed_headers)
+    present = {k.lower() for k in headers.keys() if k.lower().startswith("x-amz-")}
+    unsigned = sorted(present - names - (_PRESIGNED_UNSIGNED_OK if signed.presigned else frozenset()))
+    if "host" not in names:
+        unsigned.insert(0, "host")
     if unsigned:
         raise errors.AccessDenied(
             "There were headers present in the request which were not signed", HeadersNotSigned=", ".join(unsigned)
         )
 
 
-def _query_params(raw_query: str) -> dict[str, str]:
+def query_params(raw_query: str) -> dict[str, str]:
+    """The query's parameters by decoded name (first value), to find which mechanism signed it.
+    An authentication parameter given twice is refused: which one counts would be a guess."""
     params: dict[str, str] = {}
-    for name, value in _split_query(raw_query):
-        params.setdefault(unquote(name), unquote(value))
+    for name, value in split_query(raw_query):
+        name = unquote(name)
+        if name in params and name in _AUTH_PARAMS:
+            raise errors.AuthorizationQueryParametersError(f"The {name} parameter is given more than once.")
+        params.setdefault(name, unquote(value))
     return params
 
 
-def authenticate(
+_AUTH_PARAMS = frozenset(_PRESIGN_PARAMS) | {"X-Amz-Security-Token", "AWSAccessKeyId", "Signature", "Expires"}
+
+
+def verify(
     method: str,
     raw_path: str,
     raw_query: str,
@@ -442,72 +466,53 @@ def authenticate(
     store: CredentialStore,
     *,
     now: float,
-    region: str | None = None,
+    region: str,
+    service: str,
+    presigned: bool,
     body: bytes | None = None,
-    v2_resource: str | None = None,
 ) -> AuthContext:
-    """Verify a request's SigV4 signature (header or presigned) and return who signed it.
+    """Verify a request's SigV4 signature (Authorization header, or presigned query) and return
+    who signed it. `s3proxy.auth.verify.authenticate` decides which mechanism a request uses.
 
     raw_path and raw_query are exactly as sent (percent-encoded; aiohttp: request.raw_path split
     at "?"). headers is case-insensitive (aiohttp's request.headers). now is the server clock in
-    epoch seconds. region=None accepts any region in the credential scope. body is for small
-    non-S3 requests (KMS JSON) whose payload hash is the SHA-256 of the body.
+    epoch seconds. The credential scope must name `region` and `service` (s3 for S3 routes, kms
+    for the KMS API). body is for small non-S3 requests (KMS JSON) whose payload hash is the
+    SHA-256 of the body.
     """
-    authorization = headers.get("authorization")
-    params = _query_params(raw_query)
-    query_v4 = "X-Amz-Algorithm" in params or "X-Amz-Signature" in params or "X-Amz-Credential" in params
-    query_v2 = "Signature" in params and "AWSAccessKeyId" in params
-    if authorization is not None and (query_v4 or query_v2):
-        raise errors.InvalidArgument(
-            "Only one auth mechanism allowed; only the X-Amz-Algorithm query parameter, Signature query "
-            "string parameter or the Authorization header should be specified",
-            ArgumentName="Authorization",
-            ArgumentValue=authorization,
-        )
-    if (authorization or "").startswith("AWS ") or (query_v2 and not query_v4):
-        from .sigv2 import authenticate_v2  # SigV2, as S3's pre-2014 regions still accept it
-
-        # SigV2 signs the bucket in the resource even when the Host names it (virtual-hosted style)
-        return authenticate_v2(method, v2_resource or raw_path, raw_query, headers, store, now=now, region=region)
     expires: int | None = None
-    if authorization is not None:
-        signed = _parse_header_auth(authorization, headers)
-        raw_time = headers.get("x-amz-date") or headers.get("date") or ""
-    elif query_v4:
-        signed, expires = _parse_query_auth(params)
+    if presigned:
+        signed, expires = _parse_query_auth(query_params(raw_query))
         raw_time = signed.amz_date
-    elif query_v2:
-        raise _unsupported_mechanism()
     else:
-        raise errors.AccessDenied()
-    _check_scope(signed, region)
+        signed = _parse_header_auth(headers.get("authorization", ""), headers)
+        raw_time = headers.get("x-amz-date") or headers.get("date") or ""
+    _check_scope(signed, region, service)
     credential = store.lookup(signed.access_key)
     if credential is None:
         raise errors.InvalidAccessKeyId(AWSAccessKeyId=signed.access_key)
     _check_time(signed, expires, now, raw_time)
     payload_hash = _payload_hash(signed, headers, body)
-    if not signed.presigned:
-        _check_all_amz_signed(headers, signed.signed_headers)
+    _check_signed_headers(headers, signed)
 
     scope = f"{signed.date}/{signed.region}/{signed.service}/{TERMINATOR}"
     key = derive_signing_key(credential.secret_key, signed.date, signed.region, signed.service)
     drop = frozenset({"X-Amz-Signature"}) if signed.presigned else frozenset()
     signed_list = ";".join(signed.signed_headers)
     header_block = canonical_headers(headers, signed.signed_headers)
-    candidates = [(canonical_uri(raw_path, signed.service), canonical_query(raw_query, drop=drop))]
-    if signed.service == "s3":
-        as_sent = (raw_path or "/", _raw_query(raw_query, drop=drop))
-        if as_sent != candidates[0]:
-            candidates.append(as_sent)
+    uris = [canonical_uri(raw_path, signed.service)]
+    if signed.service == "s3" and (raw_path or "/") != uris[0]:
+        uris.append(raw_path or "/")  # a path sent exactly as the client signed it; it decodes alike
+    candidates = [(uri, query, pairs) for uri in uris for query, pairs in query_readings(raw_query, drop)]
     first_string_to_sign = ""
-    for uri, query in candidates:
+    for uri, query, pairs in candidates:
         canonical = "\n".join((method.upper(), uri, query, header_block, signed_list, payload_hash))
         string_to_sign = _string_to_sign(signed.amz_date, scope, canonical)
         first_string_to_sign = first_string_to_sign or string_to_sign
         if signatures_equal(sign(key, string_to_sign), signed.signature):
             break
     else:
-        uri, query = candidates[0]
+        uri, query, _ = candidates[0]
         redacted = canonical_headers(headers, signed.signed_headers, redact=True)
         raise errors.SignatureDoesNotMatch(
             AWSAccessKeyId=signed.access_key,
@@ -527,6 +532,7 @@ def authenticate(
         presigned=signed.presigned,
         signing_key=key,
         seed_signature=signed.signature.lower(),
+        query=pairs,
     )
 
 

@@ -14,6 +14,12 @@ UNSUPPORTED = frozenset(
 )
 
 
+# Every query name `route` reads to choose an operation. SigV2 signs only some of them (auth/sigv2.py).
+ROUTED_SUBRESOURCES = UNSUPPORTED | frozenset(
+    "location versioning versions uploads encryption tagging list-type delete uploadId partNumber attributes".split()
+)
+
+
 def route(method: str, bucket: str | None, key: str | None, query: Mapping[str, str], headers: Mapping[str, str]) -> str:
     unsupported = UNSUPPORTED.intersection(query)
     if unsupported:
