@@ -90,3 +90,29 @@ def pytest_sessionfinish(session, exitstatus):
             for finding in _SCANNER.findings[:20]:
                 reporter.write_line("  " + finding, red=True)
         session.exitstatus = 1
+
+
+# --- tiers: `scripts/test -m "not e2e and not interop and not packaging"` is the fast tier (units) ------
+
+_TIERS = {
+    # live servers on loopback (the proxy, moto, SeaweedFS) driven by real clients and tools
+    "e2e": ("e2e/", "hardening/", "cse/", "ops/", "auth/test_e2e.py", "kms/test_through_proxy.py", "kms/test_cli.py",
+            "backends/test_s3_backend.py", "backends/test_backend_contract.py"),
+    # other implementations, run for real against ours: official SDKs, awscli, the README and examples
+    "interop": ("cse/test_official_ruby.py", "cse/test_official_python.py", "kms/test_s3_encryption_client.py",
+                "e2e/test_sse_awscli.py", "test_examples.py", "test_docs.py"),
+    # what ships beside the code: container files, benchmarks, published results
+    "packaging": ("test_docker.py", "test_benchmarks_smoke.py", "test_publish_smoke.py"),
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    tests_dir = pathlib.Path(__file__).resolve().parent
+    for item in items:
+        try:
+            rel = pathlib.Path(str(item.fspath)).resolve().relative_to(tests_dir).as_posix()
+        except ValueError:
+            continue
+        for marker, prefixes in _TIERS.items():
+            if rel.startswith(prefixes):
+                item.add_marker(marker)

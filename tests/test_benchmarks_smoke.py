@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.debian import missing_command, provide
+from tests.system_packages import require
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = ["--large", "3MiB", "--small-count", "24", "--concurrency", "4", "--repeat", "1", "--verify"]
@@ -53,9 +53,8 @@ def test_bench_s3_runs_proxy_and_direct_on_seaweedfs_and_fs(tmp_path: Path) -> N
     assert "| seaweedfs | default (SSE-S3) |" in table and "peak RSS MiB" in table
 
 
-@pytest.mark.timeout(600)  # a fresh machine installs nginx-light first
 def test_bench_reference_measures_nginx_in_front_of_seaweedfs(tmp_path: Path) -> None:
-    provide("nginx-light", missing_command("nginx"), budget_s=400)
+    require("nginx-light")
     result, table = run_script("bench_s3.py", tmp_path, "--backends", "seaweedfs", "--reference")
     rows = {r["mode"]: r for r in result["rows"]}
     assert set(rows) == {"default (SSE-S3)", "nginx pass-through (no encryption)"}

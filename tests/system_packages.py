@@ -1,0 +1,85 @@
+"""The Debian packages the suite needs that pip cannot give, in one table.
+
+`scripts/test` (the README's test command, which .ci/run calls) installs them before pytest
+starts: `python3 -m tests.system_packages` apt-get installs what is missing, when it runs as root
+with apt-get. Tests never install anything: a test that needs a package calls `require(name)`,
+which skips with the command to run when the package is missing, or fails when the set-up said
+it installed everything (S3PROXY_SYSTEM_PACKAGES=installed), so CI cannot skip silently.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from typing import Callable
+
+INSTALLED_MARK = "S3PROXY_SYSTEM_PACKAGES"
+
+
+def command(name: str) -> str | None:
+    """The path of command `name` on PATH or in /usr/sbin (where Debian puts daemons such as nginx)."""
+    return shutil.which(name, path=os.environ.get("PATH", os.defpath) + ":/usr/sbin")
+
+
+def _command_missing(name: str) -> Callable[[], str | None]:
+    return lambda: None if command(name) else f"{name} is not installed"
+
+
+def _ruby_missing() -> str | None:
+    if shutil.which("ruby") is None:
+        return "ruby is not installed"
+    probe = subprocess.run(["ruby", "-e", "require 'aws-sdk-s3'; require 'aws-sdk-kms'"], capture_output=True, timeout=60)
+    return None if probe.returncode == 0 else "the Ruby gems aws-sdk-s3/aws-sdk-kms are missing"
+
+
+# package -> (why the suite needs it, a probe: why it is unusable, or None)
+PACKAGES: dict[str, tuple[str, Callable[[], str | None]]] = {
+    "ruby-aws-sdk-s3": ("the official Ruby S3 Encryption Client (v2), an interop peer", _ruby_missing),
+    "docker-compose": ("`docker-compose config` checks the compose file", _command_missing("docker-compose")),
+    "nginx-light": ("the benchmarks' pass-through reference", _command_missing("nginx")),
+}
+
+
+def missing(package: str) -> str | None:
+    return PACKAGES[package][1]()
+
+
+def require(package: str) -> None:
+    """Skip the calling test when `package` is missing (fail when the set-up claimed it installed it)."""
+    import pytest
+
+    reason = missing(package)
+    if reason is None:
+        return
+    message = f"{reason}; `scripts/test` installs Debian's {package} ({PACKAGES[package][0]})"
+    if os.environ.get(INSTALLED_MARK) == "installed":
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
+def install_missing(out=sys.stderr) -> bool:
+    """apt-get install every missing package (root with apt-get only); True when none is missing after."""
+    wanted = [p for p in PACKAGES if missing(p) is not None]
+    if not wanted:
+        return True
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        print(f"not root with apt-get: the tests needing {', '.join(wanted)} will be skipped "
+              f"(apt-get install -y {' '.join(wanted)})", file=out)
+        return False
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install = ["apt-get", "install", "-y", "-q", "--no-install-recommends", *wanted]
+    if subprocess.run(install, capture_output=True, env=env).returncode != 0:
+        subprocess.run(["apt-get", "update", "-q"], capture_output=True, env=env)
+        done = subprocess.run(install, capture_output=True, env=env)
+        if done.returncode != 0:
+            print((done.stdout + done.stderr)[-3000:].decode(errors="replace"), file=out)
+    still = [p for p in wanted if missing(p) is not None]
+    if still:
+        print(f"still missing after apt-get: {', '.join(still)}", file=out)
+    return not still
+
+
+if __name__ == "__main__":
+    sys.exit(0 if install_missing() else 1)
