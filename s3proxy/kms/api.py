@@ -11,14 +11,21 @@ import base64
 import binascii
 import json
 import logging
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
+from .admin import KeyMetadata
 from .caller import Caller
 from .errors import (
-    KmsError, SerializationException, UnknownOperationException, UnsupportedOperationException, ValidationException,
+    KmsError,
+    SerializationException,
+    UnknownOperationException,
+    UnsupportedOperationException,
+    ValidationException,
+    member_error,
 )
 from .policy import Grant
-from .service import KeyMetadata, KeyService
+from .service import KeyService
 
 CONTENT_TYPE = "application/x-amz-json-1.1"
 _log = logging.getLogger(__name__)
@@ -33,7 +40,7 @@ def _blob(body: Mapping[str, Any], name: str, required: bool = True) -> bytes:
     value = body.get(name)
     if value is None:
         if required:
-            raise ValidationException(f"1 validation error detected: Value null at '{name[0].lower() + name[1:]}' failed to satisfy constraint: Member must not be null")
+            raise member_error(name[0].lower() + name[1:], "not be null", None)
         return b""
     try:
         return base64.b64decode(value, validate=True)
@@ -43,7 +50,7 @@ def _blob(body: Mapping[str, Any], name: str, required: bool = True) -> bytes:
 
 def _req(body: Mapping[str, Any], name: str) -> Any:
     if body.get(name) is None:
-        raise ValidationException(f"1 validation error detected: Value null at '{name[0].lower() + name[1:]}' failed to satisfy constraint: Member must not be null")
+        raise member_error(name[0].lower() + name[1:], "not be null", None)
     return body[name]
 
 
@@ -87,7 +94,8 @@ def _grant_json(g: Grant) -> dict[str, Any]:
         out["Name"] = g.name
     if g.retiring:
         out["RetiringPrincipal"] = g.retiring
-    constraints = {k: v for k, v in (("EncryptionContextEquals", g.context_equals), ("EncryptionContextSubset", g.context_subset)) if v is not None}
+    pairs = (("EncryptionContextEquals", g.context_equals), ("EncryptionContextSubset", g.context_subset))
+    constraints = {k: v for k, v in pairs if v is not None}
     if constraints:
         out["Constraints"] = constraints
     return out

@@ -10,8 +10,8 @@ line, rewritten atomically after each fsync and on close): the log must reach th
 Durability: each line is written and flushed to the OS before the call returns, so a killed process
 loses nothing it acknowledged; `fsync` runs on the first emit after `fsync_interval` seconds (1 s by
 default) and on close, so a power cut may lose the last second or so of lines. Pass
-`fsync_interval=0` to fsync every line (about 7 ms each on this machine's disk). Records never hold plaintext, key material or ciphertext: the
-service builds them from request parameters that exclude those fields.
+`fsync_interval=0` to fsync every line (about 7 ms each on this machine's disk). Records never hold
+plaintext, key material or ciphertext: the service builds them from request parameters that exclude those fields.
 """
 
 from __future__ import annotations
@@ -22,14 +22,23 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Protocol, TextIO
+from typing import Any, Protocol, TextIO
 
 GENESIS = "0" * 64
 
 
 class AuditSink(Protocol):
-    def emit(self, record: dict[str, Any]) -> None: ...
+    """Where the Auditor's records go (the hash-chained file, a list in tests, the metrics-counting wrapper)."""
+
+    def emit(self, record: dict[str, Any]) -> None:
+        """Append one record; durable (as the sink promises) when this returns."""
+        ...
+
+    def close(self) -> None:
+        """Make every emitted record durable and release the sink (the key service closes it last)."""
+        ...
 
 
 class MemoryAuditSink:
@@ -134,7 +143,7 @@ def verify_audit_log(path: Path) -> tuple[bool, list[str]]:
     if head.exists():
         try:
             want = json.loads(head.read_text())
-            want = {"seq": int(want["seq"]), "hash": str(want["hash"])}  # type: ignore[index]
+            want = {"seq": int(want["seq"]), "hash": str(want["hash"])}
         except (ValueError, KeyError, TypeError):
             problems.append(f"head file {head} is unreadable")
             want = None
@@ -150,7 +159,9 @@ def verify_audit_log(path: Path) -> tuple[bool, list[str]]:
         if line.get("seq") != seq + 1:
             problems.append(f"line {number}: seq {line.get('seq')} follows {seq} (lines deleted or reordered)")
         if line.get("prevHash") != prev:
-            problems.append(f"line {number}: prevHash does not match the previous line (a line before it was edited, deleted or reordered)")
+            problems.append(
+                f"line {number}: prevHash does not match the previous line (a line before it was edited, deleted or reordered)"
+            )
         if _digest(line) != line["hash"]:
             problems.append(f"line {number}: hash does not match its content (the line was edited)")
         prev, seq = line["hash"], int(line["seq"]) if isinstance(line.get("seq"), int) else seq + 1

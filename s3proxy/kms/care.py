@@ -29,9 +29,9 @@ import os
 import sqlite3
 import struct
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -102,7 +102,7 @@ def backup(data_dir: Path, out: Path, passphrase: bytes, *, root_key_file: Path 
            clock: Callable[[], float] | None = None) -> Manifest:
     db = _snapshot(keystore_path(data_dir))
     keyring = load_root_key(root_key_file or Path(data_dir) / "root.key", create=False) if include_root_key else b""
-    now = dt.datetime.fromtimestamp(clock() if clock else dt.datetime.now().timestamp(), dt.timezone.utc)
+    now = dt.datetime.fromtimestamp(clock() if clock else dt.datetime.now().timestamp(), dt.UTC)
     manifest = Manifest(FORMAT, now.isoformat(), _count_entries(db), hashlib.sha256(db).hexdigest(), include_root_key)
     meta = json.dumps(manifest.__dict__, sort_keys=True).encode()
     payload = struct.pack(">I", len(meta)) + meta + struct.pack(">Q", len(db)) + db + keyring

@@ -1,14 +1,15 @@
-"""The DataKeySource seam: the only things the S3 data path (SSE-S3 / SSE-KMS) asks of the KMS.
+"""The DataKeySource seam: everything the S3 data path (modes/, store/, ops/) asks of the KMS, and its answers.
 
-`KeyService` implements it; `memory_data_keys()` builds a twin over an in-memory keystore and
-audit list for tests of the modes. Each call is audited like the API call it stands for
-(GenerateDataKey / Decrypt), as the requesting principal, with `kms:ViaService` set to S3.
+`KeyService` implements it. Each call is audited like the API call it stands for (GenerateDataKey,
+Encrypt, Decrypt), as the requesting principal with `kms:ViaService` set to S3, or as the proxy
+itself (`service_caller`) for SSE-S3 and the store's own secrets under the hidden service key.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from .caller import Caller
 
@@ -21,23 +22,35 @@ class DataKey:
     key_material_id: str = ""
 
 
+@dataclass(frozen=True)
+class Encrypted:
+    ciphertext_blob: bytes = field(repr=False)
+    key_arn: str
+    encryption_algorithm: str
+
+
 @runtime_checkable
 class DataKeySource(Protocol):
-    def generate_data_key(self, caller: Caller, key_id: str, context: Mapping[str, str] | None = None) -> DataKey: ...
+    def generate_data_key(self, caller: Caller, key_id: str, context: Mapping[str, str] | None = None) -> DataKey:
+        """A new 256-bit data key and its blob under `key_id` (GenerateDataKey)."""
+        ...
 
-    def decrypt_data_key(self, caller: Caller, blob: bytes, context: Mapping[str, str] | None = None) -> DataKey: ...
+    def encrypt(self, caller: Caller, key_id: str, plaintext: bytes, context: Mapping[str, str] | None = None) -> Encrypted:
+        """An existing data key wrapped under `key_id` (Encrypt: copies, rewraps, the store's own secrets)."""
+        ...
 
-    def resolve_key(self, caller: Caller, key_id: str) -> str: ...
+    def decrypt_data_key(self, caller: Caller, blob: bytes, context: Mapping[str, str] | None = None) -> DataKey:
+        """The data key inside `blob` (Decrypt); `key_arn` says which key opened it."""
+        ...
 
-    def aws_managed_key(self, caller: Caller, alias: str = "alias/aws/s3") -> str: ...
+    def aws_managed_key(self, caller: Caller, alias: str = "alias/aws/s3") -> str:
+        """The ARN of the AWS-managed key behind `alias`, created on first use (SSE-KMS without a key id)."""
+        ...
 
-    def service_key(self) -> str: ...
+    def service_key(self) -> str:
+        """The ARN of the proxy's own key (SSE-S3), created on first use; invisible to API callers."""
+        ...
 
-
-def memory_data_keys(account_id: str = "000000000000", region: str = "us-east-1"):  # type: ignore[no-untyped-def]
-    """A KeyService over a MemoryKeystore and a MemoryAuditSink (its `.audit.records` list)."""
-    from .audit import MemoryAuditSink
-    from .keystore.memory import MemoryKeystore
-    from .service import KeyService
-
-    return KeyService.create(MemoryKeystore(), MemoryAuditSink(), root_key=bytes(32), region=region, account_id=account_id)
+    def service_caller(self, request_id: str | None = None) -> Caller:
+        """The principal the proxy uses with its service key."""
+        ...

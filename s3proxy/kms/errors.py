@@ -55,6 +55,20 @@ SerializationException = _error("SerializationException", "SerializationExceptio
 DryRunOperationException = _error("DryRunOperationException", "DryRunOperationException", 412, "The request would have succeeded, but the DryRun option is set.")
 
 
+_HIDDEN = object()
+
+
+def member_error(member: str, must: str, value: object = _HIDDEN) -> KmsError:
+    """The ValidationException AWS answers when request member `member` breaks a constraint ("Member must <must>").
+
+    The message shows `value` quoted, None as `null`, and nothing when no value is given (blobs, messages).
+    """
+    shown = "" if value is _HIDDEN else " null" if value is None else f" '{value}'"
+    return ValidationException(
+        f"1 validation error detected: Value{shown} at '{member}' failed to satisfy constraint: Member must {must}"
+    )
+
+
 class KeystoreConflict(Exception):
     """A compare-and-swap on the keystore lost: the entry changed since it was read."""
 

@@ -10,14 +10,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 
-from .errors import InvalidCiphertextException, InvalidKeyUsageException, ValidationException
+from .errors import InvalidCiphertextException, InvalidKeyUsageException, ValidationException, member_error
 
 SYMMETRIC = "SYMMETRIC_DEFAULT"
 ENCRYPT_DECRYPT = "ENCRYPT_DECRYPT"
@@ -32,7 +32,9 @@ _CURVES: dict[str, tuple[Callable[[], ec.EllipticCurve], str]] = {
     "ECC_SECG_P256K1": (ec.SECP256K1, "ECDSA_SHA_256"),
 }
 _HMAC_BYTES = {"HMAC_224": 28, "HMAC_256": 32, "HMAC_384": 48, "HMAC_512": 64}
-_HASHES = {"SHA_1": hashes.SHA1, "SHA_256": hashes.SHA256, "SHA_384": hashes.SHA384, "SHA_512": hashes.SHA512}
+_HASHES: dict[str, Callable[[], hashes.HashAlgorithm]] = {
+    "SHA_1": hashes.SHA1, "SHA_256": hashes.SHA256, "SHA_384": hashes.SHA384, "SHA_512": hashes.SHA512,
+}
 RSA_ENCRYPTION = ("RSAES_OAEP_SHA_1", "RSAES_OAEP_SHA_256")
 RSA_SIGNING = tuple(f"RSASSA_{p}_SHA_{n}" for p in ("PSS", "PKCS1_V1_5") for n in (256, 384, 512))
 KEY_SPECS = (SYMMETRIC, *_RSA_BITS, *_CURVES, *_HMAC_BYTES)
@@ -62,7 +64,7 @@ def spec_info(key_spec: str, key_usage: str) -> SpecInfo:
     if key_spec in _HMAC_BYTES and key_usage == GENERATE_VERIFY_MAC:
         return SpecInfo(mac=(f"HMAC_SHA_{key_spec[5:]}",))
     if key_spec not in KEY_SPECS:
-        raise ValidationException(f"1 validation error detected: Value '{key_spec}' at 'keySpec' failed to satisfy constraint: Member must satisfy enum value set: {list(KEY_SPECS)}")
+        raise member_error("keySpec", f"satisfy enum value set: {list(KEY_SPECS)}", key_spec)
     raise ValidationException(f"KeyUsage {key_usage} is not compatible with KeySpec {key_spec}")
 
 
@@ -83,7 +85,10 @@ def generate_material(key_spec: str, rand: Callable[[int], bytes] = os.urandom) 
     return _private_der(_new_private(key_spec))
 
 
-def _new_private(key_spec: str) -> rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey:
+PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+
+
+def _new_private(key_spec: str) -> PrivateKey:
     if key_spec in _RSA_BITS:
         return rsa.generate_private_key(public_exponent=65537, key_size=_RSA_BITS[key_spec])
     if key_spec in _CURVES:
@@ -91,12 +96,22 @@ def _new_private(key_spec: str) -> rsa.RSAPrivateKey | ec.EllipticCurvePrivateKe
     raise ValidationException(f"KeyPairSpec {key_spec} is not supported")
 
 
-def _private_der(key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) -> bytes:
+def _private_der(key: PrivateKey) -> bytes:
     return key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
 
 
-def _load_private(material: bytes):  # type: ignore[no-untyped-def]
-    return serialization.load_der_private_key(material, password=None)
+def _load_private(material: bytes) -> PrivateKey:
+    key = serialization.load_der_private_key(material, password=None)
+    if not isinstance(key, (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey)):  # only these are ever generated
+        raise InvalidKeyUsageException("The key material is not an RSA or ECC private key.")
+    return key
+
+
+def _load_rsa(material: bytes) -> rsa.RSAPrivateKey:
+    key = _load_private(material)
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise InvalidKeyUsageException("The key material is not an RSA private key.")
+    return key
 
 
 def public_key_der(material: bytes) -> bytes:
@@ -122,11 +137,13 @@ def _oaep(algorithm: str) -> tuple[padding.OAEP, int]:
 def rsa_encrypt(material: bytes, algorithm: str, plaintext: bytes) -> bytes:
     if algorithm not in RSA_ENCRYPTION:
         raise InvalidKeyUsageException(f"EncryptionAlgorithm {algorithm} is not supported for this key")
-    key = _load_private(material)
+    key = _load_rsa(material)
     pad, digest_size = _oaep(algorithm)
     limit = key.key_size // 8 - 2 * digest_size - 2
     if len(plaintext) > limit:
-        raise ValidationException(f"Plaintext of {len(plaintext)} bytes is too long for {algorithm} with this key (limit {limit})")
+        raise ValidationException(
+            f"Plaintext of {len(plaintext)} bytes is too long for {algorithm} with this key (limit {limit})"
+        )
     return key.public_key().encrypt(plaintext, pad)
 
 
@@ -134,12 +151,14 @@ def rsa_decrypt(material: bytes, algorithm: str, ciphertext: bytes) -> bytes:
     if algorithm not in RSA_ENCRYPTION:
         raise InvalidKeyUsageException(f"EncryptionAlgorithm {algorithm} is not supported for this key")
     try:
-        return _load_private(material).decrypt(ciphertext, _oaep(algorithm)[0])
+        return _load_rsa(material).decrypt(ciphertext, _oaep(algorithm)[0])
     except ValueError:
         raise InvalidCiphertextException() from None
 
 
-def _sign_parts(algorithm: str, message: bytes, message_type: str):  # type: ignore[no-untyped-def]
+def _sign_parts(
+    algorithm: str, message: bytes, message_type: str,
+) -> tuple[hashes.HashAlgorithm, bytes, hashes.HashAlgorithm | utils.Prehashed]:
     """(hash algorithm object, data to pass, whether prehashed) for a signing algorithm."""
     h = _HASHES["SHA_" + algorithm.rsplit("_", 1)[-1]]()
     if message_type == "DIGEST":
@@ -154,7 +173,7 @@ def _sign_parts(algorithm: str, message: bytes, message_type: str):  # type: ign
 def sign(material: bytes, algorithm: str, message: bytes, message_type: str) -> bytes:
     h, data, alg = _sign_parts(algorithm, message, message_type)
     key = _load_private(material)
-    if algorithm.startswith("ECDSA"):
+    if isinstance(key, ec.EllipticCurvePrivateKey):  # the ECDSA_* algorithms: the only ones an ECC key allows
         return key.sign(data, ec.ECDSA(alg))
     pad = padding.PSS(padding.MGF1(h), h.digest_size) if "_PSS_" in algorithm else padding.PKCS1v15()
     return key.sign(data, pad, alg)
@@ -164,7 +183,7 @@ def verify(material: bytes, algorithm: str, message: bytes, message_type: str, s
     h, data, alg = _sign_parts(algorithm, message, message_type)
     public = _load_private(material).public_key()
     try:
-        if algorithm.startswith("ECDSA"):
+        if isinstance(public, ec.EllipticCurvePublicKey):
             public.verify(signature, data, ec.ECDSA(alg))
         else:
             pad = padding.PSS(padding.MGF1(h), h.digest_size) if "_PSS_" in algorithm else padding.PKCS1v15()

@@ -6,7 +6,7 @@ Only Enabled, Disabled and PendingDeletion exist here (no imported material, no 
 
 from __future__ import annotations
 
-from .errors import DisabledException, KMSInvalidStateException, KmsError
+from .errors import DisabledException, KmsError, KMSInvalidStateException
 
 ENABLED = "Enabled"
 DISABLED = "Disabled"

@@ -20,8 +20,9 @@ from __future__ import annotations
 import fnmatch
 import json
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from .caller import Caller
 from .errors import MalformedPolicyDocumentException
@@ -230,7 +231,7 @@ class Grant:
         }
 
     @classmethod
-    def from_json(cls, d: Mapping[str, Any]) -> "Grant":
+    def from_json(cls, d: Mapping[str, Any]) -> Grant:
         return cls(
             d["GrantId"], d["Token"], d["KeyId"], d["GranteePrincipal"], tuple(d["Operations"]), d["CreationDate"],
             d["IssuingAccount"], d.get("Name"), d.get("RetiringPrincipal"), d.get("ContextEquals"), d.get("ContextSubset"),

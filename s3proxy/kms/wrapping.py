@@ -21,9 +21,9 @@ import os
 import stat
 import struct
 import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -72,7 +72,9 @@ def load_root_key(path: Path, *, create: bool = True, rand: Callable[[int], byte
     finally:
         os.close(fd)
     if not data or len(data) % ROOT_KEY_BYTES or len(data) > MAX_ROOT_KEYS * ROOT_KEY_BYTES:
-        raise RootKeyError(f"root key file {path} must hold {ROOT_KEY_BYTES} bytes (or a keyring of up to {MAX_ROOT_KEYS} such keys)")
+        raise RootKeyError(
+            f"root key file {path} must hold {ROOT_KEY_BYTES} bytes (or a keyring of up to {MAX_ROOT_KEYS} such keys)"
+        )
     return data
 
 

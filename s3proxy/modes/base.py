@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping, Protocol
+from typing import Protocol
 
+# the mode keys, defined with every other envelope key and exported from here to the modes
+from ..format.envelope import KEY_BUCKET_KEY, KEY_CONTEXT, KEY_KMS_ID, KEY_MODE, KEY_WRAPPED, MODE_KEYS
 from ..format.errors import IntegrityError
 
-from ..format.envelope import (  # noqa: F401 - the mode keys, defined with every other envelope key
-    KEY_BUCKET_KEY,
-    KEY_CONTEXT,
-    KEY_KMS_ID,
-    KEY_MODE,
-    KEY_WRAPPED,
-    MODE_KEYS,
-)
+__all__ = [
+    "KEY_BUCKET_KEY", "KEY_CONTEXT", "KEY_KMS_ID", "KEY_MODE", "KEY_WRAPPED", "MODE_KEYS",
+    "EncryptionMode", "ObjectRef", "Sealed", "b64decode", "b64encode",
+]
 
 
 @dataclass(frozen=True)
@@ -44,7 +43,10 @@ class Sealed:
 class EncryptionMode(Protocol):
     """One way of protecting data keys. Values, built per request by `resolve`."""
 
-    name: str  # the mode's KEY_MODE value
+    @property
+    def name(self) -> str:
+        """The mode's KEY_MODE value."""
+        ...
 
     async def seal(self, ref: ObjectRef, data_key: bytes | None = None) -> Sealed:
         """Wrap `data_key` (or a new one) for the object `ref`."""

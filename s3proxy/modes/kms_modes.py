@@ -17,8 +17,9 @@ import json
 import os
 import threading
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, ParamSpec, TypeVar
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -26,7 +27,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from ..format.errors import IntegrityError
-
+from ..kms.caller import Caller
+from ..kms.datakeys import DataKeySource
 from .base import (
     KEY_BUCKET_KEY,
     KEY_CONTEXT,
@@ -41,42 +43,54 @@ from .base import (
 
 ARN_CONTEXT_KEY = "aws:s3:arn"
 DATA_KEY_SIZE = 32
+P = ParamSpec("P")
+R = TypeVar("R")
+_K = TypeVar("_K")
+_Stamped = TypeVar("_Stamped", bound=tuple[Any, ...])  # (time stored, ...)
 
 
-async def _kms(fn: Callable[..., Any], *args: Any) -> Any:
+async def _kms(fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
     """KMS calls touch the audit log and maybe SQLite: keep them off the event loop."""
-    return await asyncio.to_thread(fn, *args)
+    return await asyncio.to_thread(fn, *args, **kwargs)
+
+
+async def service_wrap(kms: DataKeySource, ref: ObjectRef, request_id: str | None,
+                       secret: bytes | None = None) -> tuple[bytes, bytes]:
+    """(secret, its KMS blob): `secret` (or a new data key) wrapped by the proxy's own service key,
+    bound to the object's ARN. SSE-S3 data keys and the store's own per-object secrets use it."""
+    caller = kms.service_caller(request_id)
+    key_id = kms.service_key()
+    context = {ARN_CONTEXT_KEY: ref.arn}
+    if secret is None:
+        made = await _kms(kms.generate_data_key, caller, key_id, context)
+        return made.plaintext, made.ciphertext_blob
+    return secret, (await _kms(kms.encrypt, caller, key_id, secret, context)).ciphertext_blob
+
+
+async def service_unwrap(kms: DataKeySource, ref: ObjectRef, request_id: str | None, blob: bytes) -> bytes:
+    """The secret `service_wrap` wrapped for the object `ref`; IntegrityError for any other key's blob."""
+    opened = await _kms(kms.decrypt_data_key, kms.service_caller(request_id), blob, {ARN_CONTEXT_KEY: ref.arn})
+    # the proxy decrypts as itself only what its own service key wrapped: an SSE-KMS object
+    # relabelled AES256 at rest must not open without its caller's key policy
+    if opened.key_arn != kms.service_key():
+        raise IntegrityError()
+    return opened.plaintext
 
 
 @dataclass(frozen=True)
 class SseS3:
     """x-amz-server-side-encryption: AES256 — keys managed entirely by the proxy."""
 
-    kms: Any  # the KMS core (DataKeySource plus encrypt)
+    kms: DataKeySource
     request_id: str | None = None
     name: str = "AES256"
 
-    def _context(self, ref: ObjectRef) -> dict[str, str]:
-        return {ARN_CONTEXT_KEY: ref.arn}
-
     async def seal(self, ref: ObjectRef, data_key: bytes | None = None) -> Sealed:
-        caller = self.kms.service_caller(self.request_id)
-        key_id = self.kms.service_key()
-        if data_key is None:
-            made = await _kms(self.kms.generate_data_key, caller, key_id, self._context(ref))
-            data_key, blob = made.plaintext, made.ciphertext_blob
-        else:
-            blob = (await _kms(self.kms.encrypt, caller, key_id, data_key, self._context(ref))).ciphertext_blob
+        data_key, blob = await service_wrap(self.kms, ref, self.request_id, data_key)
         return Sealed(data_key, {KEY_MODE: self.name, KEY_WRAPPED: b64encode(blob)})
 
     async def unseal(self, ref: ObjectRef, fields: Mapping[str, str]) -> bytes:
-        caller = self.kms.service_caller(self.request_id)
-        opened = await _kms(self.kms.decrypt_data_key, caller, b64decode(fields[KEY_WRAPPED]), self._context(ref))
-        # the proxy decrypts as itself only what its own service key wrapped: an SSE-KMS object
-        # relabelled AES256 at rest must not open without its caller's key policy
-        if opened.key_arn != self.kms.service_key():
-            raise IntegrityError()
-        return opened.plaintext
+        return await service_unwrap(self.kms, ref, self.request_id, b64decode(fields[KEY_WRAPPED]))
 
     def response_headers(self, fields: Mapping[str, str], *, on_write: bool) -> dict[str, str]:
         return {"x-amz-server-side-encryption": "AES256"}
@@ -121,7 +135,7 @@ class BucketKeyCache:
             self._trim(self._read)
             self._read[(principal, blob)] = (self.clock(), plaintext)
 
-    def _trim(self, table: dict) -> None:
+    def _trim(self, table: dict[_K, _Stamped]) -> None:
         if len(table) >= self.max_entries:
             now = self.clock()
             for k in [k for k, v in table.items() if now - v[0] >= self.ttl] or list(table)[: len(table) // 2]:
@@ -149,8 +163,8 @@ def unwrap_under_bucket_key(bucket_key: bytes, blob: bytes, ref: ObjectRef) -> b
 class SseKms:
     """x-amz-server-side-encryption: aws:kms — the caller's KMS key, the caller's permissions."""
 
-    kms: Any
-    caller: Any  # s3proxy.kms.caller.Caller of the requester
+    kms: DataKeySource
+    caller: Caller  # the requester
     key_id: str | None = None  # as requested (id, ARN, alias, alias ARN); None: alias/aws/s3
     user_context: Mapping[str, str] | None = None
     context_header: str | None = None  # the header value as sent, echoed on writes
@@ -198,7 +212,9 @@ class SseKms:
         if hit is not None:
             return hit
         made = await _kms(self.kms.generate_data_key, self.caller, key_id, self._context(ref, bucket_level=True))
-        self.bucket_keys.remember_write(self.caller.access_key, ref.bucket, key_id, made.key_arn, made.plaintext, made.ciphertext_blob)
+        self.bucket_keys.remember_write(
+            self.caller.access_key, ref.bucket, key_id, made.key_arn, made.plaintext, made.ciphertext_blob
+        )
         self.bucket_keys.remember_read(self.caller.access_key, made.ciphertext_blob, made.plaintext)
         return made.key_arn, made.plaintext, made.ciphertext_blob
 
@@ -217,7 +233,10 @@ class SseKms:
         return unwrap_under_bucket_key(cached, b64decode(fields[KEY_BUCKET_KEY]), ref)
 
     def response_headers(self, fields: Mapping[str, str], *, on_write: bool) -> dict[str, str]:
-        headers = {"x-amz-server-side-encryption": "aws:kms", "x-amz-server-side-encryption-aws-kms-key-id": fields.get(KEY_KMS_ID, "")}
+        headers = {
+            "x-amz-server-side-encryption": "aws:kms",
+            "x-amz-server-side-encryption-aws-kms-key-id": fields.get(KEY_KMS_ID, ""),
+        }
         if KEY_BUCKET_KEY in fields:
             headers["x-amz-server-side-encryption-bucket-key-enabled"] = "true"
         if on_write and fields.get(KEY_CONTEXT):

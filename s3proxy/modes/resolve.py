@@ -6,10 +6,12 @@ All of S3's rules about which SSE headers may go together, and which errors they
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 from .. import errors
+from ..kms.caller import Caller
+from ..kms.datakeys import DataKeySource
 from .base import KEY_MODE, EncryptionMode
 from .kms_modes import BucketKeyCache, SseKms, SseS3, decode_context
 from .sse_c import CustomerKey, SseC, parse_customer_key
@@ -22,7 +24,8 @@ COPY_SOURCE_SSEC = "x-amz-copy-source-server-side-encryption-customer-"
 SSEC_PREFIX = "x-amz-server-side-encryption-customer-"
 NOT_APPLICABLE = "The encryption parameters are not applicable to this object."
 MISSING_SSEC = (
-    "The object was stored using a form of Server Side Encryption. The correct parameters must be provided to retrieve the object."
+    "The object was stored using a form of Server Side Encryption. "
+    "The correct parameters must be provided to retrieve the object."
 )
 
 
@@ -44,8 +47,8 @@ class BucketEncryption:
 class ModeResolver:
     """Everything needed to turn one request's headers into modes."""
 
-    kms: Any
-    caller: Any  # s3proxy.kms.caller.Caller for the requester
+    kms: DataKeySource
+    caller: Caller  # the requester
     headers: Mapping[str, str]
     secure: bool
     loopback: bool
@@ -53,14 +56,16 @@ class ModeResolver:
     bucket_keys: BucketKeyCache | None = None
     rand: Callable[[int], bytes] = os.urandom
     request_id: str | None = None
-    _cache: dict = field(default_factory=dict, compare=False, repr=False)
 
     # writes ---------------------------------------------------------------------------------
     def for_write(self, default: BucketEncryption) -> EncryptionMode:
         """PutObject, CopyObject (target), CreateMultipartUpload."""
         sse = self.headers.get(SSE)
-        if any(h in self.headers for h in (SSEC_PREFIX + "algorithm", SSEC_PREFIX + "key", SSEC_PREFIX + "key-md5")) and default.blocks_ssec:
-            raise errors.AccessDenied("Requests specifying Server Side Encryption with Customer provided keys are blocked for this bucket.")
+        ssec_headers = (SSEC_PREFIX + "algorithm", SSEC_PREFIX + "key", SSEC_PREFIX + "key-md5")
+        if any(h in self.headers for h in ssec_headers) and default.blocks_ssec:
+            raise errors.AccessDenied(
+                "Requests specifying Server Side Encryption with Customer provided keys are blocked for this bucket."
+            )
         customer = self.customer_key()
         kms_headers = [h for h in (KMS_KEY_ID, KMS_CONTEXT) if h in self.headers]
         if customer is not None:
@@ -92,7 +97,10 @@ class ModeResolver:
         if value is None:
             return default.bucket_key and default.algorithm == "aws:kms"
         if value.lower() not in ("true", "false"):
-            raise errors.InvalidArgument("Invalid value for header x-amz-server-side-encryption-bucket-key-enabled", ArgumentName=BUCKET_KEY, ArgumentValue=value)
+            raise errors.InvalidArgument(
+                "Invalid value for header x-amz-server-side-encryption-bucket-key-enabled",
+                ArgumentName=BUCKET_KEY, ArgumentValue=value,
+            )
         return value.lower() == "true"
 
     def _default(self, default: BucketEncryption) -> EncryptionMode:
@@ -105,7 +113,8 @@ class ModeResolver:
             context = decode_context(context_header)
         except ValueError:
             raise errors.InvalidArgument(
-                "The header 'x-amz-server-side-encryption-context' shall be Base64-encoded UTF-8 string holding JSON which represents a string-string map",
+                "The header 'x-amz-server-side-encryption-context' shall be Base64-encoded UTF-8 string "
+                "holding JSON which represents a string-string map",
                 ArgumentName=KMS_CONTEXT,
             ) from None
         if context and any(k.startswith("aws:") for k in context):
@@ -128,7 +137,8 @@ class ModeResolver:
             allowed = self.ssec_over_http == "always" or (self.ssec_over_http == "loopback" and self.loopback)
             if not allowed:
                 raise errors.InvalidRequest(
-                    "Requests specifying Server Side Encryption with Customer provided keys must be made over a secure connection."
+                    "Requests specifying Server Side Encryption with Customer provided keys "
+                    "must be made over a secure connection."
                 )
         return key
 
@@ -162,7 +172,10 @@ class ModeResolver:
         """UploadPart/UploadPartCopy/Complete: the upload's own mode, SSE-C key required to match."""
         customer = self.customer_key()
         stored = fields.get(KEY_MODE)
-        message = "The multipart upload initiate requested encryption. Subsequent part requests must include the appropriate encryption parameters."
+        message = (
+            "The multipart upload initiate requested encryption. "
+            "Subsequent part requests must include the appropriate encryption parameters."
+        )
         if stored == "SSE-C":
             if customer is None:
                 raise errors.InvalidRequest(message)

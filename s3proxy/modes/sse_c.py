@@ -14,8 +14,8 @@ import binascii
 import hashlib
 import hmac
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -68,7 +68,8 @@ def parse_customer_key(headers: Mapping[str, str], prefix: str = "x-amz-server-s
         raise errors.InvalidArgument("The secret key was invalid for the specified algorithm.", ArgumentName=prefix + "key")
     if key_md5 is None:
         raise errors.InvalidArgument(
-            "Requests specifying Server Side Encryption with Customer provided keys must provide the client calculated MD5 of the secret key.",
+            "Requests specifying Server Side Encryption with Customer provided keys "
+            "must provide the client calculated MD5 of the secret key.",
             ArgumentName=prefix + "key-MD5",
         )
     expected = base64.b64encode(hashlib.md5(key).digest()).decode()

@@ -13,6 +13,7 @@ from aiohttp import web
 from .. import errors
 from ..backends.base import Backend
 from ..kms.caller import Caller
+from ..kms.datakeys import DataKeySource
 from ..modes.base import ObjectRef
 from ..modes.kms_modes import BucketKeyCache
 from ..modes.resolve import ModeResolver
@@ -32,7 +33,7 @@ class Services:
 
     store: ObjectStore
     backend: Backend
-    kms: Any  # the KMS core (s3proxy.kms.service.KeyService)
+    kms: DataKeySource  # the KMS (s3proxy.kms.service.KeyService) as the data path sees it
     region: str
     account_id: str
     clock: Callable[[], float]

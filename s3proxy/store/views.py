@@ -6,7 +6,6 @@ escaped under `s3proxy-user-`, so no client can forge an envelope field.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import datetime as dt
@@ -26,7 +25,9 @@ from ..cse import envelope as cse_envelope
 from ..format import envelope as fmt
 from ..format.envelope import KEY_ETAG, KEY_MODE, KEY_MPU
 from ..format.errors import IntegrityError
+from ..kms.datakeys import DataKeySource
 from ..modes.base import ObjectRef
+from ..modes.kms_modes import service_unwrap, service_wrap
 
 log = logging.getLogger("s3proxy.store")
 
@@ -200,19 +201,14 @@ async def _hashed(source: AsyncIterator[bytes], md5: Any) -> AsyncIterator[bytes
         yield piece
 
 
-async def _service_wrap(kms: Any, secret: bytes, ref: ObjectRef, request_id: str | None) -> str:
-    """`secret` wrapped by the proxy's own service key, bound to the object's ARN (base64)."""
-    caller = kms.service_caller(request_id)
-    done = await asyncio.to_thread(kms.encrypt, caller, kms.service_key(), secret, {"aws:s3:arn": ref.arn})
-    return base64.b64encode(done.ciphertext_blob).decode()
+async def _service_wrap(kms: DataKeySource, secret: bytes, ref: ObjectRef, request_id: str | None) -> str:
+    """`secret` wrapped by the proxy's own service key, bound to the object's ARN (base64), as SSE-S3 wraps."""
+    _, blob = await service_wrap(kms, ref, request_id, secret)
+    return base64.b64encode(blob).decode()
 
 
-async def _service_unwrap(kms: Any, wrapped: str, ref: ObjectRef, request_id: str | None) -> bytes:
-    caller = kms.service_caller(request_id)
-    opened = await asyncio.to_thread(kms.decrypt_data_key, caller, base64.b64decode(wrapped), {"aws:s3:arn": ref.arn})
-    if opened.key_arn != kms.service_key():
-        raise IntegrityError()
-    return opened.plaintext
+async def _service_unwrap(kms: DataKeySource, wrapped: str, ref: ObjectRef, request_id: str | None) -> bytes:
+    return await service_unwrap(kms, ref, request_id, base64.b64decode(wrapped))
 
 
 async def _close(body: Any) -> None:

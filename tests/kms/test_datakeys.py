@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from s3proxy.kms.caller import Caller
-from s3proxy.kms.datakeys import DataKeySource, memory_data_keys
+from s3proxy.kms.datakeys import DataKeySource
+from tests.kms.helpers import memory_data_keys
 from s3proxy.kms.errors import (
     AccessDeniedException, DisabledException, InvalidCiphertextException, KMSInvalidStateException, NotFoundException,
 )

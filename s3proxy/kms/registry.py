@@ -1,4 +1,4 @@
-"""Key and alias records, sealed under the root key into a Keystore, with an in-memory cache.
+"""The Registry: every key and alias record, cached unsealed in memory over the sealed Keystore.
 
 Entry names: `k/<key id>` (a key record, its material included), `a/<alias name>` (alias ->
 key id), `m/root-check` (proves the root key opens this keystore). Every blob is sealed whole
@@ -6,6 +6,8 @@ under the root key with its entry name as AAD, so the keystore sees nothing but 
 
 The cache holds every record unsealed, so cryptographic calls never touch SQLite. It assumes one
 process serves a data dir; compare-and-swap still keeps concurrent writers from losing updates.
+Time-driven changes go through `due`: a key past its deletion date is removed, and a key past its
+automatic rotation date gets a new version of material, on the first access after the date.
 """
 
 from __future__ import annotations
@@ -14,10 +16,14 @@ import base64
 import dataclasses
 import hashlib
 import json
+import os
 import threading
-from dataclasses import dataclass, field
-from typing import Any, Callable
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
 
+from . import keys, lifecycle
 from .errors import AlreadyExistsException, KeystoreConflict, RootKeyError
 from .keystore.base import Keystore
 from .wrapping import Sealer
@@ -64,7 +70,7 @@ class KeyRecord:
         return json.dumps(d, separators=(",", ":")).encode()
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "KeyRecord":
+    def from_bytes(cls, data: bytes) -> KeyRecord:
         d = json.loads(data)
         d["materials"] = tuple(base64.b64decode(m) for m in d["materials"])
         d["tags"] = tuple(tuple(t) for t in d["tags"])
@@ -81,12 +87,17 @@ class AliasRecord:
     updated: float
 
 
-class KeyRecords:
+class Registry:
     """The cached, sealed view of a keystore. Thread-safe."""
 
-    def __init__(self, keystore: Keystore, sealer: Sealer) -> None:
+    def __init__(
+        self, keystore: Keystore, sealer: Sealer, *,
+        clock: Callable[[], float] = time.time, rand: Callable[[int], bytes] = os.urandom,
+    ) -> None:
         self._store = keystore
         self._sealer = sealer
+        self._clock = clock
+        self._rand = rand
         self._lock = threading.RLock()
         self._keys: dict[str, tuple[int, KeyRecord]] = {}
         self._aliases: dict[str, tuple[int, AliasRecord]] = {}
@@ -148,6 +159,34 @@ class KeyRecords:
             self._keys.pop(key_id, None)
             raise KeyError(key_id)
         self._keys[key_id] = (e.version, KeyRecord.from_bytes(self._sealer.open(e.name, e.blob)))
+
+    def due(self, record: KeyRecord) -> KeyRecord | None:
+        """Carry out what time has made due: deletion at the end of the waiting period, automatic rotation."""
+        now = self._clock()
+        if record.state == lifecycle.PENDING_DELETION and record.deletion_date is not None and record.deletion_date <= now:
+            with self._lock:
+                if self.key(record.key_id) is not None:
+                    self.remove_key(record.key_id)
+            return None
+        if record.rotation_enabled and record.next_rotation is not None and record.next_rotation <= now:
+            return self.update_key(record.key_id, lambda r: self.rotated(r, "AUTOMATIC", now))
+        return record
+
+    def rotated(self, r: KeyRecord, kind: str, now: float) -> KeyRecord:
+        """`r` with one more version of key material (the old ones stay to decrypt old blobs)."""
+        if kind == "AUTOMATIC":
+            if not (r.rotation_enabled and r.next_rotation is not None and r.next_rotation <= now):
+                return r  # another thread rotated first
+            nxt = r.next_rotation
+            while nxt <= now:
+                nxt += (r.rotation_period or 365) * 86400
+            next_rotation: float | None = nxt
+        else:
+            next_rotation = r.next_rotation
+        return replace(
+            r, materials=r.materials + (keys.generate_material(r.key_spec, self._rand),),
+            rotations=r.rotations + ((len(r.materials) + 1, now, kind),), next_rotation=next_rotation,
+        )
 
     def remove_key(self, key_id: str) -> None:
         """Destroy a key record and every alias that points at it."""
