@@ -8,7 +8,6 @@ import logging
 import os
 import secrets
 import ssl
-import stat
 import threading
 import time
 import tomllib
@@ -18,7 +17,7 @@ from typing import Callable
 
 from aiohttp import web
 
-from . import ops
+from . import ops, private
 from .auth.credentials import Credential, CredentialStore
 from .backends.base import Backend
 from .http.metrics import CountingAuditSink, InstrumentedBackend, Metrics
@@ -64,7 +63,7 @@ def load_credentials(settings: Settings) -> Bootstrap:
             raise StartupError(f"cannot read {path}: {exc.__class__.__name__}") from None
         return Bootstrap(CredentialStore(stored), None)
     generated = Credential("S3P" + secrets.token_hex(8).upper(), secrets.token_urlsafe(30), "admin")
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, stat.S_IRUSR | stat.S_IWUSR)
+    fd = private.open_file(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         fh.write(
             "# s3proxy client credentials, generated on first start\n"
@@ -111,13 +110,26 @@ def open_kms(settings: Settings, clock: Callable[[], float], metrics: Metrics) -
 
 
 def prepare_data_dir(settings: Settings) -> None:
+    """The data dir, created 0700, writable, and private: what an older version (or a looser umask)
+    left group- or world-readable is tightened, and the log says so once. The root key file is left
+    as it is: KMS refuses a loose one, since someone else may have read it already."""
     try:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        private.make_dir(settings.data_dir)
+        changed, failed = private.tighten(settings.data_dir, skip=(settings.root_key_path,))
         probe = settings.data_dir / ".write-probe"
-        probe.write_bytes(b"")
+        private.write_file(probe, b"")
         probe.unlink()
     except OSError as exc:
         raise StartupError(f"data_dir {settings.data_dir}: {exc.strerror or exc}") from None
+    if changed:
+        log.warning(
+            "made %d files and directories under %s private (directories 0700, files 0600); they were readable "
+            "by other users (made by an older version or under a looser umask), e.g. %s",
+            len(changed), settings.data_dir, ", ".join(str(p) for p in changed[:5]),
+        )
+    if failed:
+        log.warning("could not make %d paths under %s private (owned by another user?), e.g. %s",
+                    len(failed), settings.data_dir, ", ".join(str(p) for p in failed[:5]))
 
 
 class Proxy:
