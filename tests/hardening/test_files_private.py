@@ -12,17 +12,14 @@ never followed, and a loose root key is still refused rather than quietly fixed.
 from __future__ import annotations
 
 import os
-import re
-import signal
 import stat
 import subprocess
 import sys
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from .harness import s3_client
+from .harness import ProxyProcess, s3_client
 
 TIGHTENED = "files and directories under"  # the start-up log line that reports tightened modes
 
@@ -47,37 +44,17 @@ def not_private(root: Path) -> dict[str, str]:
     return wrong
 
 
-class Serve:
-    """`python -m s3proxy serve` with a given umask; stderr (the log) kept."""
+def serve(data_dir: Path, umask: int) -> ProxyProcess:
+    """The proxy on `data_dir` with `umask`, generating its credentials on a first start, logging to a file."""
+    log = data_dir.parent / f"{data_dir.name}.log"
+    log.unlink(missing_ok=True)
+    return ProxyProcess(data_dir, log=log, log_level="info", umask=umask, generate_credentials=True).start()
 
-    def __init__(self, data_dir: Path, umask: int, *extra: str) -> None:
-        cmd = [sys.executable, "-u", "-m", "s3proxy", "serve", "--port", "0", "--host", "127.0.0.1",
-               "--data-dir", str(data_dir), "--log-level", "info", *extra]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, umask=umask)
-        assert self.proc.stdout is not None
-        first = self.proc.stdout.readline().decode()
-        found = re.search(r"listening on (http://\S+)", first)
-        if found is None:
-            self.proc.kill()
-            raise AssertionError(f"proxy did not start: {first!r} {self.proc.stderr.read().decode()[-2000:]!r}")
-        self.url = found.group(1)
-        # answered only once serve() waits for SIGTERM, i.e. after its signal handlers are installed
-        urllib.request.urlopen(self.url + "/healthz", timeout=30).read()
 
-    def read_generated_credentials(self) -> tuple[str, str]:
-        assert self.proc.stdout is not None
-        for _ in range(4):
-            line = self.proc.stdout.readline().decode()
-            found = re.search(r"AWS_ACCESS_KEY_ID=(\S+) AWS_SECRET_ACCESS_KEY=(\S+)", line)
-            if found:
-                return found.group(1), found.group(2)
-        raise AssertionError("no generated credentials announced")
-
-    def stop(self) -> str:
-        self.proc.send_signal(signal.SIGTERM)
-        _, err = self.proc.communicate(timeout=30)
-        assert self.proc.returncode == 0, err.decode()[-2000:]
-        return err.decode()
+def stop(proxy: ProxyProcess) -> str:
+    """Stop it cleanly (SIGTERM: the audit head is written on close); its log."""
+    assert proxy.stop() == 0, proxy.log_text()[-2000:]
+    return proxy.log_text()
 
 
 def exercise(url: str, access: str, secret: str) -> None:
@@ -104,15 +81,14 @@ def exercise(url: str, access: str, secret: str) -> None:
 @pytest.mark.parametrize("umask", [0o022, 0o000], ids=["umask-022", "umask-000"])
 def test_every_file_the_proxy_writes_is_private(tmp_path, umask):
     data = tmp_path / "data"  # does not exist: the proxy makes it
-    proxy = Serve(data, umask)
+    proxy = serve(data, umask)
     try:
-        access, secret = proxy.read_generated_credentials()
-        exercise(proxy.url, access, secret)
+        exercise(proxy.url, *proxy.generated_credentials())
         running = walk_modes(data)
         assert {"kms/keystore.sqlite3-wal", "kms/keystore.sqlite3-shm", "objects/index.sqlite3-wal"} <= set(running)
         assert not_private(data) == {}
     finally:
-        log = proxy.stop()
+        log = stop(proxy)
     stopped = walk_modes(data)
     for expected in ("credentials.toml", "root.key", "kms/keystore.sqlite3", "kms/audit.log", "kms/audit.log.head",
                      "objects/index.sqlite3", "objects/blobs", "objects/tmp"):
@@ -126,9 +102,7 @@ def test_every_file_the_proxy_writes_is_private(tmp_path, umask):
 def test_kms_care_commands_write_private_files(tmp_path, umask):
     """backup, restore (a new keystore) and rotate-root-key (a new root key file), each run with a loose umask."""
     data = tmp_path / "data"
-    proxy = Serve(data, umask)
-    proxy.read_generated_credentials()
-    proxy.stop()
+    stop(serve(data, umask))
     env = dict(os.environ, S3PROXY_BACKUP_PASSPHRASE="a long enough passphrase")
 
     def cli(*args: str) -> None:
@@ -155,10 +129,9 @@ def test_a_data_dir_left_readable_by_an_older_version_is_tightened_once(tmp_path
     """Modes an older version left (umask 022: directories 0755, files 0644) are fixed on start, with
     one log line; the next start has nothing to fix and says nothing."""
     data = tmp_path / "data"
-    proxy = Serve(data, 0o022)
-    access, secret = proxy.read_generated_credentials()
-    exercise(proxy.url, access, secret)
-    proxy.stop()
+    proxy = serve(data, 0o022)
+    exercise(proxy.url, *proxy.generated_credentials())
+    stop(proxy)
     inodes = set()  # a copy hard-links its blob: two paths, one inode, one mode
     for rel in walk_modes(data):
         path = data / rel
@@ -169,20 +142,18 @@ def test_a_data_dir_left_readable_by_an_older_version_is_tightened_once(tmp_path
     loosened = len(inodes)
     assert len(not_private(data)) > loosened > 10
 
-    proxy = Serve(data, 0o022)
-    log = proxy.stop()
+    log = stop(serve(data, 0o022))
     assert not_private(data) == {}
     lines = [line for line in log.splitlines() if TIGHTENED in line]
     assert len(lines) == 1 and f"made {loosened} files and directories under {data} private" in lines[0], log
 
-    proxy = Serve(data, 0o022)
-    assert TIGHTENED not in proxy.stop()
+    assert TIGHTENED not in stop(serve(data, 0o022))
 
 
 def test_a_loose_root_key_is_refused_not_quietly_tightened(tmp_path):
     """A root key others could read may have been read: KMS refuses it (chmod 600 by hand, after thinking)."""
     data = tmp_path / "data"
-    Serve(data, 0o022).stop()
+    stop(serve(data, 0o022))
     (data / "root.key").chmod(0o644)
     done = subprocess.run([sys.executable, "-m", "s3proxy", "serve", "--port", "0", "--data-dir", str(data)],
                           capture_output=True, timeout=60)

@@ -17,66 +17,31 @@ import hashlib
 import logging
 import os
 import re
-import signal
 import socket
-import subprocess
 import sys
 import urllib.parse
-import urllib.request
 import uuid
-from pathlib import Path
 
 import pytest
 
 from tests.e2e.conftest import ACCESS_KEY, REGION, SECRET_KEY
 
-from .harness import s3_client, sigv4_headers
+from .harness import ProxyProcess, s3_client, sigv4_headers
 
 SSEC = "x-amz-server-side-encryption-customer-"
 CPSRC = "x-amz-copy-source-server-side-encryption-customer-"
 
 
-class Capture:
-    """The proxy process; everything it writes to stdout and stderr lands in files read by the tests."""
-
-    def __init__(self, data_dir: Path) -> None:
-        self.out_path, self.err_path = data_dir.parent / "stdout.log", data_dir.parent / "stderr.log"
-        self.out, self.err = open(self.out_path, "wb"), open(self.err_path, "wb")
-        cmd = [sys.executable, "-u", "-m", "s3proxy", "serve", "--port", "0", "--host", "127.0.0.1",
-               "--data-dir", str(data_dir), "--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY,
-               "--log-level", "debug"]
-        self.proc = subprocess.Popen(cmd, stdout=self.out, stderr=self.err)
-        self.url = ""
-        for _ in range(600):
-            found = re.search(rb"listening on (http://\S+)", self.out_path.read_bytes())
-            if found:
-                self.url = found.group(1).decode()
-                break
-            if self.proc.poll() is not None:
-                break
-            self.proc_wait(0.05)
-        assert self.url, self.err_path.read_bytes()[-2000:]
-        urllib.request.urlopen(self.url + "/healthz", timeout=30).read()
-        self.host, self.port = self.url[len("http://"):].rsplit(":", 1)
-
-    def proc_wait(self, seconds: float) -> None:
-        try:
-            self.proc.wait(seconds)
-        except subprocess.TimeoutExpired:
-            pass
+class Capture(ProxyProcess):
+    """The proxy process at log level debug; its stderr in a file, its stdout kept (`printed`)."""
 
     def output(self) -> bytes:
-        return self.out_path.read_bytes() + self.err_path.read_bytes()
-
-    def stop(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        self.proc.wait(30)
-        self.out.close()
-        self.err.close()
+        return ("".join(self.printed) + self.log_text()).encode("utf-8", "surrogateescape")
 
     def exchange(self, request: bytes) -> bytes:
         """Send `request` as is; everything the proxy answers until it closes the connection."""
-        with socket.create_connection((self.host, int(self.port)), timeout=30) as sock:
+        host, port = self.url[len("http://"):].rsplit(":", 1)
+        with socket.create_connection((host, int(port)), timeout=30) as sock:
             try:
                 sock.sendall(request)
             except (BrokenPipeError, ConnectionResetError):
@@ -95,7 +60,8 @@ class Capture:
 
 @pytest.fixture(scope="module")
 def proxy(tmp_path_factory):
-    capture = Capture(tmp_path_factory.mktemp("secrets") / "data")
+    root = tmp_path_factory.mktemp("secrets")
+    capture = Capture(root / "data", log=root / "stderr.log", log_level="debug").start()
     s3 = s3_client(capture.url)
     s3.create_bucket(Bucket="vault")
     key = os.urandom(32)
@@ -103,11 +69,17 @@ def proxy(tmp_path_factory):
     s3.put_object(Bucket="vault", Key="plain", Body=b"plain")
     yield capture
     capture.stop()
+    for secret in SENT:  # what it printed on stdout after the cases (nothing, normally) holds none either
+        assert all(form not in capture.output() for form in forms(secret))
+
+
+SENT: list[str] = []
 
 
 def marker() -> str:
     """A secret no other case sends (hex and letters: survives every encoding unchanged)."""
-    return "Secret" + uuid.uuid4().hex[:20]
+    SENT.append("Secret" + uuid.uuid4().hex[:20])
+    return SENT[-1]
 
 
 def forms(secret: bytes | str) -> set[bytes]:
