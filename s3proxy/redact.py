@@ -97,7 +97,7 @@ def scrub_error(message: str, fields: Mapping[str, str], headers: Mapping[str, s
 # logs ---------------------------------------------------------------------------------------------
 
 _NAMED = "|".join(re.escape(n) for n in (*SECRET_HEADERS, "authorization"))
-_PATTERNS = (
+_NAMED_PATTERNS = (
     # a secret header, however quoted (`name: v`, `'name': 'v'`, `name=v`): the rest of the line
     (re.compile(rf"(?i)((?<![\w-])(?:{_NAMED})(?:-md5)?['\"]?\s*[:=]\s*)[^\r\n]*"), rf"\g<1>{REDACTED}"),
     # a signature or token parameter (query strings, the SigV4 Authorization components)
@@ -105,15 +105,25 @@ _PATTERNS = (
      rf"\g<1>{REDACTED}"),
     # SigV2: AWS <access key id>:<signature>
     (re.compile(r"(?<![\w-])(AWS [A-Za-z0-9]{8,128}:)\S+"), rf"\g<1>{REDACTED}"),
-    # 32 bytes in base64 (an SSE-C or data key) or 64 hex digits (a key, or a SigV4 signature)
-    (re.compile(r"(?<![A-Za-z0-9+/])[A-Za-z0-9+/]{43}=(?![A-Za-z0-9+/=])"), REDACTED),
-    (re.compile(r"(?<![0-9a-fA-F])[0-9a-fA-F]{64}(?![0-9a-fA-F])"), REDACTED),
+)
+_TRIGGERS = ("customer-key", "security-token", "signature", "authorization", "aws ")  # cheap test before those
+# 32 bytes in base64 (an SSE-C or data key) or 64 hex digits (a key, or a SigV4 signature); both are
+# runs of 43 or more characters of the base64 alphabet, which is the cheap test
+_KEY_RUN = re.compile(r"[A-Za-z0-9+/]{43}")
+_KEY_LIKE = (
+    re.compile(r"(?<![A-Za-z0-9+/])[A-Za-z0-9+/]{43}=(?![A-Za-z0-9+/=])"),
+    re.compile(r"(?<![0-9a-fA-F])[0-9a-fA-F]{64}(?![0-9a-fA-F])"),
 )
 
 
 def scrub_log_text(text: str, secrets: Iterable[str] = ()) -> str:
-    for pattern, replacement in _PATTERNS:
-        text = pattern.sub(replacement, text)
+    lowered = text.lower()
+    if any(trigger in lowered for trigger in _TRIGGERS):
+        for pattern, replacement in _NAMED_PATTERNS:
+            text = pattern.sub(replacement, text)
+    if _KEY_RUN.search(text):
+        for pattern in _KEY_LIKE:
+            text = pattern.sub(REDACTED, text)
     return scrub(text, secrets)
 
 
@@ -131,6 +141,8 @@ class LogRedactor(logging.Filter):
             self._secrets = tuple(sorted(merged, key=len, reverse=True))
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "s3proxy_redacted", False):  # met already, on its logger (now at a handler)
+            return True
         try:
             message = record.getMessage()
         except Exception:  # a broken format string: keep its template, never its arguments
@@ -147,6 +159,7 @@ class LogRedactor(logging.Filter):
         record.exc_info, record.exc_text = None, scrub_log_text(trace, secrets) if trace else None
         if record.stack_info:
             record.stack_info = scrub_log_text(record.stack_info, secrets)
+        record.s3proxy_redacted = True
         return True
 
 
