@@ -8,20 +8,20 @@ import logging
 import os
 import secrets
 import ssl
-import stat
 import threading
 import time
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from aiohttp import web
 
-from . import ops
+from . import ops, private, redact
 from .auth.credentials import Credential, CredentialStore
 from .backends.base import Backend
 from .http.metrics import CountingAuditSink, InstrumentedBackend, Metrics
+from .http.listener import Runner
 from .http.server import Frontend, build_web_app
 from .kms.audit import FileAuditSink
 from .settings import Settings, SettingsError
@@ -46,6 +46,7 @@ class StartupError(Exception):
 class Bootstrap:
     credentials: CredentialStore
     generated: Credential | None  # a pair created on this first start, to show the operator once
+    secret_keys: tuple[str, ...] = field(default=(), repr=False)  # for the log redaction
 
 
 def load_credentials(settings: Settings) -> Bootstrap:
@@ -54,7 +55,7 @@ def load_credentials(settings: Settings) -> Bootstrap:
     if settings.access_key and settings.secret_key:
         entries.insert(0, Credential(settings.access_key, settings.secret_key, settings.access_key))
     if entries:
-        return Bootstrap(CredentialStore(entries), None)
+        return Bootstrap(CredentialStore(entries), None, tuple(c.secret_key for c in entries))
     path = settings.data_dir / CREDENTIALS_FILE
     if path.exists():
         try:
@@ -62,15 +63,15 @@ def load_credentials(settings: Settings) -> Bootstrap:
             stored = [Credential(str(c["access_key"]), str(c["secret_key"]), str(c.get("user", "admin"))) for c in data["credentials"]]
         except (OSError, KeyError, TypeError, tomllib.TOMLDecodeError) as exc:
             raise StartupError(f"cannot read {path}: {exc.__class__.__name__}") from None
-        return Bootstrap(CredentialStore(stored), None)
+        return Bootstrap(CredentialStore(stored), None, tuple(c.secret_key for c in stored))
     generated = Credential("S3P" + secrets.token_hex(8).upper(), secrets.token_urlsafe(30), "admin")
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, stat.S_IRUSR | stat.S_IWUSR)
+    fd = private.open_file(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         fh.write(
             "# s3proxy client credentials, generated on first start\n"
             f'[[credentials]]\naccess_key = "{generated.access_key}"\nsecret_key = "{generated.secret_key}"\nuser = "admin"\n'
         )
-    return Bootstrap(CredentialStore([generated]), generated)
+    return Bootstrap(CredentialStore([generated]), generated, (generated.secret_key,))
 
 
 def make_backend(settings: Settings, metrics: Metrics | None = None) -> Backend:
@@ -111,13 +112,26 @@ def open_kms(settings: Settings, clock: Callable[[], float], metrics: Metrics) -
 
 
 def prepare_data_dir(settings: Settings) -> None:
+    """The data dir, created 0700, writable, and private: what an older version (or a looser umask)
+    left group- or world-readable is tightened, and the log says so once. The root key file is left
+    as it is: KMS refuses a loose one, since someone else may have read it already."""
     try:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        private.make_dir(settings.data_dir)
+        changed, failed = private.tighten(settings.data_dir, skip=(settings.root_key_path,))
         probe = settings.data_dir / ".write-probe"
-        probe.write_bytes(b"")
+        private.write_file(probe, b"")
         probe.unlink()
     except OSError as exc:
         raise StartupError(f"data_dir {settings.data_dir}: {exc.strerror or exc}") from None
+    if changed:
+        log.warning(
+            "made %d files and directories under %s private (directories 0700, files 0600); they were readable "
+            "by other users (made by an older version or under a looser umask), e.g. %s",
+            len(changed), settings.data_dir, ", ".join(str(p) for p in changed[:5]),
+        )
+    if failed:
+        log.warning("could not make %d paths under %s private (owned by another user?), e.g. %s",
+                    len(failed), settings.data_dir, ", ".join(str(p) for p in failed[:5]))
 
 
 class Proxy:
@@ -126,8 +140,10 @@ class Proxy:
     def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
         self.clock = clock
+        redact.install_log_redaction([settings.backend_secret_key or ""])
         prepare_data_dir(settings)
         self.bootstrap = load_credentials(settings)
+        redact.install_log_redaction(self.bootstrap.secret_keys)
         self.metrics = Metrics()
         self.backend = InstrumentedBackend(make_backend(settings, self.metrics), self.metrics)
         self.kms = open_kms(settings, clock, self.metrics)
@@ -187,7 +203,7 @@ class Proxy:
     async def start(self) -> None:
         await self.backend.start()
         # auto_decompress off: Content-Encoding of a PUT is an attribute of the object, not of the transfer
-        self.runner = web.AppRunner(build_web_app(self.frontend), access_log=None, shutdown_timeout=5, auto_decompress=False)
+        self.runner = Runner(build_web_app(self.frontend), access_log=None, shutdown_timeout=5, auto_decompress=False)
         await self.runner.setup()
         site = web.TCPSite(self.runner, self.settings.host, self.settings.port, ssl_context=self._ssl_context(), reuse_address=True)
         try:
@@ -247,6 +263,7 @@ def tune_malloc() -> bool:
 def serve(settings: Settings, *, announce: Callable[[str], None] = print) -> None:
     """Run until SIGINT/SIGTERM."""
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    redact.install_log_redaction(handlers=logging.getLogger().handlers)  # also what other libraries log
     tune_malloc()
 
     async def main() -> None:

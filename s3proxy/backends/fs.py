@@ -47,6 +47,7 @@ from s3proxy.backends.base import (
 )
 from s3proxy.backends.fs_index import Blobs, Index, NewVersion, Version
 from s3proxy.backends.listing import list_page
+from s3proxy.private import make_dir, open_file
 
 CHUNK = 1 << 20
 
@@ -80,7 +81,7 @@ class FsBackend:
 
     def _open(self) -> None:
         for sub in ("blobs", "tmp"):
-            (self._root / sub).mkdir(parents=True, exist_ok=True)
+            make_dir(self._root / sub)
         self._index = Index(self._root / "index.sqlite3", self._rand, durable=self._fsync)
         self._sweep()
 
@@ -274,7 +275,7 @@ class FsBackend:
         """Stream `body` into a new durable blob file; its name."""
         name = common.new_id(self._rand)
         tmp = self._root / "tmp" / name
-        f = await asyncio.to_thread(open, tmp, "wb")
+        f = await asyncio.to_thread(_create, tmp)
         try:
             buf = bytearray()
             async for chunk in common.sized(body, size):
@@ -297,7 +298,7 @@ class FsBackend:
         if self._fsync:
             os.fsync(f.fileno())
         f.close()
-        dst.parent.mkdir(exist_ok=True)
+        make_dir(dst.parent)
         os.replace(tmp, dst)
         if self._fsync:
             _fsync_dir(dst.parent)
@@ -374,14 +375,19 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _create(path: Path) -> BinaryIO:
+    return os.fdopen(open_file(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL), "wb")
+
+
 def _link_or_copy(src: Path, dst: Path, fsync: bool) -> None:
-    dst.parent.mkdir(exist_ok=True)
+    make_dir(dst.parent)
     try:
-        os.link(src, dst)
+        os.link(src, dst)  # the same inode: the source's 0600 mode
     except OSError:
-        shutil.copyfile(src, dst)
-        if fsync:
-            with open(dst, "rb") as f:
-                os.fsync(f.fileno())
+        with open(src, "rb") as source, _create(dst) as target:
+            shutil.copyfileobj(source, target, CHUNK)
+            if fsync:
+                target.flush()
+                os.fsync(target.fileno())
     if fsync:
         _fsync_dir(dst.parent)

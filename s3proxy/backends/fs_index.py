@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 from s3proxy import errors
+from s3proxy.private import prepare_sqlite
 from s3proxy.backends import common
 from s3proxy.backends.base import BucketInfo, ObjectInfo, ObjectMeta, PartInfo, UploadInfo
 
@@ -91,7 +92,7 @@ class Index:
     """The SQLite index of one fs backend root."""
 
     def __init__(self, path: Path, rand: common.Rand, *, durable: bool = True) -> None:
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db = sqlite3.connect(prepare_sqlite(path), isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'OFF'}")
         self._db.executescript(_SCHEMA)

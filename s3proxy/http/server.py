@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 import os
+import re
 import time
 import urllib.parse
 from dataclasses import dataclass, field
@@ -19,12 +20,12 @@ from typing import Any, Awaitable, Callable, Mapping
 from aiohttp import web
 from multidict import CIMultiDict, MultiDict
 
-from .. import errors
+from .. import errors, redact
 from ..auth.body import open_body
 from ..auth.credentials import CredentialStore
 from ..auth.context import AuthContext
 from ..auth.verify import authenticate
-from . import xml
+from . import listener, xml
 from .metrics import Metrics, is_operational, operational_response
 from .routes import ROUTED_SUBRESOURCES, route
 
@@ -214,7 +215,6 @@ class Frontend:
         if not response.prepared:
             response.headers["x-amz-request-id"] = request_id
             response.headers.setdefault("x-amz-id-2", request_id)
-            response.headers.setdefault("Server", "s3proxy")
         return response
 
     async def handle_kms(self, request: web.Request, raw_path: str, raw_query: str, request_id: str) -> web.Response:
@@ -233,7 +233,8 @@ class Frontend:
             code, status = KMS_AUTH_ERRORS.get(exc.code, (exc.code, exc.status))
             if "HeadersNotSigned" in exc.fields:  # AWS's JSON services: a signature that leaves out a header it must cover
                 code, status = "IncompleteSignatureException", 400
-            return kms_error_response(code, status, exc.text, request_id)
+            message, _ = redact.scrub_error(exc.text, {}, request.headers, raw_query)
+            return kms_error_response(code, status, message, request_id)
         caller = self.kms_caller(auth, request, request_id) if self.kms_caller else None
         status, payload = await asyncio.to_thread(
             self.kms_api.dispatch, request.headers.get("x-amz-target", ""), body, caller
@@ -250,8 +251,9 @@ class Frontend:
         headers = {"x-amz-request-id": request_id, **exc.headers}
         if exc.status == 304 or request.method == "HEAD":
             return web.Response(status=exc.status, headers=headers)
-        fields: dict[str, Any] = {"Code": exc.code, "Message": exc.text}
-        fields.update(exc.fields)
+        message, extra = redact.scrub_error(exc.text, exc.fields, request.headers, request.raw_path.partition("?")[2])
+        fields: dict[str, Any] = {"Code": exc.code, "Message": message}
+        fields.update(extra)
         if exc.resource:
             fields["Resource"] = exc.resource
         fields["RequestId"] = request_id
@@ -264,13 +266,17 @@ async def _always_ready() -> dict[str, str]:
     return {}
 
 
+_ACCESS_KEY = re.compile(r"[A-Za-z0-9_.+=@-]{1,128}(?=/)")  # an id, up to the '/' of the scope, or nothing
+
+
 def _access_key_of(headers: Mapping[str, str]) -> str | None:
     """The access key id named by an Authorization header (never the signature or a secret)."""
     auth = headers.get("authorization", "")
     start = auth.find("Credential=")
     if start < 0:
         return None
-    return auth[start + len("Credential="):].split("/", 1)[0][:128] or None
+    found = _ACCESS_KEY.match(auth, start + len("Credential="))
+    return found.group(0) if found else None
 
 
 def virtual_host_bucket(host: str, domains: tuple[str, ...]) -> str | None:
@@ -336,4 +342,5 @@ def _abort(request: web.Request) -> None:
 def build_web_app(frontend: Frontend) -> web.Application:
     app = web.Application(client_max_size=1024**4, handler_args={"max_field_size": 16 * 1024, "max_headers": 256})
     app.router.add_route("*", "/{tail:.*}", frontend.handle)
+    app.on_response_prepare.append(listener.on_response_prepare)  # Server: s3proxy, never versions
     return app

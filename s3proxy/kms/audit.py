@@ -26,6 +26,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
+from ..private import make_dir, open_file, write_file
+
 GENESIS = "0" * 64
 
 
@@ -73,14 +75,14 @@ class FileAuditSink:
 
     def __init__(self, path: Path, *, fsync_interval: float = 1.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_dir(path.parent)
         self.path = path
         self._fsync_interval = fsync_interval
         self._clock = clock
         self._synced_at = clock()
         self._lock = threading.Lock()
         self._seq, self._prev = self._resume(path)
-        self._file: TextIO = open(path, "a", encoding="utf-8")
+        self._file: TextIO = os.fdopen(open_file(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT), "a", encoding="utf-8")
 
     @staticmethod
     def _resume(path: Path) -> tuple[int, str]:
@@ -116,7 +118,7 @@ class FileAuditSink:
     def _write_head(self) -> None:
         head = _head_path(self.path)
         tmp = head.with_name(head.name + ".tmp")
-        tmp.write_text(json.dumps({"seq": self._seq, "hash": self._prev}))
+        write_file(tmp, json.dumps({"seq": self._seq, "hash": self._prev}).encode())
         os.replace(tmp, head)
 
     def close(self) -> None:

@@ -37,6 +37,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
+from ..private import make_dir, open_file, write_file
 from .errors import KeystoreConflict
 from .keystore.sqlite import SqliteKeystore
 from .wrapping import ROOT_KEY_BYTES, Sealer, load_root_key, write_root_key
@@ -110,7 +111,7 @@ def backup(data_dir: Path, out: Path, passphrase: bytes, *, root_key_file: Path 
     header = MAGIC + salt + nonce
     sealed = header + AESGCM(_kdf(passphrase, salt)).encrypt(nonce, payload, header)
     tmp = out.with_name(out.name + ".partial")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd = open_file(tmp)
     try:
         os.write(fd, sealed)
         os.fsync(fd)
@@ -148,11 +149,11 @@ def restore(path: Path, passphrase: bytes, data_dir: Path, *, root_key_file: Pat
     root_path = root_key_file or Path(data_dir) / "root.key"
     if target.exists() and not force:
         raise BackupError(f"a keystore already exists at {target}; pass --force to replace it")
-    target.parent.mkdir(parents=True, exist_ok=True)
+    make_dir(target.parent)
     for suffix in ("-wal", "-shm"):  # a replaced database must not meet the old one's journal
         Path(str(target) + suffix).unlink(missing_ok=True)
     tmp = target.with_name(target.name + ".restoring")
-    tmp.write_bytes(db)
+    write_file(tmp, db, fsync=True)
     os.replace(tmp, target)
     if keyring and (force or not root_path.exists()):
         write_root_key(root_path, keyring)

@@ -28,6 +28,7 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from ..private import make_dir, open_file
 from .errors import InvalidCiphertextException, RootKeyError
 
 ROOT_KEY_BYTES = 32
@@ -51,9 +52,9 @@ def load_root_key(path: Path, *, create: bool = True, rand: Callable[[int], byte
     except FileNotFoundError:
         if not create:
             raise RootKeyError(f"root key file {path} does not exist") from None
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_dir(path.parent)
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            fd = open_file(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
         except FileExistsError:  # another process won the race: read theirs
             return load_root_key(path, create=False)
         try:
@@ -83,7 +84,7 @@ def write_root_key(path: Path, keyring: bytes) -> None:
     if not keyring or len(keyring) % ROOT_KEY_BYTES or len(keyring) > MAX_ROOT_KEYS * ROOT_KEY_BYTES:
         raise ValueError("a keyring is 1 to 8 keys of 32 bytes")
     tmp = path.with_name(path.name + ".new")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd = open_file(tmp)
     try:
         os.write(fd, keyring)
         os.fsync(fd)

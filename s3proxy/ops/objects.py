@@ -115,17 +115,16 @@ def _version_id(call: Call) -> str | None:
     return version
 
 
-async def _part_or_range(s: Services, call: Call, ref: ObjectRef) -> tuple[ByteRange | None, int | None]:
-    """The Range header, or ?partNumber=N as S3 reads it: a ranged GET of part N (with the parts count)."""
+def _part_number(call: Call) -> int | None:
+    """?partNumber=N (S3 reads it as a ranged GET of part N), checked; None when absent."""
     raw = call.query.get("partNumber")
     if raw is None:
-        return parse_range(call.headers.get("range")), None
+        return None
     if "range" in call.headers:
         raise errors.InvalidRequest("Cannot specify both Range header and partNumber query parameter")
     if not (raw.isascii() and raw.isdigit() and 1 <= int(raw) <= 10000):
         raise errors.InvalidArgument("Part number must be an integer between 1 and 10000, inclusive", ArgumentName="partNumber", ArgumentValue=raw)
-    first, last, count = await s.store.part_range(ref, _version_id(call), int(raw))
-    return ByteRange(first, last), count
+    return int(raw)
 
 
 def _checksum_mode(call: Call) -> bool:
@@ -139,12 +138,13 @@ def _overrides(call: Call) -> dict[str, str]:
 async def get_object(s: Services, call: Call) -> web.StreamResponse:
     ref = ref_of(call)
     bucket, key = ref.bucket, ref.key
-    byte_range, parts_count = await _part_or_range(s, call, ref)
+    part_number = _part_number(call)
+    byte_range = parse_range(call.headers.get("range")) if part_number is None else None
     download = await s.store.get_object(
-        ref, s.keys(call), version_id=_version_id(call), byte_range=byte_range, check=_read_check(call),
-        checksums=byte_range is None and _checksum_mode(call),
+        ref, s.keys(call), version_id=_version_id(call), byte_range=byte_range, part_number=part_number,
+        check=_read_check(call), checksums=byte_range is None and part_number is None and _checksum_mode(call),
     )
-    view = download.view
+    view, parts_count = download.view, download.parts_count
     headers = view_headers(view)
     headers.update(_overrides(call))
     if download.range is None:
@@ -204,7 +204,12 @@ async def head_object(s: Services, call: Call) -> web.StreamResponse:
     _read_check(call)(view)
     headers = view_headers(view)
     headers.update(_overrides(call))
-    byte_range, parts_count = await _part_or_range(s, call, ref)
+    # the part or range is resolved after head_object checked an SSE-C key and the preconditions held
+    part_number = _part_number(call)
+    byte_range, parts_count = parse_range(call.headers.get("range")), None  # no Range beside partNumber
+    if part_number is not None:
+        first, last, parts_count = await s.store.part_range(ref, _version_id(call), part_number)
+        byte_range = ByteRange(first, last)
     if parts_count is not None:
         headers["x-amz-mp-parts-count"] = str(parts_count)
     status = 200

@@ -29,6 +29,7 @@ from .views import (
     _one,
     _service_unwrap,
     _service_wrap,
+    checked_unseal,
     to_backend_metadata,
 )
 
@@ -105,8 +106,7 @@ class MultipartUploads:
         self._require_encrypted(stored)
         src_mode = keys.for_stored(stored.fields, copy_source=True)
         src_view = self.view(stored, src_mode)
-        check(src_view)
-        src_key = await src_mode.unseal(src, stored.fields)
+        src_key = await checked_unseal(src_mode, src, stored.fields, lambda: check(src_view))
         envelope = self._envelope(stored, src_key)
         if stored.size == 0:
             plain: AsyncIterator[bytes] = _one(b"")

@@ -51,6 +51,7 @@ from .views import (
     Written,
     _close,
     _one,
+    checked_unseal,
     client_side_format,
     current_mode_md5,
     open_checksums,
@@ -67,6 +68,19 @@ def data_fields(stored: Stored) -> dict[str, str]:
     if KEY_MPU in kept:
         kept = {k: v for k, v in kept.items() if k not in (fmt.KEY_SIZE, fmt.KEY_PARTS, fmt.KEY_MAC)}
     return kept
+
+
+def _part_span(stored: Stored, part_number: int) -> tuple[int, int, int | None]:
+    """(first, last, parts count) of part `part_number`: S3's "ranged GET of the part". A single-part
+    object has only part 1 (the whole object, no parts count)."""
+    multipart = fmt.KEY_PARTS in stored.fields
+    parts = fmt.decode_parts(stored.fields[fmt.KEY_PARTS]) if multipart else ((1, stored.size),)
+    offset = 0
+    for number, size in parts:
+        if number == part_number and size:
+            return offset, offset + size - 1, len(parts) if multipart else None
+        offset += size
+    raise errors.InvalidPartNumber(PartNumberRequested=str(part_number), ActualPartCount=str(len(parts)))
 
 
 class ObjectStore(MultipartUploads):
@@ -228,17 +242,11 @@ class ObjectStore(MultipartUploads):
         return self.view(stored, mode, extra=extra)
 
     async def part_range(self, ref: ObjectRef, version_id: str | None, part_number: int) -> tuple[int, int, int | None]:
-        """(first, last, parts count) of part `part_number`, for GET/HEAD ?partNumber: S3's "ranged GET
-        of the part". A single-part object has only part 1 (the whole object, no parts count)."""
+        """(first, last, parts count) of part `part_number`, for HEAD ?partNumber, which calls it only
+        after head_object checked the request's SSE-C key (GET resolves the part inside get_object)."""
         stored = await self.stored(await self.backend.head_object(ref.bucket, ref.key, version_id))
         self._require_encrypted(stored)
-        parts = fmt.decode_parts(stored.fields[fmt.KEY_PARTS]) if fmt.KEY_PARTS in stored.fields else ((1, stored.size),)
-        offset = 0
-        for number, size in parts:
-            if number == part_number and size:
-                return offset, offset + size - 1, len(parts) if fmt.KEY_PARTS in stored.fields else None
-            offset += size
-        raise errors.InvalidPartNumber(PartNumberRequested=str(part_number), ActualPartCount=str(len(parts)))
+        return _part_span(stored, part_number)
 
     async def get_object(
         self,
@@ -247,11 +255,15 @@ class ObjectStore(MultipartUploads):
         *,
         version_id: str | None = None,
         byte_range: ByteRange | None = None,
+        part_number: int | None = None,
         check: Callable[[ObjectView], None] = lambda view: None,
         checksums: bool = False,
     ) -> Download:
+        """The object's plaintext: whole, `byte_range`, or part `part_number` (S3's "ranged GET of the
+        part"). The range or part is resolved only after the key was recovered, so a request without
+        an SSE-C object's key learns nothing of its size or parts (416) before it is refused."""
         keys.reject_sse_header()
-        if byte_range is None:
+        if byte_range is None and part_number is None:
             got = await self.backend.get_object(ref.bucket, ref.key, None, version_id)
             try:
                 stored = await self.stored(got.info)
@@ -262,7 +274,12 @@ class ObjectStore(MultipartUploads):
                 raise
         stored = await self.stored(await self.backend.head_object(ref.bucket, ref.key, version_id))
         view, key, envelope = await self._open(ref, stored, keys, check, False)
-        first, last = byte_range.resolve(view.size)
+        parts_count = None
+        if part_number is not None:
+            first, last, parts_count = _part_span(stored, part_number)
+        else:
+            assert byte_range is not None
+            first, last = byte_range.resolve(view.size)
         plan = envelope.plan(first, last)
         got = await self.backend.get_object(
             ref.bucket, ref.key, (plan.ciphertext_start, plan.ciphertext_end), version_id or stored.info.version_id
@@ -270,15 +287,14 @@ class ObjectStore(MultipartUploads):
         if got.info.etag != stored.info.etag:  # replaced between HEAD and GET: never mix two objects
             await _close(got.body)
             raise errors.PreconditionFailed("The object was replaced while it was being read; retry the request.")
-        return Download(view, decrypt_range(got.body, key, plan, batch_size=BATCH), (first, last))
+        return Download(view, decrypt_range(got.body, key, plan, batch_size=BATCH), (first, last), parts_count)
 
     async def _open(self, ref, stored: Stored, keys: ModeResolver, check, checksums: bool):
         if stored.info.delete_marker:
             check(self.view(stored, None))
         self._require_encrypted(stored)
         mode = keys.for_stored(stored.fields)
-        check(self.view(stored, mode))
-        key = await mode.unseal(ref, stored.fields)
+        key = await checked_unseal(mode, ref, stored.fields, lambda: check(self.view(stored, mode)))
         envelope = self._envelope(stored, key)
         if stored.info.size != envelope.ciphertext_size:  # bytes appended or cut at rest: refuse before any byte
             raise IntegrityError()
@@ -306,8 +322,7 @@ class ObjectStore(MultipartUploads):
             return await self._encrypt_copy(src, dst, keys, stored, meta=meta, tagging=tagging, check=check)
         src_mode = keys.for_stored(stored.fields, copy_source=True)
         src_view = self.view(stored, src_mode)
-        check(src_view)
-        key = await src_mode.unseal(src, stored.fields)
+        key = await checked_unseal(src_mode, src, stored.fields, lambda: check(src_view))
         self._envelope(stored, key)  # the source must be whole before it is copied
         dst_mode = keys.for_write(await self._default(dst.bucket))
         sealed = await dst_mode.seal(dst, key)

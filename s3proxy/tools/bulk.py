@@ -20,6 +20,8 @@ from typing import Callable, TextIO
 
 from botocore.exceptions import ClientError
 
+from ..private import write_file
+
 
 class Skip(Exception):
     """This object needs nothing (already in the wanted state, or changed meanwhile)."""
@@ -116,7 +118,7 @@ def walk(
         for page in _pages(s3, bucket, prefix, start_after, page_size):
             list(pool.map(one, page))
             if checkpoint is not None and page:
-                checkpoint.write_text(json.dumps({"bucket": bucket, "prefix": prefix, "after": page[-1]["Key"]}))
+                write_file(checkpoint, json.dumps({"bucket": bucket, "prefix": prefix, "after": page[-1]["Key"]}).encode())
     progress.finish()
     if checkpoint is not None and checkpoint.exists() and not report.failed:
         checkpoint.unlink()

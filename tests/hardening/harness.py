@@ -22,6 +22,7 @@ import sys
 import threading
 import time
 import urllib.parse
+import urllib.request
 from dataclasses import dataclass, field
 from http.client import HTTPResponse
 from pathlib import Path
@@ -300,26 +301,57 @@ def error_code(body: bytes) -> str | None:
 
 @dataclass
 class ProxyProcess:
-    """`python -m s3proxy serve` on a data dir; SIGKILL and restart it at will."""
+    """`python -m s3proxy serve` on a data dir; SIGKILL and restart it at will.
+
+    `log`: a file that receives its stderr (the log; else discarded), at `log_level`; `umask` for the
+    process (-1: inherited); `generate_credentials`: start without the test pair, so serve makes one
+    (read it with `generated_credentials()`). Everything it prints on stdout is kept in `printed`."""
 
     data_dir: Path
     extra: list[str] = field(default_factory=list)
+    log: Path | None = None
+    log_level: str = "warning"
+    umask: int = -1
+    generate_credentials: bool = False
     proc: subprocess.Popen | None = None
     url: str = ""
+    printed: list[str] = field(default_factory=list)
 
     def start(self) -> "ProxyProcess":
+        keys = [] if self.generate_credentials else ["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY]
         cmd = [sys.executable, "-u", "-m", "s3proxy", "serve", "--port", "0", "--host", "127.0.0.1",
-               "--data-dir", str(self.data_dir), "--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY,
-               "--log-level", "warning", *self.extra]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=os.environ)
+               "--data-dir", str(self.data_dir), *keys, "--log-level", self.log_level, *self.extra]
+        log = open(self.log, "ab") if self.log is not None else subprocess.DEVNULL
+        try:
+            self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, env=os.environ, umask=self.umask)
+        finally:
+            if self.log is not None:
+                log.close()  # the child has its own descriptor
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline().decode()
+        self.printed.append(line)
         m = re.search(r"listening on (http://\S+)", line)
         if m is None:
             self.proc.kill()
-            raise AssertionError(f"proxy did not start: {line!r}")
+            raise AssertionError(f"proxy did not start: {line!r} {self.log_text()[-2000:]!r}")
         self.url = m.group(1)
+        # answered only once serve() waits for SIGTERM, i.e. after its signal handlers are installed
+        urllib.request.urlopen(self.url + "/healthz", timeout=30).read()
         return self
+
+    def generated_credentials(self) -> tuple[str, str]:
+        """The pair a first start without credentials announced."""
+        assert self.proc is not None and self.proc.stdout is not None
+        for _ in range(4):
+            line = self.proc.stdout.readline().decode()
+            self.printed.append(line)
+            found = re.search(r"AWS_ACCESS_KEY_ID=(\S+) AWS_SECRET_ACCESS_KEY=(\S+)", line)
+            if found:
+                return found.group(1), found.group(2)
+        raise AssertionError(f"no generated credentials announced: {self.printed!r}")
+
+    def log_text(self) -> str:
+        return self.log.read_bytes().decode("utf-8", "replace") if self.log is not None and self.log.exists() else ""
 
     def kill(self) -> None:
         assert self.proc is not None
@@ -328,7 +360,8 @@ class ProxyProcess:
         if self.proc.stdout is not None:
             self.proc.stdout.close()
 
-    def stop(self) -> None:
+    def stop(self) -> int | None:
+        """SIGTERM (SIGKILL after 15 s); its exit status."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -336,5 +369,7 @@ class ProxyProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
-        if self.proc is not None and self.proc.stdout is not None:
+        if self.proc is not None and self.proc.stdout is not None and not self.proc.stdout.closed:
+            self.printed.append(self.proc.stdout.read().decode())
             self.proc.stdout.close()
+        return self.proc.returncode if self.proc is not None else None

@@ -12,6 +12,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+from ...private import prepare_sqlite
 from ..errors import KeystoreConflict
 from .base import Entry
 
@@ -20,7 +21,7 @@ _SCHEMA = "CREATE TABLE IF NOT EXISTS entries (name TEXT PRIMARY KEY, version IN
 
 class SqliteKeystore:
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        prepare_sqlite(path)  # 0600, and so are its -wal and -shm
         self.path = path
         self._lock = threading.Lock()
         self._db = sqlite3.connect(str(path), timeout=30.0, isolation_level=None, check_same_thread=False)
