@@ -304,6 +304,7 @@ class ProxyProcess:
 
     data_dir: Path
     extra: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)  # S3PROXY_* settings, on top of this process's environment
     proc: subprocess.Popen | None = None
     url: str = ""
 
@@ -311,7 +312,7 @@ class ProxyProcess:
         cmd = [sys.executable, "-u", "-m", "s3proxy", "serve", "--port", "0", "--host", "127.0.0.1",
                "--data-dir", str(self.data_dir), "--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY,
                "--log-level", "warning", *self.extra]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=os.environ)
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env={**os.environ, **self.env})
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline().decode()
         m = re.search(r"listening on (http://\S+)", line)
