@@ -145,6 +145,9 @@ class GuardedProtocol(RequestHandler):
         if self._force_close or self._close or self._upgraded or self._payload_parser is not None:
             super().data_received(data)
             return
+        if not data:  # aiohttp resuming its parser on what it held back (flow control): nothing new
+            self._feed(data)
+            return
         while data and not self._refused and not self._force_close:
             data = self._feed_body(data) if self._body_left else self._feed_head(data)
             if self._upgraded:  # an Upgrade request (S3 has none): answer it, then close

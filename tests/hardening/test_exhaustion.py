@@ -214,6 +214,15 @@ def test_bodies_are_not_counted_as_headers_on_a_pipelined_connection(tmp_path):
         assert s3_client(proxy.url).get_object(Bucket=bucket, Key="piped")["Body"].read() == body
 
 
+def test_more_pipelined_requests_than_aiohttp_queues_are_all_answered(tmp_path):
+    """aiohttp parses at most 32 queued requests, then resumes as they are served: 80 in one write."""
+    with serving(tmp_path, max_header_bytes="4096") as proxy:
+        with socket.create_connection(_hostport(proxy.url), timeout=20) as sock:
+            sock.sendall(_head_of_size(3000) * 80)
+            with _Responses(sock) as responses:
+                assert [responses.next()[0] for _ in range(80)] == [200] * 80
+
+
 # --- connections held: slow headers, idle keep-alive, too many --------------------------------------
 
 
