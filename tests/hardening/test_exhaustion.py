@@ -468,3 +468,21 @@ def test_the_readiness_probe_notices_a_backend_that_goes_away(tmp_path, hop_clea
             assert time.monotonic() < deadline, "/readyz never noticed the failing backend"
             time.sleep(0.1)
         assert re.search(rb'"backend"', body), body
+
+
+# --- the settings ------------------------------------------------------------------------------------
+
+
+def test_limit_settings_are_validated():
+    from s3proxy.settings import SettingsError, load
+
+    defaults = load({}, env={})
+    assert (defaults.max_header_bytes, defaults.header_timeout, defaults.idle_timeout, defaults.max_connections) == (32768, 20.0, 60.0, 1024)
+    assert defaults.metrics_address is None
+    assert load({"metrics_listen": "[::1]:9100"}, env={}).metrics_address == ("::1", 9100)
+    assert load({}, env={"S3PROXY_METRICS_LISTEN": "127.0.0.1:0"}).metrics_address == ("127.0.0.1", 0)
+    for name, value in (("max_header_bytes", "1000"), ("max_connections", "0"), ("header_timeout", "0"),
+                        ("idle_timeout", "-1"), ("ready_interval", "x"), ("metrics_listen", "9100"),
+                        ("metrics_listen", "host:99999")):
+        with pytest.raises(SettingsError, match=name):
+            load({name: value}, env={})
