@@ -73,7 +73,8 @@ class Reader:
     """An incremental parse of one request document with root `root`, fed as its bytes arrive.
 
     The result is xmltodict's shape (attributes as `@name`, text beside children as `#text`, a
-    repeated child as a list, whitespace stripped) built without recursion. Anything past the
+    repeated child as a list) built without recursion; unlike xmltodict, a leaf's text is kept as
+    sent (text() strips it, verbatim() does not). Anything past the
     document's Limits, a DTD or entity declaration, or XML that is not well-formed is MalformedXML
     as soon as it is seen, without reading further."""
 
@@ -138,13 +139,13 @@ class Reader:
 
     def _end(self, name: str) -> None:
         _, item, texts = self._stack.pop()
-        text = "".join(texts).strip() or None
-        if item is not None:
+        if item is not None:  # attributes or children: its own text (if any) is stripped
+            text = "".join(texts).strip()
             if text:
                 item["#text"] = text
             value: Any = item
-        else:
-            value = text
+        else:  # a leaf: its text as sent (an S3 key may begin or end with spaces)
+            value = "".join(texts) or None
         if not self._stack:
             self.result = {name: value}
             return
@@ -179,7 +180,12 @@ def as_list(value: Any) -> list[Any]:
 
 
 def text(value: Any) -> str:
-    """The text of a leaf element (xmltodict gives a dict when the element has attributes)."""
+    """The text of a leaf element, surrounding whitespace stripped (names, numbers, flags)."""
+    return verbatim(value).strip()
+
+
+def verbatim(value: Any) -> str:
+    """The text of a leaf element exactly as sent (object keys); a dict when it has attributes."""
     if value is None:
         return ""
     if isinstance(value, dict):

@@ -242,7 +242,7 @@ async def delete_objects(s: Services, call: Call) -> web.Response:
     for obj in objects:
         if not isinstance(obj, dict) or "Key" not in obj:
             raise errors.MalformedXML()
-        key = xml.text(obj.get("Key"))
+        key = xml.verbatim(obj.get("Key"))  # " a" is not "a"
         version = xml.text(obj.get("VersionId")) or None
         try:
             result = await s.store.delete_object(ObjectRef(bucket, key), version)

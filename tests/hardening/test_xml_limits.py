@@ -39,12 +39,27 @@ ELEMENTS = st.recursive(
 @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
 @given(st.lists(ELEMENTS, max_size=5).map(lambda children: f"<Delete>{''.join(children)}</Delete>".encode()))
 def test_documents_read_as_xmltodict_read_them(doc):
+    """The shape xmltodict gave, except that a leaf's text keeps its surrounding whitespace."""
     expected = _xmltodict_children(doc)
     if expected is None:
         with pytest.raises(errors.S3Error, match="not well-formed"):
             xml.parse(doc, "Delete")
     else:
-        assert xml.parse(doc, "Delete") == expected
+        assert _stripped(xml.parse(doc, "Delete")) == expected
+
+
+def _stripped(value):
+    if isinstance(value, dict):
+        return {k: v if k.startswith("@") else _stripped(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_stripped(v) for v in value]
+    return value.strip() or None if isinstance(value, str) else value
+
+
+def test_a_leaf_keeps_its_whitespace_and_text_strips_it():
+    doc = xml.parse(b"<Delete><Quiet>\n true \n</Quiet><Object><Key> a </Key></Object><Object><Key> </Key></Object></Delete>", "Delete")
+    assert [xml.verbatim(o["Key"]) for o in doc["Object"]] == [" a ", " "]
+    assert xml.text(doc["Quiet"]) == "true"
 
 
 @pytest.mark.parametrize("pieces", [1, 7, 4096])
@@ -54,7 +69,7 @@ def test_a_document_fed_in_pieces_reads_as_a_whole(pieces):
     step = max(1, len(doc) // pieces)
     for start in range(0, len(doc), step):
         reader.feed(doc[start:start + step])
-    assert reader.close() == _xmltodict_children(doc)
+    assert _stripped(reader.close()) == _xmltodict_children(doc)
 
 
 def _reads_until_refused(root: str, head: bytes, item: bytes, count: int) -> int:
@@ -103,3 +118,22 @@ def test_documents_past_their_limits_are_malformed_xml(doc, why):
     with pytest.raises(errors.S3Error) as caught:
         xml.parse(doc, root.decode())
     assert caught.value.code == "MalformedXML", why
+
+
+def test_delete_objects_deletes_the_key_named_with_its_spaces(tmp_path):
+    """Over the wire: deleting " a" must not delete "a" (the parser before this one stripped keys)."""
+    from tests.e2e.conftest import start_proxy
+
+    from .harness import s3_client
+
+    thread, endpoint = start_proxy(tmp_path, "fs", None)
+    try:
+        s3 = s3_client(endpoint.url)
+        s3.create_bucket(Bucket="spaces")
+        for key in ("a", " a", "a "):
+            s3.put_object(Bucket="spaces", Key=key, Body=key.encode())
+        deleted = s3.delete_objects(Bucket="spaces", Delete={"Objects": [{"Key": " a"}]})["Deleted"]
+        assert [d["Key"] for d in deleted] == [" a"]
+        assert sorted(o["Key"] for o in s3.list_objects_v2(Bucket="spaces")["Contents"]) == ["a", "a "]
+    finally:
+        thread.stop()
