@@ -194,7 +194,6 @@ class Proxy:
 
     async def start(self) -> None:
         await self.backend.start()
-        self.readiness.start()
         # auto_decompress off: Content-Encoding of a PUT is an attribute of the object, not of the transfer
         gate = Gate(self.limits, on_refuse=lambda reason: self.metrics.refused.labels(reason).inc())
         self.metrics.connections.set_function(lambda: gate.open)
@@ -206,6 +205,7 @@ class Proxy:
             self.metrics_runner = GuardedRunner(build_operational_app(self.metrics, self.readiness), Gate(self.limits),
                                                 access_log=None, shutdown_timeout=5)
             self.metrics_port = await self._listen(self.metrics_runner, *address, None)
+        self.readiness.start()
 
     async def _listen(self, runner: web.AppRunner, host: str, port: int, ssl_context: ssl.SSLContext | None) -> int:
         """Serve `runner` on host:port; the port bound (port 0 picks one)."""

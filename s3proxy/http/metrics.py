@@ -154,32 +154,35 @@ class Readiness:
         self.interval = interval
         self.problems: dict[str, str] = {"probe": "pending"}
         self._answered = asyncio.Event()
+        self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="s3proxy-readiness")
 
     async def stop(self) -> None:
+        """Ends the timer; a probe in flight is let finish (its calls may be in worker threads
+        that must not outlive what they use)."""
+        self._stopping.set()
         if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+            await self._task
             self._task = None
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping.is_set():
             try:
                 self.problems = await self.probe()
             except Exception as exc:  # a probe that fails is an answer too
                 self.problems = {"probe": type(exc).__name__}
             self._answered.set()
-            await asyncio.sleep(self.interval)
+            try:
+                await asyncio.wait_for(self._stopping.wait(), self.interval)
+            except asyncio.TimeoutError:
+                pass
 
     async def __call__(self) -> dict[str, str]:
         """The last answer (waits for the first probe only while it has not answered yet)."""
-        if not self._answered.is_set() and self._task is not None:
+        if not self._answered.is_set():
             try:
                 await asyncio.wait_for(self._answered.wait(), 15)
             except asyncio.TimeoutError:
