@@ -105,14 +105,17 @@ def test_the_limits_fit_what_s3_accepts():
     assert len(xml.parse(b"<Tagging><TagSet>" + tags + b"</TagSet></Tagging>", "Tagging")["TagSet"]["Tag"]) == 50
 
 
-@pytest.mark.parametrize("doc,why", [
+PAST_LIMITS = [
     (b"<Tagging>" + b" " * (64 * 1024) + b"</Tagging>", "a small document past 64 KiB"),
     (b"<Delete>" + b"<a>" * 9 + b"</a>" * 9 + b"</Delete>", "deeper than 8 levels"),
     (b"<Tagging>" + b"<a/>" * 1024 + b"</Tagging>", "more than 1,024 elements in a small document"),
     (b'<!DOCTYPE Delete [<!ELEMENT Delete ANY>]><Delete/>', "a DTD, even without entities"),
     (b"<Delete/><!-- after --><Delete/>", "a second root"),
     (b"", "nothing"),
-])
+]
+
+
+@pytest.mark.parametrize("doc,why", PAST_LIMITS, ids=[why for _, why in PAST_LIMITS])
 def test_documents_past_their_limits_are_malformed_xml(doc, why):
     root = b"Tagging" if doc.startswith(b"<Tagging") else b"Delete"
     with pytest.raises(errors.S3Error) as caught:
