@@ -20,13 +20,13 @@ from aiohttp import web
 from . import ops, private, redact
 from .auth.credentials import Credential, CredentialStore
 from .backends.base import Backend
-from .http.metrics import CountingAuditSink, InstrumentedBackend, Metrics
-from .http.listener import Runner
+from .http.guard import Gate, GuardedRunner, Limits
+from .http.metrics import OPERATIONAL_PATHS, CountingAuditSink, InstrumentedBackend, Metrics, Readiness, build_operational_app
 from .http.server import Frontend, build_web_app
 from .kms.audit import FileAuditSink
 from .settings import Settings, SettingsError
 from .internal import InternalRecords
-from .kms.api import KmsApi
+from .kms.api import HANDLERS as KMS_OPERATIONS, KmsApi
 from .kms.caller import Caller
 from .kms.errors import RootKeyError
 from .kms.service import KeyService
@@ -144,7 +144,8 @@ class Proxy:
         prepare_data_dir(settings)
         self.bootstrap = load_credentials(settings)
         redact.install_log_redaction(self.bootstrap.secret_keys)
-        self.metrics = Metrics()
+        self.metrics = Metrics([*ops.NAMES, "NotImplemented", *("kms:" + name for name in KMS_OPERATIONS)])
+        self.readiness = Readiness(self.ready, settings.ready_interval)
         self.backend = InstrumentedBackend(make_backend(settings, self.metrics), self.metrics)
         self.kms = open_kms(settings, clock, self.metrics)
         self.store = ObjectStore(self.backend, InternalRecords(self.backend, settings.internal_bucket), clock=clock)
@@ -174,15 +175,22 @@ class Proxy:
             ),
             clock=clock,
             metrics=self.metrics,
-            ready=self.ready,
+            ready=self.readiness,
             virtual_host_domains=settings.host_domains,
             sigv2=settings.sigv2,
+            # with a separate operational listener, /metrics is served there only
+            operational_paths=tuple(p for p in OPERATIONAL_PATHS if p != "/metrics") if settings.metrics_address else OPERATIONAL_PATHS,
         )
+        self.limits = Limits(header_bytes=settings.max_header_bytes, header_timeout=settings.header_timeout,
+                             idle_timeout=settings.idle_timeout, max_connections=settings.max_connections)
         self.runner: web.AppRunner | None = None
+        self.metrics_runner: web.AppRunner | None = None
         self.port: int | None = None
+        self.metrics_port: int | None = None
 
     async def ready(self) -> dict[str, str]:
-        """What keeps this proxy from serving, by component (empty when ready)."""
+        """What keeps this proxy from serving, by component (empty when ready). Run by
+        self.readiness on a timer; /readyz answers its last result."""
         problems: dict[str, str] = {}
         try:
             await asyncio.wait_for(self.backend.list_buckets(), 5)
@@ -203,18 +211,39 @@ class Proxy:
     async def start(self) -> None:
         await self.backend.start()
         # auto_decompress off: Content-Encoding of a PUT is an attribute of the object, not of the transfer
-        self.runner = Runner(build_web_app(self.frontend), access_log=None, shutdown_timeout=5, auto_decompress=False)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, self.settings.host, self.settings.port, ssl_context=self._ssl_context(), reuse_address=True)
+        gate = Gate(self.limits, on_refuse=lambda reason: self.metrics.refused.labels(reason).inc())
+        self.metrics.connections.set_function(lambda: gate.open)
+        self.runner = GuardedRunner(build_web_app(self.frontend), gate, access_log=None, shutdown_timeout=5,
+                                    auto_decompress=False)
+        self.port = await self._listen(self.runner, self.settings.host, self.settings.port, self._ssl_context())
+        address = self.settings.metrics_address
+        if address is not None:
+            self.metrics_runner = GuardedRunner(build_operational_app(self.metrics, self.readiness), Gate(self.limits),
+                                                access_log=None, shutdown_timeout=5)
+            self.metrics_port = await self._listen(self.metrics_runner, *address, None)
+        self.readiness.start()
+
+    async def _listen(self, runner: web.AppRunner, host: str, port: int, ssl_context: ssl.SSLContext | None) -> int:
+        """Serve `runner` on host:port; the port bound (port 0 picks one)."""
+        await runner.setup()
+        site = web.TCPSite(runner, host, port, ssl_context=ssl_context, reuse_address=True)
         try:
             await site.start()
         except OSError as exc:
             await self.stop()
             if exc.errno == errno.EADDRINUSE:
-                raise StartupError(f"port {self.settings.port} on {self.settings.host} is already in use") from None
-            raise StartupError(f"cannot listen on {self.settings.host}:{self.settings.port}: {exc.strerror or exc}") from None
+                raise StartupError(f"port {port} on {host} is already in use") from None
+            raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
         server = site._server  # the bound socket tells the real port when port 0 was asked
-        self.port = server.sockets[0].getsockname()[1] if server and server.sockets else self.settings.port
+        return server.sockets[0].getsockname()[1] if server and server.sockets else port
+
+    @property
+    def metrics_url(self) -> str | None:
+        address = self.settings.metrics_address
+        if address is None or self.metrics_port is None:
+            return None
+        host = address[0] if ":" not in address[0] else f"[{address[0]}]"
+        return f"http://{host}:{self.metrics_port}"
 
     def _ssl_context(self) -> ssl.SSLContext | None:
         if not self.settings.tls:
@@ -227,9 +256,11 @@ class Proxy:
         return context
 
     async def stop(self) -> None:
-        if self.runner is not None:
-            await self.runner.cleanup()
-            self.runner = None
+        await self.readiness.stop()
+        for runner in (self.metrics_runner, self.runner):
+            if runner is not None:
+                await runner.cleanup()
+        self.runner = self.metrics_runner = None
         await self.backend.close()
         self.kms.close()
 
@@ -270,6 +301,8 @@ def serve(settings: Settings, *, announce: Callable[[str], None] = print) -> Non
         proxy = Proxy(settings)
         await proxy.start()
         announce(f"s3proxy listening on {proxy.url} (backend {settings.backend}, data {settings.data_dir})")
+        if proxy.metrics_url:
+            announce(f"metrics, health and readiness on {proxy.metrics_url}/metrics, /healthz, /readyz")
         generated = proxy.bootstrap.generated
         if generated is not None:
             announce(

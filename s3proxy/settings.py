@@ -64,6 +64,28 @@ def _positive(value: float) -> float:
     return value
 
 
+def _at_least(low: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < low:
+            raise ValueError(f"must be an integer of at least {low}")
+        return value
+
+    return parse
+
+
+def _listen(text: str) -> str:
+    """HOST:PORT (IPv6 as [ADDR]:PORT), or empty for none."""
+    text = str(text).strip()
+    if not text:
+        return ""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host.strip("[]") or any(c.isspace() for c in host):
+        raise ValueError("must be HOST:PORT, e.g. 127.0.0.1:9100")
+    _port(port)
+    return text
+
+
 def _path(text: str) -> pathlib.Path:
     return pathlib.Path(str(text)).expanduser()
 
@@ -103,6 +125,12 @@ FIELDS: tuple[Field, ...] = (
     Field("internal_bucket", str, "s3proxy-internal", "backend bucket where the proxy keeps its own records (bucket defaults, multipart part lists); hidden from clients"),
     Field("sigv2", _bool, True, "accept AWS Signature Version 2 (boto3 still presigns S3 URLs with it by default); false refuses it as S3 regions opened since 2014 do"),
     Field("ssec_over_http", str, "loopback", "accept SSE-C over plain HTTP: never, loopback (clients on this host only) or always", choices=("never", "loopback", "always")),
+    Field("max_header_bytes", _at_least(4096), 32768, "most bytes a request line and its headers may take; past it the answer is 400 RequestHeaderSectionTooLarge and the connection closes"),
+    Field("header_timeout", lambda t: _positive(float(t)), 20.0, "seconds a request's headers may take to arrive once they start; a slower connection is closed"),
+    Field("idle_timeout", lambda t: _positive(float(t)), 60.0, "seconds a kept-alive connection may wait for its next request before it is closed"),
+    Field("max_connections", _at_least(1), 1024, "most client connections open at once; a connection past it is answered 503 SlowDown and closed"),
+    Field("ready_interval", lambda t: _positive(float(t)), 5.0, "seconds between readiness probes of the backend and keystore (GET /readyz answers the last one)"),
+    Field("metrics_listen", _listen, "", "HOST:PORT of a separate listener for /metrics, /healthz and /readyz; when set, the main port no longer serves /metrics"),
     Field("log_level", str, "info", "log level", choices=("debug", "info", "warning", "error")),
 )
 _BY_NAME = {f.name: f for f in FIELDS}
@@ -140,6 +168,12 @@ class Settings:
     internal_bucket: str = "s3proxy-internal"
     sigv2: bool = True
     ssec_over_http: str = "loopback"
+    max_header_bytes: int = 32768
+    header_timeout: float = 20.0
+    idle_timeout: float = 60.0
+    max_connections: int = 1024
+    ready_interval: float = 5.0
+    metrics_listen: str = ""
     log_level: str = "info"
     credentials: tuple[CredentialEntry, ...] = ()  # from the config file's [[credentials]] tables
 
@@ -154,6 +188,14 @@ class Settings:
     @property
     def admin_users(self) -> tuple[str, ...]:
         return tuple(n.strip() for n in self.kms_admins.split(",") if n.strip())
+
+    @property
+    def metrics_address(self) -> tuple[str, int] | None:
+        """(host, port) of the separate operational listener, or None."""
+        if not self.metrics_listen:
+            return None
+        host, _, port = self.metrics_listen.rpartition(":")
+        return host.strip("[]"), int(port)
 
     @property
     def tls(self) -> bool:

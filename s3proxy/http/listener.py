@@ -10,17 +10,16 @@
   aiohttp answers by itself (a handler failing outside the front door's own error handling) is an
   InternalError document. aiohttp's log line for these is scrubbed by s3proxy.redact.
 
-`Runner` is web.AppRunner with connection handlers that answer so; aiohttp has no public seam for
-its error answer, so this hooks its RequestHandler.handle_error (aiohttp 3.x).
+aiohttp has no public seam for its error answer: the connection guard (guard.GuardedProtocol, the
+RequestHandler of every connection) overrides RequestHandler.handle_error to answer with
+`error_document` (aiohttp 3.x).
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any
 
 from aiohttp import web
-from aiohttp.web_protocol import RequestHandler
 
 from . import xml
 
@@ -48,28 +47,3 @@ def error_document(status: int) -> web.Response:
     response = web.Response(status=status, body=body, headers={"Content-Type": "application/xml", "x-amz-request-id": request_id})
     stamp_server(response)
     return response
-
-
-class _Handler(RequestHandler):
-    def handle_error(self, request: Any, status: int = 500, exc: BaseException | None = None,
-                     message: str | None = None) -> web.StreamResponse:
-        # aiohttp logs the error (through the redacting filter) and refuses when bytes were already sent;
-        # its own answer, which would quote `message`, is dropped
-        super().handle_error(request, status, exc, None)
-        response = error_document(status)
-        response.force_close()
-        return response
-
-
-class _Server(web.Server):
-    def __call__(self) -> RequestHandler:
-        return _Handler(self, loop=self._loop, **self._kwargs)
-
-
-class Runner(web.AppRunner):
-    """web.AppRunner whose connections answer aiohttp's own errors with `error_document`."""
-
-    async def _make_server(self) -> web.Server:
-        built = await super()._make_server()
-        return _Server(built.request_handler, request_factory=built.request_factory,
-                       handler_cancellation=built.handler_cancellation, loop=built._loop, **built._kwargs)

@@ -26,13 +26,13 @@ from ..auth.credentials import CredentialStore
 from ..auth.context import AuthContext
 from ..auth.verify import authenticate
 from . import listener, xml
-from .metrics import Metrics, is_operational, operational_response
+from .metrics import OPERATIONAL_PATHS, Metrics, is_operational, operational_response
 from .routes import ROUTED_SUBRESOURCES, route
 
 log = logging.getLogger("s3proxy.http")
 access_log = logging.getLogger("s3proxy.access")
 
-MAX_SMALL_BODY = xml.MAX_XML_BODY
+MAX_SMALL_BODY = xml.SMALL.max_bytes
 MAX_KMS_BODY = 1024 * 1024
 
 # How AWS's JSON services name the authentication failures S3 calls by other codes.
@@ -83,7 +83,7 @@ class Call:
         return body
 
     async def read_small(self, limit: int = MAX_SMALL_BODY) -> bytes:
-        """A small request body (XML documents), fully verified; EntityTooLarge past `limit`."""
+        """A small request body (XML documents), fully verified; MalformedXML past `limit`."""
         body = self.body(want_md5="content-md5" in self.headers)
         chunks = bytearray()
         async for piece in body:
@@ -91,6 +91,16 @@ class Call:
             if len(chunks) > limit:
                 raise errors.MalformedXML()
         return bytes(chunks)
+
+    async def read_xml(self, root: str) -> dict[str, Any]:
+        """The request body as the XML document `root` (fully verified), parsed as it arrives in
+        slices with a turn of the event loop between them, within that document's xml.Limits."""
+        reader = xml.Reader(root)
+        async for piece in self.body(want_md5="content-md5" in self.headers):
+            for start in range(0, len(piece), xml.SLICE):
+                reader.feed(piece[start:start + xml.SLICE])
+                await asyncio.sleep(0)
+        return reader.close()
 
 
 Handler = Callable[[Call], Awaitable[web.StreamResponse]]
@@ -113,10 +123,12 @@ class Frontend:
         ready: Callable[[], Awaitable[dict[str, str]]] | None = None,
         virtual_host_domains: tuple[str, ...] = (),
         sigv2: bool = True,
+        operational_paths: tuple[str, ...] = OPERATIONAL_PATHS,
     ) -> None:
         self.virtual_host_domains = virtual_host_domains
         self.sigv2 = sigv2
-        self.metrics = metrics or Metrics()
+        self.operational_paths = operational_paths
+        self.metrics = metrics or Metrics(operations)
         self.ready = ready or _always_ready
         self.operations = operations
         self.credentials = credentials
@@ -131,7 +143,7 @@ class Frontend:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         raw_path, _, raw_query = request.raw_path.partition("?")
-        if is_operational(request.method, raw_path, request.headers, raw_query):
+        if is_operational(request.method, raw_path, request.headers, raw_query, self.operational_paths):
             return await operational_response(raw_path, self.metrics, self.ready)
         self.metrics.inflight.inc()
         try:
@@ -146,7 +158,7 @@ class Frontend:
         response: web.StreamResponse | None = None
         try:
             if "x-amz-target" in request.headers:
-                op_name = "kms:" + request.headers.get("x-amz-target", "").rpartition(".")[2]
+                op_name = self.metrics.operation("kms:" + request.headers.get("x-amz-target", "").rpartition(".")[2])
                 response = await self.handle_kms(request, raw_path, raw_query, request_id)
             else:
                 host_bucket = virtual_host_bucket(request.headers.get("host", ""), self.virtual_host_domains)
@@ -340,7 +352,8 @@ def _abort(request: web.Request) -> None:
 
 
 def build_web_app(frontend: Frontend) -> web.Application:
-    app = web.Application(client_max_size=1024**4, handler_args={"max_field_size": 16 * 1024, "max_headers": 256})
+    # sizes of the request line and header fields are the connection guard's (http/guard.py)
+    app = web.Application(client_max_size=1024**4, handler_args={"max_headers": 256})
     app.router.add_route("*", "/{tail:.*}", frontend.handle)
     app.on_response_prepare.append(listener.on_response_prepare)  # Server: s3proxy, never versions
     return app

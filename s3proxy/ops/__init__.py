@@ -49,6 +49,9 @@ _OPERATIONS = {
 }
 
 
+NAMES = tuple(_OPERATIONS)
+
+
 def table(services: Services) -> dict[str, Callable[[Call], Awaitable[web.StreamResponse]]]:
     return {name: functools.partial(_guarded, handler, services) for name, handler in _OPERATIONS.items()}
 

@@ -79,7 +79,7 @@ async def complete_multipart_upload(s: Services, call: Call) -> web.Response:
     ref = ref_of(call)
     bucket, key = ref.bucket, ref.key
     upload_id = _upload_id(call)
-    doc = xml.parse(await call.read_small(), "CompleteMultipartUpload")
+    doc = await call.read_xml("CompleteMultipartUpload")
     requested: list[tuple[int, str]] = []
     for part in xml.as_list(doc.get("Part")):
         if not isinstance(part, dict):

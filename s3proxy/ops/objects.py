@@ -238,7 +238,7 @@ async def delete_objects(s: Services, call: Call) -> web.Response:
     bucket = bucket_of(call)
     if not any(h in call.headers for h in ("content-md5", "x-amz-checksum-crc32", "x-amz-checksum-crc32c", "x-amz-checksum-sha1", "x-amz-checksum-sha256", "x-amz-checksum-crc64nvme", "x-amz-sdk-checksum-algorithm", "x-amz-trailer")):
         raise errors.InvalidRequest("Missing required header for this request: Content-MD5")
-    doc = xml.parse(await call.read_small(), "Delete")
+    doc = await call.read_xml("Delete")
     objects = xml.as_list(doc.get("Object"))
     if not objects or len(objects) > MAX_DELETE_KEYS:
         raise errors.MalformedXML()
@@ -247,7 +247,7 @@ async def delete_objects(s: Services, call: Call) -> web.Response:
     for obj in objects:
         if not isinstance(obj, dict) or "Key" not in obj:
             raise errors.MalformedXML()
-        key = xml.text(obj.get("Key"))
+        key = xml.verbatim(obj.get("Key"))  # " a" is not "a"
         version = xml.text(obj.get("VersionId")) or None
         try:
             result = await s.store.delete_object(ObjectRef(bucket, key), version)

@@ -309,6 +309,7 @@ class ProxyProcess:
 
     data_dir: Path
     extra: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)  # S3PROXY_* settings, on top of this process's environment
     log: Path | None = None
     log_level: str = "warning"
     umask: int = -1
@@ -323,7 +324,8 @@ class ProxyProcess:
                "--data-dir", str(self.data_dir), *keys, "--log-level", self.log_level, *self.extra]
         log = open(self.log, "ab") if self.log is not None else subprocess.DEVNULL
         try:
-            self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, env=os.environ, umask=self.umask)
+            self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, env={**os.environ, **self.env},
+                                         umask=self.umask)
         finally:
             if self.log is not None:
                 log.close()  # the child has its own descriptor
