@@ -18,11 +18,12 @@ from typing import Callable
 from aiohttp import web
 
 from . import ops, private, redact
+from .auth.context import AuthContext
 from .auth.credentials import Credential, CredentialStore
 from .backends.base import Backend
 from .http.guard import Gate, GuardedRunner, Limits
 from .http.metrics import OPERATIONAL_PATHS, CountingAuditSink, InstrumentedBackend, Metrics, Readiness, build_operational_app
-from .http.server import Frontend, build_web_app
+from .http.server import Frontend, Origin, build_web_app
 from .kms.audit import FileAuditSink
 from .settings import Settings, SettingsError
 from .internal import InternalRecords
@@ -31,7 +32,7 @@ from .kms.caller import Caller
 from .kms.errors import RootKeyError
 from .kms.service import KeyService
 from .modes.kms_modes import BucketKeyCache
-from .store import ObjectStore
+from .store import Buckets, Catalog, ListingCache, MultipartUploads, ObjectStore
 
 log = logging.getLogger("s3proxy")
 
@@ -148,10 +149,14 @@ class Proxy:
         self.readiness = Readiness(self.ready, settings.ready_interval)
         self.backend = InstrumentedBackend(make_backend(settings, self.metrics), self.metrics)
         self.kms = open_kms(settings, clock, self.metrics)
-        self.store = ObjectStore(self.backend, InternalRecords(self.backend, settings.internal_bucket), clock=clock)
+        records = InternalRecords(self.backend, settings.internal_bucket)
+        buckets = Buckets(self.backend, records)
+        listing = ListingCache()
+        self.store = ObjectStore(self.backend, Catalog(records), buckets, clock=clock, listing=listing)
         services = ops.Services(
             store=self.store,
-            backend=self.backend,
+            uploads=MultipartUploads(self.backend, records, buckets, clock=clock, listing=listing),
+            buckets=buckets,
             kms=self.kms,
             region=settings.region,
             account_id=settings.account_id,
@@ -160,19 +165,25 @@ class Proxy:
             ssec_over_http=settings.ssec_over_http,
             bucket_keys=BucketKeyCache(),
         )
+
+        def caller_of(auth: AuthContext, origin: Origin, request_id: str, via_service: str | None) -> Caller:
+            """The requester as the KMS judges and audits them (via_service: S3 calling on their behalf)."""
+            return Caller(
+                access_key=auth.credential.access_key,
+                user_name=auth.credential.user_name,
+                account_id=settings.account_id,
+                source_ip=origin.remote,
+                user_agent=origin.user_agent,
+                request_id=request_id,
+                via_service=via_service,
+            )
+
         self.frontend = Frontend(
             ops.table(services),
             self.bootstrap.credentials,
             region=settings.region,
+            caller_of=caller_of,
             kms_api=KmsApi(self.kms),
-            kms_caller=lambda auth, request, request_id: Caller(
-                access_key=auth.credential.access_key,
-                user_name=auth.credential.user_name,
-                account_id=settings.account_id,
-                source_ip=request.remote,
-                user_agent=request.headers.get("user-agent"),
-                request_id=request_id,
-            ),
             clock=clock,
             metrics=self.metrics,
             ready=self.readiness,

@@ -11,6 +11,13 @@ view (a consumer, an asyncio transport's queue).
 
 from __future__ import annotations
 
+from typing import AsyncIterator
+
+# The one buffer type bodies are made of, from the backends through the streams to the client: a
+# piece may be a view of a larger (recycled) buffer, and is never written while viewed.
+Buffer = bytes | bytearray | memoryview
+Body = AsyncIterator[Buffer]
+
 
 class Recycler:
     """bytearrays of one size: reused when unviewed, else fresh."""

@@ -162,6 +162,7 @@ def from_code(code: str, status: int, message: str | None = None) -> S3Error:
 def to_s3_error(exc: BaseException) -> S3Error | None:
     """The one table from lower-layer errors to what an S3 client sees; None when unmapped."""
     from .format.errors import IntegrityError
+    from .format.ranges import RangeNotSatisfiable
     from .kms.errors import KmsError
 
     if isinstance(exc, S3Error):
@@ -169,6 +170,8 @@ def to_s3_error(exc: BaseException) -> S3Error | None:
     if isinstance(exc, IntegrityError):
         # says nothing about which check failed (docs/FORMAT.md); the request id ties it to the log
         return InternalError("The stored object failed its integrity check and was not returned.")  # noqa: F821 (from _TABLE)
+    if isinstance(exc, RangeNotSatisfiable):
+        return InvalidRange(ActualObjectSize=str(exc.size), RangeRequested=exc.requested)  # noqa: F821 (from _TABLE)
     if isinstance(exc, KmsError):
         if exc.code == "AccessDeniedException":
             return AccessDenied(exc.text)  # noqa: F821 (from _TABLE)

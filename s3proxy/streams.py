@@ -20,13 +20,12 @@ from __future__ import annotations
 
 from typing import AsyncIterable, AsyncIterator
 
-from s3proxy.buffers import Recycler
+from s3proxy.buffers import Buffer, Recycler
 from s3proxy.format.chunks import DEFAULT_CHUNK_SIZE, TAG_SIZE, PartCipher
 from s3proxy.format.errors import IntegrityError
 from s3proxy.format.ranges import RangePlan, Segment
 from s3proxy.format.sizes import chunk_plaintext_size
 
-Buffer = bytes | bytearray | memoryview
 BATCH = 1024 * 1024  # what the object paths hand on at once: plaintext to a GET's response, ciphertext to the backend
 
 

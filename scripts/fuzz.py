@@ -35,8 +35,8 @@ def one_input(data: bytes) -> None:
 
     from s3proxy import errors
     from s3proxy.auth.verify import authenticate
-    from s3proxy.http import xml
-    from s3proxy.http.headers import parse_range
+    from s3proxy.ops import xml
+    from s3proxy.ops.headers import parse_range
     from s3proxy.auth.context import decode_query
     from s3proxy.http.server import split_path
     from tests.auth.helpers import EXAMPLE_NOW, example_store

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import AsyncIterator, Mapping, Protocol, Sequence, runtime_checkable
+from typing import Mapping, Protocol, Sequence, runtime_checkable
 
-Body = AsyncIterator[bytes]
+from ..buffers import Body
+
 
 # the standard headers S3 stores with an object and returns on GET/HEAD
 CONTENT_HEADERS = (

@@ -12,7 +12,8 @@ import urllib.parse
 from typing import AsyncIterator, Callable, Mapping, Sequence
 
 from s3proxy import errors
-from s3proxy.backends.base import Body, ListResult, ObjectInfo, VersionListResult
+from s3proxy.backends.base import ListResult, ObjectInfo, VersionListResult
+from s3proxy.buffers import Body
 from s3proxy.backends.listing import Page
 
 MIN_PART_SIZE = 5 * 1024 * 1024  # every part but the last, as S3 requires

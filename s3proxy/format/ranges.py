@@ -14,6 +14,39 @@ from s3proxy.format.chunks import DEFAULT_CHUNK_SIZE, TAG_SIZE, check_chunk_size
 from s3proxy.format.sizes import ciphertext_size
 
 
+class RangeNotSatisfiable(Exception):
+    """A requested byte range that no byte of the object satisfies (S3: 416 InvalidRange)."""
+
+    def __init__(self, size: int, requested: str) -> None:
+        super().__init__(f"range {requested} of an object of {size} bytes")
+        self.size = size
+        self.requested = requested
+
+
+@dataclass(frozen=True)
+class ByteRange:
+    """A requested range as the Range header has it: `first-last`, `first-` (last None) or suffix
+    `-n` (first None)."""
+
+    first: int | None
+    last: int | None
+
+    def resolve(self, size: int) -> tuple[int, int]:
+        """Inclusive offsets within an object of `size` bytes; RangeNotSatisfiable when none."""
+        if self.first is None:  # suffix: the last n bytes
+            n = self.last or 0
+            if n == 0 or size == 0:
+                raise RangeNotSatisfiable(size, self.header())
+            return max(0, size - n), size - 1
+        if self.first >= size:
+            raise RangeNotSatisfiable(size, self.header())
+        last = size - 1 if self.last is None else min(self.last, size - 1)
+        return self.first, last
+
+    def header(self) -> str:
+        return f"bytes={'' if self.first is None else self.first}-{'' if self.last is None else self.last}"
+
+
 @dataclass(frozen=True)
 class Segment:
     """The chunks of one part that a plan opens, in order."""

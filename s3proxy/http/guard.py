@@ -34,7 +34,8 @@ from typing import Any, Callable
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler, _ErrInfo
 
-from . import listener, xml
+from ..ops import xml
+from . import listener
 
 HEADER_END = b"\r\n\r\n"
 

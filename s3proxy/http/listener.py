@@ -21,7 +21,7 @@ import os
 
 from aiohttp import web
 
-from . import xml
+from ..ops import xml
 
 SERVER = "s3proxy"
 # aiohttp's own error statuses -> S3's code and message for them

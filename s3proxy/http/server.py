@@ -1,39 +1,53 @@
-"""The front door: one aiohttp handler that authenticates, routes to an S3 or KMS operation, renders errors.
+"""The front door: a pipeline from an HTTP request to an operation's Reply, with its middleware.
 
-Every response carries `x-amz-request-id`. Errors raised before the response starts become AWS
-XML error documents; a failure after the headers were sent aborts the connection, so a client
-sees a broken transfer, never a clean short body.
+Stages, in order, each a method of Frontend:
+
+    authenticate   the signature (SigV4 header or presigned, SigV2): who asks, and the query it signed
+    route          method + bucket/key + query -> the S3 operation (pure: no I/O)
+    authorize      may this principal run this operation on this resource (the Authorizer seam)
+    dispatch       the operation's handler -> a Reply (status, headers, body)
+
+Routing comes before authorization because an authorization decision is about an action
+(s3:GetObject) on a resource (the object's ARN), which routing names. The KMS API is a route of
+its own (X-Amz-Target: TrentService.*): SigV4 service `kms`, JSON errors, and the key service's
+own policy decisions. Around the pipeline, as middleware: the request id, metrics, the access log
+and error rendering (AWS's XML error document; nothing of a secret in it, s3proxy.redact). The
+Reply is sent by s3proxy.http.respond, which owns streaming and abort.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import logging
 import os
 import re
 import time
 import urllib.parse
-from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable, Mapping, Protocol
 
 from aiohttp import web
 from multidict import CIMultiDict, MultiDict
 
 from .. import errors, redact
-from ..auth.body import open_body
-from ..auth.credentials import CredentialStore
 from ..auth.context import AuthContext
+from ..auth.credentials import CredentialStore
 from ..auth.verify import authenticate
-from . import listener, xml
+from ..kms.caller import Caller
+from ..ops import xml
+from ..ops.call import Call
+from ..ops.reply import Reply
+from . import listener, respond
 from .metrics import OPERATIONAL_PATHS, Metrics, is_operational, operational_response
 from .routes import ROUTED_SUBRESOURCES, route
 
 log = logging.getLogger("s3proxy.http")
 access_log = logging.getLogger("s3proxy.access")
 
-MAX_SMALL_BODY = xml.SMALL.max_bytes
 MAX_KMS_BODY = 1024 * 1024
+KMS_CONTENT_TYPE = "application/x-amz-json-1.1"
 
 # How AWS's JSON services name the authentication failures S3 calls by other codes.
 KMS_AUTH_ERRORS = {
@@ -47,67 +61,46 @@ KMS_AUTH_ERRORS = {
     "IncompleteBody": ("SerializationException", 400),
 }
 
+Handler = Callable[[Call], Awaitable[Reply]]
+# (who signed, the facts of the connection, request id, via_service) -> the Caller the KMS judges
+CallerFactory = Callable[[AuthContext, "Origin", str, "str | None"], Caller]
 
-def kms_error_response(code: str, status: int, message: str, request_id: str) -> web.Response:
-    return web.Response(
-        status=status,
-        body=json.dumps({"__type": code, "message": message}).encode(),
-        headers={"Content-Type": "application/x-amz-json-1.1", "x-amzn-RequestId": request_id},
-    )
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a request came from, as policies and the audit log see it."""
+
+    remote: str | None
+    user_agent: str | None
+    secure: bool
+
+
+class Authorizer(Protocol):
+    """The authorization stage: raise errors.AccessDenied when `call` may not run `operation`."""
+
+    async def authorize(self, call: Call, operation: str) -> None: ...
+
+
+class AllowAuthenticated:
+    """Every authenticated user may run every operation: the behaviour before accounts and
+    policies (the access-control work fills this stage)."""
+
+    async def authorize(self, call: Call, operation: str) -> None:
+        return None
 
 
 @dataclass
-class Call:
-    """One authenticated S3 request, as the operations see it."""
+class Exchange:
+    """What the middleware records about one request while the pipeline runs."""
 
-    request: web.Request
     request_id: str
-    auth: AuthContext
-    bucket: str | None
-    key: str | None
-    query: MultiDict[str]
-    headers: Mapping[str, str]
-    secure: bool
-    loopback: bool
-    response_headers: CIMultiDict[str] = field(default_factory=CIMultiDict)
-    _body_opened: bool = False
-
-    @property
-    def user_name(self) -> str:
-        return self.auth.credential.user_name
-
-    def body(self, *, want_md5: bool = False):
-        """The decoded, verified request body (a single use async iterator with `.size`)."""
-        self._body_opened = True
-        body = open_body(self.auth, self.headers, self.request.content, want_md5=want_md5)
-        return body
-
-    async def read_small(self, limit: int = MAX_SMALL_BODY) -> bytes:
-        """A small request body (XML documents), fully verified; MalformedXML past `limit`."""
-        body = self.body(want_md5="content-md5" in self.headers)
-        chunks = bytearray()
-        async for piece in body:
-            chunks += piece
-            if len(chunks) > limit:
-                raise errors.MalformedXML()
-        return bytes(chunks)
-
-    async def read_xml(self, root: str) -> dict[str, Any]:
-        """The request body as the XML document `root` (fully verified), parsed as it arrives in
-        slices with a turn of the event loop between them, within that document's xml.Limits."""
-        reader = xml.Reader(root)
-        async for piece in self.body(want_md5="content-md5" in self.headers):
-            for start in range(0, len(piece), xml.SLICE):
-                reader.feed(piece[start:start + xml.SLICE])
-                await asyncio.sleep(0)
-        return reader.close()
-
-
-Handler = Callable[[Call], Awaitable[web.StreamResponse]]
+    operation: str = "-"
+    access_key: str | None = None
+    principal: str | None = None
 
 
 class Frontend:
-    """Authenticates and dispatches every request arriving on the listener."""
+    """The pipeline and its middleware, for every request arriving on the listener."""
 
     def __init__(
         self,
@@ -115,8 +108,9 @@ class Frontend:
         credentials: CredentialStore,
         *,
         region: str,
+        caller_of: CallerFactory,
+        authorizer: Authorizer | None = None,
         kms_api: Any = None,
-        kms_caller: Callable[[AuthContext, web.Request, str], Any] | None = None,
         clock: Callable[[], float] = time.time,
         rand: Callable[[int], bytes] = os.urandom,
         metrics: Metrics | None = None,
@@ -125,114 +119,141 @@ class Frontend:
         sigv2: bool = True,
         operational_paths: tuple[str, ...] = OPERATIONAL_PATHS,
     ) -> None:
-        self.virtual_host_domains = virtual_host_domains
-        self.sigv2 = sigv2
-        self.operational_paths = operational_paths
-        self.metrics = metrics or Metrics(operations)
-        self.ready = ready or _always_ready
         self.operations = operations
         self.credentials = credentials
         self.region = region
+        self.caller_of = caller_of
+        self.authorizer: Authorizer = authorizer or AllowAuthenticated()
         self.kms_api = kms_api
-        self.kms_caller = kms_caller
         self.clock = clock
         self.rand = rand
+        self.metrics = metrics or Metrics(operations)
+        self.ready = ready or _always_ready
+        self.virtual_host_domains = virtual_host_domains
+        self.sigv2 = sigv2
+        self.operational_paths = operational_paths
+        self.via_s3 = f"s3.{region}.amazonaws.com"
 
     def request_id(self) -> str:
         return self.rand(8).hex().upper()
 
+    # --- middleware ---------------------------------------------------------------------------
+
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        """The aiohttp handler: request id, metrics, access log and error rendering around the pipeline."""
         raw_path, _, raw_query = request.raw_path.partition("?")
         if is_operational(request.method, raw_path, request.headers, raw_query, self.operational_paths):
             return await operational_response(raw_path, self.metrics, self.ready)
+        exchange = Exchange(self.request_id())
+        started = time.monotonic()
+        status, response_headers, sent = 499, {}, 0
         self.metrics.inflight.inc()
         try:
-            return await self._handle(request, raw_path, raw_query)
+            kms = "x-amz-target" in request.headers
+            try:
+                if kms:
+                    reply = await self.kms_route(request, raw_path, raw_query, exchange)
+                else:
+                    reply = await self.pipeline(request, raw_path, raw_query, exchange)
+            except Exception as exc:
+                reply = self.error_reply(request, raw_query, exc, exchange)
+            self._stamp(reply, exchange, kms)
+            status, response_headers = reply.status, reply.headers
+            response = await respond.send(
+                request, reply, request_id=exchange.request_id,
+                on_error=lambda exc: self._stamp(self.error_reply(request, raw_query, exc, exchange), exchange, kms),
+            )
+            status, response_headers = response.status, response.headers
+            sent = (response.content_length or 0) if request.method != "HEAD" else 0
+            return response
         finally:
             self.metrics.inflight.dec()
-
-    async def _handle(self, request: web.Request, raw_path: str, raw_query: str) -> web.StreamResponse:
-        request_id = self.request_id()
-        started = time.monotonic()
-        op_name = "-"
-        response: web.StreamResponse | None = None
-        try:
-            if "x-amz-target" in request.headers:
-                op_name = self.metrics.operation("kms:" + request.headers.get("x-amz-target", "").rpartition(".")[2])
-                response = await self.handle_kms(request, raw_path, raw_query, request_id)
-            else:
-                host_bucket = virtual_host_bucket(request.headers.get("host", ""), self.virtual_host_domains)
-                auth = authenticate(
-                    request.method, raw_path, raw_query, request.headers, self.credentials, now=self.clock(),
-                    region=self.region, service="s3", v2_resource=f"/{host_bucket}{raw_path}" if host_bucket else None,
-                    sigv2_enabled=self.sigv2, routed_subresources=ROUTED_SUBRESOURCES,
-                )
-                bucket, key = split_path(f"/{urllib.parse.quote(host_bucket)}{raw_path}" if host_bucket else raw_path)
-                query = MultiDict(auth.query)  # exactly the query the signature covers
-                op_name = route(request.method, bucket, key, query, request.headers)
-                call = Call(
-                    request=request,
-                    request_id=request_id,
-                    auth=auth,
-                    bucket=bucket,
-                    key=key,
-                    query=query,
-                    headers=request.headers,
-                    secure=request.secure,
-                    loopback=is_loopback(request.remote),
-                )
-                handler = self.operations.get(op_name)
-                if handler is None:
-                    raise errors.NotImplemented()
-                response = await handler(call)
-        except errors.S3Error as exc:
-            response = self.error_response(request, exc, request_id)
-        except asyncio.CancelledError:
-            raise
-        except ConnectionResetError:
-            raise
-        except Exception as exc:
-            if response is not None and response.prepared:
-                log.warning("request %s failed after the response started; connection aborted", request_id)
-                _abort(request)
-                raise
-            mapped = errors.to_s3_error(exc)
-            if mapped is None:  # unmapped: log with traceback, answer InternalError
-                log.exception("request %s: unexpected error in %s", request_id, op_name)
-                mapped = errors.InternalError()
-            else:
-                log.warning("request %s: %s: %s", request_id, op_name, type(exc).__name__)
-            response = self.error_response(request, mapped, request_id)
-        finally:
-            status = getattr(response, "status", 499)
             elapsed = time.monotonic() - started
             received = request.content_length or 0
-            sent = (response.content_length or 0) if response is not None and request.method != "HEAD" else 0
-            self.metrics.observe(op_name, status, response.headers if response is not None else {}, elapsed, received, sent)
-            access_log.info(
-                json.dumps(
-                    {
-                        "request_id": request_id,
-                        "op": op_name,
-                        "method": request.method,
-                        "status": status,
-                        "remote": request.remote,
-                        "access_key": _access_key_of(request.headers),
-                        "received": received,
-                        "sent": sent,
-                        "ms": round(elapsed * 1000, 2),
-                    }
-                )
-            )
-        if not response.prepared:
-            response.headers["x-amz-request-id"] = request_id
-            response.headers.setdefault("x-amz-id-2", request_id)
-        return response
+            self.metrics.observe(exchange.operation, status, response_headers, elapsed, received, sent)
+            access_log.info(json.dumps({
+                "request_id": exchange.request_id, "op": exchange.operation, "method": request.method, "status": status,
+                "remote": request.remote, "access_key": exchange.access_key or _access_key_of(request.headers),
+                "principal": exchange.principal, "received": received, "sent": sent, "ms": round(elapsed * 1000, 2),
+            }))
 
-    async def handle_kms(self, request: web.Request, raw_path: str, raw_query: str, request_id: str) -> web.Response:
+    @staticmethod
+    def _stamp(reply: Reply, exchange: Exchange, kms: bool) -> Reply:
+        headers = CIMultiDict(reply.headers)
+        if kms:
+            headers["x-amzn-RequestId"] = exchange.request_id
+        else:
+            headers["x-amz-request-id"] = exchange.request_id
+            headers.setdefault("x-amz-id-2", exchange.request_id)
+        reply.headers = headers
+        return reply
+
+    def error_reply(self, request: web.Request, raw_query: str, exc: BaseException, exchange: Exchange) -> Reply:
+        """AWS's XML error document for `exc` (mapped through errors.to_s3_error); only unmapped
+        errors are logged with a traceback, and nothing of a secret reaches the document."""
+        mapped = errors.to_s3_error(exc)
+        if mapped is None:
+            log.error("request %s: unexpected error in %s", exchange.request_id, exchange.operation, exc_info=exc)
+            mapped = errors.InternalError()
+        elif mapped is not exc and mapped.status >= 500:
+            log.warning("request %s: %s: %s", exchange.request_id, exchange.operation, type(exc).__name__)
+        if mapped.status >= 500:
+            log.warning("request %s: %s %s", exchange.request_id, mapped.code, mapped.text)
+        headers = dict(mapped.headers)
+        if mapped.status == 304 or request.method == "HEAD":
+            return Reply(mapped.status, headers)
+        message, extra = redact.scrub_error(mapped.text, mapped.fields, request.headers, raw_query)
+        fields: dict[str, Any] = {"Code": mapped.code, "Message": message, **extra}
+        if mapped.resource:
+            fields["Resource"] = mapped.resource
+        fields["RequestId"] = exchange.request_id
+        fields["HostId"] = exchange.request_id
+        headers["Content-Type"] = "application/xml"
+        return Reply(mapped.status, headers, xml.render("Error", fields, namespace=None))
+
+    # --- the S3 pipeline ----------------------------------------------------------------------
+
+    async def pipeline(self, request: web.Request, raw_path: str, raw_query: str, exchange: Exchange) -> Reply:
+        host_bucket = virtual_host_bucket(request.headers.get("host", ""), self.virtual_host_domains)
+        auth = self.authenticate(request, raw_path, raw_query, host_bucket)
+        exchange.access_key, exchange.principal = auth.credential.access_key, auth.credential.user_name
+        operation, bucket, key, query = self.route(request, raw_path, host_bucket, auth)
+        exchange.operation = operation
+        origin = Origin(request.remote, request.headers.get("user-agent"), request.secure)
+        call = Call(
+            request_id=exchange.request_id, auth=auth, caller=self.caller_of(auth, origin, exchange.request_id, self.via_s3),
+            bucket=bucket, key=key, query=query, headers=request.headers, content=request.content,
+            secure=request.secure, loopback=is_loopback(request.remote), remote=request.remote,
+        )
+        await self.authorizer.authorize(call, operation)
+        return await self.dispatch(operation, call)
+
+    def authenticate(self, request: web.Request, raw_path: str, raw_query: str, host_bucket: str | None) -> AuthContext:
+        return authenticate(
+            request.method, raw_path, raw_query, request.headers, self.credentials, now=self.clock(),
+            region=self.region, service="s3", v2_resource=f"/{host_bucket}{raw_path}" if host_bucket else None,
+            sigv2_enabled=self.sigv2, routed_subresources=ROUTED_SUBRESOURCES,
+        )
+
+    def route(self, request: web.Request, raw_path: str, host_bucket: str | None,
+              auth: AuthContext) -> tuple[str, str | None, str | None, MultiDict[str]]:
+        bucket, key = split_path(f"/{urllib.parse.quote(host_bucket)}{raw_path}" if host_bucket else raw_path)
+        query = MultiDict(auth.query)  # exactly the query the signature covers
+        return route(request.method, bucket, key, query, request.headers), bucket, key, query
+
+    async def dispatch(self, operation: str, call: Call) -> Reply:
+        handler = self.operations.get(operation)
+        if handler is None:
+            raise errors.NotImplemented()
+        return await handler(call)
+
+    # --- the KMS API route ----------------------------------------------------------------------
+
+    async def kms_route(self, request: web.Request, raw_path: str, raw_query: str, exchange: Exchange) -> Reply:
         """The KMS JSON API (X-Amz-Target: TrentService.*), SigV4 service `kms`, on this listener."""
+        exchange.operation = self.metrics.operation("kms:" + request.headers.get("x-amz-target", "").rpartition(".")[2])
         if self.kms_api is None:
-            return kms_error_response("UnknownOperationException", 400, "KMS is not enabled on this endpoint", request_id)
+            return kms_error_reply("UnknownOperationException", 400, "KMS is not enabled on this endpoint")
         try:
             if request.method != "POST":
                 raise errors.MethodNotAllowed()
@@ -246,32 +267,16 @@ class Frontend:
             if "HeadersNotSigned" in exc.fields:  # AWS's JSON services: a signature that leaves out a header it must cover
                 code, status = "IncompleteSignatureException", 400
             message, _ = redact.scrub_error(exc.text, {}, request.headers, raw_query)
-            return kms_error_response(code, status, message, request_id)
-        caller = self.kms_caller(auth, request, request_id) if self.kms_caller else None
-        status, payload = await asyncio.to_thread(
-            self.kms_api.dispatch, request.headers.get("x-amz-target", ""), body, caller
-        )
-        return web.Response(
-            status=status,
-            body=payload,
-            headers={"Content-Type": "application/x-amz-json-1.1", "x-amzn-RequestId": request_id},
-        )
+            return kms_error_reply(code, status, message)
+        exchange.access_key, exchange.principal = auth.credential.access_key, auth.credential.user_name
+        origin = Origin(request.remote, request.headers.get("user-agent"), request.secure)
+        caller = self.caller_of(auth, origin, exchange.request_id, None)
+        status, payload = await asyncio.to_thread(self.kms_api.dispatch, request.headers.get("x-amz-target", ""), body, caller)
+        return Reply(status, {"Content-Type": KMS_CONTENT_TYPE}, payload)
 
-    def error_response(self, request: web.Request, exc: errors.S3Error, request_id: str) -> web.Response:
-        if exc.status >= 500:
-            log.warning("request %s: %s %s", request_id, exc.code, exc.text)
-        headers = {"x-amz-request-id": request_id, **exc.headers}
-        if exc.status == 304 or request.method == "HEAD":
-            return web.Response(status=exc.status, headers=headers)
-        message, extra = redact.scrub_error(exc.text, exc.fields, request.headers, request.raw_path.partition("?")[2])
-        fields: dict[str, Any] = {"Code": exc.code, "Message": message}
-        fields.update(extra)
-        if exc.resource:
-            fields["Resource"] = exc.resource
-        fields["RequestId"] = request_id
-        fields["HostId"] = request_id
-        headers["Content-Type"] = "application/xml"
-        return web.Response(status=exc.status, body=xml.render("Error", fields, namespace=None), headers=headers)
+
+def kms_error_reply(code: str, status: int, message: str) -> Reply:
+    return Reply(status, {"Content-Type": KMS_CONTENT_TYPE}, json.dumps({"__type": code, "message": message}).encode())
 
 
 async def _always_ready() -> dict[str, str]:
@@ -337,18 +342,10 @@ async def read_json_body(request: web.Request, limit: int) -> bytes:
 
 
 def is_loopback(remote: str | None) -> bool:
-    import ipaddress
-
     try:
         return remote is not None and ipaddress.ip_address(remote).is_loopback
     except ValueError:
         return False
-
-
-def _abort(request: web.Request) -> None:
-    transport = request.transport
-    if transport is not None:
-        transport.abort()
 
 
 def build_web_app(frontend: Frontend) -> web.Application:

@@ -1,6 +1,9 @@
 """The S3 operations, one coroutine each, named after the operation they serve.
 
-`table(services)` gives the routing layer its map from operation name to handler.
+Each takes the Services and a Call (the authenticated, routed request: ops/call.py) and returns a
+Reply (ops/reply.py); none touches the HTTP server. They speak S3's wire vocabulary (xml.py,
+headers.py) and pass typed values down to the object store. `table(services)` gives the front
+door its map from operation name to handler.
 """
 
 from __future__ import annotations
@@ -8,14 +11,15 @@ from __future__ import annotations
 import functools
 from typing import Awaitable, Callable
 
-from aiohttp import web
-
-from ..http.server import Call
 from .. import errors
 from . import buckets, encryption, listing, multipart, objects
+from .call import Call
 from .common import Services
+from .reply import Reply
 
-_OPERATIONS = {
+Handler = Callable[[Services, Call], Awaitable[Reply]]
+
+_OPERATIONS: dict[str, Handler] = {
     "ListBuckets": buckets.list_buckets,
     "CreateBucket": buckets.create_bucket,
     "DeleteBucket": buckets.delete_bucket,
@@ -52,11 +56,11 @@ _OPERATIONS = {
 NAMES = tuple(_OPERATIONS)
 
 
-def table(services: Services) -> dict[str, Callable[[Call], Awaitable[web.StreamResponse]]]:
+def table(services: Services) -> dict[str, Callable[[Call], Awaitable[Reply]]]:
     return {name: functools.partial(_guarded, handler, services) for name, handler in _OPERATIONS.items()}
 
 
-async def _guarded(handler, services: Services, call: Call) -> web.StreamResponse:
+async def _guarded(handler: Handler, services: Services, call: Call) -> Reply:
     """No client reaches the proxy's own bucket of internal records."""
     if call.bucket == services.internal_bucket:
         raise errors.AccessDenied()

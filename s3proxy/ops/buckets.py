@@ -2,23 +2,22 @@
 
 from __future__ import annotations
 
-from aiohttp import web
-
 from .. import errors
-from ..http import xml
-from ..http.server import Call
-from .common import Services, bucket_of, check_new_bucket_name, empty_response, int_param, xml_response
+from . import xml
+from .call import Call
+from .common import Services, bucket_of, check_new_bucket_name, int_param
+from .reply import Reply, empty_reply, xml_reply
 
 
-async def list_buckets(s: Services, call: Call) -> web.Response:
+async def list_buckets(s: Services, call: Call) -> Reply:
     prefix = call.query.get("prefix", "")
     max_buckets = int_param(call, "max-buckets", 10000, low=1, high=10000)
     after = call.query.get("continuation-token", "")
-    buckets = sorted(await s.backend.list_buckets(), key=lambda b: b.name)
+    buckets = sorted(await s.buckets.list(), key=lambda b: b.name)
     chosen = [b for b in buckets if b.name.startswith(prefix) and b.name > after and b.name != s.internal_bucket]
     page = chosen[:max_buckets]
     truncated = len(chosen) > len(page)
-    return xml_response(
+    return xml_reply(
         "ListAllMyBucketsResult",
         {
             "Owner": s.owner(call),
@@ -29,7 +28,7 @@ async def list_buckets(s: Services, call: Call) -> web.Response:
     )
 
 
-async def create_bucket(s: Services, call: Call) -> web.Response:
+async def create_bucket(s: Services, call: Call) -> Reply:
     name = call.bucket or ""
     check_new_bucket_name(name)
     if name == s.internal_bucket:
@@ -42,41 +41,40 @@ async def create_bucket(s: Services, call: Call) -> web.Response:
             raise errors.IllegalLocationConstraint(
                 f"The {location} location constraint is incompatible for the region specific endpoint this request was sent to."
             )
-    await s.backend.create_bucket(name)
-    return empty_response(headers={"Location": f"/{name}"})
+    await s.buckets.create(name)
+    return empty_reply(headers={"Location": f"/{name}"})
 
 
-async def delete_bucket(s: Services, call: Call) -> web.Response:
+async def delete_bucket(s: Services, call: Call) -> Reply:
     bucket = bucket_of(call)
-    await s.backend.delete_bucket(bucket)
-    await s.store.records.delete(f"bucket-encryption/{bucket}")
-    return empty_response(204)
+    await s.buckets.delete(bucket)
+    return empty_reply(204)
 
 
-async def head_bucket(s: Services, call: Call) -> web.Response:
-    await s.backend.head_bucket(bucket_of(call))
-    return empty_response(headers={"x-amz-bucket-region": s.region})
+async def head_bucket(s: Services, call: Call) -> Reply:
+    await s.buckets.head(bucket_of(call))
+    return empty_reply(headers={"x-amz-bucket-region": s.region})
 
 
-async def get_bucket_location(s: Services, call: Call) -> web.Response:
-    await s.backend.head_bucket(bucket_of(call))
+async def get_bucket_location(s: Services, call: Call) -> Reply:
+    await s.buckets.head(bucket_of(call))
     # us-east-1 is reported as an empty LocationConstraint, as S3 does
-    return xml_response("LocationConstraint", {"#text": "" if s.region == "us-east-1" else s.region})
+    return xml_reply("LocationConstraint", {"#text": "" if s.region == "us-east-1" else s.region})
 
 
 def _require_versioning(s: Services) -> None:
-    if not s.backend.capabilities.versioning:
+    if not s.buckets.capabilities.versioning:
         raise errors.NotImplemented("Versioning is not supported by this backend")
 
 
-async def get_bucket_versioning(s: Services, call: Call) -> web.Response:
+async def get_bucket_versioning(s: Services, call: Call) -> Reply:
     bucket = bucket_of(call)
     _require_versioning(s)
-    status = await s.backend.get_bucket_versioning(bucket)
-    return xml_response("VersioningConfiguration", {"Status": status})
+    status = await s.buckets.versioning(bucket)
+    return xml_reply("VersioningConfiguration", {"Status": status})
 
 
-async def put_bucket_versioning(s: Services, call: Call) -> web.Response:
+async def put_bucket_versioning(s: Services, call: Call) -> Reply:
     bucket = bucket_of(call)
     _require_versioning(s)
     config = xml.parse(await call.read_small(), "VersioningConfiguration")
@@ -85,5 +83,5 @@ async def put_bucket_versioning(s: Services, call: Call) -> web.Response:
         raise errors.IllegalVersioningConfiguration()
     if xml.text(config.get("MfaDelete")) == "Enabled":
         raise errors.NotImplemented("MFA Delete is not supported")
-    await s.backend.put_bucket_versioning(bucket, status)
-    return empty_response()
+    await s.buckets.put_versioning(bucket, status)
+    return empty_reply()

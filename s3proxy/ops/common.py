@@ -6,20 +6,15 @@ import hashlib
 import re
 import urllib.parse
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
-
-from aiohttp import web
+from typing import Any, Callable
 
 from .. import errors
-from ..backends.base import Backend
-from ..kms.caller import Caller
 from ..kms.datakeys import DataKeySource
 from ..modes.base import ObjectRef
 from ..modes.kms_modes import BucketKeyCache
 from ..modes.resolve import ModeResolver
-from ..http import xml
-from ..http.server import Call
-from ..store import ObjectStore
+from ..store import Buckets, MultipartUploads, ObjectStore
+from .call import Call
 
 MAX_KEY_BYTES = 1024
 _BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
@@ -31,8 +26,9 @@ _IP_LIKE = re.compile(r"^\d+\.\d+\.\d+\.\d+$")
 class Services:
     """The collaborators an operation may use; built once by the composition root."""
 
-    store: ObjectStore
-    backend: Backend
+    store: ObjectStore  # single objects
+    uploads: MultipartUploads
+    buckets: Buckets
     kms: DataKeySource  # the KMS (s3proxy.kms.service.KeyService) as the data path sees it
     region: str
     account_id: str
@@ -44,22 +40,12 @@ class Services:
     def owner(self, call: Call) -> dict[str, str]:
         return {"ID": canonical_user_id(self.account_id), "DisplayName": call.user_name}
 
-    def caller(self, call: Call) -> Caller:
-        """The requester as the KMS core sees it: S3 calls KMS on the requester's behalf."""
-        return Caller(
-            access_key=call.auth.credential.access_key,
-            user_name=call.user_name,
-            account_id=self.account_id,
-            source_ip=call.request.remote,
-            user_agent=call.headers.get("user-agent"),
-            request_id=call.request_id,
-            via_service=f"s3.{self.region}.amazonaws.com",
-        )
-
-    def keys(self, call: Call) -> ModeResolver:
+    def modes(self, call: Call) -> ModeResolver:
+        """What turns this request's SSE headers (or a bucket default, or a stored envelope) into an
+        encryption mode, for the requester (call.caller, as S3 calls the KMS on their behalf)."""
         return ModeResolver(
             kms=self.kms,
-            caller=self.caller(call),
+            caller=call.caller,
             headers=call.headers,
             secure=call.secure,
             loopback=call.loopback,
@@ -105,16 +91,6 @@ def key_of(call: Call) -> str:
     if len(key.encode("utf-8")) > MAX_KEY_BYTES:
         raise errors.KeyTooLongError(Size=str(len(key.encode("utf-8"))), MaxSizeAllowed=str(MAX_KEY_BYTES))
     return key
-
-
-def xml_response(root: str, body: Mapping[str, Any], *, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
-    return web.Response(
-        status=status, body=xml.render(root, body), headers={"Content-Type": "application/xml", **(headers or {})}
-    )
-
-
-def empty_response(status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
-    return web.Response(status=status, headers=dict(headers or {}))
 
 
 def quote_etag(etag: str) -> str:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from aiohttp import web
-
 from .. import errors
-from ..http import xml
-from ..http.server import Call
+from . import xml
+from .call import Call
 from ..modes.resolve import BucketEncryption
 from ..modes.kms_modes import SseKms
-from .common import Services, bucket_of, empty_response, ref_of, xml_response
+from .common import Services, bucket_of, ref_of
+from .reply import Reply, empty_reply, xml_reply
 
 ALGORITHMS = ("AES256", "aws:kms", "aws:kms:dsse")
 ENCRYPTION_TYPES = ("NONE", "SSE-C")
@@ -53,31 +52,31 @@ def render_configuration(config: BucketEncryption) -> dict:
     return {"Rule": rule}
 
 
-async def put_bucket_encryption(s: Services, call: Call) -> web.Response:
+async def put_bucket_encryption(s: Services, call: Call) -> Reply:
     bucket = bucket_of(call)
     if not any(h in call.headers for h in ("content-md5", "x-amz-sdk-checksum-algorithm", "x-amz-trailer")) and not any(
         h.lower().startswith("x-amz-checksum-") for h in call.headers
     ):
         raise errors.InvalidRequest("Missing required header for this request: Content-MD5")
     config = parse_configuration(await call.read_small())
-    await s.store.put_bucket_encryption(bucket, config)
-    return empty_response()
+    await s.buckets.put_encryption(bucket, config)
+    return empty_reply()
 
 
-async def get_bucket_encryption(s: Services, call: Call) -> web.Response:
+async def get_bucket_encryption(s: Services, call: Call) -> Reply:
     bucket = bucket_of(call)
-    await s.backend.head_bucket(bucket)
+    await s.buckets.head(bucket)
     # an unconfigured bucket reports S3's own default (SSE-S3) as S3 has since 2023
-    config = await s.store.bucket_encryption(bucket) or BucketEncryption()
-    return xml_response("ServerSideEncryptionConfiguration", render_configuration(config))
+    config = await s.buckets.default_encryption(bucket)
+    return xml_reply("ServerSideEncryptionConfiguration", render_configuration(config))
 
 
-async def delete_bucket_encryption(s: Services, call: Call) -> web.Response:
-    await s.store.delete_bucket_encryption(bucket_of(call))
-    return empty_response(204)
+async def delete_bucket_encryption(s: Services, call: Call) -> Reply:
+    await s.buckets.delete_encryption(bucket_of(call))
+    return empty_reply(204)
 
 
-async def update_object_encryption(s: Services, call: Call) -> web.Response:
+async def update_object_encryption(s: Services, call: Call) -> Reply:
     """Change an object's SSE-S3/SSE-KMS wrapping to an SSE-KMS key without moving its data
     (S3 API UpdateObjectEncryption, 2026): ETag, checksums, size and metadata unchanged."""
     ref = ref_of(call)
@@ -90,7 +89,7 @@ async def update_object_encryption(s: Services, call: Call) -> web.Response:
     bucket_key = xml.text(target.get("BucketKeyEnabled")).lower()
     if bucket_key not in ("", "true", "false"):
         raise errors.MalformedXML()
-    keys = s.keys(call)
-    mode = SseKms(s.kms, keys.caller, xml.text(target.get("KMSKeyArn")), bucket_key=bucket_key == "true", bucket_keys=s.bucket_keys)
-    await s.store.rewrap(ref, keys, mode)
-    return empty_response()
+    modes = s.modes(call)
+    mode = SseKms(s.kms, modes.caller, xml.text(target.get("KMSKeyArn")), bucket_key=bucket_key == "true", bucket_keys=s.bucket_keys)
+    await s.store.rewrap(ref, modes, mode)
+    return empty_reply()

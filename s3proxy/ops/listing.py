@@ -5,11 +5,10 @@ from __future__ import annotations
 import base64
 import binascii
 
-from aiohttp import web
-
 from .. import errors
-from ..http.server import Call
-from .common import Services, bucket_of, int_param, quote_etag, url_encoder, xml_response
+from .call import Call
+from .common import Services, bucket_of, int_param, quote_etag, url_encoder
+from .reply import Reply, xml_reply
 
 MAX_KEYS = 1000
 
@@ -30,7 +29,7 @@ def _contents(views, enc, owner=None):
     return out
 
 
-async def list_objects(s: Services, call: Call) -> web.Response:
+async def list_objects(s: Services, call: Call) -> Reply:
     bucket = bucket_of(call)
     enc = url_encoder(call)
     prefix = call.query.get("prefix", "")
@@ -39,7 +38,7 @@ async def list_objects(s: Services, call: Call) -> web.Response:
     max_keys = int_param(call, "max-keys", MAX_KEYS, high=MAX_KEYS)
     views, result = await s.store.list_objects(bucket, prefix=prefix, delimiter=delimiter, after=marker, max_keys=max_keys)
     next_marker = result.next_marker if result.is_truncated and delimiter else None
-    return xml_response(
+    return xml_reply(
         "ListBucketResult",
         {
             "Name": bucket,
@@ -67,7 +66,7 @@ def _untoken(token: str) -> str:
         raise errors.InvalidArgument("The continuation token provided is incorrect", ArgumentName="continuation-token") from None
 
 
-async def list_objects_v2(s: Services, call: Call) -> web.Response:
+async def list_objects_v2(s: Services, call: Call) -> Reply:
     bucket = bucket_of(call)
     enc = url_encoder(call)
     prefix = call.query.get("prefix", "")
@@ -80,7 +79,7 @@ async def list_objects_v2(s: Services, call: Call) -> web.Response:
     max_keys = int_param(call, "max-keys", MAX_KEYS, high=MAX_KEYS)
     views, result = await s.store.list_objects(bucket, prefix=prefix, delimiter=delimiter, after=after, max_keys=max_keys)
     fetch_owner = call.query.get("fetch-owner") == "true"
-    return xml_response(
+    return xml_reply(
         "ListBucketResult",
         {
             "Name": bucket,
@@ -99,9 +98,9 @@ async def list_objects_v2(s: Services, call: Call) -> web.Response:
     )
 
 
-async def list_object_versions(s: Services, call: Call) -> web.Response:
+async def list_object_versions(s: Services, call: Call) -> Reply:
     bucket = bucket_of(call)
-    if not s.backend.capabilities.versioning:
+    if not s.buckets.capabilities.versioning:
         raise errors.NotImplemented("Versioning is not supported by this backend")
     enc = url_encoder(call)
     prefix = call.query.get("prefix", "")
@@ -120,7 +119,7 @@ async def list_object_versions(s: Services, call: Call) -> web.Response:
             markers.append(common)
         else:
             versions.append({**common, "ETag": quote_etag(v.etag), "Size": v.size, "StorageClass": v.storage_class})
-    return xml_response(
+    return xml_reply(
         "ListVersionsResult",
         {
             "Name": bucket,
@@ -140,7 +139,7 @@ async def list_object_versions(s: Services, call: Call) -> web.Response:
     )
 
 
-async def list_multipart_uploads(s: Services, call: Call) -> web.Response:
+async def list_multipart_uploads(s: Services, call: Call) -> Reply:
     bucket = bucket_of(call)
     enc = url_encoder(call)
     prefix = call.query.get("prefix", "")
@@ -148,7 +147,7 @@ async def list_multipart_uploads(s: Services, call: Call) -> web.Response:
     key_marker = call.query.get("key-marker", "")
     upload_marker = call.query.get("upload-id-marker", "")
     max_uploads = int_param(call, "max-uploads", 1000, high=1000)
-    uploads = sorted(await s.store.list_multipart_uploads(bucket, prefix), key=lambda u: (u.key, u.initiated, u.upload_id))
+    uploads = sorted(await s.uploads.list_uploads(bucket, prefix), key=lambda u: (u.key, u.initiated, u.upload_id))
     if key_marker:
         uploads = [u for u in uploads if u.key > key_marker or (u.key == key_marker and upload_marker and u.upload_id > upload_marker)]
     prefixes: list[str] = []
@@ -165,7 +164,7 @@ async def list_multipart_uploads(s: Services, call: Call) -> web.Response:
     page = chosen[:max_uploads]
     truncated = len(chosen) > len(page)
     owner = s.owner(call)
-    return xml_response(
+    return xml_reply(
         "ListMultipartUploadsResult",
         {
             "Bucket": bucket,

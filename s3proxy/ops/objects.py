@@ -4,42 +4,23 @@ from __future__ import annotations
 
 import base64
 import binascii
-import logging
 import urllib.parse
 from typing import Mapping
 
-from aiohttp import web
 from multidict import CIMultiDict
 
 from .. import errors
-from ..http import xml
-from ..http.headers import (
-    RESPONSE_OVERRIDES,
-    ByteRange,
-    check_conditions,
-    http_date,
-    meta_headers,
-    object_meta,
-    parse_range,
-)
-from ..http.server import Call
+from ..format.ranges import ByteRange
 from ..modes.base import ObjectRef
-from ..store import ObjectView
-from .common import (
-    Services,
-    bucket_of,
-    close_body,
-    empty_response,
-    key_of,
-    quote_etag,
-    ref_of,
-    xml_response,
-)
-
-log = logging.getLogger("s3proxy.ops")
+from ..store import Catalog, ObjectView
+from ..store.objects import part_span
+from . import xml
+from .call import Call
+from .common import Services, bucket_of, key_of, quote_etag, ref_of
+from .headers import RESPONSE_OVERRIDES, check_conditions, http_date, meta_headers, object_meta, parse_range
+from .reply import Reply, empty_reply, xml_reply
 
 MAX_DELETE_KEYS = 1000
-WRITE_SIZE = 1024 * 1024
 MAX_TAGS = 10
 
 
@@ -71,20 +52,16 @@ def _written_headers(written) -> dict[str, str]:
     return headers
 
 
-async def put_object(s: Services, call: Call) -> web.StreamResponse:
+async def put_object(s: Services, call: Call) -> Reply:
     ref = ref_of(call)
     meta = object_meta(call.headers)
-    if call.headers.get("if-none-match") == "*":
-        try:
-            await s.backend.head_object(ref.bucket, ref.key)
-        except errors.NoSuchKey:
-            pass
-        else:
-            raise errors.PreconditionFailed(Condition="If-None-Match")
-    written = await s.store.put_object(
-        ref, lambda want_md5: call.body(want_md5=want_md5), meta, s.keys(call), declared_md5=declared_md5(call.headers)
-    )
-    return empty_response(headers=_written_headers(written))
+    if call.headers.get("if-none-match") == "*" and await s.store.exists(ref):
+        raise errors.PreconditionFailed(Condition="If-None-Match")
+    mode = await s.store.mode_for_write(ref.bucket, s.modes(call))
+    declared = declared_md5(call.headers)
+    body = call.body(want_md5=s.store.md5_wanted(mode, declared))
+    written = await s.store.put_object(ref, body, mode, meta, declared_md5=declared)
+    return empty_reply(headers=_written_headers(written))
 
 
 def declared_md5(headers: Mapping[str, str]) -> str | None:
@@ -99,13 +76,11 @@ def declared_md5(headers: Mapping[str, str]) -> str | None:
     return digest.hex() if len(digest) == 16 else None
 
 
-def _read_check(call: Call):
-    def check(view: ObjectView) -> None:
-        if view.delete_marker:
-            raise errors.NoSuchKey(headers={"x-amz-delete-marker": "true"})
-        check_conditions(call.headers, view.etag, view.last_modified)
-
-    return check
+def check_read(call: Call, view: ObjectView) -> None:
+    """GET and HEAD: a delete marker is NoSuchKey; then If-Match, If-None-Match, If-(Un)Modified-Since."""
+    if view.delete_marker:
+        raise errors.NoSuchKey(headers={"x-amz-delete-marker": "true"})
+    check_conditions(call.headers, view.etag, view.last_modified)
 
 
 def _version_id(call: Call) -> str | None:
@@ -135,16 +110,19 @@ def _overrides(call: Call) -> dict[str, str]:
     return {header: call.query[param] for param, header in RESPONSE_OVERRIDES.items() if param in call.query}
 
 
-async def get_object(s: Services, call: Call) -> web.StreamResponse:
-    ref = ref_of(call)
-    bucket, key = ref.bucket, ref.key
+async def get_object(s: Services, call: Call) -> Reply:
     part_number = _part_number(call)
     byte_range = parse_range(call.headers.get("range")) if part_number is None else None
-    download = await s.store.get_object(
-        ref, s.keys(call), version_id=_version_id(call), byte_range=byte_range, part_number=part_number,
-        check=_read_check(call), checksums=byte_range is None and part_number is None and _checksum_mode(call),
-    )
-    view, parts_count = download.view, download.parts_count
+    whole = byte_range is None and part_number is None
+    opened = await s.store.open(ref_of(call), s.modes(call), version_id=_version_id(call), whole=whole)
+    try:
+        check_read(call, opened.view)  # only after an SSE-C object's key was checked (store.open)
+    except BaseException:
+        await opened.close()
+        raise
+    download = await s.store.read(opened, byte_range=byte_range, part_number=part_number,
+                                  checksums=whole and _checksum_mode(call))
+    view = download.view
     headers = view_headers(view)
     headers.update(_overrides(call))
     if download.range is None:
@@ -153,88 +131,44 @@ async def get_object(s: Services, call: Call) -> web.StreamResponse:
         first, last = download.range
         status, length = 206, last - first + 1
         headers["Content-Range"] = f"bytes {first}-{last}/{view.size}"
-    if parts_count is not None:
-        headers["x-amz-mp-parts-count"] = str(parts_count)
-    headers["Content-Length"] = str(length)
-    headers["x-amz-request-id"] = call.request_id
-    response = web.StreamResponse(status=status, headers=headers)
-    response.content_length = length
-    sent = 0
-    body = download.body.__aiter__()
-    try:
-        # the first chunk is authenticated before the headers go out: a damaged object then gets an
-        # S3 error, not a broken transfer
-        first = await anext(body, None)
-    except BaseException:
-        await close_body(download.body)
-        raise
-    try:
-        await response.prepare(call.request)
-        pending = bytearray(first or b"")
-        async for piece in body:
-            if not pending and len(piece) >= WRITE_SIZE:  # already a large piece: no copy
-                sent += len(piece)
-                await response.write(piece)
-                continue
-            pending += piece
-            if len(pending) >= WRITE_SIZE:  # few large socket writes: each write costs per call, not per byte
-                sent += len(pending)
-                await response.write(pending)  # sent or copied by the transport before this returns
-                pending = bytearray()
-        if pending:
-            sent += len(pending)
-            await response.write(pending)
-        if sent != length:
-            raise errors.InternalError(f"object body ended after {sent} of {length} bytes")
-        await response.write_eof()
-    except BaseException:
-        # headers are on the wire: the only honest signal left is a broken connection
-        log.warning("request %s: GET %s/%s aborted after %d of %d bytes", call.request_id, bucket, key, sent, length)
-        if call.request.transport is not None:
-            call.request.transport.abort()
-        raise
-    finally:
-        await close_body(download.body)
-    return response
+    if download.parts_count is not None:
+        headers["x-amz-mp-parts-count"] = str(download.parts_count)
+    return Reply(status, headers, download.body, length)
 
 
-async def head_object(s: Services, call: Call) -> web.StreamResponse:
-    ref = ref_of(call)
-    view = await s.store.head_object(ref, _version_id(call), s.keys(call), checksums=_checksum_mode(call))
-    _read_check(call)(view)
+async def head_object(s: Services, call: Call) -> Reply:
+    opened = await s.store.open(ref_of(call), s.modes(call), version_id=_version_id(call), plaintext=True)
+    check_read(call, opened.view)  # only after an SSE-C object's key was checked (store.open)
+    view = await s.store.with_checksums(opened) if _checksum_mode(call) else opened.view
     headers = view_headers(view)
     headers.update(_overrides(call))
-    # the part or range is resolved after head_object checked an SSE-C key and the preconditions held
     part_number = _part_number(call)
-    byte_range, parts_count = parse_range(call.headers.get("range")), None  # no Range beside partNumber
+    byte_range = parse_range(call.headers.get("range"))  # no Range beside partNumber (_part_number)
     if part_number is not None:
-        first, last, parts_count = await s.store.part_range(ref, _version_id(call), part_number)
+        Catalog.require_encrypted(opened.stored)
+        first, last, parts_count = part_span(opened.stored, part_number)
         byte_range = ByteRange(first, last)
-    if parts_count is not None:
-        headers["x-amz-mp-parts-count"] = str(parts_count)
-    status = 200
+        if parts_count is not None:
+            headers["x-amz-mp-parts-count"] = str(parts_count)
+    status, length = 200, view.size
     if byte_range is not None:
         first, last = byte_range.resolve(view.size)
         headers["Content-Range"] = f"bytes {first}-{last}/{view.size}"
         status, length = 206, last - first + 1
-    else:
-        length = view.size
-    response = web.StreamResponse(status=status, headers=headers)
-    response.content_length = length  # HEAD: the length of what GET would send, and no body
-    return response
+    return Reply(status, headers, None, length)  # HEAD: the length of what GET would send, and no body
 
 
-async def delete_object(s: Services, call: Call) -> web.Response:
+async def delete_object(s: Services, call: Call) -> Reply:
     result = await s.store.delete_object(ref_of(call), _version_id(call))
     headers = {}
     if result.version_id:
         headers["x-amz-version-id"] = result.version_id
     if result.delete_marker:
         headers["x-amz-delete-marker"] = "true"
-    return empty_response(204, headers)
+    return empty_reply(204, headers)
 
 
-async def delete_objects(s: Services, call: Call) -> web.Response:
+async def delete_objects(s: Services, call: Call) -> Reply:
     bucket = bucket_of(call)
     if not any(h in call.headers for h in ("content-md5", "x-amz-checksum-crc32", "x-amz-checksum-crc32c", "x-amz-checksum-sha1", "x-amz-checksum-sha256", "x-amz-checksum-crc64nvme", "x-amz-sdk-checksum-algorithm", "x-amz-trailer")):
         raise errors.InvalidRequest("Missing required header for this request: Content-MD5")
@@ -262,7 +196,7 @@ async def delete_objects(s: Services, call: Call) -> web.Response:
         if result is not None and result.delete_marker:
             entry.update({"DeleteMarker": True, "DeleteMarkerVersionId": result.version_id})
         deleted.append(entry)
-    return xml_response("DeleteResult", {"Deleted": deleted, "Error": failed})
+    return xml_reply("DeleteResult", {"Deleted": deleted, "Error": failed})
 
 
 def parse_copy_source(value: str) -> tuple[str, str, str | None]:
@@ -280,16 +214,14 @@ def parse_copy_source(value: str) -> tuple[str, str, str | None]:
     return bucket, key, version
 
 
-def copy_source_check(call: Call):
-    def check(view: ObjectView) -> None:
-        if view.delete_marker:
-            raise errors.NoSuchKey()
-        check_conditions(call.headers, view.etag, view.last_modified, prefix="x-amz-copy-source-")
-
-    return check
+def copy_source_check(call: Call, view: ObjectView) -> None:
+    """A copy's source: a delete marker is NoSuchKey; then the x-amz-copy-source-if-* conditions."""
+    if view.delete_marker:
+        raise errors.NoSuchKey()
+    check_conditions(call.headers, view.etag, view.last_modified, prefix="x-amz-copy-source-")
 
 
-async def copy_object(s: Services, call: Call) -> web.Response:
+async def copy_object(s: Services, call: Call) -> Reply:
     bucket, key = bucket_of(call), key_of(call)
     src_bucket, src_key, src_version = parse_copy_source(call.headers["x-amz-copy-source"])
     directive = call.headers.get("x-amz-metadata-directive", "COPY").upper()
@@ -304,17 +236,23 @@ async def copy_object(s: Services, call: Call) -> web.Response:
             "This copy request is illegal because it is trying to copy an object to itself without changing the "
             "object's metadata, storage class, website redirect location or encryption attributes."
         )
-    src_view, written = await s.store.copy_object(
-        ObjectRef(src_bucket, src_key), ObjectRef(bucket, key), s.keys(call), src_version_id=src_version, meta=meta,
-        check=copy_source_check(call),
-        tagging=call.headers.get("x-amz-tagging", "") if tagging_directive == "REPLACE" else None,
-    )
+    modes = s.modes(call)
+    src = await s.store.open(ObjectRef(src_bucket, src_key), modes, version_id=src_version, copy_source=True, plaintext=True)
+    try:
+        copy_source_check(call, src.view)  # only after an SSE-C source's key was checked (store.open)
+        written = await s.store.copy(
+            src, ObjectRef(bucket, key), modes, meta=meta,
+            tagging=call.headers.get("x-amz-tagging", "") if tagging_directive == "REPLACE" else None,
+        )
+    finally:
+        await src.close()
+    src_view = src.view
     headers = dict(written.headers)
     if src_view.version_id:
         headers["x-amz-copy-source-version-id"] = src_view.version_id
     if written.version_id:
         headers["x-amz-version-id"] = written.version_id
-    return xml_response("CopyObjectResult", {"LastModified": written.last_modified, "ETag": quote_etag(written.etag)}, headers=headers)
+    return xml_reply("CopyObjectResult", {"LastModified": written.last_modified, "ETag": quote_etag(written.etag)}, headers=headers)
 
 
 def _changes_object(headers: Mapping[str, str]) -> bool:
@@ -331,11 +269,6 @@ def _changes_object(headers: Mapping[str, str]) -> bool:
 
 
 # tagging -------------------------------------------------------------------------------------------------
-
-
-def _require_tagging(s: Services) -> None:
-    if not s.backend.capabilities.tagging:
-        raise errors.NotImplemented("Object tagging is not supported by this backend")
 
 
 def parse_tag_set(data: bytes) -> list[tuple[str, str]]:
@@ -365,27 +298,22 @@ def validate_tags(tags: list[tuple[str, str]]) -> None:
             raise errors.InvalidTag("The TagValue you have provided is invalid")
 
 
-async def get_object_tagging(s: Services, call: Call) -> web.Response:
-    bucket, key = bucket_of(call), key_of(call)
-    _require_tagging(s)
+async def get_object_tagging(s: Services, call: Call) -> Reply:
     version = _version_id(call)
-    tags = await s.backend.get_object_tagging(bucket, key, version)
+    tags = await s.store.tags(ref_of(call), version)
     headers = {"x-amz-version-id": version} if version else {}
-    return xml_response("Tagging", {"TagSet": {"Tag": [{"Key": k, "Value": v} for k, v in tags]}}, headers=headers)
+    return xml_reply("Tagging", {"TagSet": {"Tag": [{"Key": k, "Value": v} for k, v in tags]}}, headers=headers)
 
 
-async def put_object_tagging(s: Services, call: Call) -> web.Response:
-    bucket, key = bucket_of(call), key_of(call)
-    _require_tagging(s)
+async def put_object_tagging(s: Services, call: Call) -> Reply:
+    ref = ref_of(call)
     tags = parse_tag_set(await call.read_small())
     version = _version_id(call)
-    await s.backend.put_object_tagging(bucket, key, tags, version)
-    return empty_response(headers={"x-amz-version-id": version} if version else {})
+    await s.store.put_tags(ref, tags, version)
+    return empty_reply(headers={"x-amz-version-id": version} if version else {})
 
 
-async def delete_object_tagging(s: Services, call: Call) -> web.Response:
-    bucket, key = bucket_of(call), key_of(call)
-    _require_tagging(s)
+async def delete_object_tagging(s: Services, call: Call) -> Reply:
     version = _version_id(call)
-    await s.backend.delete_object_tagging(bucket, key, version)
-    return empty_response(204, {"x-amz-version-id": version} if version else {})
+    await s.store.delete_tags(ref_of(call), version)
+    return empty_reply(204, {"x-amz-version-id": version} if version else {})

@@ -1,57 +1,94 @@
-"""Multipart uploads in the object store (a mixin of ObjectStore, sharing its collaborators).
+"""Multipart uploads in the object store: Create, UploadPart, UploadPartCopy, Complete, Abort, ListParts.
+
+A part of its own with its collaborators named: the backend, the proxy's records, the buckets
+(for a bucket's default encryption) and the listing cache it shares with ObjectStore. An
+UploadPartCopy's source is read by the ObjectStore (open, the operation's checks, read) and
+arrives here as plaintext, so this class never reads objects.
+
+The upload's mode fields live in the record uploads/<id> (S3 has no way to read an upload's
+metadata back); each part's client ETag (MD5 of its plaintext under SSE-S3, random otherwise:
+never anything computed from ciphertext) lives beside its backend ETag in uploads/<id>/<n>.
+The envelope MAC key M (one-way from the data key) is kept wrapped by the proxy's service key,
+so Complete can seal the part list without the customer's SSE-C key, as S3 allows.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import hashlib
 import logging
-from dataclasses import replace
-from typing import Any, AsyncIterator, Callable, Mapping, Sequence
+import os
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Mapping, Sequence
 
 from .. import errors
-from ..backends.base import ObjectMeta, PartInfo, UploadInfo
+from ..auth.body import RequestBody
+from ..backends.base import Backend, ObjectMeta, PartInfo, UploadInfo
+from ..buffers import Body
 from ..format import envelope as fmt
+from ..format.chunks import DEFAULT_CHUNK_SIZE
 from ..format.envelope import KEY_MODE, KEY_MPU
 from ..format.errors import IntegrityError
 from ..format.sizes import ciphertext_size, plaintext_size
-from ..http.headers import ByteRange
+from ..internal import InternalRecords
 from ..modes.base import EncryptionMode, ObjectRef
 from ..modes.resolve import ModeResolver
-from ..streams import BATCH, decrypt_range, encrypt_stream
+from ..streams import BATCH, encrypt_stream
+from .buckets import Buckets
+from .views import ListingCache, Written, _hashed, _service_unwrap, _service_wrap, to_backend_metadata
 
 log = logging.getLogger("s3proxy.store")
 
-from .views import (
-    ObjectView,
-    Written,
-    _hashed,
-    _one,
-    _service_unwrap,
-    _service_wrap,
-    checked_unseal,
-    to_backend_metadata,
-)
+
+@dataclass
+class Upload:
+    """An open multipart upload as UploadPart and UploadPartCopy need it: its mode and data key."""
+
+    ref: ObjectRef
+    upload_id: str
+    fields: Mapping[str, str]
+    mode: EncryptionMode
+    data_key: bytes = field(repr=False)
+
+    @property
+    def wants_md5(self) -> bool:
+        """Parts of an SSE-S3 upload have the MD5 of their plaintext as ETag."""
+        return self.fields.get(KEY_MODE) == "AES256"
 
 
 class MultipartUploads:
-    """The multipart half of ObjectStore: it uses the store's backend, records, clock, randomness
-    and envelope helpers (`stored`, `view`, `_envelope`, `_default`, ...), defined there."""
+    def __init__(
+        self,
+        backend: Backend,
+        records: InternalRecords,
+        buckets: Buckets,
+        *,
+        clock: Callable[[], float],
+        listing: ListingCache,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        rand: Callable[[int], bytes] = os.urandom,
+    ) -> None:
+        self.backend = backend
+        self.records = records
+        self.buckets = buckets
+        self.clock = clock
+        self.listing = listing
+        self.chunk_size = chunk_size
+        self.rand = rand
 
-    # multipart ------------------------------------------------------------------------------------
-    # The upload's mode fields live in the record uploads/<id> (S3 has no way to read an upload's
-    # metadata back); each part's client ETag (MD5 of its plaintext under SSE-S3, random otherwise:
-    # never anything computed from ciphertext) lives beside its backend ETag in uploads/<id>/<n>.
-    # The envelope MAC key M (one-way from the data key) is kept wrapped by the proxy's service key,
-    # so Complete can seal the part list without the customer's SSE-C key, as S3 allows.
+    def _now(self) -> dt.datetime:
+        return dt.datetime.fromtimestamp(self.clock(), dt.timezone.utc)
 
-    async def create_multipart(self, ref: ObjectRef, meta: ObjectMeta, keys: ModeResolver) -> tuple[str, dict[str, str]]:
-        mode = keys.for_write(await self._default(ref.bucket))
+    async def create(self, ref: ObjectRef, meta: ObjectMeta, modes: ModeResolver) -> tuple[str, dict[str, str]]:
+        mode = modes.for_write(await self.buckets.default_encryption(ref.bucket))
         sealed = await mode.seal(ref)
         mpu = self.rand(16).hex()
         fields = {**sealed.fields, fmt.KEY_VERSION: str(fmt.VERSION), fmt.KEY_CHUNK_SIZE: str(self.chunk_size), KEY_MPU: mpu}
-        mac_key = await _service_wrap(keys.kms, fmt.envelope_mac_key(sealed.data_key), ref, keys.request_id)
-        upload_id = await self.backend.create_multipart(ref.bucket, ref.key, replace(meta, metadata=to_backend_metadata(meta.metadata, fields)))
+        mac_key = await _service_wrap(modes.kms, fmt.envelope_mac_key(sealed.data_key), ref, modes.request_id)
+        upload_id = await self.backend.create_multipart(
+            ref.bucket, ref.key, replace(meta, metadata=to_backend_metadata(meta.metadata, fields))
+        )
         await self.records.put(f"uploads/{upload_id}", {"bucket": ref.bucket, "key": ref.key, "fields": fields, "mac_key": mac_key})
         return upload_id, mode.response_headers(sealed.fields, on_write=True)
 
@@ -61,66 +98,35 @@ class MultipartUploads:
             raise errors.NoSuchUpload(UploadId=upload_id)
         return record
 
-    async def _upload(self, ref: ObjectRef, upload_id: str, keys: ModeResolver) -> tuple[dict[str, str], EncryptionMode, bytes]:
+    async def open(self, ref: ObjectRef, upload_id: str, modes: ModeResolver) -> Upload:
+        """The upload a part is written to; an SSE-C upload's key must come with every part."""
+        modes.reject_sse_header()
         fields = (await self._record(ref, upload_id))["fields"]
-        mode = keys.for_upload(fields)
-        return fields, mode, await mode.unseal(ref, fields)
+        mode = modes.for_upload(fields)
+        return Upload(ref, upload_id, fields, mode, await mode.unseal(ref, fields))
 
-    async def _store_part(
-        self, ref: ObjectRef, upload_id: str, number: int, fields: Mapping[str, str], key: bytes, plain: Any, size: int, md5: Any
-    ) -> str:
-        chunk = int(fields[fmt.KEY_CHUNK_SIZE])
-        stream = encrypt_stream(plain, key, part_number=number, chunk_size=chunk, batch_size=BATCH)
-        backend_etag = await self.backend.upload_part(ref.bucket, ref.key, upload_id, number, stream, ciphertext_size(size, chunk))
+    async def _store_part(self, upload: Upload, number: int, plain: Any, size: int, md5: Callable[[], str] | None) -> str:
+        ref, chunk = upload.ref, int(upload.fields[fmt.KEY_CHUNK_SIZE])
+        stream = encrypt_stream(plain, upload.data_key, part_number=number, chunk_size=chunk, batch_size=BATCH)
+        backend_etag = await self.backend.upload_part(ref.bucket, ref.key, upload.upload_id, number, stream, ciphertext_size(size, chunk))
         etag = md5() if md5 is not None else self.rand(16).hex()
-        await self.records.put(f"uploads/{upload_id}/{number}", {"etag": etag, "backend": backend_etag})
+        await self.records.put(f"uploads/{upload.upload_id}/{number}", {"etag": etag, "backend": backend_etag})
         return etag
 
-    async def upload_part(
-        self, ref: ObjectRef, upload_id: str, number: int, open_body: Callable[..., Any], keys: ModeResolver
-    ) -> tuple[str, dict[str, str], Any]:
-        """(client ETag, response headers, the verified body for its checksums)."""
-        keys.reject_sse_header()
-        fields, mode, key = await self._upload(ref, upload_id, keys)
-        want_md5 = fields.get(KEY_MODE) == "AES256"
-        body = open_body(want_md5=want_md5)
+    async def upload_part(self, upload: Upload, number: int, body: RequestBody) -> tuple[str, dict[str, str]]:
+        """(client ETag, response headers) of part `number`, from the verified request `body`
+        (opened with want_md5 = upload.wants_md5)."""
         size = body.require_length()
-        etag = await self._store_part(ref, upload_id, number, fields, key, body, size, (lambda: body.md5_hex) if want_md5 else None)
-        return etag, mode.response_headers(fields, on_write=False), body
+        md5 = (lambda: body.md5_hex or "") if upload.wants_md5 else None
+        etag = await self._store_part(upload, number, body, size, md5)
+        return etag, upload.mode.response_headers(upload.fields, on_write=False)
 
-    async def upload_part_copy(
-        self,
-        ref: ObjectRef,
-        upload_id: str,
-        number: int,
-        src: ObjectRef,
-        keys: ModeResolver,
-        *,
-        src_version_id: str | None,
-        byte_range: ByteRange | None,
-        check: Callable[[ObjectView], None],
-    ) -> tuple[ObjectView, str, dict[str, str]]:
-        keys.reject_sse_header()
-        fields, mode, key = await self._upload(ref, upload_id, keys)
-        stored = await self.stored(await self.backend.head_object(src.bucket, src.key, src_version_id))
-        self._require_encrypted(stored)
-        src_mode = keys.for_stored(stored.fields, copy_source=True)
-        src_view = self.view(stored, src_mode)
-        src_key = await checked_unseal(src_mode, src, stored.fields, lambda: check(src_view))
-        envelope = self._envelope(stored, src_key)
-        if stored.size == 0:
-            plain: AsyncIterator[bytes] = _one(b"")
-            size = 0
-        else:
-            first, last = byte_range.resolve(stored.size) if byte_range else (0, stored.size - 1)
-            plan = envelope.plan(first, last)
-            got = await self.backend.get_object(src.bucket, src.key, (plan.ciphertext_start, plan.ciphertext_end), stored.info.version_id)
-            plain, size = decrypt_range(got.body, src_key, plan), last - first + 1
-        md5 = hashlib.md5() if fields.get(KEY_MODE) == "AES256" else None
-        etag = await self._store_part(
-            ref, upload_id, number, fields, key, _hashed(plain, md5), size, (lambda: md5.hexdigest()) if md5 else None
-        )
-        return src_view, etag, mode.response_headers(fields, on_write=False)
+    async def upload_part_copy(self, upload: Upload, number: int, plain: Body, size: int) -> tuple[str, dict[str, str]]:
+        """(client ETag, response headers) of part `number`, from `size` bytes of plaintext (the copy
+        source's range, read by the ObjectStore)."""
+        md5 = hashlib.md5() if upload.wants_md5 else None
+        etag = await self._store_part(upload, number, _hashed(plain, md5), size, (lambda: md5.hexdigest()) if md5 else None)
+        return etag, upload.mode.response_headers(upload.fields, on_write=False)
 
     async def _parts(self, ref: ObjectRef, upload_id: str, record: Mapping[str, Any]) -> list[tuple[PartInfo, str]]:
         """(part with its client ETag and plaintext size, backend ETag) for every uploaded part."""
@@ -147,13 +153,13 @@ class MultipartUploads:
         """The uploaded parts as the client sees them: its ETags, plaintext sizes."""
         return [p for p, _ in await self._parts(ref, upload_id, await self._record(ref, upload_id))]
 
-    async def complete_multipart(
-        self, ref: ObjectRef, upload_id: str, requested: Sequence[tuple[int, str]], keys: ModeResolver, *, min_part_size: int
+    async def complete(
+        self, ref: ObjectRef, upload_id: str, requested: Sequence[tuple[int, str]], modes: ModeResolver, *, min_part_size: int
     ) -> Written:
         """`requested`: (part number, client ETag) in ascending order (the caller checked the order)."""
         record = await self._record(ref, upload_id)
         fields = record["fields"]
-        mode = keys.for_complete(fields)
+        mode = modes.for_complete(fields)
         if mode is not None:  # an SSE-C key was sent: it must be the upload's
             await mode.unseal(ref, fields)
         uploaded = {p.part_number: (p, backend_etag) for p, backend_etag in await self._parts(ref, upload_id, record)}
@@ -164,7 +170,7 @@ class MultipartUploads:
             if i < len(requested) - 1 and found[0].size < min_part_size:
                 raise errors.EntityTooSmall(ProposedSize=str(found[0].size), MinSizeAllowed=str(min_part_size), PartNumber=str(number), ETag=etag)
         envelope = fmt.Envelope.multipart([(n, uploaded[n][0].size) for n, _ in requested], int(fields[fmt.KEY_CHUNK_SIZE]))
-        mac_key = await _service_unwrap(keys.kms, record["mac_key"], ref, keys.request_id)
+        mac_key = await _service_unwrap(modes.kms, record["mac_key"], ref, modes.request_id)
         sealed = fmt.seal_envelope(envelope, b"", mac_key=mac_key)
         etag = hashlib.md5(b"".join(bytes.fromhex(e) for _, e in requested)).hexdigest() + f"-{len(requested)}"
         await self.records.put(
@@ -175,7 +181,7 @@ class MultipartUploads:
         await self._forget_upload(upload_id, uploaded)
         self.listing.put(ref.bucket, ref.key, result.etag, envelope.plaintext_size, etag)
         # S3 echoes SSE-S3 and SSE-KMS on Complete, and nothing of SSE-C (reference §1.1)
-        headers = {} if fields.get(KEY_MODE) == "SSE-C" else keys.for_stored(fields).response_headers(fields, on_write=False)
+        headers = {} if fields.get(KEY_MODE) == "SSE-C" else modes.for_stored(fields).response_headers(fields, on_write=False)
         return Written(etag, result.version_id, self._now(), headers)
 
     async def _forget_upload(self, upload_id: str, parts: Mapping[int, Any]) -> None:
@@ -187,10 +193,10 @@ class MultipartUploads:
 
         await asyncio.gather(drop(f"uploads/{upload_id}"), *(drop(f"uploads/{upload_id}/{n}") for n in parts))
 
-    async def abort_multipart(self, ref: ObjectRef, upload_id: str) -> None:
+    async def abort(self, ref: ObjectRef, upload_id: str) -> None:
         numbers = {p.part_number: None for p in await self.backend.list_parts(ref.bucket, ref.key, upload_id)}
         await self.backend.abort_multipart(ref.bucket, ref.key, upload_id)
         await self._forget_upload(upload_id, numbers)
 
-    async def list_multipart_uploads(self, bucket: str, prefix: str = "") -> list[UploadInfo]:
+    async def list_uploads(self, bucket: str, prefix: str = "") -> list[UploadInfo]:
         return await self.backend.list_multipart_uploads(bucket, prefix)

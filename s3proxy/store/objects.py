@@ -1,12 +1,22 @@
 """ObjectStore: the client's view of objects (plaintext, plaintext sizes, client ETags) over a backend
 that only ever holds ciphertext.
 
-The S3 operations in `ops/` speak only to this layer. Every write resolves one encryption mode,
-seals a data key with it and streams the body through the at-rest format (docs/FORMAT.md); every
-read recovers the key through the stored mode, checks the envelope MAC and decrypts only the
-chunks it needs. There is no plaintext path. Internal metadata keys start with `s3proxy-`; a
-client's own key with that prefix is stored escaped under `s3proxy-user-`, so no client can
-forge an envelope field.
+The S3 operations in `ops/` speak only to the store (this, `multipart.MultipartUploads` and
+`buckets.Buckets`). Every write resolves one encryption mode, seals a data key with it and streams
+the body through the at-rest format (docs/FORMAT.md); every read recovers the key through the
+stored mode, checks the envelope MAC and decrypts only the chunks it needs. There is no plaintext
+path. Internal metadata keys start with `s3proxy-`; a client's own key with that prefix is stored
+escaped under `s3proxy-user-`, so no client can forge an envelope field.
+
+A read is two steps, so the operation decides in between without the store calling back up:
+
+    opened = await store.open(ref, modes)      # found, mode resolved, an SSE-C key already checked
+    ... preconditions on opened.view ...        # the operation's own rules (If-Match, delete markers)
+    download = await store.read(opened, byte_range=...)   # other modes' keys recovered, bytes opened
+
+An SSE-C key is checked in `open`, before anything else is said about the object (its size, its
+parts, whether a precondition holds); every other mode recovers its key in `read`, so a 304 or
+412 costs no KMS call.
 """
 
 from __future__ import annotations
@@ -17,32 +27,25 @@ import hashlib
 import logging
 import os
 import urllib.parse
-from dataclasses import replace
-from typing import Any, AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, AsyncIterator, Callable, Sequence
 
 from .. import errors
-from ..backends.base import Backend, ObjectInfo, ObjectMeta
+from ..auth.body import RequestBody
+from ..backends.base import Backend, DeleteResult, ListResult, ObjectInfo, ObjectMeta, VersionListResult
+from ..buffers import Body
 from ..format import envelope as fmt
 from ..format.chunks import DEFAULT_CHUNK_SIZE
 from ..format.envelope import KEY_CHECKSUMS, KEY_ETAG, KEY_MPU
 from ..format.errors import IntegrityError
+from ..format.ranges import ByteRange
 from ..format.sizes import ciphertext_size
-from ..http.headers import ByteRange
-from ..internal import InternalRecords
 from ..modes.base import EncryptionMode, ObjectRef
-from ..modes.resolve import (
-    COPY_SOURCE_SSEC,
-    NOT_APPLICABLE,
-    BucketEncryption,
-    ModeResolver,
-)
+from ..modes.resolve import COPY_SOURCE_SSEC, NOT_APPLICABLE, ModeResolver
 from ..streams import BATCH, decrypt_range, encrypt_stream
-
-log = logging.getLogger("s3proxy.store")
-
-from .multipart import MultipartUploads
+from .buckets import Buckets
+from .catalog import Catalog
 from .views import (
-    CSE_HEADER,
     SMALL_BODY,
     Download,
     ListingCache,
@@ -51,14 +54,12 @@ from .views import (
     Written,
     _close,
     _one,
-    checked_unseal,
-    client_side_format,
     current_mode_md5,
-    open_checksums,
     seal_checksums,
-    split_backend_metadata,
     to_backend_metadata,
 )
+
+log = logging.getLogger("s3proxy.store")
 
 
 def data_fields(stored: Stored) -> dict[str, str]:
@@ -70,7 +71,7 @@ def data_fields(stored: Stored) -> dict[str, str]:
     return kept
 
 
-def _part_span(stored: Stored, part_number: int) -> tuple[int, int, int | None]:
+def part_span(stored: Stored, part_number: int) -> tuple[int, int, int | None]:
     """(first, last, parts count) of part `part_number`: S3's "ranged GET of the part". A single-part
     object has only part 1 (the whole object, no parts count)."""
     multipart = fmt.KEY_PARTS in stored.fields
@@ -83,11 +84,30 @@ def _part_span(stored: Stored, part_number: int) -> tuple[int, int, int | None]:
     raise errors.InvalidPartNumber(PartNumberRequested=str(part_number), ActualPartCount=str(len(parts)))
 
 
-class ObjectStore(MultipartUploads):
+@dataclass
+class Opened:
+    """A stored object found and its mode resolved, before any plaintext is read (ObjectStore.open)."""
+
+    ref: ObjectRef
+    stored: Stored
+    view: ObjectView
+    mode: EncryptionMode | None  # None: a delete marker, or an object that predates the proxy (plaintext)
+    data_key: bytes | None = field(default=None, repr=False)  # recovered already: an SSE-C key was checked
+    body: Body | None = None  # a whole-object GET's backend body, fetched with the metadata
+
+    async def close(self) -> None:
+        """Release what `read` did not take (the backend body of a whole-object GET)."""
+        if self.body is not None:
+            body, self.body = self.body, None
+            await _close(body)
+
+
+class ObjectStore:
     def __init__(
         self,
         backend: Backend,
-        records: InternalRecords,
+        catalog: Catalog,
+        buckets: Buckets,
         *,
         clock: Callable[[], float],
         chunk_size: int = DEFAULT_CHUNK_SIZE,
@@ -96,7 +116,8 @@ class ObjectStore(MultipartUploads):
         listing: ListingCache | None = None,
     ) -> None:
         self.backend = backend
-        self.records = records
+        self.catalog = catalog
+        self.buckets = buckets
         self.clock = clock
         self.chunk_size = chunk_size
         self.rand = rand
@@ -106,83 +127,23 @@ class ObjectStore(MultipartUploads):
     def _now(self) -> dt.datetime:
         return dt.datetime.fromtimestamp(self.clock(), dt.timezone.utc)
 
-    # bucket configuration ------------------------------------------------------------------------
-    async def bucket_encryption(self, bucket: str) -> BucketEncryption | None:
-        value = await self.records.get(f"bucket-encryption/{bucket}")
-        if not value:
-            return None
-        return BucketEncryption(value["algorithm"], value.get("kms_key_id"), bool(value.get("bucket_key")), tuple(value.get("blocked", ())))
+    # writes ------------------------------------------------------------------------------------------
+    async def mode_for_write(self, bucket: str, modes: ModeResolver) -> EncryptionMode:
+        """The mode a write into `bucket` gets: the request's SSE headers, else the bucket's default."""
+        return modes.for_write(await self.buckets.default_encryption(bucket))
 
-    async def put_bucket_encryption(self, bucket: str, config: BucketEncryption) -> None:
-        await self.backend.head_bucket(bucket)
-        await self.records.put(
-            f"bucket-encryption/{bucket}",
-            {"algorithm": config.algorithm, "kms_key_id": config.kms_key_id, "bucket_key": config.bucket_key, "blocked": list(config.blocked)},
-        )
+    @staticmethod
+    def md5_wanted(mode: EncryptionMode, declared_md5: str | None) -> bool:
+        """Whether a write must hash its plaintext: an SSE-S3 ETag is the MD5 of the plaintext, unless a
+        Content-MD5 (which the body is checked against anyway) already says what it is."""
+        return mode.name == "AES256" and declared_md5 is None
 
-    async def delete_bucket_encryption(self, bucket: str) -> None:
-        await self.backend.head_bucket(bucket)
-        await self.records.delete(f"bucket-encryption/{bucket}")
-
-    async def _default(self, bucket: str) -> BucketEncryption:
-        return await self.bucket_encryption(bucket) or BucketEncryption()
-
-    # reading envelopes ---------------------------------------------------------------------------
-    async def stored(self, info: ObjectInfo) -> Stored:
-        user, fields = split_backend_metadata(info.meta.metadata)
-        if KEY_MPU in fields:
-            record = await self.records.get(f"parts/{fields[KEY_MPU]}", immutable=True)
-            if not isinstance(record, dict):
-                raise IntegrityError()
-            fields.update({fmt.KEY_SIZE: record["size"], fmt.KEY_PARTS: record["parts"], fmt.KEY_MAC: record["mac"]})
-            if KEY_ETAG not in fields and record.get("etag"):  # a copy has its own ETag in its metadata
-                fields[KEY_ETAG] = record["etag"]
-        if fmt.KEY_VERSION not in fields:
-            return Stored(info, fields, user, info.size, info.etag)
-        try:
-            size = int(fields.get(fmt.KEY_SIZE, ""))
-        except ValueError:
-            raise IntegrityError() from None
-        return Stored(info, fields, user, size, fields.get(KEY_ETAG, info.etag))
-
-    def view(self, stored: Stored, mode: EncryptionMode | None, *, extra: Mapping[str, str] | None = None) -> ObjectView:
-        info = stored.info
-        headers = dict(mode.response_headers(stored.fields, on_write=False)) if mode is not None else {}
-        cse = client_side_format(stored.user)
-        if cse is not None:
-            headers[CSE_HEADER] = cse
-        headers.update(extra or {})
-        return ObjectView(
-            key=info.key, size=stored.size, etag=stored.etag, last_modified=info.last_modified,
-            meta=replace(info.meta, metadata=stored.user), version_id=info.version_id, storage_class=info.storage_class,
-            delete_marker=info.delete_marker, is_latest=info.is_latest, headers=headers,
-        )
-
-    def _require_encrypted(self, stored: Stored) -> None:
-        if not stored.encrypted:
-            raise errors.InvalidObjectState(
-                "This object was not written through s3proxy and is not encrypted; encrypt it in place before reading it."
-            )
-
-    def _envelope(self, stored: Stored, data_key: bytes) -> fmt.Envelope:
-        return fmt.open_envelope(stored.fields, data_key)
-
-    async def _checksum_headers(self, stored: Stored, data_key: bytes) -> dict[str, str]:
-        sums = open_checksums(data_key, stored.fields.get(KEY_CHECKSUMS))
-        out = {f"x-amz-checksum-{k}": v for k, v in sums.items() if k != "md5"}
-        if out:
-            out["x-amz-checksum-type"] = "FULL_OBJECT"
-        return out
-
-    # single objects -------------------------------------------------------------------------------
     async def put_object(
-        self, ref: ObjectRef, open_body: Callable[..., Any], meta: ObjectMeta, keys: ModeResolver, *, declared_md5: str | None = None
+        self, ref: ObjectRef, body: RequestBody, mode: EncryptionMode, meta: ObjectMeta, *, declared_md5: str | None = None
     ) -> Written:
-        """`open_body(want_md5=...)` opens the verified request body; `declared_md5` is a Content-MD5
-        (hex) the body will be checked against, which spares computing it for an SSE-S3 ETag."""
-        mode = keys.for_write(await self._default(ref.bucket))
-        want_md5 = mode.name == "AES256" and declared_md5 is None
-        body = open_body(want_md5=want_md5)
+        """Store the verified request `body` (opened with want_md5 = md5_wanted(mode, declared_md5))
+        under `mode`; `declared_md5` is the Content-MD5 as hex."""
+        want_md5 = self.md5_wanted(mode, declared_md5)
         size = body.require_length()
         sealed = await mode.seal(ref)
         key, fields = sealed.data_key, dict(sealed.fields)
@@ -213,7 +174,7 @@ class ObjectStore(MultipartUploads):
         headers.update({f"x-amz-checksum-{k}": v for k, v in body.checksums.items()})
         return Written(etag, result.version_id, self._now(), headers)
 
-    def _late_fields(self, fields: dict[str, str], body: Any, key: bytes, want_md5: bool) -> dict[str, str]:
+    def _late_fields(self, fields: dict[str, str], body: RequestBody, key: bytes, want_md5: bool) -> dict[str, str]:
         """Envelope fields known only once the body was read: the MD5 ETag and the sealed checksums."""
         if want_md5 and body.md5_hex:
             fields[KEY_ETAG] = body.md5_hex
@@ -221,110 +182,123 @@ class ObjectStore(MultipartUploads):
             fields[KEY_CHECKSUMS] = seal_checksums(key, body.checksums, self.rand)
         return fields
 
-    async def _record_late(self, ref: ObjectRef, meta: ObjectMeta, fields: Mapping[str, str], backend_etag: str) -> None:
+    async def _record_late(self, ref: ObjectRef, meta: ObjectMeta, fields: dict[str, str], backend_etag: str) -> None:
         stored_meta = replace(meta, metadata=to_backend_metadata(meta.metadata, fields), tagging=None)
         try:
             await self.backend.replace_metadata(ref.bucket, ref.key, stored_meta, backend_etag)
         except errors.S3Error as exc:  # overwritten meanwhile, or too large for the backend's copy
             log.warning("could not record ETag/checksums of %s/%s after upload: %s", ref.bucket, ref.key, exc.code)
 
-    async def head_object(self, ref: ObjectRef, version_id: str | None, keys: ModeResolver, *, checksums: bool = False) -> ObjectView:
-        keys.reject_sse_header()
-        stored = await self.stored(await self.backend.head_object(ref.bucket, ref.key, version_id))
-        if stored.info.delete_marker or not stored.encrypted:  # a plaintext object shows no SSE headers
-            return self.view(stored, None)
-        mode = keys.for_stored(stored.fields)
-        extra: dict[str, str] = {}
-        if mode.name == "SSE-C" or checksums:
-            key = await mode.unseal(ref, stored.fields)  # SSE-C: HEAD needs the right key, as in S3
-            if checksums:
-                extra = await self._checksum_headers(stored, key)
-        return self.view(stored, mode, extra=extra)
+    async def exists(self, ref: ObjectRef) -> bool:
+        try:
+            await self.backend.head_object(ref.bucket, ref.key)
+        except errors.NoSuchKey:
+            return False
+        return True
 
-    async def part_range(self, ref: ObjectRef, version_id: str | None, part_number: int) -> tuple[int, int, int | None]:
-        """(first, last, parts count) of part `part_number`, for HEAD ?partNumber, which calls it only
-        after head_object checked the request's SSE-C key (GET resolves the part inside get_object)."""
-        stored = await self.stored(await self.backend.head_object(ref.bucket, ref.key, version_id))
-        self._require_encrypted(stored)
-        return _part_span(stored, part_number)
+    # reads ---------------------------------------------------------------------------------------------
+    async def open(
+        self, ref: ObjectRef, modes: ModeResolver, *, version_id: str | None = None, whole: bool = False,
+        copy_source: bool = False, plaintext: bool = False,
+    ) -> Opened:
+        """Find the object and resolve its mode; an SSE-C object's key is checked here, first.
 
-    async def get_object(
-        self,
-        ref: ObjectRef,
-        keys: ModeResolver,
-        *,
-        version_id: str | None = None,
-        byte_range: ByteRange | None = None,
-        part_number: int | None = None,
-        check: Callable[[ObjectView], None] = lambda view: None,
+        `whole`: the caller will read all of it, so the backend GET that brings the metadata also
+        brings the body (one request); else a HEAD. `copy_source`: the object is a copy's source
+        (x-amz-copy-source-server-side-encryption-customer-* headers). `plaintext`: an object that
+        predates the proxy is opened (no mode) instead of refused with InvalidObjectState."""
+        if not copy_source:
+            modes.reject_sse_header()
+        body: Body | None = None
+        if whole:
+            got = await self.backend.get_object(ref.bucket, ref.key, None, version_id)
+            info, body = got.info, got.body
+        else:
+            info = await self.backend.head_object(ref.bucket, ref.key, version_id)
+        try:
+            stored = await self.catalog.stored(info)
+            if info.delete_marker:
+                return Opened(ref, stored, self.catalog.view(stored, None), None, body=body)
+            if not stored.encrypted:
+                if not plaintext:
+                    Catalog.require_encrypted(stored)
+                if copy_source and modes.customer_key(COPY_SOURCE_SSEC) is not None:
+                    raise errors.InvalidRequest(NOT_APPLICABLE)
+                return Opened(ref, stored, self.catalog.view(stored, None), None, body=body)
+            mode = modes.for_stored(stored.fields, copy_source=copy_source)
+            key = await mode.unseal(ref, stored.fields) if mode.name == "SSE-C" else None
+            return Opened(ref, stored, self.catalog.view(stored, mode), mode, key, body)
+        except BaseException:
+            if body is not None:
+                await _close(body)
+            raise
+
+    async def data_key(self, opened: Opened) -> bytes:
+        """The object's data key (recovered through its mode, once)."""
+        if opened.data_key is None:
+            if opened.mode is None:
+                Catalog.require_encrypted(opened.stored)
+                raise errors.InvalidObjectState()
+            opened.data_key = await opened.mode.unseal(opened.ref, opened.stored.fields)
+        return opened.data_key
+
+    async def with_checksums(self, opened: Opened) -> ObjectView:
+        """The view with its flexible checksums (ChecksumMode ENABLED), which needs the data key."""
+        if opened.mode is None:
+            return opened.view
+        headers = Catalog.checksum_headers(opened.stored, await self.data_key(opened))
+        return replace(opened.view, headers={**opened.view.headers, **headers})
+
+    async def read(
+        self, opened: Opened, *, byte_range: ByteRange | None = None, part_number: int | None = None,
         checksums: bool = False,
     ) -> Download:
-        """The object's plaintext: whole, `byte_range`, or part `part_number` (S3's "ranged GET of the
-        part"). The range or part is resolved only after the key was recovered, so a request without
-        an SSE-C object's key learns nothing of its size or parts (416) before it is refused."""
-        keys.reject_sse_header()
-        if byte_range is None and part_number is None:
-            got = await self.backend.get_object(ref.bucket, ref.key, None, version_id)
-            try:
-                stored = await self.stored(got.info)
-                view, key, envelope = await self._open(ref, stored, keys, check, checksums)
-                return Download(view, decrypt_range(got.body, key, envelope.plan_all(), batch_size=BATCH), None)
-            except BaseException:
+        """The plaintext of an opened object: whole, `byte_range`, or part `part_number`."""
+        try:
+            key = await self.data_key(opened)
+            stored = opened.stored
+            envelope = Catalog.envelope(stored, key)
+            if stored.info.size != envelope.ciphertext_size:  # bytes appended or cut at rest: refuse before any byte
+                raise IntegrityError()
+            view = await self.with_checksums(opened) if checksums else opened.view
+            if byte_range is None and part_number is None:
+                body = opened.body
+                opened.body = None  # the Download owns it now
+                if body is None:
+                    body = (await self.backend.get_object(opened.ref.bucket, opened.ref.key, None, stored.info.version_id)).body
+                return Download(view, decrypt_range(body, key, envelope.plan_all(), batch_size=BATCH), None)
+            await opened.close()
+            parts_count = None
+            if part_number is not None:
+                first, last, parts_count = part_span(stored, part_number)
+            else:
+                assert byte_range is not None
+                first, last = byte_range.resolve(view.size)
+            plan = envelope.plan(first, last)
+            got = await self.backend.get_object(
+                opened.ref.bucket, opened.ref.key, (plan.ciphertext_start, plan.ciphertext_end), stored.info.version_id
+            )
+            if got.info.etag != stored.info.etag:  # replaced between HEAD and GET: never mix two objects
                 await _close(got.body)
-                raise
-        stored = await self.stored(await self.backend.head_object(ref.bucket, ref.key, version_id))
-        view, key, envelope = await self._open(ref, stored, keys, check, False)
-        parts_count = None
-        if part_number is not None:
-            first, last, parts_count = _part_span(stored, part_number)
-        else:
-            assert byte_range is not None
-            first, last = byte_range.resolve(view.size)
-        plan = envelope.plan(first, last)
-        got = await self.backend.get_object(
-            ref.bucket, ref.key, (plan.ciphertext_start, plan.ciphertext_end), version_id or stored.info.version_id
-        )
-        if got.info.etag != stored.info.etag:  # replaced between HEAD and GET: never mix two objects
-            await _close(got.body)
-            raise errors.PreconditionFailed("The object was replaced while it was being read; retry the request.")
-        return Download(view, decrypt_range(got.body, key, plan, batch_size=BATCH), (first, last), parts_count)
+                raise errors.PreconditionFailed("The object was replaced while it was being read; retry the request.")
+            return Download(view, decrypt_range(got.body, key, plan, batch_size=BATCH), (first, last), parts_count)
+        except BaseException:
+            await opened.close()
+            raise
 
-    async def _open(self, ref, stored: Stored, keys: ModeResolver, check, checksums: bool):
-        if stored.info.delete_marker:
-            check(self.view(stored, None))
-        self._require_encrypted(stored)
-        mode = keys.for_stored(stored.fields)
-        key = await checked_unseal(mode, ref, stored.fields, lambda: check(self.view(stored, mode)))
-        envelope = self._envelope(stored, key)
-        if stored.info.size != envelope.ciphertext_size:  # bytes appended or cut at rest: refuse before any byte
-            raise IntegrityError()
-        extra = await self._checksum_headers(stored, key) if checksums else {}
-        return self.view(stored, mode, extra=extra), key, envelope
-
-    async def copy_object(
-        self,
-        src: ObjectRef,
-        dst: ObjectRef,
-        keys: ModeResolver,
-        *,
-        src_version_id: str | None,
-        meta: ObjectMeta | None,
-        tagging: str | None,
-        check: Callable[[ObjectView], None],
-    ) -> tuple[ObjectView, Written]:
-        """Server-side copy that re-wraps the source's data key for the target: no data re-encrypted.
-        `meta` None keeps the source's metadata (COPY); `tagging` None keeps its tags."""
-        info = await self.backend.head_object(src.bucket, src.key, src_version_id)
-        stored = await self.stored(info)
-        if info.delete_marker:
-            raise errors.NoSuchKey()
-        if not stored.encrypted:
-            return await self._encrypt_copy(src, dst, keys, stored, meta=meta, tagging=tagging, check=check)
-        src_mode = keys.for_stored(stored.fields, copy_source=True)
-        src_view = self.view(stored, src_mode)
-        key = await checked_unseal(src_mode, src, stored.fields, lambda: check(src_view))
-        self._envelope(stored, key)  # the source must be whole before it is copied
-        dst_mode = keys.for_write(await self._default(dst.bucket))
+    # copies and re-wraps ----------------------------------------------------------------------------------
+    async def copy(
+        self, src: Opened, dst: ObjectRef, modes: ModeResolver, *, meta: ObjectMeta | None, tagging: str | None
+    ) -> Written:
+        """Server-side copy of an opened source (open(..., copy_source=True, plaintext=True)): its data
+        key re-wrapped for the target, no data re-encrypted. `meta` None keeps the source's metadata
+        (COPY); `tagging` None keeps its tags. A source that predates the proxy is encrypted on the way."""
+        if src.mode is None:
+            return await self._encrypt_copy(src, dst, modes, meta=meta, tagging=tagging)
+        stored, info = src.stored, src.stored.info
+        key = await self.data_key(src)
+        Catalog.envelope(stored, key)  # the source must be whole before it is copied
+        dst_mode = await self.mode_for_write(dst.bucket, modes)
         sealed = await dst_mode.seal(dst, key)
         fields = data_fields(stored)
         if dst_mode.name != "AES256":
@@ -332,22 +306,22 @@ class ObjectStore(MultipartUploads):
         elif current_mode_md5(stored):  # S3: a copy under SSE-S3 has the MD5 of its content as ETag
             fields[KEY_ETAG] = stored.fields[KEY_ETAG]
         else:
-            fields[KEY_ETAG] = await self._plaintext_md5(src, stored, key)
+            fields[KEY_ETAG] = await self._plaintext_md5(src.ref, stored, key)
         fields.update(sealed.fields)
         user = stored.user if meta is None else meta.metadata
         base = replace(info.meta, tagging=tagging) if meta is None else replace(meta, tagging=tagging)
         stored_meta = replace(base, metadata=to_backend_metadata(user, fields))
-        result = await self.backend.copy_object(src.bucket, src.key, dst.bucket, dst.key, stored_meta, src_version_id or info.version_id)
+        result = await self.backend.copy_object(src.ref.bucket, src.ref.key, dst.bucket, dst.key, stored_meta, info.version_id)
         etag = fields.get(KEY_ETAG, result.etag)
         self.listing.put(dst.bucket, dst.key, result.etag, stored.size, etag)
-        return src_view, Written(etag, result.version_id, self._now(), dst_mode.response_headers(sealed.fields, on_write=True))
+        return Written(etag, result.version_id, self._now(), dst_mode.response_headers(sealed.fields, on_write=True))
 
     async def _plaintext_md5(self, ref: ObjectRef, stored: Stored, key: bytes) -> str:
         """MD5 of an object's plaintext, read and decrypted once (a copy into SSE-S3 from a source
         whose ETag is not already that MD5). Reads the data; writes nothing."""
         md5 = hashlib.md5()
         got = await self.backend.get_object(ref.bucket, ref.key, None, stored.info.version_id)
-        async for piece in decrypt_range(got.body, key, self._envelope(stored, key).plan_all()):
+        async for piece in decrypt_range(got.body, key, Catalog.envelope(stored, key).plan_all()):
             if len(piece) >= 1 << 20:  # hashlib releases the GIL for large buffers
                 await asyncio.to_thread(md5.update, piece)
             else:
@@ -355,19 +329,16 @@ class ObjectStore(MultipartUploads):
         return md5.hexdigest()
 
     async def _encrypt_copy(
-        self, src: ObjectRef, dst: ObjectRef, keys: ModeResolver, stored: Stored, *, meta, tagging, check
-    ) -> tuple[ObjectView, Written]:
+        self, src: Opened, dst: ObjectRef, modes: ModeResolver, *, meta: ObjectMeta | None, tagging: str | None
+    ) -> Written:
         """Copy from an object that predates the proxy (plaintext in the backend): stream it through
         the format under the target mode. In place, this is how existing data gets encrypted."""
-        if keys.customer_key(COPY_SOURCE_SSEC) is not None:
-            raise errors.InvalidRequest(NOT_APPLICABLE)
-        src_view = self.view(stored, None)
-        check(src_view)
-        mode = keys.for_write(await self._default(dst.bucket))
+        stored = src.stored
+        mode = await self.mode_for_write(dst.bucket, modes)
         sealed = await mode.seal(dst)
         key, size = sealed.data_key, stored.size
         fields = {**sealed.fields, **fmt.seal_envelope(fmt.Envelope.single(size, self.chunk_size), key)}
-        got = await self.backend.get_object(src.bucket, src.key, None, stored.info.version_id)
+        got = await self.backend.get_object(src.ref.bucket, src.ref.key, None, stored.info.version_id)
         if got.info.etag != stored.info.etag:
             await _close(got.body)
             raise errors.PreconditionFailed("The source object changed while it was being copied; retry the request.")
@@ -380,23 +351,24 @@ class ObjectStore(MultipartUploads):
                 yield piece
 
         if tagging is None and self.backend.capabilities.tagging:  # a write does not carry tags over by itself
-            tags = await self.backend.get_object_tagging(src.bucket, src.key, stored.info.version_id)
+            tags = await self.backend.get_object_tagging(src.ref.bucket, src.ref.key, stored.info.version_id)
             tagging = urllib.parse.urlencode(tags)
         user = stored.user if meta is None else meta.metadata
         base = replace(stored.info.meta, tagging=tagging) if meta is None else replace(meta, tagging=tagging)
         stored_meta = replace(base, metadata=to_backend_metadata(user, fields))
         result = await self.backend.put_object(
-            dst.bucket, dst.key, encrypt_stream(tapped(), key, chunk_size=self.chunk_size, batch_size=BATCH), ciphertext_size(size, self.chunk_size), stored_meta
+            dst.bucket, dst.key, encrypt_stream(tapped(), key, chunk_size=self.chunk_size, batch_size=BATCH),
+            ciphertext_size(size, self.chunk_size), stored_meta,
         )
         if md5 is not None:
             fields[KEY_ETAG] = md5.hexdigest()
             await self._record_late(dst, replace(base, metadata=user), fields, result.etag)
         etag = fields.get(KEY_ETAG, result.etag)
         self.listing.put(dst.bucket, dst.key, result.etag, size, etag)
-        return src_view, Written(etag, result.version_id, self._now(), mode.response_headers(sealed.fields, on_write=True))
+        return Written(etag, result.version_id, self._now(), mode.response_headers(sealed.fields, on_write=True))
 
     async def rewrap(
-        self, ref: ObjectRef, keys: ModeResolver, target: EncryptionMode | None = None, *, expect_etag: str | None = None
+        self, ref: ObjectRef, modes: ModeResolver, target: EncryptionMode | None = None, *, expect_etag: str | None = None
     ) -> Written:
         """Re-wrap the latest version's data key under `target` (None: its own mode, newest key
         material), metadata only: data, ETag, checksums and size unchanged. UpdateObjectEncryption
@@ -404,14 +376,14 @@ class ObjectStore(MultipartUploads):
         info = await self.backend.head_object(ref.bucket, ref.key)
         if expect_etag is not None and info.etag != expect_etag:
             raise errors.PreconditionFailed("The object changed since it was listed.")
-        stored = await self.stored(info)
+        stored = await self.catalog.stored(info)
         if not stored.encrypted:
             raise errors.InvalidRequest("The object is not encrypted; UpdateObjectEncryption needs an encrypted source object.")
-        current = keys.for_stored(stored.fields)
+        current = modes.for_stored(stored.fields)
         if current.name == "SSE-C":
             raise errors.InvalidRequest("UpdateObjectEncryption is not supported for objects encrypted with SSE-C.")
         key = await current.unseal(ref, stored.fields)
-        self._envelope(stored, key)  # only a whole, authentic object is re-wrapped
+        Catalog.envelope(stored, key)  # only a whole, authentic object is re-wrapped
         sealed = await (target or current).seal(ref, key)
         kept = data_fields(stored)
         fields = {**kept, **sealed.fields, KEY_ETAG: stored.etag}  # the client's ETag survives any backend copy
@@ -420,24 +392,41 @@ class ObjectStore(MultipartUploads):
         self.listing.put(ref.bucket, ref.key, result.etag, stored.size, stored.etag)
         return Written(stored.etag, result.version_id, self._now(), (target or current).response_headers(sealed.fields, on_write=False))
 
-    async def delete_object(self, ref: ObjectRef, version_id: str | None = None):
+    async def delete_object(self, ref: ObjectRef, version_id: str | None = None) -> DeleteResult:
         return await self.backend.delete_object(ref.bucket, ref.key, version_id)
+
+    # tags: the backend's own, passed through (they are not part of the encrypted object) ---------------------
+    def _require_tagging(self) -> None:
+        if not self.backend.capabilities.tagging:
+            raise errors.NotImplemented("Object tagging is not supported by this backend")
+
+    async def tags(self, ref: ObjectRef, version_id: str | None) -> list[tuple[str, str]]:
+        self._require_tagging()
+        return list(await self.backend.get_object_tagging(ref.bucket, ref.key, version_id))
+
+    async def put_tags(self, ref: ObjectRef, tags: list[tuple[str, str]], version_id: str | None) -> None:
+        self._require_tagging()
+        await self.backend.put_object_tagging(ref.bucket, ref.key, tags, version_id)
+
+    async def delete_tags(self, ref: ObjectRef, version_id: str | None) -> None:
+        self._require_tagging()
+        await self.backend.delete_object_tagging(ref.bucket, ref.key, version_id)
 
     # listings ---------------------------------------------------------------------------------------
     async def _listed(self, bucket: str, info: ObjectInfo) -> ObjectView:
         if info.delete_marker:
-            return self.view(Stored(info, {}, {}, 0, info.etag), None)
+            return self.catalog.view(Stored(info, {}, {}, 0, info.etag), None)
         if not info.meta.metadata:
             hit = self.listing.get(bucket, info.key, info.etag)
             if hit is not None:
-                return replace(self.view(Stored(info, {}, {}, hit[0], hit[1]), None), meta=ObjectMeta())
+                return replace(self.catalog.view(Stored(info, {}, {}, hit[0], hit[1]), None), meta=ObjectMeta())
             try:
                 info = replace(await self.backend.head_object(bucket, info.key, info.version_id), is_latest=info.is_latest)
             except (errors.NoSuchKey, errors.NoSuchVersion):
-                return self.view(Stored(info, {}, {}, info.size, info.etag), None)
-        stored = await self.stored(info)
+                return self.catalog.view(Stored(info, {}, {}, info.size, info.etag), None)
+        stored = await self.catalog.stored(info)
         self.listing.put(bucket, info.key, info.etag, stored.size, stored.etag)
-        return replace(self.view(stored, None), meta=ObjectMeta())
+        return replace(self.catalog.view(stored, None), meta=ObjectMeta())
 
     async def _listed_all(self, bucket: str, infos: Sequence[ObjectInfo]) -> list[ObjectView]:
         limit = asyncio.Semaphore(32)
@@ -448,10 +437,12 @@ class ObjectStore(MultipartUploads):
 
         return list(await asyncio.gather(*(one(i) for i in infos)))
 
-    async def list_objects(self, bucket: str, *, prefix: str, delimiter: str, after: str, max_keys: int):
+    async def list_objects(
+        self, bucket: str, *, prefix: str, delimiter: str, after: str, max_keys: int
+    ) -> tuple[list[ObjectView], ListResult]:
         result = await self.backend.list_objects(bucket, prefix, delimiter, after, max_keys)
         return await self._listed_all(bucket, result.objects), result
 
-    async def list_object_versions(self, bucket: str, **kwargs: Any):
+    async def list_object_versions(self, bucket: str, **kwargs: Any) -> tuple[list[ObjectView], VersionListResult]:
         result = await self.backend.list_object_versions(bucket, **kwargs)
         return await self._listed_all(bucket, result.versions), result

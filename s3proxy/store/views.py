@@ -26,7 +26,7 @@ from ..format import envelope as fmt
 from ..format.envelope import KEY_ETAG, KEY_MODE, KEY_MPU
 from ..format.errors import IntegrityError
 from ..kms.datakeys import DataKeySource
-from ..modes.base import EncryptionMode, ObjectRef
+from ..modes.base import ObjectRef
 from ..modes.kms_modes import service_unwrap, service_wrap
 
 log = logging.getLogger("s3proxy.store")
@@ -54,18 +54,6 @@ def split_backend_metadata(stored: Mapping[str, str]) -> tuple[dict[str, str], d
         else:
             user[k] = v
     return user, internal
-
-
-async def checked_unseal(mode: EncryptionMode, ref: ObjectRef, fields: Mapping[str, str], check: Callable[[], None]) -> bytes:
-    """The data key, with `check` (preconditions, range sizes: answers about the object) run after an
-    SSE-C key was verified, so a request without the right key learns nothing but that, and before
-    any other mode's unseal, so a 304 or 412 costs no KMS call."""
-    if mode.name == "SSE-C":
-        key = await mode.unseal(ref, fields)
-        check()
-        return key
-    check()
-    return await mode.unseal(ref, fields)
 
 
 # sealed checksums -------------------------------------------------------------------------------

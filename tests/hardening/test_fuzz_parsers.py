@@ -28,8 +28,8 @@ from s3proxy.auth.sigv4 import (
     AuthContext,
 )
 from s3proxy.auth.verify import authenticate
-from s3proxy.http import xml
-from s3proxy.http.headers import parse_range
+from s3proxy.ops import xml
+from s3proxy.ops.headers import parse_range
 from s3proxy.auth.context import decode_query
 from s3proxy.http.server import split_path
 from tests.auth.helpers import AKID, EXAMPLE_NOW, SECRET, collect, example_store, signed_chunks, signing_key, split
@@ -39,12 +39,16 @@ FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[Hea
 
 
 def _only_s3_errors(fn, *args, **kwargs):
-    """Call fn; an S3Error below 500 (or 501 NotImplemented) is a proper answer, anything else fails."""
+    """Call fn; an error the front door answers as an S3Error below 500 (or 501 NotImplemented), as it
+    is or mapped by errors.to_s3_error, is a proper answer; anything else fails."""
     try:
         return fn(*args, **kwargs)
-    except errors.S3Error as exc:
-        assert exc.status < 500 or exc.code == "NotImplemented", repr(exc)
-        return exc
+    except Exception as exc:
+        mapped = errors.to_s3_error(exc)
+        if mapped is None:
+            raise
+        assert mapped.status < 500 or mapped.code == "NotImplemented", repr(exc)
+        return mapped
 
 
 # --- Range ------------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from s3proxy.http import xml
+from s3proxy.ops import xml
 from tests.e2e.conftest import start_proxy
 
 from .harness import error_code, raw_request, s3_client, sigv4_headers

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from s3proxy import errors
-from s3proxy.http import xml
+from s3proxy.ops import xml
 
 
 def _xmltodict_children(doc: bytes) -> dict | None:

@@ -1,43 +1,23 @@
-"""Request and response header rules shared by the S3 operations: ranges, dates, conditions, metadata."""
+"""Request and response header rules shared by the S3 operations: ranges, dates, conditions, metadata.
+
+The Range header parses here into format.ranges.ByteRange, which the object store resolves against
+an object's size (it lives below the store, with the rest of the range arithmetic)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import email.utils
 import re
-from dataclasses import dataclass
 from typing import Mapping
 
 from .. import errors
 from ..backends.base import CONTENT_HEADERS, ObjectMeta
+from ..format.ranges import ByteRange
 
 META_PREFIX = "x-amz-meta-"
 MAX_METADATA_BYTES = 2048  # S3: user-defined metadata is limited to 2 KB (names and values, UTF-8)
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$", re.ASCII)  # HTTP digits are ASCII (RFC 9110 §14.1.1)
-
-
-@dataclass(frozen=True)
-class ByteRange:
-    """A parsed Range header: `first-last`, `first-` (last None) or suffix `-n` (first None)."""
-
-    first: int | None
-    last: int | None
-
-    def resolve(self, size: int) -> tuple[int, int]:
-        """Inclusive offsets within an object of `size` bytes; InvalidRange when unsatisfiable."""
-        if self.first is None:  # suffix: the last n bytes
-            n = self.last or 0
-            if n == 0 or size == 0:
-                raise errors.InvalidRange(ActualObjectSize=str(size), RangeRequested=self.header())
-            return max(0, size - n), size - 1
-        if self.first >= size:
-            raise errors.InvalidRange(ActualObjectSize=str(size), RangeRequested=self.header())
-        last = size - 1 if self.last is None else min(self.last, size - 1)
-        return self.first, last
-
-    def header(self) -> str:
-        return f"bytes={'' if self.first is None else self.first}-{'' if self.last is None else self.last}"
 
 
 def parse_range(value: str | None) -> ByteRange | None:

@@ -1,0 +1,64 @@
+"""One authenticated, routed S3 request as the operations see it: plain values, no HTTP server object.
+
+The front door (s3proxy.http.server) builds a Call once per request, after the signature was
+verified and the request routed; the operations read it and open its body. Nothing here reaches
+back into the server: the body stream is the one piece of the connection a Call holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from multidict import MultiDict
+
+from .. import errors
+from ..auth.body import BodyStream, RequestBody, open_body
+from ..auth.context import AuthContext
+from ..kms.caller import Caller
+from . import xml
+
+MAX_SMALL_BODY = xml.MAX_XML_BODY
+
+
+@dataclass
+class Call:
+    request_id: str
+    auth: AuthContext
+    caller: Caller  # the requester as the KMS sees it when S3 calls it on their behalf
+    bucket: str | None
+    key: str | None
+    query: MultiDict[str]  # exactly the query the signature covers (AuthContext.query)
+    headers: Mapping[str, str]  # case-insensitive
+    content: BodyStream  # the request body as it arrives, still aws-chunked or not
+    secure: bool  # TLS
+    loopback: bool  # the client is on this host
+    remote: str | None = None
+
+    @property
+    def user_name(self) -> str:
+        return self.auth.credential.user_name
+
+    def body(self, *, want_md5: bool = False) -> RequestBody:
+        """The decoded, verified request body (a single-use async iterator with `.size`)."""
+        return open_body(self.auth, self.headers, self.content, want_md5=want_md5)
+
+    async def read_small(self, limit: int = MAX_SMALL_BODY) -> bytes:
+        """A small request body (XML documents), fully verified; MalformedXML past `limit`."""
+        chunks = bytearray()
+        async for piece in self.body(want_md5="content-md5" in self.headers):
+            chunks += piece
+            if len(chunks) > limit:
+                raise errors.MalformedXML()
+        return bytes(chunks)
+
+    async def read_xml(self, root: str) -> dict[str, Any]:
+        """The request body as the XML document `root` (fully verified), parsed as it arrives in
+        slices with a turn of the event loop between them, within that document's xml.Limits."""
+        reader = xml.Reader(root)
+        async for piece in self.body(want_md5="content-md5" in self.headers):
+            for start in range(0, len(piece), xml.SLICE):
+                reader.feed(piece[start:start + xml.SLICE])
+                await asyncio.sleep(0)
+        return reader.close()
