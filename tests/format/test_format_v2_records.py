@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 
 import pytest
 
+from format_helpers import sha256_audit_log
 from s3proxy.format.auditchain import AUDIT_GENESIS, AuditOutcome, audit_line, verify_audit_chain
 from s3proxy.format.errors import IntegrityError
 from s3proxy.format.keys import integrity_keys, seal
@@ -124,16 +124,6 @@ def keyed_log(n: int, *, ik: bytes = KEYS.audit, start_seq: int = 1, prev: str =
     return b"".join(lines), macs
 
 
-def v1_log(recs: list[dict]) -> tuple[bytes, str]:
-    """Lines as a version-1 proxy wrote them (SHA-256 chain, no key) — or as an attacker recomputes them."""
-    out, prev = [], AUDIT_GENESIS
-    for seq, record in enumerate(recs, start=1):
-        body = dict(record, seq=seq, prevHash=prev)
-        prev = hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()).hexdigest()
-        out.append(json.dumps({**body, "hash": prev}, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode() + b"\n")
-    return b"".join(out), prev
-
-
 def head(seq: int, mac: str) -> bytes:
     return json.dumps({"seq": seq, "mac": mac}).encode()
 
@@ -158,7 +148,7 @@ def test_intact_log() -> None:
 def test_the_reviewers_attack_fails_deleting_a_principals_lines_and_recomputing_sha256() -> None:
     """Issue 17: delete a principal's records, recompute every hash and the head: version 1 said OK."""
     kept = [r for r in records(9) if r["userIdentity"]["accessKeyId"] != "AKIA1"]
-    rewritten, last = v1_log(kept)
+    rewritten, last = sha256_audit_log(kept)
     verdict = verify_audit_chain(KEYS.audit, rewritten, json.dumps({"seq": len(kept), "hash": last}).encode())
     assert verdict.outcome == AuditOutcome.TAMPERED
     assert any("no keyed line" in p for p in verdict.problems)
@@ -208,17 +198,17 @@ def test_head_disagreeing_with_the_log_is_tampered() -> None:
 
 
 def test_version_1_prefix_then_keyed_lines() -> None:
-    prefix, last = v1_log(records(3))
+    prefix, last = sha256_audit_log(records(3))
     tail, macs = keyed_log(2, start_seq=4, prev=last)
     verdict = verify_audit_chain(KEYS.audit, prefix + tail, head(5, macs[-1]))
     assert verdict.outcome == AuditOutcome.INTACT, verdict.problems
     # editing the unkeyed prefix and recomputing its hashes breaks the keyed line that fixes it
-    forged, _ = v1_log([dict(r, note="forged") for r in records(3)])
+    forged, _ = sha256_audit_log([dict(r, note="forged") for r in records(3)])
     assert verify_audit_chain(KEYS.audit, forged + tail, head(5, macs[-1])).outcome == AuditOutcome.TAMPERED
     # editing a prefix line without recomputing breaks its own hash
     assert verify_audit_chain(KEYS.audit, prefix.replace(b'"i":1', b'"i":5') + tail).outcome == AuditOutcome.TAMPERED
     # an unkeyed line after keyed ones
-    more, _ = v1_log(records(6))
+    more, _ = sha256_audit_log(records(6))
     assert verify_audit_chain(KEYS.audit, prefix + tail + more.splitlines(keepends=True)[5]).outcome == AuditOutcome.TAMPERED
 
 

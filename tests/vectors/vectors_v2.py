@@ -17,6 +17,7 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from format_helpers import sha256_audit_log
 from s3proxy.format.auditchain import AUDIT_GENESIS, AuditOutcome, audit_line
 from s3proxy.format.envelope import (
     KEY_CHECKSUMS,
@@ -224,22 +225,12 @@ def audit_log(n: int) -> tuple[bytes, str]:
     return b"".join(lines), prev
 
 
-def sha256_log(records: list[dict[str, Any]]) -> tuple[bytes, str]:
-    """A version-1 log (plain SHA-256 chain), or an attacker's recomputation of one."""
-    out, prev = [], AUDIT_GENESIS
-    for seq, rec in enumerate(records, start=1):
-        body = dict(rec, seq=seq, prevHash=prev)
-        prev = hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()).hexdigest()
-        out.append(json.dumps({**body, "hash": prev}, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode() + b"\n")
-    return b"".join(out), prev
-
-
 def audit_vectors() -> list[dict[str, Any]]:
     log, last = audit_log(4)
     lines = log.splitlines(keepends=True)
     head = json.dumps({"seq": 4, "mac": last}).encode()
     kept = [r for r in audit_records(6) if r["userIdentity"]["accessKeyId"] != "AKIA1"]
-    rewritten, rewritten_last = sha256_log(kept)
+    rewritten, rewritten_last = sha256_audit_log(kept)
     cases = [  # (name, why, log, head, the verdict FORMAT.md §16 prescribes)
         ("intact", "four keyed lines and their head", log, head, AuditOutcome.INTACT),
         ("line_edited", "one field of line 2 changed", log.replace("é1".encode(), "é9".encode()), head, AuditOutcome.TAMPERED),
