@@ -26,6 +26,7 @@ from typing import Mapping
 from s3proxy.format.envelope import (
     ESCAPED_PREFIX,
     INTERNAL_PREFIX,
+    KEY_CHECKSUMS,
     KEY_CHUNK_SIZE,
     KEY_ETAG,
     KEY_MAC,
@@ -42,7 +43,7 @@ from s3proxy.format.envelope import (
 )
 from s3proxy.format.errors import IntegrityError
 from s3proxy.format.keys import Rand, b64u, from_b64u, lp, open_sealed, seal, text
-from s3proxy.format.trailer import MD5_SIZE, TRAILER_MD5
+from s3proxy.format.trailer import MD5_SIZE, TRAILER_CHECKSUM, TRAILER_MD5
 
 # the headers the proxy returns from what it stored, all bound (§12); lower-case, sorted
 BOUND_HEADERS = (
@@ -154,6 +155,8 @@ def check_shape(metadata: Mapping[str, str]) -> None:
             raise IntegrityError(key)
     if multipart and KEY_TRAILER in metadata:
         raise IntegrityError(KEY_TRAILER)
+    if KEY_CHECKSUMS in metadata and _trailer_flags(metadata) & TRAILER_CHECKSUM:  # one place per checksum
+        raise IntegrityError(KEY_CHECKSUMS)
     for key in (KEY_ETAG, KEY_MPU):  # random ids: 32 lower-case hex digits
         if key in metadata and not _HEX32.fullmatch(metadata[key]):
             raise IntegrityError(key)

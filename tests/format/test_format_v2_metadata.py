@@ -223,6 +223,7 @@ def test_etag_sources(extra: dict[str, str], missing: tuple[str, ...], where: st
         ({KEY_MPU: "ab" * 16}, (), KEY_SIZE),  # multipart with a size in metadata
         ({}, (KEY_SIZE,), KEY_SIZE),  # single-part without one
         ({KEY_MPU: "ab" * 16, KEY_TRAILER: "2"}, (KEY_SIZE, KEY_MAC), KEY_TRAILER),
+        ({KEY_TRAILER: "2", KEY_CHECKSUMS: "c"}, (), KEY_CHECKSUMS),  # a checksum in two places
         ({"s3proxy-new": "1"}, (), "s3proxy-new"),  # a field this reader does not know
         ({"s3proxy-mode": "aws:fsx"}, (), "s3proxy-mode"),
         ({}, ("s3proxy-key",), "s3proxy-key"),
