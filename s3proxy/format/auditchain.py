@@ -15,8 +15,9 @@ import hashlib
 import hmac
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 AUDIT_GENESIS = "0" * 64
 CHAIN_FIELDS = frozenset({"seq", "prevMac", "mac", "prevHash", "hash"})

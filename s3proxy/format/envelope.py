@@ -18,8 +18,8 @@ import base64
 import hashlib
 import hmac
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Mapping, Sequence
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
@@ -98,7 +98,8 @@ class Envelope:
                   version: int = VERSION) -> Envelope:
         """The envelope of a completed multipart upload: (part number, plaintext size) in order."""
         numbers = [p for p, _ in parts]
-        if not parts or numbers[0] < 1 or numbers[-1] > MAX_PART_NUMBER or any(a >= b for a, b in zip(numbers, numbers[1:])):
+        increasing = all(a < b for a, b in zip(numbers, numbers[1:], strict=False))
+        if not parts or numbers[0] < 1 or numbers[-1] > MAX_PART_NUMBER or not increasing:
             raise ValueError("part numbers must strictly increase within 1..10000")
         return cls(check_chunk_size(chunk_size), tuple((p, _size(n)) for p, n in parts), version)
 

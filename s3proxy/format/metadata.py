@@ -21,7 +21,7 @@ import hashlib
 import hmac
 import os
 import re
-from typing import Mapping
+from collections.abc import Mapping
 
 from s3proxy.format.envelope import (
     ESCAPED_PREFIX,

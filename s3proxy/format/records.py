@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from s3proxy.format.errors import IntegrityError
 from s3proxy.format.keys import Rand, lp, open_sealed, seal, text

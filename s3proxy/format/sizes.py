@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from s3proxy.format.chunks import DEFAULT_CHUNK_SIZE, TAG_SIZE
 from s3proxy.format.errors import IntegrityError

@@ -4,6 +4,7 @@ field, trailer, sealed ETag, record or audit line fails; the metadata MAC's enco
 from __future__ import annotations
 
 import hashlib
+import json
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -12,7 +13,15 @@ from hypothesis import strategies as st
 from s3proxy.format.auditchain import AUDIT_GENESIS, AuditOutcome, audit_line, verify_audit_chain
 from s3proxy.format.errors import IntegrityError
 from s3proxy.format.keys import integrity_keys
-from s3proxy.format.metadata import BOUND_HEADERS, metadata_mac_input, object_arn, open_etag, open_metadata, seal_etag, seal_metadata
+from s3proxy.format.metadata import (
+    BOUND_HEADERS,
+    metadata_mac_input,
+    object_arn,
+    open_etag,
+    open_metadata,
+    seal_etag,
+    seal_metadata,
+)
 from s3proxy.format.records import open_record, seal_record
 from s3proxy.format.trailer import TrailerValues, open_trailer, seal_trailer
 
@@ -163,6 +172,6 @@ def test_any_flipped_bit_of_an_audit_log_is_noticed(count: int, data: st.DataObj
         line, prev = audit_line(KEYS.audit, {"eventName": "Encrypt", "n": seq, "who": "é"}, seq, prev)
         lines.append(line)
     log = b"".join(lines)
-    head = ('{"seq": %d, "mac": "%s"}' % (count, prev)).encode()
+    head = json.dumps({"seq": count, "mac": prev}).encode()
     assert verify_audit_chain(KEYS.audit, log, head).outcome == AuditOutcome.INTACT
     assert verify_audit_chain(KEYS.audit, flip_bytes(log, data), head).outcome != AuditOutcome.INTACT

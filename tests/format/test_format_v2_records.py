@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from format_helpers import sha256_audit_log
+
 from s3proxy.format.auditchain import AUDIT_GENESIS, AuditOutcome, audit_line, verify_audit_chain
 from s3proxy.format.errors import IntegrityError
 from s3proxy.format.keys import integrity_keys, seal

@@ -10,8 +10,8 @@ import os
 import zlib
 
 import pytest
-
 from format_helpers import encrypt_object, read_range
+
 from s3proxy.format.envelope import (
     KEY_MAC,
     KEY_TRAILER,

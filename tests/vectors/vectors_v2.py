@@ -14,10 +14,12 @@ import base64
 import hashlib
 import json
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from format_helpers import sha256_audit_log
+
 from s3proxy.format.auditchain import AUDIT_GENESIS, AuditOutcome, audit_line
 from s3proxy.format.envelope import (
     KEY_CHECKSUMS,
@@ -27,7 +29,6 @@ from s3proxy.format.envelope import (
     KEY_MPU,
     KEY_SEALED_ETAG,
     KEY_SIZE,
-    KEY_TRAILER,
     KEY_VERSION,
     KEY_WRAPPED,
     VERSION_2,
