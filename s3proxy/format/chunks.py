@@ -96,7 +96,7 @@ class PartCipher:
 
     def _nonce(self, index: int) -> bytes:
         if not 0 <= index < MAX_CHUNKS:
-            raise IntegrityError()
+            raise IntegrityError("chunk")
         return (self._base ^ index).to_bytes(NONCE_SIZE, "big")
 
     def _sealable(self, chunk: bytes | bytearray | memoryview) -> int:
@@ -119,7 +119,7 @@ class PartCipher:
     def _check(self, sealed: bytes | bytearray | memoryview, final: bool) -> int:
         n = len(sealed) - TAG_SIZE
         if n < 0 or n > self.chunk_size or (n == self.chunk_size) == final:
-            raise IntegrityError()
+            raise IntegrityError("chunk")
         return n
 
     def open_run_into(self, first: int, sealed: memoryview, out: memoryview) -> int:
@@ -130,7 +130,7 @@ class PartCipher:
         step = cs + TAG_SIZE
         count, rest = divmod(len(sealed), step)
         if rest or not 0 <= first <= first + count <= MAX_CHUNKS:
-            raise IntegrityError()
+            raise IntegrityError("chunk")
         if len(out) < count * cs:
             raise ValueError("out is too small")
         decrypt, base = self._aead.decrypt_into, self._base
@@ -140,7 +140,7 @@ class PartCipher:
                 decrypt((base ^ (first + i)).to_bytes(NONCE_SIZE, "big"), sealed[at : at + step], None,
                         out[i * cs : i * cs + cs])
         except InvalidTag:
-            raise IntegrityError() from None
+            raise IntegrityError("chunk") from None
         return count * cs
 
     def open(self, index: int, sealed: bytes | bytearray | memoryview, *, final: bool) -> bytes:
@@ -149,7 +149,7 @@ class PartCipher:
         try:
             return self._aead.decrypt(self._nonce(index), sealed, None)
         except InvalidTag:
-            raise IntegrityError() from None
+            raise IntegrityError("chunk") from None
 
     def open_into(self, index: int, sealed: bytes | bytearray | memoryview, out: memoryview, *, final: bool) -> int:
         """`open` writing the plaintext to the start of `out`; its length. After IntegrityError `out`
@@ -158,5 +158,5 @@ class PartCipher:
         try:
             self._aead.decrypt_into(self._nonce(index), sealed, None, out[:n])
         except InvalidTag:
-            raise IntegrityError() from None
+            raise IntegrityError("chunk") from None
         return n

@@ -6,9 +6,9 @@ open, how many plaintext bytes to skip in the first and how many to keep in all.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import accumulate
-from typing import Sequence
 
 from s3proxy.format.chunks import DEFAULT_CHUNK_SIZE, TAG_SIZE, check_chunk_size
 from s3proxy.format.sizes import ciphertext_size
@@ -165,7 +165,7 @@ def plan_object(
     if len(numbers) != len(part_sizes) or not part_sizes or any(n < 0 for n in part_sizes):
         raise ValueError("part sizes and numbers disagree")
     segments, ct = [], 0
-    for number, size in zip(numbers, part_sizes):
+    for number, size in zip(numbers, part_sizes, strict=True):
         segments.append(_segment(chunk_size, number, size, ct, 0, size // chunk_size, 0, size))
         ct += ciphertext_size(size, chunk_size)
     return RangePlan(0, sum(part_sizes) - 1, chunk_size, 0, ct - 1, tuple(segments))

@@ -1,11 +1,12 @@
-"""Plaintext <-> ciphertext size arithmetic of one part or a whole object (FORMAT.md §5)."""
+"""Plaintext <-> ciphertext size arithmetic of one part or a whole object, trailer included (FORMAT.md §5)."""
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from s3proxy.format.chunks import DEFAULT_CHUNK_SIZE, TAG_SIZE
 from s3proxy.format.errors import IntegrityError
+from s3proxy.format.trailer import TRAILER_SIZE
 
 
 def chunk_count(plaintext_size: int, chunk_size: int = DEFAULT_CHUNK_SIZE) -> int:
@@ -30,14 +31,17 @@ def ciphertext_size(plaintext_size: int, chunk_size: int = DEFAULT_CHUNK_SIZE) -
     return plaintext_size + TAG_SIZE * chunk_count(plaintext_size, chunk_size)
 
 
-def plaintext_size(ciphertext_size: int, chunk_size: int = DEFAULT_CHUNK_SIZE) -> int:
-    """Plaintext size of a stored part; IntegrityError if no plaintext has that stored size."""
+def plaintext_size(ciphertext_size: int, chunk_size: int = DEFAULT_CHUNK_SIZE, *, trailer: bool = False) -> int:
+    """Plaintext size of a stored part (`trailer`: a single-part object whose stored size includes
+    its trailer); IntegrityError if no plaintext has that stored size."""
+    if trailer:
+        ciphertext_size -= TRAILER_SIZE
     q, r = divmod(ciphertext_size, chunk_size + TAG_SIZE)
     if ciphertext_size < 0 or r < TAG_SIZE:
-        raise IntegrityError()
+        raise IntegrityError("size")
     return q * chunk_size + r - TAG_SIZE
 
 
-def object_ciphertext_size(part_sizes: Iterable[int], chunk_size: int = DEFAULT_CHUNK_SIZE) -> int:
-    """Stored size of an object made of parts of these plaintext sizes."""
-    return sum(ciphertext_size(n, chunk_size) for n in part_sizes)
+def object_ciphertext_size(part_sizes: Iterable[int], chunk_size: int = DEFAULT_CHUNK_SIZE, *, trailer: bool = False) -> int:
+    """Stored size of an object made of parts of these plaintext sizes, plus its trailer if it has one."""
+    return sum(ciphertext_size(n, chunk_size) for n in part_sizes) + (TRAILER_SIZE if trailer else 0)

@@ -1,8 +1,12 @@
-"""Helpers for the format tests: feed bytes as async pieces, collect async output, run coroutines."""
+"""Helpers for the format tests: feed bytes as async pieces, collect async output, run coroutines;
+a version-1 audit log (tests/vectors/vectors_v2.py uses it too)."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
+from typing import Any
 from typing import AsyncIterable, AsyncIterator, Iterable, Sequence
 
 from s3proxy.streams import decrypt_range, encrypt_stream
@@ -53,3 +57,14 @@ def read_range(stored: bytes, key: bytes, envelope: Envelope, first: int | None,
     fetched = stored[plan.ciphertext_start : plan.ciphertext_end + 1]
     source = steps(fetched, step) if fetched else pieces(b"")
     return run(collect(decrypt_range(source, key, plan, context=context, batch_size=batch_size)))
+
+
+def sha256_audit_log(records: list[dict[str, Any]]) -> tuple[bytes, str]:
+    """Lines as a version-1 proxy wrote them (FORMAT.md §19.3: a SHA-256 chain, no key), or as an
+    attacker recomputes them; (log, last hash)."""
+    out, prev = [], "0" * 64
+    for seq, record in enumerate(records, start=1):
+        body = dict(record, seq=seq, prevHash=prev)
+        prev = hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()).hexdigest()
+        out.append(json.dumps({**body, "hash": prev}, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode() + b"\n")
+    return b"".join(out), prev

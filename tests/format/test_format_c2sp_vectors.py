@@ -1,4 +1,4 @@
-"""C2SP chunked-encryption vectors (from the cryptography-vectors package) against this code's chunk layer (FORMAT.md §10).
+"""C2SP chunked-encryption vectors (from the cryptography-vectors package) against this code's chunk layer (FORMAT.md §20).
 
 C2SP's framed form is salt(24) || commitment(32) || chunks of 16 KiB; s3proxy stores the same
 chunks in raw mode, so the derivation, nonces, chunk finality and the streaming reader are all

@@ -1,14 +1,21 @@
-"""Generates the at-rest format's test vectors (generate.json, verify.json, invalid.json); see docs/FORMAT.md.
+"""Generates the at-rest format's test vectors (generate.json, verify.json, invalid.json); see docs/FORMAT.md §21.
 
 Run `python3 tests/vectors/generate.py` from the repository root to rewrite the files; the test
-suite checks that the committed files equal what `build()` yields. Fixed data key and contexts,
-1 KiB chunks so every case is small; the format has no other randomness (nonces are derived).
+suite checks that the committed files equal what `build()` yields. Fixed keys and contexts, 1 KiB
+chunks so every case is small. The chunks have no randomness (nonces are derived); version 2's
+sealed values take random salts, which each vector names (`salts`), so they are reproducible.
 
-* generate: encrypting these parts under this key/context/chunk size must give exactly `stored`
-  and `metadata` (envelope MAC included).
-* verify: reading plaintext `first..last` of `stored` must fetch `ciphertext_start..end` and give
-  `plaintext` (`first`/`last` null = the whole object).
-* invalid: each named tampering must fail with IntegrityError (one failure type, no detail).
+Every vector has a `kind`:
+* object: generate — encrypting these parts under this key/context/chunk size (and, version 2,
+  sealing these headers, client metadata, late values under this integrity key and name) must
+  give exactly `stored`, `metadata` and `records`; verify — reading plaintext `first..last` of
+  `stored` must fetch `ciphertext_start..end` and give `plaintext` (null = the whole object) and,
+  version 2, the client `etag`, `size` and `checksums`; invalid — each named tampering must fail
+  with IntegrityError (one failure type, no detail).
+* keys: the integrity sub-keys of an integrity key.
+* record: a sealed internal record (generate), or a tampered one under the keystore anchor
+  `anchored` (invalid).
+* audit: a log and head file, and the verdict `s3proxy audit verify` must reach.
 """
 
 from __future__ import annotations
@@ -28,6 +35,8 @@ from s3proxy.format.sizes import ciphertext_size  # noqa: E402
 from s3proxy.streams import encrypt_stream  # noqa: E402
 
 HERE = pathlib.Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE), str(ROOT / "tests" / "format")]
+import vectors_v2  # noqa: E402
 KEY = bytes(range(32))
 OTHER_KEY = bytes(range(32, 64))
 CONTEXT = b"bucket\x00key\x00v1"
@@ -83,6 +92,7 @@ def build_generate() -> list[dict[str, Any]]:
             {
                 "name": name,
                 "comment": why,
+                "kind": "object",
                 "data_key": KEY.hex(),
                 "context": context.hex(),
                 "chunk_size": chunk_size,
@@ -111,6 +121,7 @@ def build_verify() -> list[dict[str, Any]]:
             out.append(
                 {
                     "name": f"{base}_{'all' if first is None else f'{first}_{last}'}",
+                    "kind": "object",
                     "data_key": KEY.hex(),
                     "context": "",
                     "metadata": meta,
@@ -171,13 +182,15 @@ def build_invalid() -> list[dict[str, Any]]:
         ("parts_added", "a part list added to a single-part envelope", stored, meta_with(meta, **{KEY_PARTS: "3077"}), KEY, b"", (0, 0)),
         ("mac_flipped", "one MAC character changed", stored, meta_with(meta, **{KEY_MAC: ("A" if meta[KEY_MAC][0] != "A" else "B") + meta[KEY_MAC][1:]}), KEY, b"", (0, 0)),
         ("mac_missing", "no MAC", stored, {k: v for k, v in meta.items() if k != KEY_MAC}, KEY, b"", (0, 0)),
-        ("version_unknown", "s3proxy-v=2", stored, meta_with(meta, **{KEY_VERSION: "2"}), KEY, b"", (0, 0)),
+        ("version_relabelled", "s3proxy-v=2 on a version-1 envelope", stored, meta_with(meta, **{KEY_VERSION: "2"}), KEY, b"", (0, 0)),
+        ("version_unknown", "s3proxy-v=3", stored, meta_with(meta, **{KEY_VERSION: "3"}), KEY, b"", (0, 0)),
         ("empty_body", "nothing stored at all", b"", meta, KEY, b"", None),
     ]
     return [
         {
             "name": name,
             "comment": why,
+            "kind": "object",
             "data_key": key.hex(),
             "context": context.hex(),
             "metadata": metadata,
@@ -191,11 +204,15 @@ def build_invalid() -> list[dict[str, Any]]:
 
 
 def build() -> dict[str, list[dict[str, Any]]]:
-    return {"generate": build_generate(), "verify": build_verify(), "invalid": build_invalid()}
+    return {
+        "generate": build_generate() + vectors_v2.build_generate(),
+        "verify": build_verify() + vectors_v2.build_verify(),
+        "invalid": build_invalid() + vectors_v2.build_invalid(),
+    }
 
 
 def dump(vectors: list[dict[str, Any]]) -> str:
-    return json.dumps({"format": "s3proxy at-rest format v1 (docs/FORMAT.md)", "vectors": vectors}, indent=1) + "\n"
+    return json.dumps({"format": "s3proxy at-rest format, versions 1 and 2 (docs/FORMAT.md)", "vectors": vectors}, indent=1) + "\n"
 
 
 def main() -> None:
