@@ -110,9 +110,49 @@ _BY_NAME = {f.name: f for f in FIELDS}
 
 @dataclass(frozen=True)
 class CredentialEntry:
+    """One [[credentials]] table: an access key pair, its user, account (None: derived) and identity policy text."""
+
     access_key: str
     secret_key: str = field(repr=False)
     user_name: str
+    account: str | None = None
+    policy: str | None = field(default=None, repr=False)  # the JSON text, inline or read from policy_file
+    policy_source: str = ""  # where the policy came from, for messages ("inline", or the file's path)
+
+
+_CREDENTIAL_MEMBERS = {"access_key", "secret_key", "user", "account", "policy", "policy_file"}
+
+
+def credential_entries(tables: Any, where: pathlib.Path) -> tuple[CredentialEntry, ...]:
+    """The [[credentials]] tables of the TOML file `where` (policy_file paths are relative to its directory)."""
+    if not isinstance(tables, list):
+        raise SettingsError(f"config file {where}: [[credentials]] must be an array of tables")
+    out = []
+    for i, entry in enumerate(tables, start=1):
+        label = f"config file {where}: [[credentials]] entry {i}"
+        if not isinstance(entry, dict) or "access_key" not in entry or "secret_key" not in entry:
+            raise SettingsError(f"{label} needs access_key and secret_key")
+        unknown = sorted(set(entry) - _CREDENTIAL_MEMBERS)
+        if unknown:  # a misspelt `policy` must not leave a user with full access
+            raise SettingsError(f"{label}: unknown member(s) {', '.join(unknown)}")
+        account = entry.get("account")
+        if account is not None and not (isinstance(account, str) and len(account) == 12 and account.isdigit()):
+            raise SettingsError(f'{label}: account must be a quoted 12-digit string, e.g. account = "111122223333"')
+        if "policy" in entry and "policy_file" in entry:
+            raise SettingsError(f"{label}: give policy or policy_file, not both")
+        policy, source = entry.get("policy"), "inline"
+        if "policy_file" in entry:
+            path = where.parent / _path(entry["policy_file"])
+            source = str(path)
+            try:
+                policy = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise SettingsError(f"{label}: policy_file {path}: {getattr(exc, 'strerror', None) or exc}") from None
+        if policy is not None and not isinstance(policy, str):
+            raise SettingsError(f"{label}: policy must be a string holding a JSON policy document")
+        out.append(CredentialEntry(str(entry["access_key"]), str(entry["secret_key"]),
+                                   str(entry.get("user", entry["access_key"])), account, policy, source))
+    return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -204,17 +244,12 @@ def _read_toml(path: pathlib.Path) -> tuple[dict[str, Any], tuple[CredentialEntr
         raise SettingsError(f"config file {path}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise SettingsError(f"config file {path}: {exc}") from None
-    creds = []
-    for i, entry in enumerate(data.pop("credentials", []) or []):
-        try:
-            creds.append(CredentialEntry(str(entry["access_key"]), str(entry["secret_key"]), str(entry.get("user", entry["access_key"]))))
-        except (KeyError, TypeError):
-            raise SettingsError(f"config file {path}: [[credentials]] entry {i + 1} needs access_key and secret_key") from None
+    creds = credential_entries(data.pop("credentials", []) or [], path)
     unknown = sorted(set(data) - set(_BY_NAME))
     if unknown:
         raise SettingsError(f"config file {path}: unknown setting(s) {', '.join(unknown)}")
     # every layer hands strings to the field parsers; TOML booleans read as "true"/"false"
-    return {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in data.items()}, tuple(creds)
+    return {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in data.items()}, creds
 
 
 def _validate(s: Settings) -> None:

@@ -12,7 +12,7 @@ from aiohttp import web
 
 from .. import errors
 from ..backends.base import Backend
-from ..kms.caller import Caller
+from ..kms.caller import Caller, caller_of
 from ..kms.datakeys import DataKeySource
 from ..modes.base import ObjectRef
 from ..modes.kms_modes import BucketKeyCache
@@ -46,13 +46,13 @@ class Services:
 
     def caller(self, call: Call) -> Caller:
         """The requester as the KMS core sees it: S3 calls KMS on the requester's behalf."""
-        return Caller(
-            access_key=call.auth.credential.access_key,
-            user_name=call.user_name,
-            account_id=self.account_id,
+        return caller_of(
+            call.auth.credential,
             source_ip=call.request.remote,
             user_agent=call.headers.get("user-agent"),
             request_id=call.request_id,
+            secure=call.secure,
+            region=call.auth.region or self.region,
             via_service=f"s3.{self.region}.amazonaws.com",
         )
 
