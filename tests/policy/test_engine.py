@@ -231,7 +231,8 @@ OPERATORS = [
 
 
 def holds(op: str, key: str, values: Any, have: tuple[str, ...] | None) -> bool | None:
-    condition = Condition.parse(parse_operator(op), key, values, _IDENTITY.vocabulary, variables=True, what="test")
+    condition = Condition.parse(parse_operator(op), key, values, _IDENTITY.vocabulary, variables=True, what="a test",
+                                resolve_key=lambda name: name.lower())
     context = {} if have is None else {condition.key: have}
     return condition.holds(context)
 
