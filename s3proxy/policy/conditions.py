@@ -123,11 +123,12 @@ class Condition:
     values: tuple[Any, ...]
 
     @classmethod
-    def parse(cls, op: Operator, name: str, raw: Any, vocabulary: Vocabulary, *, variables: bool,
-              what: str) -> Condition:
+    def parse(cls, op: Operator, name: str, raw: Any, vocabulary: Vocabulary, *, variables: bool, what: str,
+              resolve_key: Callable[[str], str]) -> Condition:
+        """`what` names the kind of policy, article included; `resolve_key` checks a policy variable's key."""
         found = vocabulary.lookup(name)
         if found is None:
-            raise PolicyError(f"These condition keys are not permitted in a {what}: {name}")
+            raise PolicyError(f"These condition keys are not permitted in {what}: {name}")
         key, spec = found
         if op.family not in (STRING, "Null") and op.family not in spec.types:
             raise PolicyError(f"The condition operator {op.name} cannot test {spec.name} (a {'/'.join(spec.types)} key).")
@@ -136,15 +137,7 @@ class Condition:
         items = raw if isinstance(raw, list) else [raw]
         if not items:
             raise PolicyError(f"The condition on {name} has no values.")
-        texts = [_as_text(v) for v in items]
-
-        def single_valued(var: str) -> str:
-            hit = vocabulary.lookup(var)
-            if hit is None or hit[1].multi:
-                raise PolicyError(f"The policy variable ${{{var}}} names no single-valued condition key of a {what}.")
-            return hit[0]
-
-        return cls(op, key, spec, tuple(_parse_value(op, t, variables, single_valued) for t in texts))
+        return cls(op, key, spec, tuple(_parse_value(op, _as_text(v), variables, resolve_key) for v in items))
 
     def holds(self, context: Context) -> bool | None:
         spec = self.spec

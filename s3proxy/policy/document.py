@@ -207,7 +207,7 @@ def _actions(value: Any, grammar: Grammar, negated: bool) -> Element:
         service, colon, name = text.partition(":")
         known = ACTIONS.get(service.lower()) if service.lower() in grammar.services else None
         if not colon or known is None or not name or ":" in name:
-            raise PolicyError(f"The action {text} is not one a {grammar.name} may name "
+            raise PolicyError(f"The action {text} is not one {grammar.a} may name "
                               f"(actions of {', '.join(grammar.services)} only).")
         pattern = Pattern.compile(name, LIKE, fold=True)
         if not any(pattern.matches(a, {}) for a in known):
@@ -220,7 +220,7 @@ def _resources(value: Any, grammar: Grammar, negated: bool, variables: bool,
                resolve_key: Callable[[str], str]) -> Element:
     texts = _strings(value, "Resource")
     if grammar.star_resource_only and (negated or texts != ["*"]):
-        raise PolicyError(f'The only Resource a {grammar.name} accepts is "*" (this key).')
+        raise PolicyError(f'The only Resource {grammar.a} accepts is "*" (this key).')
     patterns = []
     for text in texts:
         if not is_arn_pattern(text):
@@ -229,7 +229,7 @@ def _resources(value: Any, grammar: Grammar, negated: bool, variables: bool,
     return Element(tuple(patterns), negated)
 
 
-def _conditions(value: Any, grammar: Grammar, variables: bool) -> tuple[Condition, ...]:
+def _conditions(value: Any, grammar: Grammar, variables: bool, resolve_key: Callable[[str], str]) -> tuple[Condition, ...]:
     if not isinstance(value, dict):
         raise PolicyError("Condition must be an object of operators.")
     out = []
@@ -238,7 +238,8 @@ def _conditions(value: Any, grammar: Grammar, variables: bool) -> tuple[Conditio
         if not isinstance(body, dict) or not body:
             raise PolicyError(f"The condition operator {op_name} needs an object of condition keys.")
         for key, raw in body.items():
-            out.append(Condition.parse(op, key, raw, grammar.vocabulary, variables=variables, what=grammar.name))
+            out.append(Condition.parse(op, key, raw, grammar.vocabulary, variables=variables, what=grammar.a,
+                                       resolve_key=resolve_key))
     return tuple(out)
 
 
@@ -273,7 +274,7 @@ class _Reader:
     def resolve_key(self, name: str) -> str:
         found = self.grammar.vocabulary.lookup(name)
         if found is None or found[1].multi:
-            raise PolicyError(f"The policy variable ${{{name}}} names no single-valued condition key of a {self.grammar.name}.")
+            raise PolicyError(f"The policy variable ${{{name}}} names no single-valued condition key of {self.grammar.a}.")
         return found[0]
 
     def statement(self, st: Any) -> Statement:
@@ -298,7 +299,7 @@ class _Reader:
             not_principal = which == "NotPrincipal"
             principal_unknown = principals is None
         elif "Principal" in st or "NotPrincipal" in st:
-            self.element(lambda: _raise(f"An {grammar.name} must not name a Principal."), None)
+            self.element(lambda: _raise(f"{grammar.a[0].upper()}{grammar.a[1:]} must not name a Principal."), None)
         action_member = self.element(lambda: _one_of(st, "Action", "NotAction"), None)
         actions = _UNKNOWN if action_member is None else self.element(
             lambda: _actions(st[action_member], grammar, action_member == "NotAction"), _UNKNOWN)
@@ -306,7 +307,8 @@ class _Reader:
         resources = _UNKNOWN if resource_member is None else self.element(
             lambda: _resources(st[resource_member], grammar, resource_member == "NotResource", self.variables,
                                self.resolve_key), _UNKNOWN)
-        conditions = self.element(lambda: _conditions(st.get("Condition") or {}, grammar, self.variables), None)
+        conditions = self.element(
+            lambda: _conditions(st.get("Condition") or {}, grammar, self.variables, self.resolve_key), None)
         return Statement(sid, effect, principals, not_principal, actions, resources, conditions or (),
                          conditions_unknown=conditions is None, principal_unknown=principal_unknown)
 

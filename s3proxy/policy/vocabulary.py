@@ -162,6 +162,11 @@ class Grammar:
     star_resource_only: bool = False  # key policies: Resource "*" (this key) and nothing else
     max_bytes: int = 32768
 
+    @property
+    def a(self) -> str:
+        """The name with its article, for messages: "a key policy", "an identity policy"."""
+        return ("an " if self.name[0] in "aeiou" else "a ") + self.name
+
 
 KEY_POLICY = Grammar("key policy", ("kms",), Vocabulary({**GLOBAL_KEYS, **KMS_KEYS}, KMS_PREFIXES),
                      principals=True, star_resource_only=True)
