@@ -122,8 +122,11 @@ class Authorizer:
         """AccessDeniedException unless the policies or a grant let `caller` do kms:`action` on the key now."""
         if caller.is_service:
             return
-        request = Request(caller.principal, "kms:" + action, record.arn, self.context(caller, record, context, extra))
-        outcome = decide(request, identity=caller.identity, resource=self.policy(record), resource_account=record.account_id,
+        policy = self.policy(record)
+        # most key policies test no condition key: then the request's keys need not be gathered
+        keys = self.context(caller, record, context, extra) if policy.reads_context or caller.identity.reads_context else {}
+        request = Request(caller.principal, "kms:" + action, record.arn, keys)
+        outcome = decide(request, identity=caller.identity, resource=policy, resource_account=record.account_id,
                          resource_must_allow=True)
         if outcome.allowed or (not outcome.explicit and self._granted(caller, record, action, context, request)):
             return

@@ -145,8 +145,13 @@ class Policy:
     problems: tuple[str, ...] = ()
     # an identity policy that is one unconditional Allow of everything (the default): evaluation is a lookup
     allows_all: bool = field(init=False, default=False)
+    # whether evaluation reads the request's condition keys at all (conditions, or variables in a pattern)
+    reads_context: bool = field(init=False, default=True)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "reads_context", any(
+            st.conditions or any(p.keys for el in (st.actions, st.resources) for p in el.patterns)
+            for st in self.statements))
         only = self.statements[0] if len(self.statements) == 1 else None
         object.__setattr__(self, "allows_all", only is not None and only.effect == ALLOW and only.principals is None
                            and only.actions.everything and only.resources.everything
