@@ -109,3 +109,12 @@ def test_verdicts_show_the_spread_of_the_per_round_ratios() -> None:
     lines = bench_modes.verdicts(common.Report({}, rows=[row]))
     assert "seaweedfs SSE-C GET: 0.70x direct (MISSED by 0.10, target >= 0.8; rounds 0.62-0.81)" in lines
     assert any("PUT: 1.00x direct (met, target >= 0.8; rounds 0.90-1.00)" in line for line in lines)
+
+
+def test_bench_bucket_key_runs_and_sees_the_uses_audited() -> None:
+    """The cached bucket-key benchmark (in-process): its table, and the uses it made counted in the audit."""
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_bucket_key.py"), "--rounds", "1"],
+                          capture_output=True, text=True, timeout=110, cwd=REPO, stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "| seal (PUT: wrap a new data key) |" in done.stdout and "| unseal (GET: unwrap the data key) |" in done.stdout
+    assert int(done.stdout.rsplit(":", 1)[1]) >= 3  # CreateKey, GenerateDataKey, and at least one BucketKeyUse tally

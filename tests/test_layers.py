@@ -29,7 +29,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("backends",),  # S3 over HTTP, the local filesystem
     ("errors",),  # the S3 error tree and the one table mapping lower-layer errors onto it
     ("kms",),  # the key service (knows nothing of HTTP or S3)
-    ("format",),  # the at-rest format: pure functions
+    ("format", "policy"),  # pure: the at-rest format; the policy language and its evaluation
     ("buffers", "private", "redact", "settings"),  # leaves
 ]
 _LAYER_OF = {package: depth for depth, names in enumerate(LAYERS) for package in names}

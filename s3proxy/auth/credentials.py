@@ -1,13 +1,19 @@
-"""The proxy's own credential store: access key id -> secret, looked up by request authentication.
+"""The proxy's own credential store: access key id -> secret, and the user, account and policy it belongs to.
 
 These credentials are the ones clients use to talk to the proxy; they are unrelated to the
-credentials the proxy uses towards its backend. Secrets never appear in a repr.
+credentials the proxy uses towards its backend. Each names an IAM-style user of one account
+(`arn:aws:iam::<account>:user/<name>`) and carries that user's identity policy (full access
+when none was configured). Secrets never appear in a repr.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Iterable
+
+from ..policy import FULL_ACCESS, Policy, unique_id
+
+DEFAULT_ACCOUNT = "000000000000"
 
 
 @dataclass(frozen=True)
@@ -17,6 +23,18 @@ class Credential:
     access_key: str
     secret_key: str = field(repr=False)
     user_name: str = ""
+    account: str = DEFAULT_ACCOUNT
+    policy: Policy = field(default=FULL_ACCESS, repr=False, compare=False)
+
+    @property
+    def arn(self) -> str:
+        """The user's ARN, as policies, the audit log and the access log name it."""
+        return f"arn:aws:iam::{self.account}:user/{self.user_name}"
+
+    @property
+    def user_id(self) -> str:
+        """A stable unique id for the user (aws:userid)."""
+        return unique_id(self.arn)
 
 
 class CredentialStore:
