@@ -150,8 +150,13 @@ class MultipartUploads:
     async def complete_multipart(
         self, ref: ObjectRef, upload_id: str, requested: Sequence[tuple[int, str]], keys: ModeResolver, *, min_part_size: int
     ) -> Written:
-        """`requested`: (part number, client ETag) in ascending order (the caller checked the order)."""
-        record = await self._record(ref, upload_id)
+        """`requested`: (part number, client ETag) in ascending order (the caller checked the order).
+        A Complete re-sent after one that succeeded gets that success again (S3 does the same for a
+        while), as long as the key still holds what the upload made."""
+        try:
+            record = await self._record(ref, upload_id)
+        except errors.NoSuchUpload:
+            return await self._completed(ref, upload_id, requested, keys)
         fields = record["fields"]
         mode = keys.for_complete(fields)
         if mode is not None:  # an SSE-C key was sent: it must be the upload's
@@ -166,17 +171,43 @@ class MultipartUploads:
         envelope = fmt.Envelope.multipart([(n, uploaded[n][0].size) for n, _ in requested], int(fields[fmt.KEY_CHUNK_SIZE]))
         mac_key = await _service_unwrap(keys.kms, record["mac_key"], ref, keys.request_id)
         sealed = fmt.seal_envelope(envelope, b"", mac_key=mac_key)
-        etag = hashlib.md5(b"".join(bytes.fromhex(e) for _, e in requested)).hexdigest() + f"-{len(requested)}"
+        etag = _multipart_etag(requested)
         await self.records.put(
             f"parts/{fields[KEY_MPU]}",
-            {"size": sealed[fmt.KEY_SIZE], "parts": sealed.get(fmt.KEY_PARTS, ""), "mac": sealed[fmt.KEY_MAC], "etag": etag},
+            {"size": sealed[fmt.KEY_SIZE], "parts": sealed.get(fmt.KEY_PARTS, ""), "mac": sealed[fmt.KEY_MAC], "etag": etag,
+             "upload": upload_id, "bucket": ref.bucket, "key": ref.key},
         )
-        result = await self.backend.complete_multipart(ref.bucket, ref.key, upload_id, [(n, uploaded[n][1]) for n, _ in requested])
+        try:
+            result = await self.backend.complete_multipart(ref.bucket, ref.key, upload_id, [(n, uploaded[n][1]) for n, _ in requested])
+        except errors.NoSuchUpload:  # completed meanwhile by a twin of this request
+            return await self._completed(ref, upload_id, requested, keys)
         await self._forget_upload(upload_id, uploaded)
         self.listing.put(ref.bucket, ref.key, result.etag, envelope.plaintext_size, etag)
-        # S3 echoes SSE-S3 and SSE-KMS on Complete, and nothing of SSE-C (reference §1.1)
-        headers = {} if fields.get(KEY_MODE) == "SSE-C" else keys.for_stored(fields).response_headers(fields, on_write=False)
-        return Written(etag, result.version_id, self._now(), headers)
+        return Written(etag, result.version_id, self._now(), _complete_headers(keys, fields))
+
+    async def _completed(
+        self, ref: ObjectRef, upload_id: str, requested: Sequence[tuple[int, str]], keys: ModeResolver
+    ) -> Written:
+        """The result of the Complete that already made the object at `ref` from `upload_id` with these
+        parts; NoSuchUpload when the key holds anything else (another upload, a later write)."""
+        try:
+            info = await self.backend.head_object(ref.bucket, ref.key)
+        except (errors.NoSuchKey, errors.NoSuchBucket):
+            raise errors.NoSuchUpload(UploadId=upload_id) from None
+        stored = await self.stored(info)
+        made = await self.records.get(f"parts/{stored.fields[KEY_MPU]}", immutable=True) if KEY_MPU in stored.fields else None
+        if (
+            info.delete_marker
+            or not isinstance(made, dict)
+            or (made.get("upload"), made.get("bucket"), made.get("key")) != (upload_id, ref.bucket, ref.key)
+            or not all(_is_hex(e) for _, e in requested)
+            or stored.etag != _multipart_etag(requested)
+        ):
+            raise errors.NoSuchUpload(UploadId=upload_id)
+        mode = keys.for_complete(stored.fields)
+        if mode is not None:  # an SSE-C key was sent: it must be the object's
+            await mode.unseal(ref, stored.fields)
+        return Written(stored.etag, info.version_id, info.last_modified, _complete_headers(keys, stored.fields))
 
     async def _forget_upload(self, upload_id: str, parts: Mapping[int, Any]) -> None:
         limit = asyncio.Semaphore(16)
@@ -194,3 +225,21 @@ class MultipartUploads:
 
     async def list_multipart_uploads(self, bucket: str, prefix: str = "") -> list[UploadInfo]:
         return await self.backend.list_multipart_uploads(bucket, prefix)
+
+
+def _multipart_etag(requested: Sequence[tuple[int, str]]) -> str:
+    """S3's ETag of a multipart object: MD5 of the parts' binary ETags, then "-N"."""
+    return hashlib.md5(b"".join(bytes.fromhex(e) for _, e in requested)).hexdigest() + f"-{len(requested)}"
+
+
+def _is_hex(text: str) -> bool:
+    try:
+        bytes.fromhex(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _complete_headers(keys: ModeResolver, fields: Mapping[str, str]) -> dict[str, str]:
+    """S3 echoes SSE-S3 and SSE-KMS on Complete, and nothing of SSE-C (reference §1.1)."""
+    return {} if fields.get(KEY_MODE) == "SSE-C" else dict(keys.for_stored(fields).response_headers(fields, on_write=False))
