@@ -221,7 +221,8 @@ class FsBackend:
         def run() -> VersionListResult:
             with self._db.locked():
                 seek = self._db.seek_versions(bucket)
-                first = self._db.versions_after(bucket, key_marker, version_id_marker) if version_id_marker else []
+                resume = common.resumes_inside(key_marker, version_id_marker, prefix, delimiter)
+                first = self._db.versions_after(bucket, key_marker, version_id_marker) if resume else []
                 page = list_page(seek, prefix, delimiter, key_marker, max_keys, first)
             return common.version_list_result(page)
 

@@ -44,6 +44,7 @@ CREATE INDEX IF NOT EXISTS uploads_key ON uploads (bucket, key);
 CREATE TABLE IF NOT EXISTS parts (
     upload TEXT NOT NULL, num INTEGER NOT NULL, etag TEXT NOT NULL, size INTEGER NOT NULL, mtime REAL NOT NULL,
     blob TEXT NOT NULL, PRIMARY KEY (upload, num));
+CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY, value BLOB NOT NULL);
 """
 _COLUMNS = "seq, key, vid, latest, marker, size, etag, mtime, meta, blobs, tags"
 # listings carry the user metadata too: the proxy's envelope gives plaintext sizes and ETags without a HEAD
@@ -97,6 +98,17 @@ class Index:
         self._db.executescript(_SCHEMA)
         self._lock = threading.Lock()
         self._rand = rand
+        self._ids = common.VersionIds(self._setting("version-id-key", lambda: rand(16)))
+
+    def _setting(self, name: str, make: Callable[[], bytes]) -> bytes:
+        """A value made once per index and kept in it."""
+        with self._tx() as db:
+            row = db.execute("SELECT value FROM settings WHERE name = ?", (name,)).fetchone()
+            if row is not None:
+                return bytes(row[0])
+            value = make()
+            db.execute("INSERT INTO settings VALUES (?, ?)", (name, value))
+            return value
 
     def close(self) -> None:
         with self._lock:
@@ -161,15 +173,20 @@ class Index:
 
     def _put(self, db: sqlite3.Connection, bucket: str, new: NewVersion) -> tuple[str | None, Blobs]:
         status = _versioning(db, bucket)
-        vid = common.write_version_id(status, self._rand)
+        versioned = status == "Enabled"
+        # a versioned write's id is its row's sequence number, sealed (common.VersionIds): known once inserted
+        vid = "pending-" + common.new_id(self._rand) if versioned else common.NULL_VERSION
         garbage = self._remove(db, bucket, new.key, vid)
         db.execute("UPDATE objects SET latest = 0 WHERE bucket = ? AND key = ? AND latest = 1", (bucket, new.key))
-        db.execute(
+        inserted = db.execute(
             "INSERT INTO objects (bucket, key, vid, latest, marker, size, etag, mtime, meta, blobs, tags)"
             " VALUES (?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?)",
             (bucket, new.key, vid, int(new.marker), new.size, new.etag, new.mtime, _dump_meta(new.meta),
              json.dumps(new.blobs), json.dumps(new.tags)),
         )
+        if versioned:
+            vid = self._ids.make(inserted.lastrowid or 0)
+            db.execute("UPDATE objects SET vid = ? WHERE seq = ?", (vid, inserted.lastrowid))
         return common.shown_version_id(status, vid), garbage
 
     def delete(self, bucket: str, key: str, mtime: float) -> tuple[str | None, bool, Blobs]:
@@ -264,12 +281,15 @@ class Index:
         return seek
 
     def versions_after(self, bucket: str, key: str, vid: str) -> list[tuple[str, ObjectInfo]]:
-        """The versions of `key` older than version `vid` (for a version-id-marker). Hold locked()."""
+        """The versions of `key` after version `vid` in listing order (older ones), for a
+        version-id-marker. The marker is a position, found even when its version was deleted
+        meanwhile: by the row, else by the id itself (common.VersionIds); an id that says no
+        position ("null", or an id from before sealed ids) resumes at the key's newest version,
+        so nothing is skipped. Hold locked()."""
         row = _find(self._db, bucket, key, vid)
-        if row is None:
-            return []
+        bound = row.seq if row is not None else self._ids.position(vid)
         rows = _all(self._db, f"SELECT {_COLUMNS} FROM objects WHERE bucket = ? AND key = ? AND seq < ?"
-                    " ORDER BY seq DESC", (bucket, key, row.seq))
+                    " ORDER BY seq DESC", (bucket, key, bound if bound is not None else 2**63 - 1))
         return [(r.key, r.info(with_meta=False)) for r in rows]
 
     # multipart

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import hashlib
 import random
 import urllib.parse
@@ -31,7 +32,7 @@ from botocore.credentials import Credentials
 from yarl import URL
 
 from s3proxy import errors
-from s3proxy.backends import common, http1, s3_xml
+from s3proxy.backends import common, http1, s3_versions, s3_xml
 from s3proxy.backends.listing import common_prefix
 from s3proxy.backends.base import (
     Body,
@@ -263,6 +264,12 @@ class S3Backend:
 
     async def list_object_versions(self, bucket: str, prefix: str = "", delimiter: str = "", key_marker: str = "",
                                    version_id_marker: str = "", max_keys: int = 1000) -> VersionListResult:
+        # markers are positions: s3_versions asks the server only what every server answers alike
+        fetch = functools.partial(self._versions_page, bucket)
+        return await s3_versions.list_versions(fetch, prefix, delimiter, key_marker, version_id_marker, max_keys)
+
+    async def _versions_page(self, bucket: str, prefix: str, delimiter: str, key_marker: str, version_id_marker: str,
+                             max_keys: int) -> VersionListResult:
         query = [("versions", ""), ("encoding-type", "url"), ("max-keys", str(max_keys))]
         named = (("prefix", prefix), ("delimiter", delimiter), ("key-marker", key_marker),
                  ("version-id-marker", version_id_marker))
