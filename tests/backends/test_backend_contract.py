@@ -397,6 +397,38 @@ async def test_version_listing_pages(backend: Backend, unique_bucket: str) -> No
     assert {v.key for v in delimited.versions} == {"a", "b"}
 
 
+async def test_version_markers_are_positions_when_their_versions_are_deleted(backend: Backend, unique_bucket: str) -> None:
+    """A tool empties a bucket page by page: every page is deleted before the next is asked for,
+    with markers that name deleted versions. Nothing may be left behind (issue 20)."""
+    await backend.create_bucket(unique_bucket)
+    await backend.put_bucket_versioning(unique_bucket, "Enabled")
+    for key in ("a", "a/b", "b", "c"):
+        for n in range(3):
+            await backend.put_object(unique_bucket, key, body_of(b"x"), 1, ObjectMeta())
+    await backend.delete_object(unique_bucket, "b")  # a delete marker on top
+    total = len((await backend.list_object_versions(unique_bucket)).versions)
+    assert total == 13
+    for size in (1, 2, 3, 5):
+        if size > 1:  # refill for the next round
+            for key in ("a", "a/b", "b", "c"):
+                for n in range(3):
+                    await backend.put_object(unique_bucket, key, body_of(b"x"), 1, ObjectMeta())
+        key_marker = vid_marker = ""
+        deleted = 0
+        for _ in range(100):
+            page = await backend.list_object_versions(unique_bucket, key_marker=key_marker,
+                                                      version_id_marker=vid_marker, max_keys=size)
+            assert len(page.versions) <= size
+            for v in page.versions:
+                await backend.delete_object(unique_bucket, v.key, version_id=v.version_id)
+            deleted += len(page.versions)
+            if not page.is_truncated:
+                break
+            key_marker, vid_marker = page.next_key_marker or "", page.next_version_id_marker or ""
+        assert (await backend.list_object_versions(unique_bucket)).versions == [], size
+        assert deleted >= (13 if size == 1 else 12)
+
+
 # tagging
 
 
