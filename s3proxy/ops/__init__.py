@@ -12,7 +12,7 @@ from aiohttp import web
 
 from ..http.server import Call
 from .. import errors
-from . import buckets, encryption, listing, multipart, objects
+from . import attributes, buckets, encryption, listing, multipart, objects
 from .common import Services
 
 _OPERATIONS = {
@@ -30,6 +30,7 @@ _OPERATIONS = {
     "PutObject": objects.put_object,
     "GetObject": objects.get_object,
     "HeadObject": objects.head_object,
+    "GetObjectAttributes": attributes.get_object_attributes,
     "DeleteObject": objects.delete_object,
     "DeleteObjects": objects.delete_objects,
     "CopyObject": objects.copy_object,

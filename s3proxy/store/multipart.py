@@ -29,6 +29,7 @@ from .views import (
     _one,
     _service_unwrap,
     _service_wrap,
+    seal_checksums,
     to_backend_metadata,
 )
 
@@ -66,13 +67,19 @@ class MultipartUploads:
         return fields, mode, await mode.unseal(ref, fields)
 
     async def _store_part(
-        self, ref: ObjectRef, upload_id: str, number: int, fields: Mapping[str, str], key: bytes, plain: Any, size: int, md5: Any
+        self, ref: ObjectRef, upload_id: str, number: int, fields: Mapping[str, str], key: bytes, plain: Any, size: int, md5: Any,
+        checksums: Callable[[], Mapping[str, str]] = dict,
     ) -> str:
+        """`md5` and `checksums` are read once the part is stored: the part's client ETag and its
+        flexible checksums, which are kept sealed under the data key (GetObjectAttributes shows them)."""
         chunk = int(fields[fmt.KEY_CHUNK_SIZE])
         stream = encrypt_stream(plain, key, part_number=number, chunk_size=chunk, batch_size=BATCH)
         backend_etag = await self.backend.upload_part(ref.bucket, ref.key, upload_id, number, stream, ciphertext_size(size, chunk))
         etag = md5() if md5 is not None else self.rand(16).hex()
-        await self.records.put(f"uploads/{upload_id}/{number}", {"etag": etag, "backend": backend_etag})
+        record = {"etag": etag, "backend": backend_etag}
+        if sums := checksums():
+            record["checksums"] = seal_checksums(key, sums, self.rand)
+        await self.records.put(f"uploads/{upload_id}/{number}", record)
         return etag
 
     async def upload_part(
@@ -84,7 +91,8 @@ class MultipartUploads:
         want_md5 = fields.get(KEY_MODE) == "AES256"
         body = open_body(want_md5=want_md5)
         size = body.require_length()
-        etag = await self._store_part(ref, upload_id, number, fields, key, body, size, (lambda: body.md5_hex) if want_md5 else None)
+        etag = await self._store_part(ref, upload_id, number, fields, key, body, size, (lambda: body.md5_hex) if want_md5 else None,
+                                      lambda: body.checksums)
         return etag, mode.response_headers(fields, on_write=False), body
 
     async def upload_part_copy(
@@ -122,13 +130,13 @@ class MultipartUploads:
         )
         return src_view, etag, mode.response_headers(fields, on_write=False)
 
-    async def _parts(self, ref: ObjectRef, upload_id: str, record: Mapping[str, Any]) -> list[tuple[PartInfo, str]]:
-        """(part with its client ETag and plaintext size, backend ETag) for every uploaded part."""
+    async def _parts(self, ref: ObjectRef, upload_id: str, record: Mapping[str, Any]) -> list[tuple[PartInfo, str, str | None]]:
+        """(part with its client ETag and plaintext size, backend ETag, sealed checksums) for every uploaded part."""
         chunk = int(record["fields"][fmt.KEY_CHUNK_SIZE])
         parts = await self.backend.list_parts(ref.bucket, ref.key, upload_id)
         limit = asyncio.Semaphore(16)
 
-        async def one(p: PartInfo) -> tuple[PartInfo, str]:
+        async def one(p: PartInfo) -> tuple[PartInfo, str, str | None]:
             async with limit:
                 name = f"uploads/{upload_id}/{p.part_number}"
                 rec = await self.records.get(name, immutable=True)
@@ -137,7 +145,7 @@ class MultipartUploads:
             if not isinstance(rec, dict) or rec.get("backend") != p.etag:
                 raise errors.InternalError(f"Part {p.part_number} of this upload has no record; upload it again.")
             try:
-                return replace(p, etag=rec["etag"], size=plaintext_size(p.size, chunk)), p.etag
+                return replace(p, etag=rec["etag"], size=plaintext_size(p.size, chunk)), p.etag, rec.get("checksums")
             except IntegrityError:
                 raise errors.InternalError("A stored part of this upload is damaged.") from None
 
@@ -145,7 +153,7 @@ class MultipartUploads:
 
     async def list_parts(self, ref: ObjectRef, upload_id: str) -> list[PartInfo]:
         """The uploaded parts as the client sees them: its ETags, plaintext sizes."""
-        return [p for p, _ in await self._parts(ref, upload_id, await self._record(ref, upload_id))]
+        return [p for p, _, _ in await self._parts(ref, upload_id, await self._record(ref, upload_id))]
 
     async def complete_multipart(
         self, ref: ObjectRef, upload_id: str, requested: Sequence[tuple[int, str]], keys: ModeResolver, *, min_part_size: int
@@ -161,7 +169,7 @@ class MultipartUploads:
         mode = keys.for_complete(fields)
         if mode is not None:  # an SSE-C key was sent: it must be the upload's
             await mode.unseal(ref, fields)
-        uploaded = {p.part_number: (p, backend_etag) for p, backend_etag in await self._parts(ref, upload_id, record)}
+        uploaded = {p.part_number: (p, backend_etag, sums) for p, backend_etag, sums in await self._parts(ref, upload_id, record)}
         for i, (number, etag) in enumerate(requested):
             found = uploaded.get(number)
             if found is None or found[0].etag != etag:
@@ -175,7 +183,8 @@ class MultipartUploads:
         await self.records.put(
             f"parts/{fields[KEY_MPU]}",
             {"size": sealed[fmt.KEY_SIZE], "parts": sealed.get(fmt.KEY_PARTS, ""), "mac": sealed[fmt.KEY_MAC], "etag": etag,
-             "upload": upload_id, "bucket": ref.bucket, "key": ref.key},
+             "upload": upload_id, "bucket": ref.bucket, "key": ref.key,
+             "checksums": {str(n): uploaded[n][2] for n, _ in requested if uploaded[n][2]}},
         )
         try:
             result = await self.backend.complete_multipart(ref.bucket, ref.key, upload_id, [(n, uploaded[n][1]) for n, _ in requested])
