@@ -48,6 +48,7 @@ _TABLE = [
     ("BucketAlreadyExists", "BucketAlreadyExists", 409, "The requested bucket name is not available. The bucket namespace is shared by all users of the system. Please select a different name and try again."),
     ("BucketAlreadyOwnedByYou", "BucketAlreadyOwnedByYou", 409, "Your previous request to create the named bucket succeeded and you already own it."),
     ("BucketNotEmpty", "BucketNotEmpty", 409, "The bucket you tried to delete is not empty"),
+    ("ConditionalRequestConflict", "ConditionalRequestConflict", 409, "A conflicting conditional operation is currently in progress against this resource. Please try again."),
     ("EntityTooLarge", "EntityTooLarge", 400, "Your proposed upload exceeds the maximum allowed size"),
     ("EntityTooSmall", "EntityTooSmall", 400, "Your proposed upload is smaller than the minimum allowed object size."),
     ("IllegalVersioningConfiguration", "IllegalVersioningConfigurationException", 400, "The versioning configuration specified in the request is invalid."),
@@ -104,6 +105,7 @@ BadDigest: type[S3Error]
 BucketAlreadyExists: type[S3Error]
 BucketAlreadyOwnedByYou: type[S3Error]
 BucketNotEmpty: type[S3Error]
+ConditionalRequestConflict: type[S3Error]
 EntityTooLarge: type[S3Error]
 EntityTooSmall: type[S3Error]
 IllegalVersioningConfiguration: type[S3Error]

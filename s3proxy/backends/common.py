@@ -14,7 +14,7 @@ from typing import AsyncIterator, Callable, Mapping, Sequence
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from s3proxy import errors
-from s3proxy.backends.base import Body, ListResult, ObjectInfo, VersionListResult
+from s3proxy.backends.base import Body, ListResult, ObjectInfo, VersionListResult, WriteCondition
 from s3proxy.backends.listing import Page, common_prefix
 
 MIN_PART_SIZE = 5 * 1024 * 1024  # every part but the last, as S3 requires
@@ -86,6 +86,20 @@ def shown_version_id(status: str | None, version_id: str) -> str | None:
 def check_versioning_status(status: str) -> None:
     if status not in VERSIONING_STATES:
         raise errors.IllegalVersioningConfiguration()
+
+
+def check_condition(condition: WriteCondition | None, current: str | None, key: str) -> None:
+    """A conditional write's condition against the current object's ETag (None: no current object,
+    or a delete marker). The caller checks and writes as one step."""
+    if condition is None:
+        return
+    if condition.if_none_match and current is not None:
+        raise errors.PreconditionFailed(Condition="If-None-Match")
+    if condition.if_match is not None:
+        if current is None:
+            raise errors.NoSuchKey(Key=key)
+        if current != condition.if_match:
+            raise errors.PreconditionFailed(Condition="If-Match")
 
 
 def check_part_number(part_number: int) -> None:

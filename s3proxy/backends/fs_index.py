@@ -21,7 +21,7 @@ from typing import Callable, Iterator, Sequence
 
 from s3proxy import errors
 from s3proxy.backends import common
-from s3proxy.backends.base import BucketInfo, ObjectInfo, ObjectMeta, PartInfo, UploadInfo
+from s3proxy.backends.base import BucketInfo, ObjectInfo, ObjectMeta, PartInfo, UploadInfo, WriteCondition
 
 Blobs = list[tuple[str, int]]  # ordered (blob name, size)
 # rows fetched per listing query: small first, since a delimited listing seeks often and reads little
@@ -166,9 +166,11 @@ class Index:
 
     # object versions
 
-    def put(self, bucket: str, new: NewVersion) -> tuple[str | None, Blobs]:
-        """Store `new` as the latest version; (the version id S3 shows, blobs now garbage)."""
+    def put(self, bucket: str, new: NewVersion, condition: WriteCondition | None = None) -> tuple[str | None, Blobs]:
+        """Store `new` as the latest version, if `condition` holds (checked in the same transaction);
+        (the version id S3 shows, blobs now garbage)."""
         with self._tx() as db:
+            _check(db, bucket, new.key, condition)
             return self._put(db, bucket, new)
 
     def _put(self, db: sqlite3.Connection, bucket: str, new: NewVersion) -> tuple[str | None, Blobs]:
@@ -314,10 +316,12 @@ class Index:
             return [p for p, _ in _parts(db, upload_id)]
 
     def complete(self, bucket: str, key: str, upload_id: str, requested: Sequence[tuple[int, str]],
-                 min_part_size: int, mtime: float) -> tuple[str, str | None, Blobs]:
-        """CompleteMultipartUpload: the object is its parts' blobs, in order (no bytes copied)."""
+                 min_part_size: int, mtime: float, condition: WriteCondition | None = None) -> tuple[str, str | None, Blobs]:
+        """CompleteMultipartUpload: the object is its parts' blobs, in order (no bytes copied). A
+        `condition` that fails leaves the upload as it was."""
         with self._tx() as db:
             meta = _upload(db, bucket, key, upload_id)
+            _check(db, bucket, key, condition)
             parts = {p.part_number: (p, blob) for p, blob in _parts(db, upload_id)}
             numbers = common.check_complete(requested, {n: (p.etag, p.size) for n, (p, _) in parts.items()},
                                             min_part_size)
@@ -364,6 +368,13 @@ def _versioning(db: sqlite3.Connection, bucket: str) -> str | None:
     if row is None:
         raise errors.NoSuchBucket(BucketName=bucket)
     return row[0]
+
+
+def _check(db: sqlite3.Connection, bucket: str, key: str, condition: WriteCondition | None) -> None:
+    """A conditional write's condition against the current object (a delete marker is none)."""
+    if condition is not None:
+        row = db.execute("SELECT etag, marker FROM objects WHERE bucket = ? AND key = ? AND latest = 1", (bucket, key)).fetchone()
+        common.check_condition(condition, row[0] if row is not None and not row[1] else None, key)
 
 
 def _upload(db: sqlite3.Connection, bucket: str, key: str, upload_id: str) -> ObjectMeta:

@@ -27,6 +27,7 @@ from s3proxy.backends.base import (
     PutResult,
     UploadInfo,
     VersionListResult,
+    WriteCondition,
     Body,
 )
 from s3proxy.backends.listing import list_page
@@ -98,10 +99,12 @@ class MemoryBackend:
 
     # objects
 
-    async def put_object(self, bucket: str, key: str, body: Body, size: int, meta: ObjectMeta) -> PutResult:
+    async def put_object(self, bucket: str, key: str, body: Body, size: int, meta: ObjectMeta,
+                         condition: WriteCondition | None = None) -> PutResult:
         self._bucket(bucket)
         data = await _collect(body, size)
         digest = hashlib.md5(data, usedforsecurity=False).hexdigest()
+        self._check(bucket, key, condition)  # no await between the check and the store: atomic
         return self._store(bucket, key, data, digest, meta)
 
     async def get_object(self, bucket: str, key: str, range: tuple[int, int] | None = None,
@@ -126,9 +129,10 @@ class MemoryBackend:
         return DeleteResult(version_id=info.version_id, delete_marker=True)
 
     async def copy_object(self, src_bucket: str, src_key: str, dst_bucket: str, dst_key: str, meta: ObjectMeta,
-                          src_version_id: str | None = None) -> PutResult:
+                          src_version_id: str | None = None, condition: WriteCondition | None = None) -> PutResult:
         v = self._readable(src_bucket, src_key, src_version_id)
         self._bucket(dst_bucket)
+        self._check(dst_bucket, dst_key, condition)
         result = self._store(dst_bucket, dst_key, v.data, v.info.etag, meta)
         if meta.tagging is None:  # S3's default tagging directive: COPY
             self._buckets[dst_bucket].keys[dst_key][-1].tags = list(v.tags)
@@ -171,10 +175,11 @@ class MemoryBackend:
         return etag
 
     async def complete_multipart(self, bucket: str, key: str, upload_id: str,
-                                 parts: Sequence[tuple[int, str]]) -> PutResult:
+                                 parts: Sequence[tuple[int, str]], condition: WriteCondition | None = None) -> PutResult:
         up = self._upload(bucket, key, upload_id)
         stored = {n: (p.etag, p.size) for n, (p, _) in up.parts.items()}
         numbers = common.check_complete(parts, stored, self._min_part_size)
+        self._check(bucket, key, condition)
         data = b"".join(up.parts[n][1] for n in numbers)
         etag = common.multipart_etag([up.parts[n][0].etag for n in numbers])
         del self._buckets[bucket].uploads[upload_id]
@@ -261,6 +266,11 @@ class MemoryBackend:
                     raise errors.MethodNotAllowed()
                 return v
         raise errors.NoSuchVersion(Key=key, VersionId=version_id)
+
+    def _check(self, bucket: str, key: str, condition: WriteCondition | None) -> None:
+        """A conditional write's condition against the current object (a delete marker is none)."""
+        vs = self._bucket(bucket).keys.get(key, [])
+        common.check_condition(condition, vs[-1].info.etag if vs and not vs[-1].info.delete_marker else None, key)
 
     def _shown(self, bucket: str, info: ObjectInfo) -> ObjectInfo:
         vid = info.version_id or common.NULL_VERSION

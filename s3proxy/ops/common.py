@@ -19,6 +19,7 @@ from ..modes.resolve import ModeResolver
 from ..http import xml
 from ..http.server import Call
 from ..store import ObjectStore
+from ..store.conditions import Precondition, parse as parse_precondition
 
 MAX_KEY_BYTES = 1024
 _BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
@@ -104,6 +105,15 @@ def key_of(call: Call) -> str:
     if len(key.encode("utf-8")) > MAX_KEY_BYTES:
         raise errors.KeyTooLongError(Size=str(len(key.encode("utf-8"))), MaxSizeAllowed=str(MAX_KEY_BYTES))
     return key
+
+
+def precondition(call: Call) -> Precondition | None:
+    """The conditional write a PutObject, CompleteMultipartUpload or CopyObject asks for. S3 takes
+    conditional writes only signed with SigV4 (user guide, "conditional writes")."""
+    pre = parse_precondition(call.headers)
+    if pre is not None and call.auth.signature_version != 4:
+        raise errors.InvalidRequest("Conditional writes require AWS Signature Version 4. Please use AWS4-HMAC-SHA256.")
+    return pre
 
 
 def xml_response(root: str, body: Mapping[str, Any], *, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:

@@ -9,7 +9,7 @@ from ..http import xml
 from ..http.headers import object_meta, parse_range
 from ..http.server import Call
 from ..modes.base import ObjectRef
-from .common import Services, empty_response, int_param, quote_etag, ref_of, url_encoder, xml_response
+from .common import Services, empty_response, int_param, precondition, quote_etag, ref_of, url_encoder, xml_response
 from .objects import copy_source_check, parse_copy_source
 
 MIN_PART_SIZE = 5 * 1024 * 1024
@@ -94,7 +94,8 @@ async def complete_multipart_upload(s: Services, call: Call) -> web.Response:
     numbers = [n for n, _ in requested]
     if numbers != sorted(numbers) or len(set(numbers)) != len(numbers):
         raise errors.InvalidPartOrder(UploadId=upload_id)
-    written = await s.store.complete_multipart(ref, upload_id, requested, s.keys(call), min_part_size=MIN_PART_SIZE)
+    written = await s.store.complete_multipart(ref, upload_id, requested, s.keys(call), min_part_size=MIN_PART_SIZE,
+                                               precondition=precondition(call))
     headers = {"x-amz-version-id": written.version_id} if written.version_id else {}
     headers.update(written.headers)
     return xml_response(

@@ -31,6 +31,7 @@ from .common import (
     close_body,
     empty_response,
     key_of,
+    precondition,
     quote_etag,
     ref_of,
     xml_response,
@@ -74,15 +75,9 @@ def _written_headers(written) -> dict[str, str]:
 async def put_object(s: Services, call: Call) -> web.StreamResponse:
     ref = ref_of(call)
     meta = object_meta(call.headers)
-    if call.headers.get("if-none-match") == "*":
-        try:
-            await s.backend.head_object(ref.bucket, ref.key)
-        except errors.NoSuchKey:
-            pass
-        else:
-            raise errors.PreconditionFailed(Condition="If-None-Match")
     written = await s.store.put_object(
-        ref, lambda want_md5: call.body(want_md5=want_md5), meta, s.keys(call), declared_md5=declared_md5(call.headers)
+        ref, lambda want_md5: call.body(want_md5=want_md5), meta, s.keys(call), declared_md5=declared_md5(call.headers),
+        precondition=precondition(call),
     )
     return empty_response(headers=_written_headers(written))
 
@@ -303,6 +298,7 @@ async def copy_object(s: Services, call: Call) -> web.Response:
         ObjectRef(src_bucket, src_key), ObjectRef(bucket, key), s.keys(call), src_version_id=src_version, meta=meta,
         check=copy_source_check(call),
         tagging=call.headers.get("x-amz-tagging", "") if tagging_directive == "REPLACE" else None,
+        precondition=precondition(call),
     )
     headers = dict(written.headers)
     if src_view.version_id:

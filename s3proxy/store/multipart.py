@@ -19,6 +19,7 @@ from ..http.headers import ByteRange
 from ..modes.base import EncryptionMode, ObjectRef
 from ..modes.resolve import ModeResolver
 from ..streams import BATCH, decrypt_range, encrypt_stream
+from .conditions import Precondition
 
 log = logging.getLogger("s3proxy.store")
 
@@ -156,7 +157,8 @@ class MultipartUploads:
         return [p for p, _, _ in await self._parts(ref, upload_id, await self._record(ref, upload_id))]
 
     async def complete_multipart(
-        self, ref: ObjectRef, upload_id: str, requested: Sequence[tuple[int, str]], keys: ModeResolver, *, min_part_size: int
+        self, ref: ObjectRef, upload_id: str, requested: Sequence[tuple[int, str]], keys: ModeResolver, *, min_part_size: int,
+        precondition: Precondition | None = None,
     ) -> Written:
         """`requested`: (part number, client ETag) in ascending order (the caller checked the order).
         A Complete re-sent after one that succeeded gets that success again (S3 does the same for a
@@ -176,6 +178,7 @@ class MultipartUploads:
                 raise errors.InvalidPart(UploadId=upload_id, PartNumber=str(number), ETag=etag)
             if i < len(requested) - 1 and found[0].size < min_part_size:
                 raise errors.EntityTooSmall(ProposedSize=str(found[0].size), MinSizeAllowed=str(min_part_size), PartNumber=str(number), ETag=etag)
+        condition = await self._condition("complete", ref, precondition)
         envelope = fmt.Envelope.multipart([(n, uploaded[n][0].size) for n, _ in requested], int(fields[fmt.KEY_CHUNK_SIZE]))
         mac_key = await _service_unwrap(keys.kms, record["mac_key"], ref, keys.request_id)
         sealed = fmt.seal_envelope(envelope, b"", mac_key=mac_key)
@@ -187,7 +190,8 @@ class MultipartUploads:
              "checksums": {str(n): uploaded[n][2] for n, _ in requested if uploaded[n][2]}},
         )
         try:
-            result = await self.backend.complete_multipart(ref.bucket, ref.key, upload_id, [(n, uploaded[n][1]) for n, _ in requested])
+            result = await self._written(precondition, self.backend.complete_multipart(
+                ref.bucket, ref.key, upload_id, [(n, uploaded[n][1]) for n, _ in requested], condition))
         except errors.NoSuchUpload:  # completed meanwhile by a twin of this request
             return await self._completed(ref, upload_id, requested, keys)
         await self._forget_upload(upload_id, uploaded)

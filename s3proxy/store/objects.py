@@ -18,10 +18,10 @@ import logging
 import os
 import urllib.parse
 from dataclasses import replace
-from typing import Any, AsyncIterator, Callable, Mapping, Sequence
+from typing import Any, AsyncIterator, Awaitable, Callable, Mapping, Sequence, TypeVar
 
 from .. import errors
-from ..backends.base import Backend, ObjectInfo, ObjectMeta
+from ..backends.base import Backend, ObjectInfo, ObjectMeta, WriteCondition
 from ..format import envelope as fmt
 from ..format.chunks import DEFAULT_CHUNK_SIZE
 from ..format.envelope import KEY_CHECKSUMS, KEY_ETAG, KEY_MPU
@@ -39,7 +39,10 @@ from ..modes.resolve import (
 from ..streams import BATCH, decrypt_range, encrypt_stream
 
 log = logging.getLogger("s3proxy.store")
+T = TypeVar("T")
 
+from . import conditions
+from .conditions import Precondition
 from .multipart import MultipartUploads
 from .views import (
     CSE_HEADER,
@@ -88,6 +91,7 @@ class ObjectStore(MultipartUploads):
         self.rand = rand
         self.small_body = small_body
         self.listing = listing or ListingCache()
+        self.conditions = conditions.Enforcement(backend, records.bucket, records.ensure_bucket, rand)
 
     def _now(self) -> dt.datetime:
         return dt.datetime.fromtimestamp(self.clock(), dt.timezone.utc)
@@ -160,12 +164,42 @@ class ObjectStore(MultipartUploads):
             out["x-amz-checksum-type"] = "FULL_OBJECT"
         return out
 
+    # conditional writes ---------------------------------------------------------------------------
+    async def _condition(self, operation: str, ref: ObjectRef, pre: Precondition | None) -> WriteCondition | None:
+        """The backend's own condition for the client's `pre` on `ref`'s current object (see conditions)."""
+        if pre is None:
+            return None
+        await self.conditions.require(operation, pre)
+        try:
+            current: ObjectInfo | None = await self.backend.head_object(ref.bucket, ref.key)
+        except errors.NoSuchKey:
+            current = None
+        if current is not None and current.delete_marker:
+            current = None
+        return await conditions.resolve(pre, current, self._client_etag, ref.key)
+
+    async def _client_etag(self, info: ObjectInfo) -> str:
+        return (await self.stored(info)).etag
+
+    async def _written(self, pre: Precondition | None, write: Awaitable[T]) -> T:
+        """`write`, with a backend's refusal of its condition answered as S3 answers it."""
+        try:
+            return await write
+        except errors.S3Error as exc:
+            refused = conditions.refusal(pre, exc) if pre is not None else None
+            if refused is None:
+                raise
+            raise refused from None
+
     # single objects -------------------------------------------------------------------------------
     async def put_object(
-        self, ref: ObjectRef, open_body: Callable[..., Any], meta: ObjectMeta, keys: ModeResolver, *, declared_md5: str | None = None
+        self, ref: ObjectRef, open_body: Callable[..., Any], meta: ObjectMeta, keys: ModeResolver, *, declared_md5: str | None = None,
+        precondition: Precondition | None = None,
     ) -> Written:
         """`open_body(want_md5=...)` opens the verified request body; `declared_md5` is a Content-MD5
-        (hex) the body will be checked against, which spares computing it for an SSE-S3 ETag."""
+        (hex) the body will be checked against, which spares computing it for an SSE-S3 ETag.
+        `precondition`: a conditional write, decided by the backend with the write itself."""
+        condition = await self._condition("put", ref, precondition)
         mode = keys.for_write(await self._default(ref.bucket))
         want_md5 = mode.name == "AES256" and declared_md5 is None
         body = open_body(want_md5=want_md5)
@@ -187,7 +221,8 @@ class ObjectStore(MultipartUploads):
             source = _one(bytes(data))
         stored_meta = replace(meta, metadata=to_backend_metadata(meta.metadata, fields))
         stream = encrypt_stream(source, key, chunk_size=self.chunk_size, batch_size=BATCH)
-        result = await self.backend.put_object(ref.bucket, ref.key, stream, ciphertext_size(size, self.chunk_size), stored_meta)
+        result = await self._written(precondition, self.backend.put_object(
+            ref.bucket, ref.key, stream, ciphertext_size(size, self.chunk_size), stored_meta, condition))
         if not small:
             late = self._late_fields({}, body, key, want_md5)
             if late:
@@ -295,20 +330,24 @@ class ObjectStore(MultipartUploads):
         meta: ObjectMeta | None,
         tagging: str | None,
         check: Callable[[ObjectView], None],
+        precondition: Precondition | None = None,
     ) -> tuple[ObjectView, Written]:
         """Server-side copy that re-wraps the source's data key for the target: no data re-encrypted.
-        `meta` None keeps the source's metadata (COPY); `tagging` None keeps its tags."""
+        `meta` None keeps the source's metadata (COPY); `tagging` None keeps its tags; `precondition`
+        is on the target (a conditional write)."""
         info = await self.backend.head_object(src.bucket, src.key, src_version_id)
         stored = await self.stored(info)
         if info.delete_marker:
             raise errors.NoSuchKey()
         if not stored.encrypted:
-            return await self._encrypt_copy(src, dst, keys, stored, meta=meta, tagging=tagging, check=check)
+            return await self._encrypt_copy(src, dst, keys, stored, meta=meta, tagging=tagging, check=check,
+                                             precondition=precondition)
         src_mode = keys.for_stored(stored.fields, copy_source=True)
         src_view = self.view(stored, src_mode)
         check(src_view)
         key = await src_mode.unseal(src, stored.fields)
         self._envelope(stored, key)  # the source must be whole before it is copied
+        condition = await self._condition("copy", dst, precondition)
         dst_mode = keys.for_write(await self._default(dst.bucket))
         sealed = await dst_mode.seal(dst, key)
         fields = data_fields(stored)
@@ -322,7 +361,8 @@ class ObjectStore(MultipartUploads):
         user = stored.user if meta is None else meta.metadata
         base = replace(info.meta, tagging=tagging) if meta is None else replace(meta, tagging=tagging)
         stored_meta = replace(base, metadata=to_backend_metadata(user, fields))
-        result = await self.backend.copy_object(src.bucket, src.key, dst.bucket, dst.key, stored_meta, src_version_id or info.version_id)
+        result = await self._written(precondition, self.backend.copy_object(
+            src.bucket, src.key, dst.bucket, dst.key, stored_meta, src_version_id or info.version_id, condition))
         etag = fields.get(KEY_ETAG, result.etag)
         self.listing.put(dst.bucket, dst.key, result.etag, stored.size, etag)
         return src_view, Written(etag, result.version_id, self._now(), dst_mode.response_headers(sealed.fields, on_write=True))
@@ -340,7 +380,7 @@ class ObjectStore(MultipartUploads):
         return md5.hexdigest()
 
     async def _encrypt_copy(
-        self, src: ObjectRef, dst: ObjectRef, keys: ModeResolver, stored: Stored, *, meta, tagging, check
+        self, src: ObjectRef, dst: ObjectRef, keys: ModeResolver, stored: Stored, *, meta, tagging, check, precondition=None
     ) -> tuple[ObjectView, Written]:
         """Copy from an object that predates the proxy (plaintext in the backend): stream it through
         the format under the target mode. In place, this is how existing data gets encrypted."""
@@ -348,6 +388,7 @@ class ObjectStore(MultipartUploads):
             raise errors.InvalidRequest(NOT_APPLICABLE)
         src_view = self.view(stored, None)
         check(src_view)
+        condition = await self._condition("put", dst, precondition)
         mode = keys.for_write(await self._default(dst.bucket))
         sealed = await mode.seal(dst)
         key, size = sealed.data_key, stored.size
@@ -370,9 +411,9 @@ class ObjectStore(MultipartUploads):
         user = stored.user if meta is None else meta.metadata
         base = replace(stored.info.meta, tagging=tagging) if meta is None else replace(meta, tagging=tagging)
         stored_meta = replace(base, metadata=to_backend_metadata(user, fields))
-        result = await self.backend.put_object(
-            dst.bucket, dst.key, encrypt_stream(tapped(), key, chunk_size=self.chunk_size, batch_size=BATCH), ciphertext_size(size, self.chunk_size), stored_meta
-        )
+        result = await self._written(precondition, self.backend.put_object(
+            dst.bucket, dst.key, encrypt_stream(tapped(), key, chunk_size=self.chunk_size, batch_size=BATCH),
+            ciphertext_size(size, self.chunk_size), stored_meta, condition))
         if md5 is not None:
             fields[KEY_ETAG] = md5.hexdigest()
             await self._record_late(dst, replace(base, metadata=user), fields, result.etag)
