@@ -309,6 +309,8 @@ class S3Backend:
             try:
                 resp = await (self._lean(call) if lean else self._once(call))
             except (aiohttp.ClientConnectionError, OSError, asyncio.TimeoutError) as exc:
+                if isinstance(exc.__cause__, errors.S3Error):  # the streamed body refused itself (a digest, a form)
+                    raise exc.__cause__ from None
                 if last:
                     raise errors.ServiceUnavailable("The storage backend could not be reached.") from exc
                 reason = type(exc).__name__

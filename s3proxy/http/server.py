@@ -23,8 +23,10 @@ from .. import errors
 from ..auth.body import open_body
 from ..auth.credentials import CredentialStore
 from ..auth.context import AuthContext
+from ..auth.post_policy import authenticate_post
 from ..auth.verify import authenticate
 from . import xml
+from .form import SMALL_FILE, Form, read_form
 from .metrics import Metrics, is_operational, operational_response
 from .routes import ROUTED_SUBRESOURCES, route
 
@@ -69,6 +71,7 @@ class Call:
     secure: bool
     loopback: bool
     response_headers: CIMultiDict[str] = field(default_factory=CIMultiDict)
+    form: Form | None = None  # POST Object: the form, read up to its file
     _body_opened: bool = False
 
     @property
@@ -144,7 +147,10 @@ class Frontend:
         op_name = "-"
         response: web.StreamResponse | None = None
         try:
-            if "x-amz-target" in request.headers:
+            if is_form_post(request.method, raw_path, raw_query, request.headers):
+                op_name = "PostObject"  # a browser upload: signed by the fields of its form, not by headers
+                response = await self.form_upload(request, raw_path, request_id)
+            elif "x-amz-target" in request.headers:
                 op_name = "kms:" + request.headers.get("x-amz-target", "").rpartition(".")[2]
                 response = await self.handle_kms(request, raw_path, raw_query, request_id)
             else:
@@ -217,6 +223,21 @@ class Frontend:
             response.headers.setdefault("Server", "s3proxy")
         return response
 
+    async def form_upload(self, request: web.Request, raw_path: str, request_id: str) -> web.StreamResponse:
+        """POST Object: the form is read up to its file and authenticates the request by its fields
+        (auth/post_policy.py); the operation then stores the file it streams."""
+        host_bucket = virtual_host_bucket(request.headers.get("host", ""), self.virtual_host_domains)
+        bucket, _ = split_path(f"/{urllib.parse.quote(host_bucket)}{raw_path}" if host_bucket else raw_path)
+        handler = self.operations.get("PostObject")
+        if bucket is None or handler is None:
+            raise errors.AccessDenied()
+        form = await read_form(request.content, request.headers.get("content-type"), request.content_length, small_body=SMALL_FILE)
+        auth = authenticate_post(form.fields, bucket=bucket, size=form.size, store=self.credentials, now=self.clock(),
+                                 region=self.region, sigv2_enabled=self.sigv2)
+        call = Call(request=request, request_id=request_id, auth=auth, bucket=bucket, key=form.get("key"), query=MultiDict(),
+                    headers=CIMultiDict(form.fields), secure=request.secure, loopback=is_loopback(request.remote), form=form)
+        return await handler(call)
+
     async def handle_kms(self, request: web.Request, raw_path: str, raw_query: str, request_id: str) -> web.Response:
         """The KMS JSON API (X-Amz-Target: TrentService.*), SigV4 service `kms`, on this listener."""
         if self.kms_api is None:
@@ -271,6 +292,11 @@ def _access_key_of(headers: Mapping[str, str]) -> str | None:
     if start < 0:
         return None
     return auth[start + len("Credential="):].split("/", 1)[0][:128] or None
+
+
+def is_form_post(method: str, raw_path: str, raw_query: str, headers: Mapping[str, str]) -> bool:
+    """POST Object: a POST to a bucket (no key, no query) that carries no signature of its own."""
+    return method == "POST" and not raw_query and "authorization" not in headers and "/" not in raw_path.strip("/")
 
 
 def virtual_host_bucket(host: str, domains: tuple[str, ...]) -> str | None:

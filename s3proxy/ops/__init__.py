@@ -12,7 +12,7 @@ from aiohttp import web
 
 from ..http.server import Call
 from .. import errors
-from . import attributes, buckets, encryption, listing, multipart, objects
+from . import attributes, buckets, encryption, listing, multipart, objects, post_object
 from .common import Services
 
 _OPERATIONS = {
@@ -28,6 +28,7 @@ _OPERATIONS = {
     "ListObjectVersions": listing.list_object_versions,
     "ListMultipartUploads": listing.list_multipart_uploads,
     "PutObject": objects.put_object,
+    "PostObject": post_object.post_object,
     "GetObject": objects.get_object,
     "HeadObject": objects.head_object,
     "GetObjectAttributes": attributes.get_object_attributes,

@@ -12,7 +12,10 @@ and SeaweedFS do the same), where a proxy that forgot the upload answered NoSuch
 
 from __future__ import annotations
 
+import base64
 import gzip
+import hashlib
+import os
 import uuid
 
 import boto3
@@ -112,3 +115,12 @@ def test_resent_complete_returns_the_same_result(s3, bucket):
     # once the object was overwritten, the upload is no longer what the key holds
     s3.put_object(Bucket=bucket, Key="mpu", Body=b"new")
     expect_error("NoSuchUpload", 404, s3.complete_multipart_upload, Bucket=bucket, Key="mpu", UploadId=upload, MultipartUpload=parts)
+
+
+def test_a_large_put_whose_body_fails_its_digest_is_bad_digest(s3, bucket):
+    """A body past SMALL_BODY streams to the backend while it is verified; when it fails, the client
+    hears the body's verdict (400 BadDigest), not a broken backend (it was a 503 over the S3 backend)."""
+    body = os.urandom(3 * 1024 * 1024)
+    wrong = base64.b64encode(hashlib.md5(b"something else").digest()).decode()
+    expect_error("BadDigest", 400, s3.put_object, Bucket=bucket, Key="big", Body=body, ContentMD5=wrong)
+    expect_error("404", 404, s3.head_object, Bucket=bucket, Key="big")  # nothing was stored
