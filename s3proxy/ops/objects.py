@@ -6,7 +6,7 @@ import base64
 import binascii
 import logging
 import urllib.parse
-from typing import Mapping
+from typing import Iterable, Mapping
 
 from aiohttp import web
 from multidict import CIMultiDict
@@ -214,7 +214,20 @@ async def head_object(s: Services, call: Call) -> web.StreamResponse:
     return response
 
 
+# S3's conditional deletes: refused rather than ignored (deleting what the client meant to keep)
+DELETE_CONDITIONS = ("If-Match", "x-amz-if-match-last-modified-time", "x-amz-if-match-size")
+DELETE_ELEMENTS = ("ETag", "LastModifiedTime", "Size")
+
+
+def _unconditional(names: Iterable[str]) -> None:
+    """A delete that names a condition (header, or DeleteObjects element) is refused: 501."""
+    name = next(iter(names), None)
+    if name is not None:
+        raise errors.NotImplemented(f"Conditional deletes ({name}) are not supported by s3proxy.", Header=name)
+
+
 async def delete_object(s: Services, call: Call) -> web.Response:
+    _unconditional(h for h in DELETE_CONDITIONS if h in call.headers)
     result = await s.store.delete_object(ref_of(call), _version_id(call))
     headers = {}
     if result.version_id:
@@ -233,6 +246,7 @@ async def delete_objects(s: Services, call: Call) -> web.Response:
     if not objects or len(objects) > MAX_DELETE_KEYS:
         raise errors.MalformedXML()
     quiet = xml.text(doc.get("Quiet")).lower() == "true"
+    _unconditional(e for obj in objects if isinstance(obj, dict) for e in DELETE_ELEMENTS if e in obj)
     deleted, failed = [], []
     for obj in objects:
         if not isinstance(obj, dict) or "Key" not in obj:

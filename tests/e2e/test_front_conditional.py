@@ -241,3 +241,14 @@ def test_through_seaweedfs_every_conditional_write_is_enforced(tmp_path, seaweed
             print(f"seaweedfs round {round_}: {results.count(200)} of {RACERS} succeeded")
     finally:
         thread.stop()
+
+
+# conditional deletes: not done here, so refused rather than ignored ------------------------------
+
+
+def test_conditional_deletes_are_refused_not_ignored(s3, bucket):
+    etag = s3.put_object(Bucket=bucket, Key="k", Body=b"keep me")["ETag"]
+    expect_error("NotImplemented", 501, s3.delete_object, Bucket=bucket, Key="k", IfMatch='"0123456789abcdef0123456789abcdef"')
+    expect_error("NotImplemented", 501, s3.delete_objects, Bucket=bucket,
+                 Delete={"Objects": [{"Key": "k", "ETag": '"0123456789abcdef0123456789abcdef"'}]})
+    assert s3.get_object(Bucket=bucket, Key="k")["ETag"] == etag  # still there
