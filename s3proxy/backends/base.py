@@ -199,7 +199,12 @@ class Backend(Protocol):
         key_marker: str = "",
         version_id_marker: str = "",
         max_keys: int = 1000,
-    ) -> VersionListResult: ...
+    ) -> VersionListResult:
+        """Markers are positions, not entries: a page after a version that was deleted meanwhile (a
+        tool emptying a bucket page by page) goes on from where that version was; when that place
+        is unknown, with the key's remaining versions (a repeat, never a skip). The markers a
+        result gives back are only ever passed back to the same backend."""
+        ...
     async def get_object_tagging(self, bucket: str, key: str, version_id: str | None = None) -> list[tuple[str, str]]: ...
     async def put_object_tagging(
         self, bucket: str, key: str, tags: Sequence[tuple[str, str]], version_id: str | None = None
