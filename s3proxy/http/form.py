@@ -225,10 +225,10 @@ class FileStream:
             self._data = self._data[n:]
         else:
             piece = await _exactly(self._source, n)
-            seen = self._overlap + piece
-            if seen.find(self._delimiter) >= 0:
+            keep = len(self._delimiter) - 1
+            if self._delimiter in piece or self._delimiter in self._overlap + piece[:keep]:
                 raise malformed()
-            self._overlap = seen[-(len(self._delimiter) - 1):]
+            self._overlap = piece[-keep:] if len(piece) >= keep else (self._overlap + piece)[-keep:]
         self._left -= n
         if self._left == 0 and self._source is not None:
             if await _exactly(self._source, len(self._tail)) != self._tail:

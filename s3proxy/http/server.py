@@ -296,7 +296,8 @@ def _access_key_of(headers: Mapping[str, str]) -> str | None:
 
 def is_form_post(method: str, raw_path: str, raw_query: str, headers: Mapping[str, str]) -> bool:
     """POST Object: a POST to a bucket (no key, no query) that carries no signature of its own."""
-    return method == "POST" and not raw_query and "authorization" not in headers and "/" not in raw_path.strip("/")
+    return (method == "POST" and not raw_query and "authorization" not in headers and "x-amz-target" not in headers
+            and "/" not in raw_path.strip("/"))
 
 
 def virtual_host_bucket(host: str, domains: tuple[str, ...]) -> str | None:
