@@ -227,9 +227,9 @@ class Frontend:
         """POST Object: the form is read up to its file and authenticates the request by its fields
         (auth/post_policy.py); the operation then stores the file it streams."""
         host_bucket = virtual_host_bucket(request.headers.get("host", ""), self.virtual_host_domains)
-        bucket, _ = split_path(f"/{urllib.parse.quote(host_bucket)}{raw_path}" if host_bucket else raw_path)
+        bucket, key = split_path(f"/{urllib.parse.quote(host_bucket)}{raw_path}" if host_bucket else raw_path)
         handler = self.operations.get("PostObject")
-        if bucket is None or handler is None:
+        if bucket is None or key is not None or handler is None:  # not to a bucket: unsigned, as any other request
             raise errors.AccessDenied()
         form = await read_form(request.content, request.headers.get("content-type"), request.content_length, small_body=SMALL_FILE)
         auth = authenticate_post(form.fields, bucket=bucket, size=form.size, store=self.credentials, now=self.clock(),
