@@ -37,6 +37,7 @@ from .kms.errors import RootKeyError
 from .kms.service import KeyService
 from .modes.kms_modes import BucketKeyCache
 from .store import Buckets, Catalog, ListingCache, MultipartUploads, ObjectStore
+from .store.conditions import ConditionalWrites, Enforcement
 
 log = logging.getLogger("s3proxy")
 
@@ -218,12 +219,14 @@ class Proxy:
         records = InternalRecords(self.backend, settings.internal_bucket)
         buckets = Buckets(self.backend, records)
         listing = ListingCache()
-        self.store = ObjectStore(self.backend, Catalog(records), buckets, clock=clock, listing=listing)
+        catalog = Catalog(records)
+        conditional = ConditionalWrites(self.backend, catalog, Enforcement(self.backend, records.bucket, records.ensure_bucket))
+        self.store = ObjectStore(self.backend, catalog, buckets, conditional, clock=clock, listing=listing)
         bucket_keys = BucketKeyCache()
         self.kms.subscribe(bucket_keys.forget_key)  # a changed key's bucket keys are dropped at once
         services = ops.Services(
             store=self.store,
-            uploads=MultipartUploads(self.backend, records, buckets, clock=clock, listing=listing),
+            uploads=MultipartUploads(self.backend, records, catalog, buckets, conditional, clock=clock, listing=listing),
             buckets=buckets,
             kms=self.kms,
             region=settings.region,

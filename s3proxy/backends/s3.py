@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import hashlib
 import random
 import urllib.parse
@@ -31,7 +32,7 @@ from botocore.credentials import Credentials
 from yarl import URL
 
 from s3proxy import errors
-from s3proxy.backends import common, http1, s3_xml
+from s3proxy.backends import common, http1, s3_versions, s3_xml
 from s3proxy.backends.listing import common_prefix
 from s3proxy.backends.base import (
     Body,
@@ -46,6 +47,7 @@ from s3proxy.backends.base import (
     PutResult,
     UploadInfo,
     VersionListResult,
+    WriteCondition,
 )
 
 _RETRY_STATUS = (500, 503)
@@ -142,8 +144,10 @@ class S3Backend:
 
     # objects
 
-    async def put_object(self, bucket: str, key: str, body: Body, size: int, meta: ObjectMeta) -> PutResult:
-        call = _Call("PUT", bucket, key, headers=s3_xml.meta_headers(meta), stream=body, size=size)
+    async def put_object(self, bucket: str, key: str, body: Body, size: int, meta: ObjectMeta,
+                         condition: WriteCondition | None = None) -> PutResult:
+        headers = {**s3_xml.meta_headers(meta), **_conditional(condition)}
+        call = _Call("PUT", bucket, key, headers=headers, stream=body, size=size)
         resp = await self._send(call)
         resp.release()
         return PutResult(s3_xml.etag(resp.headers.get("ETag", "")), resp.headers.get("x-amz-version-id"))
@@ -173,11 +177,12 @@ class S3Backend:
         return DeleteResult(resp.headers.get("x-amz-version-id"), marker)
 
     async def copy_object(self, src_bucket: str, src_key: str, dst_bucket: str, dst_key: str, meta: ObjectMeta,
-                          src_version_id: str | None = None) -> PutResult:
+                          src_version_id: str | None = None, condition: WriteCondition | None = None) -> PutResult:
         source = f"/{_quote(src_bucket)}/{_quote(src_key)}"
         if src_version_id is not None:
             source += f"?versionId={_quote(src_version_id, '')}"
-        headers = {**s3_xml.meta_headers(meta), "x-amz-copy-source": source, "x-amz-metadata-directive": "REPLACE"}
+        headers = {**s3_xml.meta_headers(meta), "x-amz-copy-source": source, "x-amz-metadata-directive": "REPLACE",
+                   **_conditional(condition)}
         if meta.tagging is not None:
             headers["x-amz-tagging-directive"] = "REPLACE"
         resp = await self._send(_Call("PUT", dst_bucket, dst_key, headers=headers), missing=errors.NoSuchKey)
@@ -221,10 +226,11 @@ class S3Backend:
         return s3_xml.etag(resp.headers.get("ETag", ""))
 
     async def complete_multipart(self, bucket: str, key: str, upload_id: str,
-                                 parts: Sequence[tuple[int, str]]) -> PutResult:
+                                 parts: Sequence[tuple[int, str]], condition: WriteCondition | None = None) -> PutResult:
         if not parts:
             raise errors.MalformedXML()
-        call = _Call("POST", bucket, key, [("uploadId", upload_id)], body=s3_xml.complete_document(parts))
+        call = _Call("POST", bucket, key, [("uploadId", upload_id)], _conditional(condition),
+                     body=s3_xml.complete_document(parts))
         resp = await self._send(call, missing=errors.NoSuchUpload)
         etag = s3_xml.result_etag(await _read_all(resp))
         return PutResult(etag, resp.headers.get("x-amz-version-id"))
@@ -263,6 +269,12 @@ class S3Backend:
 
     async def list_object_versions(self, bucket: str, prefix: str = "", delimiter: str = "", key_marker: str = "",
                                    version_id_marker: str = "", max_keys: int = 1000) -> VersionListResult:
+        # markers are positions: s3_versions asks the server only what every server answers alike
+        fetch = functools.partial(self._versions_page, bucket)
+        return await s3_versions.list_versions(fetch, prefix, delimiter, key_marker, version_id_marker, max_keys)
+
+    async def _versions_page(self, bucket: str, prefix: str, delimiter: str, key_marker: str, version_id_marker: str,
+                             max_keys: int) -> VersionListResult:
         query = [("versions", ""), ("encoding-type", "url"), ("max-keys", str(max_keys))]
         named = (("prefix", prefix), ("delimiter", delimiter), ("key-marker", key_marker),
                  ("version-id-marker", version_id_marker))
@@ -297,6 +309,8 @@ class S3Backend:
             try:
                 resp = await (self._lean(call) if lean else self._once(call))
             except (aiohttp.ClientConnectionError, OSError, asyncio.TimeoutError) as exc:
+                if isinstance(exc.__cause__, errors.S3Error):  # the streamed body refused itself (a digest, a form)
+                    raise exc.__cause__ from None
                 if last:
                     raise errors.ServiceUnavailable("The storage backend could not be reached.") from exc
                 reason = type(exc).__name__
@@ -359,6 +373,15 @@ async def _pieces(resp: http1.Response) -> AsyncIterator[memoryview]:
             yield piece
     except (OSError, asyncio.TimeoutError) as exc:
         raise errors.InternalError("The storage backend broke off the transfer.") from exc
+
+
+def _conditional(condition: WriteCondition | None) -> dict[str, str]:
+    """A conditional write as S3's own headers (the server decides it with the write)."""
+    if condition is None:
+        return {}
+    if condition.if_match is not None:
+        return {"If-Match": f'"{condition.if_match}"'}
+    return {"If-None-Match": "*"} if condition.if_none_match else {}
 
 
 def _quote(value: str, safe: str = "/") -> str:
