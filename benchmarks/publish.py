@@ -80,7 +80,8 @@ def charts(modes: dict, load: dict, out: Path) -> list[str]:
         ("GET proxy", [pick(r, "proxy", "get_mbs") for r in rows]), ("GET direct", [pick(r, "direct", "get_mbs") for r in rows])])
     bars("small_ops.png", "Small-object operations per second", "ops/s", [
         ("PUT proxy", [pick(r, "proxy", "small_put_ops") for r in rows]), ("PUT direct", [pick(r, "direct", "small_put_ops") for r in rows]),
-        ("GET proxy", [pick(r, "proxy", "small_get_ops") for r in rows]), ("GET direct", [pick(r, "direct", "small_get_ops") for r in rows])])
+        ("GET proxy", [pick(r, "proxy", "small_get_ops") for r in rows]), ("GET direct", [pick(r, "direct", "small_get_ops") for r in rows]),
+        ("HEAD proxy", [pick(r, "proxy", "small_head_ops") for r in rows]), ("HEAD direct", [pick(r, "direct", "small_head_ops") for r in rows])])
     bars("rss.png", "Proxy peak RSS during the large transfers", "MiB", [("peak RSS", [pick(r, "proxy", "peak_rss_mib") for r in rows])])
     ops = [op for op in load["latency_ms"] if load["latency_ms"][op]["count"]]
     fig, ax = plt.subplots(figsize=(8, 4.5))
@@ -111,6 +112,23 @@ def headline(modes: dict, load: dict, stamp: str, where: str) -> str:
 
         lines.append(f"| {r['backend']} | {r['mode']} | {cell('put_mbs')} | {cell('get_mbs')} | "
                      f"{p.get('proxy_cpu_per_gb_put') or 0:.2f} / {p.get('proxy_cpu_per_gb_get') or 0:.2f} | {p.get('peak_rss_mib') or 0:.0f} |")
+    lines += ["", f"Small objects ({modes['config']['small'] // 1024} KiB, concurrency {modes['config']['concurrency']}): "
+              "ops/s (x direct), the proxy's CPU milliseconds per operation, and the backend requests per operation.", "",
+              "| backend | mode | PUT ops/s (x direct) | GET ops/s (x direct) | HEAD ops/s (x direct) | proxy CPU ms PUT / GET / HEAD | backend requests per PUT / GET / HEAD |",
+              "|---|---|---|---|---|---|---|"]
+    for r in modes["rows"]:
+        p, ratio = r["proxy"], r.get("ratio", {})
+
+        def ops(op: str) -> str:
+            v, x = p.get(f"small_{op}_ops"), ratio.get(f"small_{op}_ops")
+            return "n/a" if v is None else f"{v:.0f}" + (f" ({x:.2f})" if x else "")
+
+        def each(field: str, digits: int) -> str:
+            values = p.get(field) or {}
+            return " / ".join("n/a" if values.get(op) is None else f"{values[op]:.{digits}f}" for op in ("put", "get", "head"))
+
+        lines.append(f"| {r['backend']} | {r['mode']} | {ops('put')} | {ops('get')} | {ops('head')} | "
+                     f"{each('proxy_ms_per_op', 2)} | {each('backend_requests_per_op', 2)} |")
     kms = modes.get("kms_calls", {})
     if kms:
         per = {k: sum(v.values()) * 1000 / max(modes.get("kms_puts", 1), 1) for k, v in kms.items()}
