@@ -197,3 +197,17 @@ def test_repr_never_shows_the_secret() -> None:
 
 async def _loopback(host: str) -> str:
     return "127.0.0.1"
+
+
+def test_serving_loads_neither_boto3_nor_botocore() -> None:
+    """The backend signs and sends on its own, and `serve` parses its flags without the cse and tools
+    commands: boto3 and botocore (~0.15 s of imports, ~10 MiB) stay out of the proxy process."""
+    import subprocess
+    import sys
+
+    code = ("import sys, s3proxy.cli as cli; cli.build_parser('serve').parse_args(['serve']);"
+            "import s3proxy.app, s3proxy.backends.s3;"
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'boto3', 'botocore', 's3transfer'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
