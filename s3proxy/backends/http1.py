@@ -534,12 +534,13 @@ def host_header(scheme: str, host: str, port: int) -> str:
 
 
 def _request_bytes(method: str, target: str, headers: Mapping[str, str]) -> bytes:
-    lines = [f"{method} {target} HTTP/1.1"]
-    for name, value in headers.items():
-        if any(c in name or c in value for c in "\r\n\0") or not name or ":" in name:
-            raise ValueError("a request header contains a line break")
-        lines.append(f"{name}: {value}")
-    if any(c in target for c in " \r\n\0"):
+    for name in headers:
+        if not name or ":" in name:
+            raise ValueError("a request header name is malformed")
+    text = f"{method} {target} HTTP/1.1\r\n" + "".join(f"{name}: {value}\r\n" for name, value in headers.items()) + "\r\n"
+    lines = len(headers) + 2  # every line break must be one written here: a CR, LF or NUL given would start another
+    if text.count("\n") != lines or text.count("\r") != lines or "\0" in text:
+        raise ValueError("a request header contains a line break")
+    if " " in target or "\t" in target:
         raise ValueError("the request target contains white space")
-    lines.append("\r\n")
-    return "\r\n".join(lines).encode("utf-8", "surrogateescape")
+    return text.encode("utf-8", "surrogateescape")
