@@ -409,7 +409,7 @@ class Pool:
         message = _request_bytes(method, target, headers)
         if body:
             message += body
-        sending = _Sending(stream)
+        sending = _Sending(stream) if stream is not None else None
         await self._permits.acquire()
         try:
             conn = self._pooled(origin)
@@ -417,7 +417,7 @@ class Pool:
                 try:
                     return await self._exchange(conn, method, message, sending)
                 except ProtocolError:
-                    if conn.received or sending.started:
+                    if conn.received or (sending is not None and sending.started):
                         raise
                     # closed by the server while it idled: send once more on a fresh connection
             return await self._exchange(await self._connect(origin), method, message, sending)
@@ -425,9 +425,9 @@ class Pool:
             self._permits.release()
             raise
 
-    async def _exchange(self, conn: _Connection, method: str, message: bytes, sending: "_Sending") -> Response:
+    async def _exchange(self, conn: _Connection, method: str, message: bytes, sending: "_Sending | None") -> Response:
         try:
-            if sending.stream is None:
+            if sending is None:
                 conn.send(message, method == "HEAD")
             else:
                 await sending.send(conn, message, self._read_timeout)
@@ -435,7 +435,7 @@ class Pool:
         except BaseException:
             self._drop(conn)
             raise
-        if sending.cut_short:
+        if sending is not None and sending.cut_short:
             conn.reusable = False  # the rest of the request body never went out: the connection is spent
         return Response(conn, self, head, self._read_timeout)
 
@@ -493,14 +493,13 @@ class _Sending:
 
     __slots__ = ("cut_short", "started", "stream")
 
-    def __init__(self, stream: AsyncIterable[bytes | memoryview] | None) -> None:
+    def __init__(self, stream: AsyncIterable[bytes | memoryview]) -> None:
         self.stream = stream
         self.started = False
         self.cut_short = False
 
     async def send(self, conn: _Connection, head: bytes, timeout: float) -> None:
         """The head, then the stream's pieces (a small first piece in the same write), until the end or an answer."""
-        assert self.stream is not None
         conn.start()
         pieces = self.stream.__aiter__()
         try:
