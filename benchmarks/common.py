@@ -857,8 +857,8 @@ def _requests_cell(f: Figures, op: str) -> str:
     total, kinds = f.backend_requests_per_op.get(op), f.backend_requests_by_type.get(op) or {}
     if total is None:
         return "n/a"
-    detail = ", ".join(f"{k} {v:.2f}" for k, v in kinds.items() if v)
-    return f"{total:.2f}" + (f" ({detail})" if len(kinds) > 1 else "")
+    sent = [f"{k} {v:.2f}" for k, v in kinds.items() if v >= 0.005]
+    return f"{total:.2f}" + (f" ({', '.join(sent)})" if len(sent) > 1 else "")
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
