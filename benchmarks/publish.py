@@ -98,37 +98,34 @@ def charts(modes: dict, load: dict, out: Path) -> list[str]:
     return files
 
 
+def _with_ratio(r: dict, field: str) -> str:
+    """A proxy figure with its ratio to direct: '812 (0.43)'."""
+    v, x = r["proxy"].get(field), r.get("ratio", {}).get(field)
+    return "n/a" if v is None else f"{v:.0f}" + (f" ({x:.2f})" if x else "")
+
+
+def _per_op(r: dict, field: str) -> str:
+    """A per-operation figure for the small PUT, GET and HEAD: '0.52 / 0.41 / 0.30'."""
+    values = r["proxy"].get(field) or {}
+    return " / ".join("n/a" if values.get(op) is None else f"{values[op]:.2f}" for op in ("put", "get", "head"))
+
+
 def headline(modes: dict, load: dict, stamp: str, where: str) -> str:
     lines = [f"Measured {stamp} on {where} (`python3 benchmarks/publish.py`; full tables in "
              "[benchmarks/results/RESULTS.md](benchmarks/results/RESULTS.md)).", "",
              "| backend | mode | PUT MB/s (x direct) | GET MB/s (x direct) | proxy CPU-s/GB PUT / GET | peak RSS MiB |",
              "|---|---|---|---|---|---|"]
     for r in modes["rows"]:
-        p, ratio = r["proxy"], r.get("ratio", {})
-
-        def cell(field: str) -> str:
-            v, x = p.get(field), ratio.get(field)
-            return "n/a" if v is None else f"{v:.0f}" + (f" ({x:.2f})" if x else "")
-
-        lines.append(f"| {r['backend']} | {r['mode']} | {cell('put_mbs')} | {cell('get_mbs')} | "
+        p = r["proxy"]
+        lines.append(f"| {r['backend']} | {r['mode']} | {_with_ratio(r, 'put_mbs')} | {_with_ratio(r, 'get_mbs')} | "
                      f"{p.get('proxy_cpu_per_gb_put') or 0:.2f} / {p.get('proxy_cpu_per_gb_get') or 0:.2f} | {p.get('peak_rss_mib') or 0:.0f} |")
     lines += ["", f"Small objects ({modes['config']['small'] // 1024} KiB, concurrency {modes['config']['concurrency']}): "
               "ops/s (x direct), the proxy's CPU milliseconds per operation, and the backend requests per operation.", "",
               "| backend | mode | PUT ops/s (x direct) | GET ops/s (x direct) | HEAD ops/s (x direct) | proxy CPU ms PUT / GET / HEAD | backend requests per PUT / GET / HEAD |",
               "|---|---|---|---|---|---|---|"]
-    for r in modes["rows"]:
-        p, ratio = r["proxy"], r.get("ratio", {})
-
-        def ops(op: str) -> str:
-            v, x = p.get(f"small_{op}_ops"), ratio.get(f"small_{op}_ops")
-            return "n/a" if v is None else f"{v:.0f}" + (f" ({x:.2f})" if x else "")
-
-        def each(field: str, digits: int) -> str:
-            values = p.get(field) or {}
-            return " / ".join("n/a" if values.get(op) is None else f"{values[op]:.{digits}f}" for op in ("put", "get", "head"))
-
-        lines.append(f"| {r['backend']} | {r['mode']} | {ops('put')} | {ops('get')} | {ops('head')} | "
-                     f"{each('proxy_ms_per_op', 2)} | {each('backend_requests_per_op', 2)} |")
+    lines += [f"| {r['backend']} | {r['mode']} | {_with_ratio(r, 'small_put_ops')} | {_with_ratio(r, 'small_get_ops')} | "
+              f"{_with_ratio(r, 'small_head_ops')} | {_per_op(r, 'proxy_ms_per_op')} | {_per_op(r, 'backend_requests_per_op')} |"
+              for r in modes["rows"]]
     kms = modes.get("kms_calls", {})
     if kms:
         per = {k: sum(v.values()) * 1000 / max(modes.get("kms_puts", 1), 1) for k, v in kms.items()}
