@@ -39,7 +39,8 @@ def assert_sane(row: dict, direct: bool) -> None:
         assert row["proxy"][figure] > 0, (where, figure)
         assert (row["direct"][figure] > 0 and row["ratio"][figure] > 0) if direct else row["ratio"][figure] is None, (where, figure)
     for op in ("put", "get", "head"):
-        assert row["proxy"]["proxy_ms_per_op"][op] > 0, (where, op)  # the proxy (or nginx) spends CPU on every operation
+        # metered (CPU times tick in 10 ms: a few dozen of nginx's operations may read as 0)
+        assert row["proxy"]["proxy_ms_per_op"][op] >= 0, (where, op)
     if direct:
         assert row["direct"]["proxy_cpu_per_gb_put"] is None, where  # the direct side never touches the proxy
         for op in ("put", "get", "head"):
