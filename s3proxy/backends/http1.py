@@ -290,23 +290,24 @@ class _Connection(asyncio.BufferedProtocol):
         return rest
 
     def _on_head(self, text: bytes) -> None:
-        lines = text.split(b"\r\n")
-        version, _, rest = lines[0].partition(b" ")
-        code, _, reason = rest.partition(b" ")
-        if version not in (b"HTTP/1.1", b"HTTP/1.0") or len(code) != 3 or not code.isdigit():
+        lines = text.decode("latin-1").split("\r\n")  # one character per byte; values re-read as UTF-8 below
+        version, _, rest = lines[0].partition(" ")
+        code, _, reason = rest.partition(" ")
+        if version not in ("HTTP/1.1", "HTTP/1.0") or len(code) != 3 or not (code.isascii() and code.isdigit()):
             raise ProtocolError("The response status line is malformed.")
         status = int(code)
         headers: CIMultiDict[str] = CIMultiDict()
         for line in lines[1:]:
-            name, sep, value = line.partition(b":")
-            if not sep or not name or name != name.strip() or line[:1] in (b" ", b"\t"):
+            name, sep, value = line.partition(":")
+            if not sep or not name or name != name.strip() or line[:1] in (" ", "\t"):
                 raise ProtocolError("A response header is malformed.")
-            headers.add(name.decode("latin-1"), value.strip(b" \t").decode("utf-8", "surrogateescape"))
+            value = value.strip(" \t")
+            headers.add(name, value if value.isascii() else value.encode("latin-1").decode("utf-8", "surrogateescape"))
         if 100 <= status < 200:  # interim (100 Continue, 103 Early Hints): the real response follows
             self._state = _HEAD
             return
         tokens = ",".join(headers.getall("Connection", ())).lower()
-        self.reusable = version == b"HTTP/1.1" and "close" not in tokens
+        self.reusable = version == "HTTP/1.1" and "close" not in tokens
         lengths = {v.strip() for v in ",".join(headers.getall("Content-Length", ())).split(",") if v.strip()}
         if self._head_only or status in (204, 304):
             self._state = _DONE
@@ -319,7 +320,7 @@ class _Connection(asyncio.BufferedProtocol):
             self._state = _LENGTH if self._left else _DONE
         else:
             self._state, self.reusable = _UNTIL_CLOSE, False
-        self.head = (status, reason.decode("latin-1"), headers)
+        self.head = (status, reason, headers)
         self._wake()
 
     def _push(self, piece: memoryview) -> None:

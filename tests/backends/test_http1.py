@@ -94,6 +94,17 @@ async def test_a_content_length_body_arrives_whole_and_the_connection_is_reused(
     assert b"\r\nx-amz-date: d\r\n" in server.requests[0]
 
 
+
+async def test_header_values_are_read_as_utf_8_and_other_bytes_survive() -> None:
+    head = "HTTP/1.1 200 OK\r\nx-amz-meta-name:  ünïcödé ключ \r\nx-amz-meta-raw: a\xff\r\nContent-Length: 0\r\n\r\n"
+    async with RawServer(answer(head.encode("utf-8").replace(b"\xc3\xbf", b"\xff"))) as server:
+        p = pool()
+        resp = await p.get(server.url, {})
+        assert resp.headers["x-amz-meta-name"] == "ünïcödé ключ"
+        assert resp.headers["x-amz-meta-raw"].encode("utf-8", "surrogateescape") == b"a\xff"
+        resp.release()
+        await p.close()
+
 async def test_chunked_bodies_with_extensions_and_trailers() -> None:
     chunked = (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
                b"5;ext=1\r\nhello\r\n1\r\n \r\nA\r\n0123456789\r\n0\r\nx-amz-checksum-crc32: AAAAAA==\r\n\r\n")
