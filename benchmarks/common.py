@@ -557,7 +557,9 @@ class BenchConfig:
     verify: bool
 
 
-SMALL_OPS = ("put", "get", "head")  # the small-object phases, in the order they run
+SMALL_OPS = ("put", "get", "head", "range")  # the small-object phases, in the order they run
+OP_NAMES = {"put": "PUT", "get": "GET", "head": "HEAD", "range": "range GET"}
+SMALL_RANGE = 1024  # a ranged GET asks for the first KiB
 
 
 @dataclass
@@ -569,6 +571,7 @@ class Figures:
     small_put_ops: float
     small_get_ops: float
     small_head_ops: float
+    small_range_ops: float
     proxy_cpu_per_gb_put: float | None
     proxy_cpu_per_gb_get: float | None
     backend_cpu_per_gb_put: float | None
@@ -621,6 +624,7 @@ def figures(large: list[tuple[Phase, Phase]], small: list[tuple[Phase, ...]]) ->
         small_put_ops=statistics.median(p[0].amount / p[0].seconds for p in small),
         small_get_ops=statistics.median(p[1].amount / p[1].seconds for p in small),
         small_head_ops=statistics.median(p[2].amount / p[2].seconds for p in small),
+        small_range_ops=statistics.median(p[3].amount / p[3].seconds for p in small),
         proxy_cpu_per_gb_put=per_gb(0, "proxy_cpu"), proxy_cpu_per_gb_get=per_gb(1, "proxy_cpu"),
         backend_cpu_per_gb_put=per_gb(0, "backend_cpu"), backend_cpu_per_gb_get=per_gb(1, "backend_cpu"),
         client_cpu_per_gb_put=per_gb(0, "client_cpu") or 0.0, client_cpu_per_gb_get=per_gb(1, "client_cpu") or 0.0,
@@ -649,8 +653,8 @@ async def large_round(side: Side, cfg: BenchConfig, block: bytes, key: str) -> t
     return await side.timed(put), await side.timed(get)
 
 
-async def small_round(side: Side, cfg: BenchConfig, payload: bytes, prefix: str) -> tuple[Phase, Phase, Phase]:
-    """PUT, GET and HEAD of `small_count` small objects: one Phase each (the order of SMALL_OPS)."""
+async def small_round(side: Side, cfg: BenchConfig, payload: bytes, prefix: str) -> tuple[Phase, ...]:
+    """PUT, GET, HEAD and a ranged GET (the first KiB) of `small_count` small objects: one Phase each (the order of SMALL_OPS)."""
     async def put(i: int) -> None:
         await side.client.put(side.bucket, f"{prefix}/{i}", payload, side.mode.put)
 
@@ -664,9 +668,13 @@ async def small_round(side: Side, cfg: BenchConfig, payload: bytes, prefix: str)
         if int(headers.get("Content-Length", "-1")) != len(payload):
             raise RuntimeError(f"{side.name}: small HEAD gave another size than was PUT")
 
-    return (await side.timed(lambda: many(cfg.small_count, cfg.concurrency, put)),
-            await side.timed(lambda: many(cfg.small_count, cfg.concurrency, get)),
-            await side.timed(lambda: many(cfg.small_count, cfg.concurrency, head)))
+    async def ranged(i: int) -> None:
+        want = payload[:SMALL_RANGE]
+        body = await side.client.get(side.bucket, f"{prefix}/{i}", {**side.mode.get, "Range": f"bytes=0-{SMALL_RANGE - 1}"})
+        if len(body) != len(want) or (cfg.verify and body != want):
+            raise RuntimeError(f"{side.name}: small ranged GET returned other bytes than were PUT")
+
+    return tuple([await side.timed(lambda op=op: many(cfg.small_count, cfg.concurrency, op)) for op in (put, get, head, ranged)])
 
 
 async def measure_mode(sides: list[Side], cfg: BenchConfig, backend: str) -> Row:
@@ -678,7 +686,7 @@ async def measure_mode(sides: list[Side], cfg: BenchConfig, backend: str) -> Row
     block, payload = os.urandom(BLOCK), os.urandom(cfg.small)
     slug = re.sub(r"[^a-z0-9]+", "-", sides[0].mode.name.lower()).strip("-")
     large: dict[str, list[tuple[Phase, Phase]]] = {s.name: [] for s in sides}
-    small: dict[str, list[tuple[Phase, Phase, Phase]]] = {s.name: [] for s in sides}
+    small: dict[str, list[tuple[Phase, ...]]] = {s.name: [] for s in sides}
     for side in sides:
         await side.client.put(side.bucket, f"warm-{slug}", payload, side.mode.put)
         await side.client.get(side.bucket, f"warm-{slug}", side.mode.get)
@@ -738,7 +746,7 @@ class Report:
         rows = []
         for r in self.rows:
             d = asdict(r)
-            d["ratio"] = {f: r.ratio(f) for f in ("put_mbs", "get_mbs", "small_put_ops", "small_get_ops", "small_head_ops")}
+            d["ratio"] = {f: r.ratio(f) for f in ("put_mbs", "get_mbs", *(f"small_{op}_ops" for op in SMALL_OPS))}
             rows.append(d)
         return {"config": self.config, "rows": rows, "kms_calls": self.kms, "kms_puts": self.kms_puts, "notes": self.notes}
 
@@ -890,17 +898,18 @@ def markdown(report: Report) -> str:
           _f(r.proxy.client_cpu_per_gb_put, 2), _f(r.proxy.peak_rss_mib)] for r in report.rows],
     )
     out += [""] + _table(
-        ["backend", "mode", f"{human(cfg['small'])} PUT ops/s", "direct", "ratio", "GET ops/s", "direct", "ratio",
-         "HEAD ops/s", "direct", "ratio"],
+        ["backend", "mode"] + [h for op in SMALL_OPS for h in (
+            f"{human(cfg['small']) + ' ' if op == 'put' else ''}{OP_NAMES[op]} ops/s", "direct", "ratio")],
         [[r.backend, r.mode] + [cell for op in SMALL_OPS for cell in (
             _f(getattr(r.proxy, f"small_{op}_ops")), _f(r.direct and getattr(r.direct, f"small_{op}_ops")), _f(r.ratio(f"small_{op}_ops"), 2))]
          for r in report.rows],
     )
     out += ["", f"Per {human(cfg['small'])} operation: the proxy's CPU milliseconds (of its process, metered over the whole phase), "
-            "and the requests the backend served per operation (SeaweedFS's own counters; it counts a HEAD as a GET; "
-            "straight to SeaweedFS, every operation is one request).", ""]
+            f"and the requests the backend served per operation (SeaweedFS's own counters; it counts a HEAD as a GET; "
+            f"straight to SeaweedFS, every operation is one request). A range GET asks for the first {human(SMALL_RANGE)}.", ""]
     out += _table(
-        ["backend", "mode", "proxy CPU ms PUT", "GET", "HEAD", "backend requests per PUT", "per GET", "per HEAD"],
+        ["backend", "mode"] + [f"proxy CPU ms {OP_NAMES[op]}" if op == "put" else OP_NAMES[op] for op in SMALL_OPS]
+        + [f"backend requests per {OP_NAMES[op]}" if op == "put" else f"per {OP_NAMES[op]}" for op in SMALL_OPS],
         [[r.backend, r.mode] + [_f(r.proxy.proxy_ms_per_op.get(op), 3) for op in SMALL_OPS]
          + [_requests_cell(r.proxy, op) for op in SMALL_OPS] for r in report.rows],
     )
