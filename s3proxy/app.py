@@ -7,6 +7,7 @@ import errno
 import logging
 import os
 import secrets
+import socket
 import ssl
 import stat
 import threading
@@ -23,12 +24,13 @@ from .auth.credentials import Credential, CredentialStore
 from .backends.base import Backend
 from .http.metrics import CountingAuditSink, InstrumentedBackend, Metrics
 from .http.server import Frontend, build_web_app
-from .kms.audit import FileAuditSink
+from .kms.audit import FileAuditSink, audit_log_path
 from .settings import Settings, SettingsError
 from .internal import InternalRecords
 from .kms.api import KmsApi
 from .kms.caller import Caller
 from .kms.errors import RootKeyError
+from .kms.keystore import KeystoreUnavailable
 from .kms.service import KeyService
 from .modes.kms_modes import BucketKeyCache
 from .store import ObjectStore
@@ -91,10 +93,10 @@ def make_backend(settings: Settings, metrics: Metrics | None = None) -> Backend:
     return FsBackend(settings.data_dir / "objects")
 
 
-def open_kms(settings: Settings, clock: Callable[[], float], metrics: Metrics) -> KeyService:
+def open_kms(settings: Settings, clock: Callable[[], float], metrics: Metrics, worker: int | None = None) -> KeyService:
     audit = None
     try:
-        audit = CountingAuditSink(FileAuditSink(settings.data_dir / "kms" / "audit.log"), metrics)
+        audit = CountingAuditSink(FileAuditSink(audit_log_path(settings.data_dir, worker)), metrics)
         return KeyService.open(
             settings.data_dir,
             settings.root_key_path,
@@ -103,8 +105,9 @@ def open_kms(settings: Settings, clock: Callable[[], float], metrics: Metrics) -
             administrators=settings.admin_users,
             clock=clock,
             audit=audit,
+            keystore_url=settings.keystore_url,
         )
-    except (RootKeyError, OSError) as exc:
+    except (RootKeyError, OSError, RuntimeError, KeystoreUnavailable) as exc:
         if audit is not None:
             audit.close()
         raise StartupError(f"KMS keystore: {exc}") from None
@@ -123,15 +126,24 @@ def prepare_data_dir(settings: Settings) -> None:
 class Proxy:
     """A configured s3proxy that can be started and stopped inside an event loop."""
 
-    def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.time,
+                 worker: int | None = None, metrics: Metrics | None = None, sock: socket.socket | None = None) -> None:
+        """`worker`, `metrics`, `sock`: set by `serve --workers N` (s3proxy/workers.py) for worker N,
+        its metrics shared across workers, and the listening socket all workers accept on."""
         self.settings = settings
         self.clock = clock
+        self.worker = worker
+        self._sock = sock
         prepare_data_dir(settings)
         self.bootstrap = load_credentials(settings)
-        self.metrics = Metrics()
+        self.metrics = metrics or Metrics()
         self.backend = InstrumentedBackend(make_backend(settings, self.metrics), self.metrics)
-        self.kms = open_kms(settings, clock, self.metrics)
+        self.kms = open_kms(settings, clock, self.metrics, worker)
         self.store = ObjectStore(self.backend, InternalRecords(self.backend, settings.internal_bucket), clock=clock)
+        bucket_keys = BucketKeyCache()
+        # any key change, here or on another proxy sharing the keystore, drops the cached bucket keys
+        # (key changes are rare admin events; the next request per bucket asks the KMS again)
+        self.kms.on_change(lambda key_id: bucket_keys.clear())
         services = ops.Services(
             store=self.store,
             backend=self.backend,
@@ -141,7 +153,7 @@ class Proxy:
             clock=clock,
             internal_bucket=settings.internal_bucket,
             ssec_over_http=settings.ssec_over_http,
-            bucket_keys=BucketKeyCache(),
+            bucket_keys=bucket_keys,
         )
         self.frontend = Frontend(
             ops.table(services),
@@ -189,7 +201,11 @@ class Proxy:
         # auto_decompress off: Content-Encoding of a PUT is an attribute of the object, not of the transfer
         self.runner = web.AppRunner(build_web_app(self.frontend), access_log=None, shutdown_timeout=5, auto_decompress=False)
         await self.runner.setup()
-        site = web.TCPSite(self.runner, self.settings.host, self.settings.port, ssl_context=self._ssl_context(), reuse_address=True)
+        site: web.BaseSite
+        if self._sock is not None:
+            site = web.SockSite(self.runner, self._sock, ssl_context=self._ssl_context())
+        else:
+            site = web.TCPSite(self.runner, self.settings.host, self.settings.port, ssl_context=self._ssl_context(), reuse_address=True)
         try:
             await site.start()
         except OSError as exc:

@@ -75,6 +75,19 @@ def _url(text: str) -> str:
     return str(text).rstrip("/")
 
 
+def _keystore_url(text: str) -> str:
+    from .kms.keystore import check_url
+
+    return check_url(str(text))
+
+
+def _workers(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 64:
+        raise ValueError("must be 1..64")
+    return value
+
+
 def _opt(kind: Callable[[str], Any]) -> Callable[[str], Any]:
     return lambda text: None if text in ("", None) else kind(text)
 
@@ -104,6 +117,9 @@ FIELDS: tuple[Field, ...] = (
     Field("sigv2", _bool, True, "accept AWS Signature Version 2 (boto3 still presigns S3 URLs with it by default); false refuses it as S3 regions opened since 2014 do"),
     Field("ssec_over_http", str, "loopback", "accept SSE-C over plain HTTP: never, loopback (clients on this host only) or always", choices=("never", "loopback", "always")),
     Field("log_level", str, "info", "log level", choices=("debug", "info", "warning", "error")),
+    # scale-out (docs/SCALING.md): the shared keystore and worker processes
+    Field("keystore_url", _opt(_keystore_url), None, "KMS keystore: sqlite:///PATH (default DATA_DIR/kms/keystore.sqlite3) or postgresql://... shared by many proxies (libpq URL; multi-host with target_session_attrs=read-write follows a failover; the password is better in PGPASSWORD or a passfile)", secret=True),
+    Field("workers", _workers, 1, "worker processes serving the one port (serve only); each has its own audit log DATA_DIR/kms/audit.wN.log"),
 )
 _BY_NAME = {f.name: f for f in FIELDS}
 
@@ -141,6 +157,8 @@ class Settings:
     sigv2: bool = True
     ssec_over_http: str = "loopback"
     log_level: str = "info"
+    keystore_url: str | None = field(default=None, repr=False)
+    workers: int = 1
     credentials: tuple[CredentialEntry, ...] = ()  # from the config file's [[credentials]] tables
 
     @property

@@ -12,12 +12,16 @@ CloudTrail-shaped record per call, success or failure) and one part does the wor
                      --> Registry   (registry.py: the records, cached over the sealed Keystore)
 
 Thread-safe: records are cached and written with compare-and-swap; the hot data-key path reads
-only the cache and appends one audit line.
+only the cache and appends one audit line. A service opened over a keystore that other processes
+share runs one watcher thread that applies their changes to the cache as the keystore signals them
+(`Registry.refresh`); `on_change` tells other caches which key changed.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -31,11 +35,13 @@ from .caller import Caller, service_caller
 from .config import Config
 from .crypto import Crypto, DataKeyPair, Decrypted, PublicKey, ReEncrypted
 from .datakeys import DataKey, Encrypted
+from .keystore import open_keystore
 from .keystore.base import Keystore
-from .keystore.sqlite import SqliteKeystore
 from .policy import Grant
 from .registry import Registry
 from .wrapping import Sealer, load_root_key
+
+log = logging.getLogger("s3proxy.kms")
 
 
 class KeyService:
@@ -44,18 +50,23 @@ class KeyService:
         cls, data_dir: Path, root_key_file: Path | None = None, *, region: str = "us-east-1",
         account_id: str = "000000000000", administrators: Iterable[str] = (),
         clock: Callable[[], float] = time.time, rand: Callable[[int], bytes] = os.urandom,
-        audit: AuditSink | None = None, keystore: Keystore | None = None,
+        audit: AuditSink | None = None, keystore: Keystore | None = None, keystore_url: str | None = None,
     ) -> KeyService:
-        """The service over `<data_dir>/kms/keystore.sqlite3`, auditing to `<data_dir>/kms/audit.log`."""
+        """The service over the keystore `keystore_url` names (default `<data_dir>/kms/keystore.sqlite3`),
+        auditing to `<data_dir>/kms/audit.log`, watching the keystore for other processes' changes."""
         data_dir = Path(data_dir)
         root_path = Path(root_key_file) if root_key_file else data_dir / "root.key"
         root = load_root_key(root_path, rand=rand)
-        store = keystore or SqliteKeystore(data_dir / "kms" / "keystore.sqlite3")
-        sink = audit or FileAuditSink(data_dir / "kms" / "audit.log")
+        store = keystore or open_keystore(keystore_url, data_dir)
+        try:
+            sink = audit or FileAuditSink(data_dir / "kms" / "audit.log")
+        except BaseException:
+            store.close()
+            raise
         try:
             return cls.create(store, sink, root_key=root, region=region, account_id=account_id,
                               administrators=administrators, clock=clock, rand=rand,
-                              root_reload=lambda: load_root_key(root_path, create=False))
+                              root_reload=lambda: load_root_key(root_path, create=False), watch=True)
         except BaseException:  # e.g. a root key that does not match: leave no handle open behind
             store.close()
             sink.close()
@@ -66,9 +77,10 @@ class KeyService:
         cls, keystore: Keystore, audit: AuditSink, *, root_key: bytes, region: str = "us-east-1",
         account_id: str = "000000000000", administrators: Iterable[str] = (),
         clock: Callable[[], float] = time.time, rand: Callable[[int], bytes] = os.urandom,
-        root_reload: Callable[[], bytes] | None = None,
+        root_reload: Callable[[], bytes] | None = None, watch: bool = False,
     ) -> KeyService:
-        """The composition: every part built here, each handed only the parts it uses."""
+        """The composition: every part built here, each handed only the parts it uses. `watch`: apply
+        changes other processes make to the keystore (off for a keystore this process alone uses)."""
         config = Config(region, account_id, tuple(administrators))
         registry = Registry(keystore, Sealer(root_key, rand=rand, reload=root_reload), clock=clock, rand=rand)
         auditor = Auditor(audit, config, clock=clock, rand=rand)
@@ -79,6 +91,8 @@ class KeyService:
             Crypto(authorizer, rand=rand),
         )
         service.purge_due()
+        if watch:
+            service.watch()
         return service
 
     def __init__(self, keystore: Keystore, config: Config, registry: Registry, auditor: Auditor,
@@ -90,10 +104,39 @@ class KeyService:
         self.admin = admin
         self.crypto = crypto
         self._keystore = keystore
+        self._closing = threading.Event()
+        self._watcher: threading.Thread | None = None
+
+    def watch(self, interval: float = 1.0) -> None:
+        """Start the watcher thread: wait for the keystore's change signal (at most `interval` s), apply what changed."""
+        if self._watcher is not None:
+            return
+
+        def run() -> None:
+            while not self._closing.is_set():
+                try:
+                    self._keystore.wait_for_change(interval)
+                    if not self._closing.is_set():
+                        self.records.refresh()
+                except Exception as exc:  # keystore unreachable: keep serving from the cache, try again
+                    if self._closing.is_set():
+                        return  # the keystore was closed under us
+                    log.warning("keystore change feed: %s", type(exc).__name__)
+                    self._closing.wait(interval)
+
+        self._watcher = threading.Thread(target=run, name="keystore-watch", daemon=True)
+        self._watcher.start()
+
+    def on_change(self, callback: Callable[[str], None]) -> None:
+        """Call `callback(key_id)` after any change to that key, made here or by another process sharing the keystore."""
+        self.records.on_change(callback)
 
     def close(self) -> None:
+        self._closing.set()
         self.auditor.close()
         self._keystore.close()
+        if self._watcher is not None:
+            self._watcher.join(10)
 
     def purge_due(self) -> int:
         """Delete every key whose waiting period has ended (also done lazily on each access)."""

@@ -135,6 +135,12 @@ class BucketKeyCache:
             self._trim(self._read)
             self._read[(principal, blob)] = (self.clock(), plaintext)
 
+    def clear(self) -> None:
+        """Forget every cached bucket key (a KMS key changed: its state, policy or grants may now refuse it)."""
+        with self._lock:
+            self._write.clear()
+            self._read.clear()
+
     def _trim(self, table: dict[_K, _Stamped]) -> None:
         if len(table) >= self.max_entries:
             now = self.clock()
