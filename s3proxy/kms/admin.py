@@ -408,7 +408,14 @@ class KeyAdmin:
                     f"Default key that protects my {service.upper()} objects when no other key is defined", "AWS",
                 )
                 now = self._clock()
-                self._registry.put_alias(AliasRecord(alias, record.key_id, now, now), create=True)
+                try:
+                    self._registry.put_alias(AliasRecord(alias, record.key_id, now, now), create=True)
+                except AlreadyExistsException:  # another proxy sharing the keystore made it first: use theirs
+                    self._registry.remove_key(record.key_id)
+                    winner = self._registry.alias(alias)
+                    if winner is None:
+                        raise
+                    return self._config.key_arn(winner.target)
                 self._registry.update_key(record.key_id, lambda r: replace(
                     r, rotation_enabled=True, rotation_period=365, next_rotation=now + 365 * DAY))
                 return record.arn

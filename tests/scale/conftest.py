@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
+from s3proxy.kms.errors import KmsError
+
 from tests.e2e.conftest import Endpoint, start_proxy
 
 BOUND = 1.0  # seconds: every change made on one proxy shows on every other within this (docs/SCALING.md)
@@ -24,7 +26,7 @@ def within(bound: float, check: Callable[[], Any]) -> float:
         try:
             check()
             return time.monotonic() - began
-        except (AssertionError, ClientError):  # not yet
+        except (AssertionError, ClientError, KmsError):  # not yet
             if time.monotonic() - began > bound:
                 raise
             time.sleep(0.01)
