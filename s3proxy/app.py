@@ -38,6 +38,7 @@ from .store import ObjectStore
 log = logging.getLogger("s3proxy")
 
 CREDENTIALS_FILE = "credentials.toml"
+LISTEN_BACKLOG = 1024  # the listen queue of each worker's socket (`serve --workers`)
 
 
 class StartupError(Exception):
@@ -129,7 +130,7 @@ class Proxy:
     def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.time,
                  worker: int | None = None, metrics: Metrics | None = None, sock: socket.socket | None = None) -> None:
         """`worker`, `metrics`, `sock`: set by `serve --workers N` (s3proxy/workers.py) for worker N,
-        its metrics shared across workers, and the listening socket all workers accept on."""
+        its metrics shared across workers, and its own listening socket on the shared port."""
         self.settings = settings
         self.clock = clock
         self.worker = worker
@@ -203,7 +204,7 @@ class Proxy:
         await self.runner.setup()
         site: web.BaseSite
         if self._sock is not None:
-            site = web.SockSite(self.runner, self._sock, ssl_context=self._ssl_context())
+            site = web.SockSite(self.runner, self._sock, ssl_context=self._ssl_context(), backlog=LISTEN_BACKLOG)
         else:
             site = web.TCPSite(self.runner, self.settings.host, self.settings.port, ssl_context=self._ssl_context(), reuse_address=True)
         try:

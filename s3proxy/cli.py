@@ -82,6 +82,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .app import StartupError, serve
 
     try:
+        if settings.workers > 1:
+            from .workers import serve_workers
+
+            return serve_workers(settings, reload=lambda: settings_mod.load(flags))
         serve(settings)
     except StartupError as exc:
         print(f"s3proxy: cannot start: {exc}", file=sys.stderr)
