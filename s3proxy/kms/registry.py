@@ -147,20 +147,28 @@ class Registry:
     def refresh(self) -> int:
         """Apply every keystore change made since the last refresh (by any process); the number applied."""
         changed: list[str] = []
+        # the reads happen outside the lock, so writers here are not held up by them ...
+        counter, names = self._store.changes(self._cursor)
+        fetched = [(name, self._store.get(name)) for name in names]
         with self._lock:
-            counter, names = self._store.changes(self._cursor)
-            for name in names:
-                if self._apply(name, self._store.get(name)):
-                    if name.startswith("k/"):
-                        changed.append(name[2:])
+            for name, entry in fetched:
+                table: dict[str, Any] = self._keys if name.startswith("k/") else self._aliases
+                held = table.get(name[2:])
+                if held is None or entry is None or entry.version < held[0]:
+                    # ... and one that may be older than the cache is read again under the lock: this process
+                    # may have written or deleted it since (or it was deleted and made again: versions restart)
+                    entry = self._store.get(name)
+                if self._apply(name, entry) and name.startswith("k/"):
+                    changed.append(name[2:])
             self._cursor = max(self._cursor, counter)
         self._announce(changed)
         return len(names)
 
     def _apply(self, name: str, entry: Entry | None) -> bool:
-        """Make the cached record `entry` (None: deleted); the caller holds the lock and read `entry`
-        under it, after every write this process made, so the entry is at least as new as the cache.
-        (Versions alone cannot tell: a name deleted and created again starts over at 1.)"""
+        """Make the cached record `entry` (None: deleted); the caller holds the lock and knows the entry
+        is at least as new as the cache (read under the lock, or read after the change feed named it
+        and not older than what is held; versions alone cannot tell: a name deleted and created
+        again starts over at 1)."""
         kind, ident = name[:2], name[2:]
         if kind not in ("k/", "a/"):
             return False  # m/root-check: nothing cached
