@@ -35,7 +35,9 @@ log = logging.getLogger("s3proxy.keystore")
 CHANNEL = "s3proxy_keystore"
 _SCHEMA_LOCK = 0x5333_5058  # pg_advisory_xact_lock key for creating the tables
 _SCHEMA = (
-    'CREATE TABLE IF NOT EXISTS s3proxy_entries (name TEXT COLLATE "C" PRIMARY KEY, version BIGINT NOT NULL, blob BYTEA NOT NULL)',
+    'CREATE TABLE IF NOT EXISTS s3proxy_entries '
+    '(name TEXT COLLATE "C" PRIMARY KEY, version BIGINT NOT NULL, blob BYTEA NOT NULL)',
+    '(name TEXT COLLATE "C" PRIMARY KEY, version BIGINT NOT NULL, blob BYTEA NOT NULL)',
     "CREATE TABLE IF NOT EXISTS s3proxy_clock (id INTEGER PRIMARY KEY CHECK (id = 1), counter BIGINT NOT NULL)",
     "INSERT INTO s3proxy_clock (id, counter) VALUES (1, 0) ON CONFLICT (id) DO NOTHING",
     'CREATE TABLE IF NOT EXISTS s3proxy_changes (name TEXT COLLATE "C" PRIMARY KEY, counter BIGINT NOT NULL)',
