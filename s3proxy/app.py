@@ -206,7 +206,8 @@ class Proxy:
         if self._sock is not None:
             site = web.SockSite(self.runner, self._sock, ssl_context=self._ssl_context(), backlog=LISTEN_BACKLOG)
         else:
-            site = web.TCPSite(self.runner, self.settings.host, self.settings.port, ssl_context=self._ssl_context(), reuse_address=True)
+            site = web.TCPSite(self.runner, self.settings.host, self.settings.port, ssl_context=self._ssl_context(),
+                               reuse_address=True)
         try:
             await site.start()
         except OSError as exc:
@@ -278,18 +279,23 @@ def serve(settings: Settings, *, announce: Callable[[str], None] = print) -> Non
                 f"  export AWS_ACCESS_KEY_ID={generated.access_key} AWS_SECRET_ACCESS_KEY={generated.secret_key}\n"
                 f"  aws --endpoint-url {proxy.url} s3 ls"
             )
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        import signal
-
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        try:
-            await stop.wait()
-        finally:
-            await proxy.stop()
+        await serve_until_signalled(proxy)
 
     asyncio.run(main())
+
+
+async def serve_until_signalled(proxy: Proxy) -> None:
+    """Serve until SIGINT or SIGTERM, then stop the proxy (finishing what is in flight)."""
+    import signal
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await proxy.stop()
 
 
 class ProxyThread:

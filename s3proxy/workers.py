@@ -137,7 +137,7 @@ def _die_with_parent() -> None:
 
 def _worker(settings: Settings, index: int, port: int, ready_fd: int) -> int:
     """The body of worker `index` (in the forked child): serve on `port` until SIGTERM/SIGINT."""
-    from .app import Proxy, StartupError
+    from .app import Proxy, StartupError, serve_until_signalled
 
     _die_with_parent()
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
@@ -148,14 +148,7 @@ def _worker(settings: Settings, index: int, port: int, ready_fd: int) -> int:
         await proxy.start()
         os.write(ready_fd, READY)
         os.close(ready_fd)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        try:
-            await stop.wait()
-        finally:
-            await proxy.stop()
+        await serve_until_signalled(proxy)
 
     try:
         asyncio.run(main())

@@ -59,40 +59,29 @@ class SqliteKeystore:
             "ON CONFLICT (name) DO UPDATE SET counter = excluded.counter", (name,),
         )
 
-    def put(self, name: str, blob: bytes, expected_version: int) -> int:
+    def _write(self, name: str, sql: str, params: tuple[object, ...]) -> None:
+        """One compare-and-swap statement in its own IMMEDIATE transaction: it must touch one row."""
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                if expected_version == 0:
-                    cur = self._db.execute(
-                        "INSERT OR IGNORE INTO entries (name, version, blob) VALUES (?, 1, ?)", (name, bytes(blob))
-                    )
-                else:
-                    cur = self._db.execute(
-                        "UPDATE entries SET version = version + 1, blob = ? WHERE name = ? AND version = ?",
-                        (bytes(blob), name, expected_version),
-                    )
-                if cur.rowcount != 1:
+                if self._db.execute(sql, params).rowcount != 1:
                     raise KeystoreConflict(name)
                 self._stamp(name)
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
+
+    def put(self, name: str, blob: bytes, expected_version: int) -> int:
+        if expected_version == 0:
+            self._write(name, "INSERT OR IGNORE INTO entries (name, version, blob) VALUES (?, 1, ?)", (name, bytes(blob)))
+        else:
+            self._write(name, "UPDATE entries SET version = version + 1, blob = ? WHERE name = ? AND version = ?",
+                        (bytes(blob), name, expected_version))
         return expected_version + 1
 
     def delete(self, name: str, expected_version: int) -> None:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                cur = self._db.execute("DELETE FROM entries WHERE name = ? AND version = ?", (name, expected_version))
-                if cur.rowcount != 1:
-                    raise KeystoreConflict(name)
-                self._stamp(name)
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        self._write(name, "DELETE FROM entries WHERE name = ? AND version = ?", (name, expected_version))
 
     def scan(self, prefix: str) -> Iterator[Entry]:
         # prefix range scan: names in [prefix, prefix + U+10FFFF)
