@@ -9,11 +9,15 @@ to commit, so counter order is commit order and no reader can skip a write. It a
 `wait_for_change`, which falls back to polling the counter every `poll_interval` while the
 LISTEN connection is down.
 
-Failures: every call runs on a pooled connection checked on checkout and is retried with backoff
-for up to `timeout` seconds on a connection error (a server restart, or a failover: with a libpq
-multi-host URL and `target_session_attrs=read-write`, new connections find the new primary), then
-raises `KeystoreUnavailable`. A write whose COMMIT was cut off is ambiguous; its retry recognises
-its own blob (sealed blobs carry a random nonce, so equal bytes mean the same write).
+Failures: every call runs on a pooled connection and is retried with backoff (50 ms doubling to
+0.5 s) for up to `timeout` seconds on a connection error, each retry on a new connection (a server
+restart, or a failover: with a libpq multi-host URL and `target_session_attrs=read-write`, new
+connections find the new primary), then raises `KeystoreUnavailable`. The pool is this module's
+own: connections are made on demand in the calling thread and a failed one is dropped, so there is
+no background reconnection whose backoff could outlast the outage (psycopg_pool's doubles without
+bound up to 5 minutes) and no thread to leave behind across `serve --workers`' fork.
+A write whose COMMIT was cut off is ambiguous; its retry recognises its own blob (sealed blobs
+carry a random nonce, so equal bytes mean the same write).
 
 psycopg is imported here only, so it is needed only when `keystore_url` is a postgresql:// URL
 (the `postgres` extra).
@@ -25,6 +29,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from ..errors import KeystoreConflict
@@ -37,7 +42,6 @@ _SCHEMA_LOCK = 0x5333_5058  # pg_advisory_xact_lock key for creating the tables
 _SCHEMA = (
     'CREATE TABLE IF NOT EXISTS s3proxy_entries '
     '(name TEXT COLLATE "C" PRIMARY KEY, version BIGINT NOT NULL, blob BYTEA NOT NULL)',
-    '(name TEXT COLLATE "C" PRIMARY KEY, version BIGINT NOT NULL, blob BYTEA NOT NULL)',
     "CREATE TABLE IF NOT EXISTS s3proxy_clock (id INTEGER PRIMARY KEY CHECK (id = 1), counter BIGINT NOT NULL)",
     "INSERT INTO s3proxy_clock (id, counter) VALUES (1, 0) ON CONFLICT (id) DO NOTHING",
     'CREATE TABLE IF NOT EXISTS s3proxy_changes (name TEXT COLLATE "C" PRIMARY KEY, counter BIGINT NOT NULL)',
@@ -47,42 +51,75 @@ _SCHEMA = (
 T = TypeVar("T")
 
 
-def _psycopg() -> tuple[Any, Any]:
+def _psycopg() -> Any:
     try:
         import psycopg
-        import psycopg_pool
     except ImportError:  # pragma: no cover - depends on the installed extras
         raise RuntimeError(
             "keystore_url is a postgresql:// URL but psycopg is not installed: pip install 's3proxy[postgres]'"
         ) from None
-    return psycopg, psycopg_pool
+    return psycopg
+
+
+class _Pool:
+    """Up to `size` connections: idle ones are reused (last in, first out), a missing one is made
+    on demand, one that saw an error or is left inside a transaction is closed, not reused."""
+
+    def __init__(self, connect: Callable[[], Any], size: int) -> None:
+        self._connect = connect
+        self._slots = threading.BoundedSemaphore(size)
+        self._idle: list[Any] = []
+        self._lock = threading.Lock()
+        self._closed = False
+
+    @contextmanager
+    def connection(self, timeout: float) -> Iterator[Any]:
+        if not self._slots.acquire(timeout=timeout):
+            raise TimeoutError("no keystore connection free")
+        conn = None
+        try:
+            with self._lock:
+                if self._closed:
+                    raise ConnectionError("the keystore is closed")
+                conn = self._idle.pop() if self._idle else None
+            if conn is None or conn.closed:
+                conn = self._connect()
+            yield conn
+            reusable = not conn.closed and conn.info.transaction_status == 0  # IDLE: nothing left open
+            with self._lock:
+                if reusable and not self._closed:
+                    self._idle.append(conn)
+                    conn = None
+        finally:
+            if conn is not None:
+                conn.close()
+            self._slots.release()
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
 
 
 class PostgresKeystore:
     def __init__(self, url: str, *, pool_size: int = 4, timeout: float = 15.0, poll_interval: float = 0.5,
                  connect_timeout: int = 3) -> None:
-        psycopg, psycopg_pool = _psycopg()
+        psycopg = _psycopg()
         self._psycopg = psycopg
-        self._retryable: tuple[type[BaseException], ...] = (psycopg.OperationalError, psycopg_pool.PoolTimeout)
+        self._retryable: tuple[type[BaseException], ...] = (psycopg.OperationalError, TimeoutError, ConnectionError)
         self.timeout = timeout
         self.poll_interval = poll_interval
-        params = psycopg.conninfo.conninfo_to_dict(url)
+        params = psycopg.conninfo.conninfo_to_dict(url)  # a malformed URL fails here, before any connection
         self._connect_kwargs: dict[str, Any] = {}
         if "connect_timeout" not in params:
             self._connect_kwargs["connect_timeout"] = connect_timeout
         self._url = url
-        self._pool = psycopg_pool.ConnectionPool(
-            url, min_size=1, max_size=pool_size, open=False, timeout=timeout, name="s3proxy-keystore",
-            check=psycopg_pool.ConnectionPool.check_connection, kwargs=self._connect_kwargs,
-        )
+        self._pool = _Pool(lambda: psycopg.connect(url, autocommit=True, **self._connect_kwargs), pool_size)
         self._listen_lock = threading.Lock()
         self._listener: Any = None
         self._closed = threading.Event()
-        try:
-            self._pool.open(wait=True, timeout=timeout)
-        except psycopg_pool.PoolTimeout:
-            self._pool.close()
-            raise KeystoreUnavailable(f"cannot reach the PostgreSQL keystore within {timeout:g} s") from None
         try:
             self._run(self._create_schema)
         except BaseException:
