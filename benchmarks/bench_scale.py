@@ -3,7 +3,9 @@
 S3 through three topologies, the client spreading its requests over the proxies it has:
     1 proxy x 1 worker     1 proxy x 2 workers (`serve --workers 2`)     2 proxies x 1 worker
 each measured on 4 KiB PUT/GET ops/s (concurrency 16) and large-object PUT/GET MB/s (two objects
-in flight, so a second worker or proxy has something to do), in the default mode (SSE-S3).
+in flight, so a second worker or proxy has something to do), in the default mode (SSE-S3), with
+the proxies' own CPU time per operation and per GB: what one core of proxy buys, the figure to
+size workers by (docs/SCALING.md).
 KMS: GenerateDataKey/s and Decrypt/s (the data path: served from the cache) and CreateKey/s and
 UpdateKeyDescription/s (writes: one keystore transaction each) on a KeyService over SQLite and
 over PostgreSQL, with 1 and 4 calling threads.
@@ -84,15 +86,36 @@ class Spread:
         return self.clients[i % len(self.clients)]
 
 
-async def timed(work: Callable[[], Awaitable[float]]) -> float:
-    t0 = time.perf_counter()
+def proxy_cpu(pids: list[int]) -> float:
+    """CPU seconds used so far by the proxies' processes (a supervisor and its workers included)."""
+    import psutil
+
+    total = 0.0
+    for pid in pids:
+        top = psutil.Process(pid)
+        for proc in [top, *top.children(recursive=True)]:
+            try:
+                t = proc.cpu_times()
+                total += t.user + t.system
+            except psutil.NoSuchProcess:
+                pass
+    return total
+
+
+async def timed(work: Callable[[], Awaitable[float]], pids: list[int], cpu: list[float]) -> float:
+    """Rate of `work` (amount per second); the proxies' CPU seconds per unit of amount go to `cpu`."""
+    c0, t0 = proxy_cpu(pids), time.perf_counter()
     amount = await work()
-    return amount / (time.perf_counter() - t0)
+    seconds = time.perf_counter() - t0
+    cpu.append((proxy_cpu(pids) - c0) / amount)
+    return amount / seconds
 
 
-async def measure(urls: list[str], args: argparse.Namespace, bucket: str) -> dict[str, float]:
+async def measure(urls: list[str], args: argparse.Namespace, bucket: str, pids: list[int]) -> dict[str, float]:
     payload, block = os.urandom(4 * common.KiB), os.urandom(common.BLOCK)
     rounds: dict[str, list[float]] = {"small_put_ops": [], "small_get_ops": [], "large_put_mbs": [], "large_get_mbs": []}
+    cpu: dict[str, list[float]] = {"cpu_ms_per_small_put": [], "cpu_ms_per_small_get": [],
+                                   "cpu_s_per_gb_put": [], "cpu_s_per_gb_get": []}
     async with Spread(urls, args.concurrency) as s3:
         for i in range(len(urls) * 4):  # warm: connections, the service key, each proxy's caches
             await s3[i].put(bucket, f"warm/{i}", payload)
@@ -105,8 +128,10 @@ async def measure(urls: list[str], args: argparse.Namespace, bucket: str) -> dic
                 if await s3[i + 1].get(bucket, f"small/{r}/{i}") != payload:  # read through another proxy
                     raise RuntimeError("small GET returned other bytes")
 
-            rounds["small_put_ops"].append(await timed(lambda: common.many(args.small_count, args.concurrency, put)))
-            rounds["small_get_ops"].append(await timed(lambda: common.many(args.small_count, args.concurrency, get)))
+            rounds["small_put_ops"].append(await timed(lambda: common.many(args.small_count, args.concurrency, put),
+                                                       pids, cpu["cpu_ms_per_small_put"]))
+            rounds["small_get_ops"].append(await timed(lambda: common.many(args.small_count, args.concurrency, get),
+                                                       pids, cpu["cpu_ms_per_small_get"]))
 
             async def large_put() -> float:
                 await asyncio.gather(*(s3[i].put_stream(bucket, f"large/{i}", block, args.large) for i in range(args.streams)))
@@ -118,9 +143,12 @@ async def measure(urls: list[str], args: argparse.Namespace, bucket: str) -> dic
                     raise RuntimeError("large GET returned a different size")
                 return args.streams * args.large / 1e6
 
-            rounds["large_put_mbs"].append(await timed(large_put))
-            rounds["large_get_mbs"].append(await timed(large_get))
-    return {k: statistics.median(v) for k, v in rounds.items()}
+            rounds["large_put_mbs"].append(await timed(large_put, pids, cpu["cpu_s_per_gb_put"]))
+            rounds["large_get_mbs"].append(await timed(large_get, pids, cpu["cpu_s_per_gb_get"]))
+    scale = {"cpu_ms_per_small_put": 1000, "cpu_ms_per_small_get": 1000, "cpu_s_per_gb_put": 1000, "cpu_s_per_gb_get": 1000}
+    out = {k: statistics.median(v) for k, v in rounds.items()}
+    out.update({k: statistics.median(v) * scale[k] for k, v in cpu.items()})  # per op in ms; per MB -> per GB
+    return out
 
 
 def kms_rates(keystore: str, url: str | None, tmp: Path, seconds: float) -> dict[str, float]:
@@ -147,7 +175,8 @@ def kms_rates(keystore: str, url: str | None, tmp: Path, seconds: float) -> dict
                 count = [0] * threads
                 stop = threading.Event()
 
-                def loop(slot: int, op: Callable[[], object] = op, count: list[int] = count, stop: threading.Event = stop) -> None:
+                def loop(slot: int, op: Callable[[], object] = op, count: list[int] = count,
+                         stop: threading.Event = stop) -> None:
                     while not stop.is_set():
                         op()
                         count[slot] += 1
@@ -197,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
                 urls = [p.url for p in procs]  # type: ignore[attr-defined]
                 bucket = re.sub(r"[^a-z0-9]+", "-", label)
                 asyncio.run(_create_bucket(urls[0], bucket))
-                report["s3"][label] = asyncio.run(measure(urls, args, bucket))
+                report["s3"][label] = asyncio.run(measure(urls, args, bucket, [p.pid for p in procs]))
             finally:
                 for p in procs:
                     common.stop_process(p)

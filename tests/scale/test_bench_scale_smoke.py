@@ -25,7 +25,8 @@ def test_bench_scale_measures_every_topology_and_both_keystores(tmp_path: Path) 
     result = json.loads(out.read_text())
     assert set(result["s3"]) == {"1 proxy x 1 worker", "1 proxy x 2 workers", "2 proxies x 1 worker"}
     for figures in result["s3"].values():
-        assert set(figures) == {"small_put_ops", "small_get_ops", "large_put_mbs", "large_get_mbs"}
+        assert set(figures) == {"small_put_ops", "small_get_ops", "large_put_mbs", "large_get_mbs", "cpu_ms_per_small_put",
+                                "cpu_ms_per_small_get", "cpu_s_per_gb_put", "cpu_s_per_gb_get"}
         assert all(v > 0 for v in figures.values()), figures
     assert set(result["kms"]) == {"sqlite", "postgresql"}
     for rates in result["kms"].values():
