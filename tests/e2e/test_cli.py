@@ -116,7 +116,7 @@ def test_config_reference_prints_the_table():
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert lines[0].startswith("| setting |") and set(lines[1]) <= set("|-")
-    names = [re.match(r"\| `([a-z_]+)` \|", line).group(1) for line in lines[2:]]
+    names = [re.match(r"\| `([a-z0-9_]+)` \|", line).group(1) for line in lines[2:]]
     for expected in ("host", "port", "data_dir", "backend", "backend_url", "access_key", "secret_key"):
         assert expected in names
 
