@@ -16,12 +16,13 @@ Signals to the supervisor:
   then the supervisor exits 0.
 - SIGHUP: reload. Settings are read again (file and environment) and workers are restarted one at
   a time (stopped gracefully, then started with the new settings and the same audit chain) while
-  the others serve. Connections the kernel had queued on a stopping worker's socket but it had not
-  accepted yet are reset when it closes, unless the kernel migrates them to the other workers
-  (sysctl net.ipv4.tcp_migrate_req=1, which the compose file sets); the window is the instant
-  between its last accept and its close. host and port stay those reserved at start.
+  the others serve; a changed `workers` adds or stops workers. Connections the kernel had queued
+  on a stopping worker's socket but it had not accepted yet are reset when it closes, unless the
+  kernel migrates them to the other workers (sysctl net.ipv4.tcp_migrate_req=1, which the compose
+  file sets); the window is the instant between its last accept and its close. host and port stay
+  those reserved at start.
 A worker that dies unexpectedly is started again (after 1 s, longer if it keeps dying); a worker
-that cannot start at all (StartupError) stops the server with its message. Workers ask the kernel
+that cannot start at first (StartupError) stops the server with its message. Workers ask the kernel
 for SIGTERM if the supervisor dies, so none is left behind.
 
 Metrics: prometheus_client's multiprocess mode. Each worker writes its counters to files in a
@@ -169,6 +170,7 @@ class Supervisor:
         self.workers: dict[int, Worker] = {}
         self.signals: list[int] = []
         self.failures: dict[int, int] = {}
+        self.pending: dict[int, float] = {}  # worker index -> when to start it again
 
     def spawn(self, index: int) -> Worker:
         read_fd, write_fd = os.pipe()
@@ -229,14 +231,20 @@ class Supervisor:
                 log.error("reload: settings not applied: %s", exc)
                 return
             if (fresh.host, fresh.port) != (self.settings.host, self.settings.port):
-                log.warning("reload: host and port stay %s:%s (restart to change them)", self.settings.host, self.settings.port)
+                log.warning("reload: host and port stay %s:%s (restart to change them)",
+                            self.settings.host, self.settings.port)
             self.settings = fresh
         for index in sorted(self.workers):
             # one at a time, so the others serve meanwhile; stop first: the new one takes over the
             # worker's audit chain, which only one process may hold
             self.stop(self.workers.pop(index))
+            if index > self.settings.workers:
+                continue  # fewer workers now
             if not self.wait_ready(self.spawn(index)):
                 log.error("reload: worker %d did not start again (see its message); the others keep serving", index)
+        for index in range(1, self.settings.workers + 1):  # more workers now
+            if index not in self.workers and not self.wait_ready(self.spawn(index)):
+                log.error("reload: worker %d did not start (see its message)", index)
         log.info("reloaded: %d workers", len(self.workers))
 
     def run(self, ready: Callable[[], None] = lambda: None) -> int:
@@ -265,9 +273,9 @@ class Supervisor:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
-                return
+                break
             if pid == 0:
-                return
+                break
             dead = next((w for w in self.workers.values() if w.pid == pid), None)
             if dead is None:
                 continue
@@ -280,10 +288,12 @@ class Supervisor:
             delay = min(30.0, 2.0 ** self.failures[dead.index])
             log.error("worker %d (pid %d) exited with status %d; starting it again in %.0f s",
                       dead.index, pid, os.waitstatus_to_exitcode(status), delay)
-            time.sleep(delay)
-            worker = self.spawn(dead.index)
-            if not self.wait_ready(worker):
-                log.error("worker %d did not start again", dead.index)
+            self.pending[dead.index] = time.monotonic() + delay
+        for index, when in list(self.pending.items()):
+            if when <= time.monotonic():
+                del self.pending[index]
+                if not self.wait_ready(self.spawn(index)):
+                    log.error("worker %d did not start again", index)
 
     def shutdown(self) -> None:
         for worker in list(self.workers.values()):

@@ -27,7 +27,8 @@ def test_bench_scale_measures_every_topology_and_both_keystores(tmp_path: Path) 
     for figures in result["s3"].values():
         assert set(figures) == {"small_put_ops", "small_get_ops", "large_put_mbs", "large_get_mbs", "cpu_ms_per_small_put",
                                 "cpu_ms_per_small_get", "cpu_s_per_gb_put", "cpu_s_per_gb_get"}
-        assert all(v > 0 for v in figures.values()), figures
+        assert all(figures[k] > 0 for k in ("small_put_ops", "small_get_ops", "large_put_mbs", "large_get_mbs")), figures
+        assert all(v >= 0 for v in figures.values()), figures  # CPU: tiny runs may stay under one clock tick
     assert set(result["kms"]) == {"sqlite", "postgresql"}
     for rates in result["kms"].values():
         assert {"GenerateDataKey x1", "Decrypt x4", "CreateKey x1", "UpdateKeyDescription x4"} <= set(rates)

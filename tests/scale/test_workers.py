@@ -193,3 +193,33 @@ def test_reload_replaces_workers_without_refusing_a_request_and_shutdown_is_clea
         proc.stop()
     assert proc.proc.returncode == 0
     assert not any(c.is_running() and c.status() != psutil.STATUS_ZOMBIE for c in children)
+
+
+def test_reload_reads_the_settings_again_and_changes_the_worker_count(tmp_path: Path) -> None:
+    config = tmp_path / "s3proxy.toml"
+    config.write_text("workers = 2\n")
+    proc = ProxyProcess(tmp_path / "d", extra=["--config", str(config), "--log-level", "warning"]).start()
+    assert proc.proc is not None
+    supervisor = psutil.Process(proc.proc.pid)
+
+    def settle(count: int) -> bool:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if len(supervisor.children()) == count:
+                return True
+            time.sleep(0.1)
+        return False
+
+    try:
+        assert settle(2)
+        config.write_text("workers = 3\n")
+        os.kill(proc.proc.pid, signal.SIGHUP)
+        assert settle(3)
+        config.write_text("workers = not-a-number\n")  # a bad edit keeps what runs
+        os.kill(proc.proc.pid, signal.SIGHUP)
+        time.sleep(1)
+        assert len(supervisor.children()) == 3
+        assert kms_client(proc.url).generate_random(NumberOfBytes=4)["Plaintext"]
+    finally:
+        proc.stop()
+    assert proc.proc.returncode == 0
