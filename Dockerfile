@@ -5,7 +5,8 @@ FROM python:3.11-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY s3proxy ./s3proxy
-RUN pip install --no-cache-dir --prefix=/install .
+# the postgres extra: keystore_url = postgresql://... (docker-compose.scale.yml)
+RUN pip install --no-cache-dir --prefix=/install './[postgres]'
 
 FROM python:3.11-slim
 # /data: keystore, audit log, credentials (and objects with the fs backend); /keys: the KMS root key.

@@ -9,6 +9,7 @@ import logging
 import os
 import re
 import secrets
+import socket
 import ssl
 import threading
 import time
@@ -26,7 +27,7 @@ from .backends.base import Backend
 from .http.guard import Gate, GuardedRunner, Limits
 from .http.metrics import OPERATIONAL_PATHS, CountingAuditSink, InstrumentedBackend, Metrics, Readiness, build_operational_app
 from .http.server import Frontend, Origin, build_web_app
-from .kms.audit import FileAuditSink
+from .kms.audit import FileAuditSink, audit_log_path
 from .policy import FULL_ACCESS, IDENTITY_POLICY, PolicyError, allows_everything_on
 from .policy import parse as parse_policy
 from .settings import CredentialEntry, Settings, SettingsError, credential_entries
@@ -34,6 +35,7 @@ from .internal import InternalRecords
 from .kms.api import HANDLERS as KMS_OPERATIONS, KmsApi
 from .kms.caller import Caller
 from .kms.errors import RootKeyError
+from .kms.keystore import KeystoreUnavailable
 from .kms.service import KeyService
 from .modes.kms_modes import BucketKeyCache
 from .store import Buckets, Catalog, ListingCache, MultipartUploads, ObjectStore
@@ -42,6 +44,9 @@ from .store.conditions import ConditionalWrites, Enforcement
 log = logging.getLogger("s3proxy")
 
 CREDENTIALS_FILE = "credentials.toml"
+LISTEN_BACKLOG = 1024  # the listen queue of each worker's socket (`serve --workers`)
+# the metric labels an operation may take (http/metrics.py: a fixed vocabulary, never from a request)
+OPERATION_NAMES = (*ops.NAMES, "NotImplemented", *("kms:" + name for name in KMS_OPERATIONS))
 
 
 class StartupError(Exception):
@@ -160,10 +165,10 @@ def make_backend(settings: Settings, metrics: Metrics | None = None) -> Backend:
     return FsBackend(settings.data_dir / "objects")
 
 
-def open_kms(settings: Settings, clock: Callable[[], float], metrics: Metrics) -> KeyService:
+def open_kms(settings: Settings, clock: Callable[[], float], metrics: Metrics, worker: int | None = None) -> KeyService:
     audit = None
     try:
-        audit = CountingAuditSink(FileAuditSink(settings.data_dir / "kms" / "audit.log"), metrics)
+        audit = CountingAuditSink(FileAuditSink(audit_log_path(settings.data_dir, worker)), metrics)
         return KeyService.open(
             settings.data_dir,
             settings.root_key_path,
@@ -172,8 +177,9 @@ def open_kms(settings: Settings, clock: Callable[[], float], metrics: Metrics) -
             administrators=settings.admin_users,
             clock=clock,
             audit=audit,
+            keystore_url=settings.keystore_url,
         )
-    except (RootKeyError, OSError) as exc:
+    except (RootKeyError, OSError, RuntimeError, KeystoreUnavailable) as exc:
         if audit is not None:
             audit.close()
         raise StartupError(f"KMS keystore: {exc}") from None
@@ -205,17 +211,22 @@ def prepare_data_dir(settings: Settings) -> None:
 class Proxy:
     """A configured s3proxy that can be started and stopped inside an event loop."""
 
-    def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.time,
+                 worker: int | None = None, metrics: Metrics | None = None, sock: socket.socket | None = None) -> None:
+        """`worker`, `metrics`, `sock`: set by `serve --workers N` (s3proxy/workers.py) for worker N,
+        its metrics shared across workers, and its own listening socket on the shared port."""
         self.settings = settings
         self.clock = clock
+        self.worker = worker
+        self._sock = sock
         redact.install_log_redaction([settings.backend_secret_key or ""])
         prepare_data_dir(settings)
         self.bootstrap = load_credentials(settings)
         redact.install_log_redaction(self.bootstrap.secret_keys)
-        self.metrics = Metrics([*ops.NAMES, "NotImplemented", *("kms:" + name for name in KMS_OPERATIONS)])
+        self.metrics = metrics or Metrics(OPERATION_NAMES)
         self.readiness = Readiness(self.ready, settings.ready_interval)
         self.backend = InstrumentedBackend(make_backend(settings, self.metrics), self.metrics)
-        self.kms = open_kms(settings, clock, self.metrics)
+        self.kms = open_kms(settings, clock, self.metrics, worker)
         records = InternalRecords(self.backend, settings.internal_bucket)
         buckets = Buckets(self.backend, records)
         listing = ListingCache()
@@ -223,7 +234,9 @@ class Proxy:
         conditional = ConditionalWrites(self.backend, catalog, Enforcement(self.backend, records.bucket, records.ensure_bucket))
         self.store = ObjectStore(self.backend, catalog, buckets, conditional, clock=clock, listing=listing)
         bucket_keys = BucketKeyCache()
-        self.kms.subscribe(bucket_keys.forget_key)  # a changed key's bucket keys are dropped at once
+        # a changed key's bucket keys are dropped at once, whether it changed here or on another proxy or
+        # worker sharing the keystore (its change feed reaches this process within a second)
+        self.kms.subscribe(bucket_keys.forget_key)
         services = ops.Services(
             store=self.store,
             uploads=MultipartUploads(self.backend, records, catalog, buckets, conditional, clock=clock, listing=listing),
@@ -294,7 +307,7 @@ class Proxy:
         self.metrics.connections.set_function(lambda: gate.open)
         self.runner = GuardedRunner(build_web_app(self.frontend), gate, access_log=None, shutdown_timeout=5,
                                     auto_decompress=False)
-        self.port = await self._listen(self.runner, self.settings.host, self.settings.port, self._ssl_context())
+        self.port = await self._listen(self.runner, self.settings.host, self.settings.port, self._ssl_context(), self._sock)
         address = self.settings.metrics_address
         if address is not None:
             self.metrics_runner = GuardedRunner(build_operational_app(self.metrics, self.readiness), Gate(self.limits),
@@ -302,10 +315,16 @@ class Proxy:
             self.metrics_port = await self._listen(self.metrics_runner, *address, None)
         self.readiness.start()
 
-    async def _listen(self, runner: web.AppRunner, host: str, port: int, ssl_context: ssl.SSLContext | None) -> int:
-        """Serve `runner` on host:port; the port bound (port 0 picks one)."""
+    async def _listen(self, runner: web.AppRunner, host: str, port: int, ssl_context: ssl.SSLContext | None,
+                      sock: socket.socket | None = None) -> int:
+        """Serve `runner` on host:port, or on `sock` (a worker's own socket on the shared port); the port
+        bound (port 0 picks one)."""
         await runner.setup()
-        site = web.TCPSite(runner, host, port, ssl_context=ssl_context, reuse_address=True)
+        site: web.BaseSite
+        if sock is not None:
+            site = web.SockSite(runner, sock, ssl_context=ssl_context, backlog=LISTEN_BACKLOG)
+        else:
+            site = web.TCPSite(runner, host, port, ssl_context=ssl_context, reuse_address=True)
         try:
             await site.start()
         except OSError as exc:
@@ -390,18 +409,23 @@ def serve(settings: Settings, *, announce: Callable[[str], None] = print) -> Non
                 f"  export AWS_ACCESS_KEY_ID={generated.access_key} AWS_SECRET_ACCESS_KEY={generated.secret_key}\n"
                 f"  aws --endpoint-url {proxy.url} s3 ls"
             )
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        import signal
-
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        try:
-            await stop.wait()
-        finally:
-            await proxy.stop()
+        await serve_until_signalled(proxy)
 
     asyncio.run(main())
+
+
+async def serve_until_signalled(proxy: Proxy) -> None:
+    """Serve until SIGINT or SIGTERM, then stop the proxy (finishing what is in flight)."""
+    import signal
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await proxy.stop()
 
 
 class ProxyThread:

@@ -27,7 +27,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     audit = sub.add_parser("audit", help="the KMS audit log")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
     verify = audit_sub.add_parser("verify", help="check the hash chain of the audit log: any edit or deletion is reported")
-    verify.add_argument("--file", help="audit log (default DATA_DIR/kms/audit.log)")
+    verify.add_argument("--file", help="one audit log (default: every log in DATA_DIR/kms: audit.log and each worker's audit.wN.log)")
     settings_mod.add_arguments(verify)
     kms = sub.add_parser("kms", help="keystore care: backup, verify-backup, restore, rotate-root-key")
     kms_sub = kms.add_subparsers(dest="kms_command", required=True)
@@ -78,9 +78,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "kms":
         return run_kms(args, settings)
     if args.command == "audit":
-        from .kms.audit import run_audit_verify
+        from .kms.audit import audit_log_path, audit_logs, run_audit_verify
 
-        return run_audit_verify(Path(args.file) if args.file else settings.data_dir / "kms" / "audit.log")
+        if args.file:
+            return run_audit_verify(Path(args.file))
+        # every chain in the data dir: the single process's and each worker's
+        return max(run_audit_verify(p) for p in audit_logs(settings.data_dir) or [audit_log_path(settings.data_dir)])
     if args.command == "config":
         if args.reference:
             print(settings_mod.reference_markdown(), end="")
@@ -91,6 +94,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .app import StartupError, serve
 
     try:
+        if settings.workers > 1:
+            from .workers import serve_workers
+
+            return serve_workers(settings, reload=lambda: settings_mod.load(flags))
         serve(settings)
     except StartupError as exc:
         print(f"s3proxy: cannot start: {exc}", file=sys.stderr)
@@ -104,15 +111,15 @@ def run_kms(args: argparse.Namespace, settings: settings_mod.Settings) -> int:
     import os
 
     from .kms import care
-    from .kms.errors import RootKeyError
+    from .kms.errors import KmsError, RootKeyError
 
     try:
         if args.kms_command == "rotate-root-key":
             if args.finish:
-                count = care.finish_rotation(settings.data_dir, settings.root_key_path)
+                count = care.finish_rotation(settings.data_dir, settings.root_key_path, keystore_url=settings.keystore_url)
                 print(f"rotation finished: {count} entries re-sealed, old root keys dropped from {settings.root_key_path}")
             else:
-                count = care.rotate_root_key(settings.data_dir, settings.root_key_path)
+                count = care.rotate_root_key(settings.data_dir, settings.root_key_path, keystore_url=settings.keystore_url)
                 print(f"root key rotated: {count} entries re-sealed; run again with --finish once every proxy has picked it up")
             return 0
         if args.passphrase_file:
@@ -121,13 +128,15 @@ def run_kms(args: argparse.Namespace, settings: settings_mod.Settings) -> int:
             passphrase = os.environ.get("S3PROXY_BACKUP_PASSPHRASE", "").encode()
         archive = Path(args.archive)
         if args.kms_command == "backup":
-            m = care.backup(settings.data_dir, archive, passphrase, root_key_file=settings.root_key_path, include_root_key=args.include_root_key)
+            m = care.backup(settings.data_dir, archive, passphrase, root_key_file=settings.root_key_path, include_root_key=args.include_root_key,
+                            keystore_url=settings.keystore_url)
         elif args.kms_command == "verify-backup":
             m = care.open_archive(archive, passphrase)[0]
         else:
-            m = care.restore(archive, passphrase, settings.data_dir, root_key_file=settings.root_key_path, force=args.force)
+            m = care.restore(archive, passphrase, settings.data_dir, root_key_file=settings.root_key_path, force=args.force,
+                             keystore_url=settings.keystore_url)
         print(f"{args.kms_command}: ok ({m.entries} entries, made {m.created}, root key {'included' if m.root_key else 'not included'})")
         return 0
-    except (care.BackupError, RootKeyError, OSError) as exc:
+    except (care.BackupError, RootKeyError, OSError, KmsError, RuntimeError) as exc:
         print(f"s3proxy kms {args.kms_command}: {exc}", file=sys.stderr)
         return 1

@@ -97,6 +97,19 @@ def _url(text: str) -> str:
     return str(text).rstrip("/")
 
 
+def _keystore_url(text: str) -> str:
+    from .kms.keystore import check_url
+
+    return check_url(str(text))
+
+
+def _workers(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 64:
+        raise ValueError("must be 1..64")
+    return value
+
+
 def _opt(kind: Callable[[str], Any]) -> Callable[[str], Any]:
     return lambda text: None if text in ("", None) else kind(text)
 
@@ -132,6 +145,9 @@ FIELDS: tuple[Field, ...] = (
     Field("ready_interval", lambda t: _positive(float(t)), 5.0, "seconds between readiness probes of the backend and keystore (GET /readyz answers the last one)"),
     Field("metrics_listen", _listen, "", "HOST:PORT of a separate listener for /metrics, /healthz and /readyz; when set, the main port no longer serves /metrics"),
     Field("log_level", str, "info", "log level", choices=("debug", "info", "warning", "error")),
+    # scale-out (docs/SCALING.md): the shared keystore and worker processes
+    Field("keystore_url", _opt(_keystore_url), None, "KMS keystore: sqlite:///PATH (default DATA_DIR/kms/keystore.sqlite3) or postgresql://... shared by many proxies (libpq URL; multi-host with target_session_attrs=read-write follows a failover; the password is better in PGPASSWORD or a passfile)", secret=True),
+    Field("workers", _workers, 1, "worker processes serving the one port (serve only); each has its own audit log DATA_DIR/kms/audit.wN.log"),
 )
 _BY_NAME = {f.name: f for f in FIELDS}
 
@@ -215,6 +231,8 @@ class Settings:
     ready_interval: float = 5.0
     metrics_listen: str = ""
     log_level: str = "info"
+    keystore_url: str | None = field(default=None, repr=False)
+    workers: int = 1
     credentials: tuple[CredentialEntry, ...] = ()  # from the config file's [[credentials]] tables
 
     @property

@@ -116,3 +116,21 @@ def pytest_collection_modifyitems(config, items):
         for marker, prefixes in _TIERS.items():
             if rel.startswith(prefixes):
                 item.add_marker(marker)
+
+
+# --- a real PostgreSQL server (the shared keystore's database), started once per session ---------
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    from tests.pg import PgServer
+
+    server = PgServer().start()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def pg_url(pg_server) -> str:
+    """The URL of a fresh, empty database on the session's PostgreSQL server."""
+    return pg_server.new_database()

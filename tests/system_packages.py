@@ -39,6 +39,7 @@ PACKAGES: dict[str, tuple[str, Callable[[], str | None]]] = {
     "ruby-aws-sdk-s3": ("the official Ruby S3 Encryption Client (v2), an interop peer", _ruby_missing),
     "docker-compose": ("`docker-compose config` checks the compose file", _command_missing("docker-compose")),
     "nginx-light": ("the benchmarks' pass-through reference", _command_missing("nginx")),
+    "haproxy": ("`haproxy -c` checks the load balancer of docker-compose.scale.yml", _command_missing("haproxy")),
 }
 
 

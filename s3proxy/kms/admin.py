@@ -6,8 +6,8 @@ Authorizer and changes it in the Registry with compare-and-swap. Keys and aliase
 account of the user who created them. Auditing is the facade's (`service.KeyService`).
 
 Change feed: every change to a key's state, policy or grants is told, once the change is stored,
-to each listener `subscribe` registered (the S3 Bucket Key cache drops what it holds for the key).
-`key_changed` is also the entry point for changes made elsewhere (another process sharing the keystore).
+to each listener registered with the Registry (`KeyService.subscribe`): the S3 Bucket Key cache drops
+what it holds for the key. Changes made by other processes sharing the keystore reach them the same way.
 """
 
 from __future__ import annotations
@@ -133,21 +133,6 @@ class KeyAdmin:
         self._rand = rand
         self._note = note  # told the ARN of a key this call created (the audit record's resources)
         self._lock = threading.RLock()  # the AWS-managed and service keys are created once
-        self._listeners: list[Callable[[str], None]] = []
-
-    # change feed --------------------------------------------------------------------------------
-    def subscribe(self, listener: Callable[[str], None]) -> Callable[[], None]:
-        """Call `listener(key ARN)` after each change to a key's state, policy or grants; returns the unsubscribe."""
-        self._listeners.append(listener)
-        return lambda: self._listeners.remove(listener)
-
-    def key_changed(self, key_arn: str) -> None:
-        """Tell every listener that the key `key_arn` changed (a listener's failure is logged, never raised)."""
-        for listener in tuple(self._listeners):
-            try:
-                listener(key_arn)
-            except Exception:
-                _log.exception("a key-change listener failed for %s", key_arn)
 
     def purge_due(self) -> int:
         """Delete every key whose waiting period has ended (also done lazily on each access)."""
@@ -222,9 +207,7 @@ class KeyAdmin:
     def _change(self, caller: Caller, key_id: str, op: str, change: Callable[[KeyRecord], KeyRecord]) -> KeyRecord:
         # AWS-managed keys: their policy allows no changes, so authorization in usable() refuses them
         record = self._authz.usable(caller, key_id, op, aliases=False)
-        changed = self._registry.update_key(record.key_id, change)
-        self.key_changed(changed.arn)
-        return changed
+        return self._registry.update_key(record.key_id, change)
 
     def update_key_description(self, caller: Caller, key_id: str, description: str) -> None:
         self._change(caller, key_id, "UpdateKeyDescription", lambda r: replace(r, description=description))
@@ -356,7 +339,6 @@ class KeyAdmin:
             raise UnsupportedOperationException(f"{r.arn} is an AWS managed key; its policy cannot be changed.")
         self._check_lockout(caller, policy, bypass_policy_lockout_safety_check, r.arn)
         self._registry.update_key(r.key_id, lambda cur: replace(cur, policy=policy))
-        self.key_changed(r.arn)
 
     def get_key_policy(self, caller: Caller, key_id: str, policy_name: str = "default") -> str:
         r = self._authz.usable(caller, key_id, "GetKeyPolicy", aliases=False)
@@ -418,7 +400,6 @@ class KeyAdmin:
         self._registry.update_key(
             r.key_id, lambda cur: replace(cur, grants=tuple(g for g in cur.grants if g["GrantId"] != grant_id))
         )
-        self.key_changed(r.arn)
 
     def retire_grant(self, caller: Caller, grant_token: str | None = None, key_id: str | None = None,
                      grant_id: str | None = None) -> None:
@@ -476,7 +457,14 @@ class KeyAdmin:
                     f"Default key that protects my {service.upper()} objects when no other key is defined", "AWS",
                 )
                 now = self._clock()
-                self._registry.put_alias(AliasRecord(entry, record.key_id, now, now), create=True)
+                try:
+                    self._registry.put_alias(AliasRecord(entry, record.key_id, now, now), create=True)
+                except AlreadyExistsException:  # another proxy sharing the keystore made it first: use theirs
+                    self._registry.remove_key(record.key_id)
+                    winner = self._registry.alias(entry)
+                    if winner is None:
+                        raise
+                    return self._config.key_arn(winner.target)
                 self._registry.update_key(record.key_id, lambda r: replace(
                     r, rotation_enabled=True, rotation_period=365, next_rotation=now + 365 * DAY))
                 return record.arn

@@ -7,6 +7,11 @@ an edited line breaks its own hash, a deleted or reordered line breaks the next 
 Cutting lines off the end is caught against the head file `<log>.head` (seq and hash of the last
 line, rewritten atomically after each fsync and on close): the log must reach that head.
 
+One chain per process: `audit_log_path` names each process's file (`audit.log`, or `audit.wN.log`
+for worker N of `serve --workers`; a proxy on another host keeps its own in its own data dir) and
+the sink holds an exclusive lock on it, so a second writer fails to start instead of forking the
+chain. `s3proxy audit verify` checks every chain of a data dir (`audit_logs`).
+
 Durability: each line is written and flushed to the OS before the call returns, so a killed process
 loses nothing it acknowledged; `fsync` runs on the first emit after `fsync_interval` seconds (1 s by
 default) and on close, so a power cut may lose the last second or so of lines. Pass
@@ -16,6 +21,8 @@ plaintext, key material or ciphertext: the service builds them from request para
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import hashlib
 import json
 import os
@@ -81,8 +88,13 @@ class FileAuditSink:
         self._clock = clock
         self._synced_at = clock()
         self._lock = threading.Lock()
-        self._seq, self._prev = self._resume(path)
         self._file: TextIO = os.fdopen(open_file(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT), "a", encoding="utf-8")
+        try:  # one writer per chain: a second process appending would fork it
+            fcntl.flock(self._file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._file.close()
+            raise OSError(errno.EBUSY, f"audit log {path} is in use by another process (give each process its own)") from None
+        self._seq, self._prev = self._resume(path)
 
     @staticmethod
     def _resume(path: Path) -> tuple[int, str]:
@@ -130,6 +142,22 @@ class FileAuditSink:
             self._file.close()
             if self._seq:
                 self._write_head()
+
+
+def audit_log_path(data_dir: Path, worker: int | None = None) -> Path:
+    """This process's audit log: `DATA_DIR/kms/audit.log`, or `audit.wN.log` for worker N of
+    `serve --workers`. Each process keeps its own chain, so no two writers share a file (proxies on
+    other hosts keep theirs in their own data dir)."""
+    kms = Path(data_dir) / "kms"
+    return kms / "audit.log" if worker is None else kms / f"audit.w{worker}.log"
+
+
+def audit_logs(data_dir: Path) -> list[Path]:
+    """Every audit log in a data dir: the single process's and each worker's."""
+    kms = Path(data_dir) / "kms"
+    found = [kms / "audit.log"] if (kms / "audit.log").exists() else []
+    workers = [p for p in kms.glob("audit.w*.log") if p.name[7:-4].isdigit()]
+    return found + sorted(workers, key=lambda p: int(p.name[7:-4]))
 
 
 def verify_audit_log(path: Path) -> tuple[bool, list[str]]:

@@ -13,11 +13,21 @@ inside the keystore stays sealed under the root key; the archive carries the roo
 when asked (`--include-root-key`), because an archive plus its passphrase must then be guarded like
 the root key itself.
 
+Both keystores: a SQLite keystore is copied with SQLite's online backup API; a PostgreSQL keystore
+is exported entry by entry (name, version, sealed blob: one consistent snapshot, one SELECT) into
+the same SQLite layout, so archives look alike and restore either way. Restoring into PostgreSQL
+replaces every entry in one transaction and announces each through the change feed, so running
+proxies pick the restored records up within the coherence bound. The database's own backups
+(pg_dump, base backups with WAL archiving) stay the operator's tool for the rest of the server.
+
 Root-key rotation: `rotate` writes the root key file as a keyring (new key first, the old ones
 after it), then re-seals every keystore entry under the new key with compare-and-swap. A running
 proxy keeps serving from the records it holds in memory; anything it writes meanwhile is sealed
-under a key still in the keyring. After every proxy has restarted on the keyring, `finish`
-re-seals whatever is left and drops the old keys from the file.
+under a key still in the keyring. A proxy reads its root key file again when it meets a record it
+cannot open, so proxies sharing one keystore need the new keyring in their root key file (one
+mounted secret, or a copy on each host) before records re-sealed elsewhere reach them; until then
+they keep the records they hold. After every proxy has the keyring, `finish` re-seals whatever is
+left and drops the old keys from the file.
 """
 
 from __future__ import annotations
@@ -39,7 +49,7 @@ from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from ..private import make_dir, open_file, write_file
 from .errors import KeystoreConflict
-from .keystore.sqlite import SqliteKeystore
+from .keystore import Entry, Keystore, open_keystore, sqlite_path
 from .wrapping import ROOT_KEY_BYTES, Sealer, load_root_key, write_root_key
 
 MAGIC = b"S3PXKMS1"
@@ -60,8 +70,9 @@ class Manifest:
     root_key: bool
 
 
-def keystore_path(data_dir: Path) -> Path:
-    return Path(data_dir) / "kms" / "keystore.sqlite3"
+def keystore_path(data_dir: Path, keystore_url: str | None = None) -> Path | None:
+    """The SQLite keystore file, or None when the keystore is a PostgreSQL database."""
+    return sqlite_path(keystore_url, Path(data_dir))
 
 
 def _kdf(passphrase: bytes, salt: bytes) -> bytes:
@@ -85,6 +96,37 @@ def _snapshot(db_path: Path) -> bytes:
         return copy.read_bytes()
 
 
+def _export(keystore_url: str, data_dir: Path) -> bytes:
+    """Every entry of a database keystore, as a SQLite keystore file's bytes (versions kept)."""
+    store = open_keystore(keystore_url, data_dir)
+    try:
+        entries = list(store.scan(""))
+    finally:
+        store.close()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "keystore.sqlite3"
+        conn = sqlite3.connect(path)
+        try:
+            conn.execute("CREATE TABLE entries (name TEXT PRIMARY KEY, version INTEGER NOT NULL, blob BLOB NOT NULL)")
+            conn.executemany("INSERT INTO entries VALUES (?, ?, ?)", [(e.name, e.version, e.blob) for e in entries])
+            conn.commit()
+        finally:
+            conn.close()
+        return path.read_bytes()
+
+
+def _archived_entries(db: bytes) -> list[Entry]:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "k.sqlite3"
+        path.write_bytes(db)
+        conn = sqlite3.connect(path)
+        try:
+            rows = conn.execute("SELECT name, version, blob FROM entries ORDER BY name").fetchall()
+        finally:
+            conn.close()
+    return [Entry(n, v, bytes(b)) for n, v, b in rows]
+
+
 def _count_entries(db: bytes) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "k.sqlite3"
@@ -100,8 +142,9 @@ def _count_entries(db: bytes) -> int:
 
 def backup(data_dir: Path, out: Path, passphrase: bytes, *, root_key_file: Path | None = None,
            include_root_key: bool = False, rand: Callable[[int], bytes] = os.urandom,
-           clock: Callable[[], float] | None = None) -> Manifest:
-    db = _snapshot(keystore_path(data_dir))
+           clock: Callable[[], float] | None = None, keystore_url: str | None = None) -> Manifest:
+    path = keystore_path(data_dir, keystore_url)
+    db = _snapshot(path) if path is not None else _export(str(keystore_url), Path(data_dir))
     keyring = load_root_key(root_key_file or Path(data_dir) / "root.key", create=False) if include_root_key else b""
     now = dt.datetime.fromtimestamp(clock() if clock else dt.datetime.now().timestamp(), dt.UTC)
     manifest = Manifest(FORMAT, now.isoformat(), _count_entries(db), hashlib.sha256(db).hexdigest(), include_root_key)
@@ -143,28 +186,49 @@ def open_archive(path: Path, passphrase: bytes) -> tuple[Manifest, bytes, bytes]
     return manifest, db, keyring
 
 
-def restore(path: Path, passphrase: bytes, data_dir: Path, *, root_key_file: Path | None = None, force: bool = False) -> Manifest:
+def restore(path: Path, passphrase: bytes, data_dir: Path, *, root_key_file: Path | None = None, force: bool = False,
+            keystore_url: str | None = None) -> Manifest:
     manifest, db, keyring = open_archive(path, passphrase)
-    target = keystore_path(data_dir)
+    target = keystore_path(data_dir, keystore_url)
     root_path = root_key_file or Path(data_dir) / "root.key"
-    if target.exists() and not force:
-        raise BackupError(f"a keystore already exists at {target}; pass --force to replace it")
-    make_dir(target.parent)
-    for suffix in ("-wal", "-shm"):  # a replaced database must not meet the old one's journal
-        Path(str(target) + suffix).unlink(missing_ok=True)
-    tmp = target.with_name(target.name + ".restoring")
-    write_file(tmp, db, fsync=True)
-    os.replace(tmp, target)
+    if target is None:
+        _restore_into_database(str(keystore_url), Path(data_dir), _archived_entries(db), force=force)
+    else:
+        if target.exists() and not force:
+            raise BackupError(f"a keystore already exists at {target}; pass --force to replace it")
+        make_dir(target.parent)
+        for suffix in ("-wal", "-shm"):  # a replaced database must not meet the old one's journal
+            Path(str(target) + suffix).unlink(missing_ok=True)
+        tmp = target.with_name(target.name + ".restoring")
+        write_file(tmp, db, fsync=True)
+        os.replace(tmp, target)
     if keyring and (force or not root_path.exists()):
         write_root_key(root_path, keyring)
-    check_root_key(data_dir, root_path)
+    check_root_key(data_dir, root_path, keystore_url)
     return manifest
 
 
-def check_root_key(data_dir: Path, root_path: Path) -> None:
+def _restore_into_database(keystore_url: str, data_dir: Path, entries: list[Entry], *, force: bool) -> None:
+    from .keystore.postgres import PostgresKeystore
+
+    store = open_keystore(keystore_url, data_dir)
+    try:
+        assert isinstance(store, PostgresKeystore)
+        if next(iter(store.scan("")), None) is not None and not force:
+            raise BackupError("the PostgreSQL keystore is not empty; pass --force to replace it")
+        store.replace_all(entries)
+    finally:
+        store.close()
+
+
+def _open(data_dir: Path, keystore_url: str | None) -> Keystore:
+    return open_keystore(keystore_url, Path(data_dir))
+
+
+def check_root_key(data_dir: Path, root_path: Path, keystore_url: str | None = None) -> None:
     """RootKeyError unless every keystore entry opens under the root keyring."""
     sealer = Sealer(load_root_key(root_path, create=False))
-    store = SqliteKeystore(keystore_path(data_dir))
+    store = _open(data_dir, keystore_url)
     try:
         for entry in store.scan(""):
             sealer.open(entry.name, entry.blob)
@@ -172,27 +236,28 @@ def check_root_key(data_dir: Path, root_path: Path) -> None:
         store.close()
 
 
-def rotate_root_key(data_dir: Path, root_key_file: Path | None = None, *, rand: Callable[[int], bytes] = os.urandom) -> int:
+def rotate_root_key(data_dir: Path, root_key_file: Path | None = None, *, rand: Callable[[int], bytes] = os.urandom,
+                    keystore_url: str | None = None) -> int:
     """New root key first in the keyring, every entry re-sealed under it; the count re-sealed."""
     root_path = root_key_file or Path(data_dir) / "root.key"
     keyring = load_root_key(root_path, create=False)
-    check_root_key(data_dir, root_path)  # never rotate a keystore the current keyring cannot open
+    check_root_key(data_dir, root_path, keystore_url)  # never rotate a keystore the current keyring cannot open
     write_root_key(root_path, rand(ROOT_KEY_BYTES) + keyring[: ROOT_KEY_BYTES * 7])
-    return _reseal(data_dir, root_path)
+    return _reseal(data_dir, root_path, keystore_url)
 
 
-def finish_rotation(data_dir: Path, root_key_file: Path | None = None) -> int:
+def finish_rotation(data_dir: Path, root_key_file: Path | None = None, *, keystore_url: str | None = None) -> int:
     """Re-seal what is left under the current key, then keep only that key in the file."""
     root_path = root_key_file or Path(data_dir) / "root.key"
-    count = _reseal(data_dir, root_path)
+    count = _reseal(data_dir, root_path, keystore_url)
     write_root_key(root_path, load_root_key(root_path, create=False)[:ROOT_KEY_BYTES])
-    check_root_key(data_dir, root_path)
+    check_root_key(data_dir, root_path, keystore_url)
     return count
 
 
-def _reseal(data_dir: Path, root_path: Path) -> int:
+def _reseal(data_dir: Path, root_path: Path, keystore_url: str | None) -> int:
     sealer = Sealer(load_root_key(root_path, create=False))
-    store = SqliteKeystore(keystore_path(data_dir))
+    store = _open(data_dir, keystore_url)
     count = 0
     try:
         for entry in list(store.scan("")):

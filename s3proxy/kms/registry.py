@@ -4,8 +4,16 @@ Entry names: `k/<key id>` (a key record, its material included), `a/<alias name>
 key id), `m/root-check` (proves the root key opens this keystore). Every blob is sealed whole
 under the root key with its entry name as AAD, so the keystore sees nothing but opaque bytes.
 
-The cache holds every record unsealed, so cryptographic calls never touch SQLite. It assumes one
-process serves a data dir; compare-and-swap still keeps concurrent writers from losing updates.
+The cache holds every record unsealed, so cryptographic calls never touch the keystore. Many
+processes may share one keystore (worker processes over one SQLite file, proxies over one
+PostgreSQL database); the cache stays coherent three ways:
+- a miss reads through: a key or alias created anywhere is usable everywhere at once;
+- `refresh` applies the keystore's change feed (every entry written or deleted since the last
+  counter seen); the KeyService's watcher thread runs it whenever the keystore signals a change,
+  so a change made elsewhere shows here within the keystore's poll bound (docs/SCALING.md);
+- writes are compare-and-swap against the cached version; a lost race re-reads and re-applies.
+Every change seen, local or remote, is announced to the `on_change` listeners with the key id
+(caches derived from a key, such as S3 bucket keys, drop what they hold for it).
 Time-driven changes go through `due`: a key past its deletion date is removed, and a key past its
 automatic rotation date gets a new version of material, on the first access after the date.
 """
@@ -16,7 +24,9 @@ import base64
 import dataclasses
 import hashlib
 import json
+import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -25,10 +35,16 @@ from typing import Any
 
 from . import keys, lifecycle
 from .errors import AlreadyExistsException, KeystoreConflict, RootKeyError
-from .keystore.base import Keystore
+from .keystore.base import Entry, Keystore
 from .wrapping import Sealer
 
+log = logging.getLogger("s3proxy.kms")
+
 _ROOT_CHECK = "m/root-check"
+# what a miss may read through for: key ids are UUIDs, alias names follow AWS's pattern; anything
+# else cannot exist, so it never costs a keystore round trip
+_KEY_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_ALIAS = re.compile(r"alias/[a-zA-Z0-9/_-]{1,250}")
 _ROOT_CHECK_TEXT = b"s3proxy keystore root key check v1"
 
 
@@ -101,11 +117,83 @@ class Registry:
         self._lock = threading.RLock()
         self._keys: dict[str, tuple[int, KeyRecord]] = {}
         self._aliases: dict[str, tuple[int, AliasRecord]] = {}
+        self._listeners: list[Callable[[str], None]] = []
         self._check_root()
+        self._cursor = keystore.changes(0)[0]  # before the scan: what changes during it is applied again later
         for e in keystore.scan("k/"):
-            self._keys[e.name[2:]] = (e.version, KeyRecord.from_bytes(sealer.open(e.name, e.blob)))
+            self._keys[e.name[2:]] = (e.version, self._open_key(e.name, e.blob))
         for e in keystore.scan("a/"):
-            self._aliases[e.name[2:]] = (e.version, AliasRecord(**json.loads(sealer.open(e.name, e.blob))))
+            self._aliases[e.name[2:]] = (e.version, self._open_alias(e.name, e.blob))
+
+    def _open_key(self, name: str, blob: bytes) -> KeyRecord:
+        return KeyRecord.from_bytes(self._sealer.open(name, blob))
+
+    def _open_alias(self, name: str, blob: bytes) -> AliasRecord:
+        return AliasRecord(**json.loads(self._sealer.open(name, blob)))
+
+    # coherence --------------------------------------------------------------------------------
+    def on_change(self, callback: Callable[[str], None]) -> Callable[[], None]:
+        """Call `callback(key_id)` after any change to a key record (its state, policy, grants, material),
+        made here or seen from elsewhere; returns the unsubscribe. A listener's failure is logged."""
+        self._listeners.append(callback)
+        return lambda: self._listeners.remove(callback)
+
+    def _announce(self, key_ids: list[str]) -> None:
+        for key_id in key_ids:
+            for callback in list(self._listeners):
+                try:
+                    callback(key_id)
+                except Exception:  # a listener's failure must not stop the others or the writer
+                    log.exception("a key-change listener failed for %s", key_id)
+
+    def refresh(self) -> int:
+        """Apply every keystore change made since the last refresh (by any process); the number applied."""
+        changed: list[str] = []
+        # the reads happen outside the lock, so writers here are not held up by them ...
+        counter, names = self._store.changes(self._cursor)
+        fetched = [(name, self._store.get(name)) for name in names]
+        with self._lock:
+            for name, entry in fetched:
+                table: dict[str, Any] = self._keys if name.startswith("k/") else self._aliases
+                held = table.get(name[2:])
+                if held is None or entry is None or entry.version < held[0]:
+                    # ... and one that may be older than the cache is read again under the lock: this process
+                    # may have written or deleted it since (or it was deleted and made again: versions restart)
+                    entry = self._store.get(name)
+                if self._apply(name, entry) and name.startswith("k/"):
+                    changed.append(name[2:])
+            self._cursor = max(self._cursor, counter)
+        self._announce(changed)
+        return len(names)
+
+    def _apply(self, name: str, entry: Entry | None) -> bool:
+        """Make the cached record `entry` (None: deleted); the caller holds the lock and knows the entry
+        is at least as new as the cache (read under the lock, or read after the change feed named it
+        and not older than what is held; versions alone cannot tell: a name deleted and created
+        again starts over at 1)."""
+        kind, ident = name[:2], name[2:]
+        if kind not in ("k/", "a/"):
+            return False  # m/root-check: nothing cached
+        table: dict[str, Any] = self._keys if kind == "k/" else self._aliases
+        if entry is None:
+            return table.pop(ident, None) is not None
+        try:
+            record = self._open_key(name, entry.blob) if kind == "k/" else self._open_alias(name, entry.blob)
+        except RootKeyError:  # sealed under a root key this process lacks (a rotation elsewhere): keep what it holds
+            log.error("keystore entry %s was re-sealed under a root key this process does not have", name)
+            return False
+        held = table.get(ident)
+        table[ident] = (entry.version, record)
+        return held is None or held[1] != record  # this process's own writes come back unchanged
+
+    def _read_through(self, name: str) -> bool:
+        """A cache miss: read the entry (under the lock, so a refresh cannot interleave) and cache it."""
+        with self._lock:
+            entry = self._store.get(name)
+            if entry is None:
+                return False
+            self._apply(name, entry)  # False when the watcher cached it meanwhile: found all the same
+            return True
 
     def _check_root(self) -> None:
         entry = self._store.get(_ROOT_CHECK)
@@ -125,6 +213,8 @@ class Registry:
     # keys -------------------------------------------------------------------------------------
     def key(self, key_id: str) -> KeyRecord | None:
         found = self._keys.get(key_id)
+        if found is None and _KEY_ID.fullmatch(key_id) and self._read_through("k/" + key_id):
+            found = self._keys.get(key_id)
         return found[1] if found else None
 
     def keys(self) -> list[KeyRecord]:
@@ -136,11 +226,14 @@ class Registry:
         with self._lock:
             version = self._store.put(name, self._sealer.seal(name, record.to_bytes()), 0)
             self._keys[record.key_id] = (version, record)
+        self._announce([record.key_id])
 
     def update_key(self, key_id: str, change: Callable[[KeyRecord], KeyRecord]) -> KeyRecord:
         """Apply `change` to the current record and store it (compare-and-swap; re-reads on conflict)."""
         name = "k/" + key_id
         with self._lock:
+            if key_id not in self._keys:
+                self._reload_key(key_id)
             for _ in range(5):
                 version, current = self._keys[key_id]
                 new = change(current)
@@ -150,8 +243,11 @@ class Registry:
                     self._reload_key(key_id)
                     continue
                 self._keys[key_id] = (stored, new)
-                return new
-            raise KeystoreConflict(name)
+                break
+            else:
+                raise KeystoreConflict(name)
+        self._announce([key_id])
+        return new
 
     def _reload_key(self, key_id: str) -> None:
         e = self._store.get("k/" + key_id)
@@ -197,12 +293,15 @@ class Registry:
             try:
                 self._store.delete("k/" + key_id, version)
             except KeystoreConflict:
-                pass  # already gone (another process purged it)
+                pass  # already gone (another process purged it), or changed: the change feed tells
             self._keys.pop(key_id, None)
+        self._announce([key_id])
 
     # aliases ----------------------------------------------------------------------------------
     def alias(self, name: str) -> AliasRecord | None:
         found = self._aliases.get(name)
+        if found is None and _ALIAS.fullmatch(name) and self._read_through("a/" + name):
+            found = self._aliases.get(name)
         return found[1] if found else None
 
     def aliases(self) -> list[AliasRecord]:
@@ -212,6 +311,8 @@ class Registry:
     def put_alias(self, alias: AliasRecord, *, create: bool) -> None:
         name = "a/" + alias.name
         with self._lock:
+            if not create and alias.name not in self._aliases:
+                self._read_through(name)
             expected = 0 if create else self._aliases[alias.name][0]
             if create and alias.name in self._aliases:
                 raise AlreadyExistsException(f"An alias with the name {alias.name} already exists")

@@ -12,16 +12,17 @@ CloudTrail-shaped record per call, success or failure) and one part does the wor
                      --> Registry   (registry.py: the records, cached over the sealed Keystore)
 
 Thread-safe: records are cached and written with compare-and-swap; the hot data-key path reads
-only the cache and appends one audit line.
-
-`subscribe(listener)` tells a listener the ARN of each key whose state, policy or grants changed
-(the S3 Bucket Key cache drops what it holds for it); `key_changed(arn)` is how a change made
-elsewhere (another process on the same keystore) is announced to this one.
+only the cache and appends one audit line. A service opened over a keystore that other processes
+share runs one watcher thread that applies their changes to the cache as the keystore signals them
+(`Registry.refresh`). `subscribe(listener)` tells a listener the id of each key that changed, here
+or elsewhere (the S3 Bucket Key cache drops what it holds for it).
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -36,11 +37,13 @@ from .config import Config
 from .crypto import Crypto, DataKeyPair, Decrypted, PublicKey, ReEncrypted
 from .datakeys import DataKey, Encrypted
 from .errors import KmsError
+from .keystore import open_keystore
 from .keystore.base import Keystore
-from .keystore.sqlite import SqliteKeystore
 from .policy import Grant
 from .registry import Registry
 from .wrapping import Sealer, load_root_key
+
+log = logging.getLogger("s3proxy.kms")
 
 
 class KeyService:
@@ -49,18 +52,23 @@ class KeyService:
         cls, data_dir: Path, root_key_file: Path | None = None, *, region: str = "us-east-1",
         account_id: str = "000000000000", administrators: Iterable[str] = (),
         clock: Callable[[], float] = time.time, rand: Callable[[int], bytes] = os.urandom,
-        audit: AuditSink | None = None, keystore: Keystore | None = None,
+        audit: AuditSink | None = None, keystore: Keystore | None = None, keystore_url: str | None = None,
     ) -> KeyService:
-        """The service over `<data_dir>/kms/keystore.sqlite3`, auditing to `<data_dir>/kms/audit.log`."""
+        """The service over the keystore `keystore_url` names (default `<data_dir>/kms/keystore.sqlite3`),
+        auditing to `<data_dir>/kms/audit.log`, watching the keystore for other processes' changes."""
         data_dir = Path(data_dir)
         root_path = Path(root_key_file) if root_key_file else data_dir / "root.key"
         root = load_root_key(root_path, rand=rand)
-        store = keystore or SqliteKeystore(data_dir / "kms" / "keystore.sqlite3")
-        sink = audit or FileAuditSink(data_dir / "kms" / "audit.log")
+        store = keystore or open_keystore(keystore_url, data_dir)
+        try:
+            sink = audit or FileAuditSink(data_dir / "kms" / "audit.log")
+        except BaseException:
+            store.close()
+            raise
         try:
             return cls.create(store, sink, root_key=root, region=region, account_id=account_id,
                               administrators=administrators, clock=clock, rand=rand,
-                              root_reload=lambda: load_root_key(root_path, create=False))
+                              root_reload=lambda: load_root_key(root_path, create=False), watch=True)
         except BaseException:  # e.g. a root key that does not match: leave no handle open behind
             store.close()
             sink.close()
@@ -71,9 +79,10 @@ class KeyService:
         cls, keystore: Keystore, audit: AuditSink, *, root_key: bytes, region: str = "us-east-1",
         account_id: str = "000000000000", administrators: Iterable[str] = (),
         clock: Callable[[], float] = time.time, rand: Callable[[int], bytes] = os.urandom,
-        root_reload: Callable[[], bytes] | None = None,
+        root_reload: Callable[[], bytes] | None = None, watch: bool = False,
     ) -> KeyService:
-        """The composition: every part built here, each handed only the parts it uses."""
+        """The composition: every part built here, each handed only the parts it uses. `watch`: apply
+        changes other processes make to the keystore (off for a keystore this process alone uses)."""
         config = Config(region, account_id, tuple(administrators))
         registry = Registry(keystore, Sealer(root_key, rand=rand, reload=root_reload), clock=clock, rand=rand)
         auditor = Auditor(audit, config, clock=clock, rand=rand)
@@ -84,6 +93,8 @@ class KeyService:
             Crypto(authorizer, rand=rand),
         )
         service.purge_due()
+        if watch:
+            service.watch()
         return service
 
     def __init__(self, keystore: Keystore, config: Config, registry: Registry, auditor: Auditor,
@@ -95,22 +106,44 @@ class KeyService:
         self.admin = admin
         self.crypto = crypto
         self._keystore = keystore
+        self._closing = threading.Event()
+        self._watcher: threading.Thread | None = None
+
+    def watch(self, interval: float = 1.0) -> None:
+        """Start the watcher thread: wait for the keystore's change signal (at most `interval` s), apply what changed."""
+        if self._watcher is not None:
+            return
+
+        def run() -> None:
+            while not self._closing.is_set():
+                try:
+                    self._keystore.wait_for_change(interval)
+                    if not self._closing.is_set():
+                        self.records.refresh()
+                except Exception as exc:  # keystore unreachable: keep serving from the cache, try again
+                    if self._closing.is_set():
+                        return  # the keystore was closed under us
+                    log.warning("keystore change feed: %s", type(exc).__name__)
+                    self._closing.wait(interval)
+
+        self._watcher = threading.Thread(target=run, name="keystore-watch", daemon=True)
+        self._watcher.start()
 
     def close(self) -> None:
+        self._closing.set()
         self.auditor.close()
         self._keystore.close()
+        if self._watcher is not None:
+            self._watcher.join(10)
 
     def purge_due(self) -> int:
         """Delete every key whose waiting period has ended (also done lazily on each access)."""
         return self.admin.purge_due()
 
     def subscribe(self, listener: Callable[[str], None]) -> Callable[[], None]:
-        """Call `listener(key ARN)` after each change to a key's state, policy or grants; returns the unsubscribe."""
-        return self.admin.subscribe(listener)
-
-    def key_changed(self, key_arn: str) -> None:
-        """Announce that `key_arn` changed (changes made here are announced already)."""
-        self.admin.key_changed(key_arn)
+        """Call `listener(key id)` after each change to a key (state, policy, grants, material), made by
+        this process or by another sharing the keystore; returns the unsubscribe."""
+        return self.records.on_change(listener)
 
     def key_arn(self, key_id: str) -> str:
         return self.config.key_arn(key_id)

@@ -145,12 +145,14 @@ class BucketKeyCache:
             self._trim(self._read)
             self._read[(principal, blob, context_header)] = (self.clock(), key_arn, plaintext)
 
-    def forget_key(self, key_arn: str) -> None:
-        """Drop every bucket key made under `key_arn` (the KMS calls this when the key changes)."""
+    def forget_key(self, key_id: str) -> None:
+        """Drop every bucket key made under the KMS key `key_id` (the KMS calls this when the key changes:
+        its state, policy or grants may now refuse it)."""
+        suffix = "/" + key_id
         with self._lock:
-            for k in [k for k, v in self._write.items() if v[1] == key_arn]:
+            for k in [k for k, v in self._write.items() if v[1].endswith(suffix)]:
                 del self._write[k]
-            for r in [r for r, v in self._read.items() if v[1] == key_arn]:
+            for r in [r for r, v in self._read.items() if v[1].endswith(suffix)]:
                 del self._read[r]
 
     def _trim(self, table: dict[_K, _Stamped]) -> None:
