@@ -26,9 +26,10 @@ from .auth.credentials import Credential, CredentialStore
 from .backends.base import Backend
 from .http.guard import Gate, GuardedRunner, Limits
 from .http.metrics import OPERATIONAL_PATHS, CountingAuditSink, InstrumentedBackend, Metrics, Readiness, build_operational_app
+from .http.authorize import S3Authorizer
 from .http.server import Frontend, Origin, build_web_app
 from .kms.audit import FileAuditSink, audit_log_path
-from .policy import FULL_ACCESS, IDENTITY_POLICY, PolicyError, allows_everything_on
+from .policy import FULL_ACCESS, IDENTITY_POLICY, PolicyError
 from .policy import parse as parse_policy
 from .settings import CredentialEntry, Settings, SettingsError, credential_entries
 from .internal import InternalRecords
@@ -81,14 +82,6 @@ def _credential(entry: CredentialEntry, account: str) -> Credential:
             policy = parse_policy(entry.policy, IDENTITY_POLICY)
         except PolicyError as exc:
             raise StartupError(f"{label}: identity policy ({entry.policy_source}): {exc}") from None
-        # S3 requests are not authorized against identity policies yet (issue 16, phase 2): one that would
-        # restrict S3 would be ignored there, so it is refused rather than half enforced
-        if not allows_everything_on(policy, "s3"):
-            raise StartupError(
-                f"{label}: identity policy ({entry.policy_source}): this version enforces identity policies on KMS "
-                "only, and this one would restrict s3 actions; allow s3:* (or *) on Resource * without conditions, "
-                "deny no s3 action, and restrict kms actions only"
-            )
     return Credential(entry.access_key, entry.secret_key, entry.user_name, account, policy)
 
 
@@ -228,7 +221,7 @@ class Proxy:
         self.backend = InstrumentedBackend(make_backend(settings, self.metrics), self.metrics)
         self.kms = open_kms(settings, clock, self.metrics, worker)
         records = InternalRecords(self.backend, settings.internal_bucket)
-        buckets = Buckets(self.backend, records)
+        buckets = Buckets(self.backend, records, default_account=settings.account_id)
         listing = ListingCache()
         catalog = Catalog(records)
         conditional = ConditionalWrites(self.backend, catalog, Enforcement(self.backend, records.bucket, records.ensure_bucket))
@@ -237,9 +230,10 @@ class Proxy:
         # a changed key's bucket keys are dropped at once, whether it changed here or on another proxy or
         # worker sharing the keystore (its change feed reaches this process within a second)
         self.kms.subscribe(bucket_keys.forget_key)
+        uploads = MultipartUploads(self.backend, records, catalog, buckets, conditional, clock=clock, listing=listing)
         services = ops.Services(
             store=self.store,
-            uploads=MultipartUploads(self.backend, records, catalog, buckets, conditional, clock=clock, listing=listing),
+            uploads=uploads,
             buckets=buckets,
             kms=self.kms,
             region=settings.region,
@@ -264,6 +258,8 @@ class Proxy:
             self.bootstrap.credentials,
             region=settings.region,
             caller_of=caller_for,
+            authorizer=S3Authorizer(buckets.access, internal_bucket=settings.internal_bucket, store=self.store,
+                                    uploads=uploads, clock=clock),
             kms_api=KmsApi(self.kms),
             clock=clock,
             metrics=self.metrics,

@@ -42,6 +42,7 @@ def _error(name: str, code: str, status: int, message: str) -> type[S3Error]:
 # (class name, code, status, default message) as AWS documents them in "Error responses" (S3 API reference).
 _TABLE = [
     ("AccessDenied", "AccessDenied", 403, "Access Denied"),
+    ("AccessControlListNotSupported", "AccessControlListNotSupported", 400, "The bucket does not allow ACLs"),
     ("AuthorizationHeaderMalformed", "AuthorizationHeaderMalformed", 400, "The authorization header is malformed."),
     ("AuthorizationQueryParametersError", "AuthorizationQueryParametersError", 400, "Error parsing the X-Amz-Credential parameter."),
     ("BadDigest", "BadDigest", 400, "The Content-MD5 or checksum value that you specified did not match what the server received."),
@@ -57,6 +58,7 @@ _TABLE = [
     ("InternalError", "InternalError", 500, "We encountered an internal error. Please try again."),
     ("InvalidAccessKeyId", "InvalidAccessKeyId", 403, "The AWS Access Key Id you provided does not exist in our records."),
     ("InvalidArgument", "InvalidArgument", 400, "Invalid Argument"),
+    ("InvalidBucketAclWithObjectOwnership", "InvalidBucketAclWithObjectOwnership", 400, "Bucket cannot have ACLs set with ObjectOwnership's BucketOwnerEnforced setting"),
     ("InvalidBucketName", "InvalidBucketName", 400, "The specified bucket is not valid."),
     ("InvalidBucketState", "InvalidBucketState", 409, "The request is not valid with the current state of the bucket."),
     ("InvalidChunkSize", "InvalidChunkSizeError", 403, "Only the last chunk is allowed to have a size less than 8192 bytes"),
@@ -75,6 +77,8 @@ _TABLE = [
     ("KeyTooLongError", "KeyTooLongError", 400, "Your key is too long"),
     ("MalformedTrailer", "MalformedTrailerError", 400, "The request contained trailing data that was not well-formed or did not conform to our published schema."),
     ("MalformedPOSTRequest", "MalformedPOSTRequest", 400, "The body of your POST request is not well-formed multipart/form-data."),
+    ("MalformedPolicy", "MalformedPolicy", 400, "Policies must be valid JSON and the first byte must be '{'"),
+    ("MalformedACLError", "MalformedACLError", 400, "The XML you provided was not well-formed or did not validate against our published schema"),
     ("MalformedXML", "MalformedXML", 400, "The XML you provided was not well-formed or did not validate against our published schema"),
     ("MaxPostPreDataLengthExceeded", "MaxPostPreDataLengthExceeded", 400, "Your POST request fields preceeding the upload file was too large."),
     ("MetadataTooLarge", "MetadataTooLarge", 400, "Your metadata headers exceed the maximum allowed metadata size"),
@@ -82,18 +86,22 @@ _TABLE = [
     ("MissingContentLength", "MissingContentLength", 411, "You must provide the Content-Length HTTP header."),
     ("MissingSecurityHeader", "MissingSecurityHeader", 400, "Your request was missing a required header"),
     ("NoSuchBucket", "NoSuchBucket", 404, "The specified bucket does not exist"),
+    ("NoSuchBucketPolicy", "NoSuchBucketPolicy", 404, "The bucket policy does not exist"),
     ("NoSuchKey", "NoSuchKey", 404, "The specified key does not exist."),
+    ("NoSuchPublicAccessBlockConfiguration", "NoSuchPublicAccessBlockConfiguration", 404, "The public access block configuration was not found"),
     ("NoSuchTagSet", "NoSuchTagSet", 404, "The TagSet does not exist"),
     ("NoSuchUpload", "NoSuchUpload", 404, "The specified upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed."),
     ("NoSuchVersion", "NoSuchVersion", 404, "The specified version does not exist."),
     ("NotImplemented", "NotImplemented", 501, "A header you provided implies functionality that is not implemented"),
     ("NotModified", "NotModified", 304, "Not Modified"),
+    ("OperationAborted", "OperationAborted", 409, "A conflicting conditional operation is currently in progress against this resource. Please try again."),
     ("PreconditionFailed", "PreconditionFailed", 412, "At least one of the pre-conditions you specified did not hold"),
     ("RequestTimeTooSkewed", "RequestTimeTooSkewed", 403, "The difference between the request time and the current time is too large."),
     ("RequestTimeout", "RequestTimeout", 400, "Your socket connection to the server was not read from or written to within the timeout period."),
     ("ServiceUnavailable", "ServiceUnavailable", 503, "Please reduce your request rate."),
     ("SignatureDoesNotMatch", "SignatureDoesNotMatch", 403, "The request signature we calculated does not match the signature you provided. Check your key and signing method."),
     ("SlowDown", "SlowDown", 503, "Please reduce your request rate."),
+    ("UnexpectedContent", "UnexpectedContent", 400, "This request does not support content"),
     ("XAmzContentSHA256Mismatch", "XAmzContentSHA256Mismatch", 400, "The provided 'x-amz-content-sha256' header does not match what was computed."),
 ]
 
@@ -155,6 +163,14 @@ ServiceUnavailable: type[S3Error]
 SignatureDoesNotMatch: type[S3Error]
 SlowDown: type[S3Error]
 XAmzContentSHA256Mismatch: type[S3Error]
+AccessControlListNotSupported: type[S3Error]
+InvalidBucketAclWithObjectOwnership: type[S3Error]
+MalformedPolicy: type[S3Error]
+NoSuchBucketPolicy: type[S3Error]
+NoSuchPublicAccessBlockConfiguration: type[S3Error]
+OperationAborted: type[S3Error]
+MalformedACLError: type[S3Error]
+UnexpectedContent: type[S3Error]
 
 BY_CODE: dict[str, type[S3Error]] = {cls.code: cls for cls in S3Error.__subclasses__()}
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from urllib.parse import unquote
 
 from .. import errors
-from .credentials import Credential
+from .credentials import ANONYMOUS, Credential
 
 Query = tuple[tuple[str, str], ...]
 
@@ -31,7 +31,11 @@ class AuthContext:
     signing_key: bytes = field(repr=False)
     seed_signature: str = ""
     query: Query = ()  # the decoded query the signature covers, in the order sent
-    signature_version: int = 4
+    signature_version: int = 4  # 0: an anonymous request (no signature)
+
+    @property
+    def anonymous(self) -> bool:
+        return self.credential is ANONYMOUS
 
 
 def split_query(raw_query: str) -> list[tuple[str, str]]:

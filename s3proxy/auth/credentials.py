@@ -39,6 +39,10 @@ class Credential:
 
 MAX_SIGNING_KEYS = 4096
 
+# who sends a request that carries no signature at all: no account, a policy that allows nothing; only
+# a bucket policy granting `Principal: *` (where Block Public Access lets it) lets it do anything
+ANONYMOUS = Credential("", "", "", "", Policy(()))
+
 
 class CredentialStore:
     """An immutable map of access key id to Credential."""

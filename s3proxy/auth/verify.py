@@ -12,8 +12,11 @@ from typing import Mapping
 
 from .. import errors
 from . import sigv2, sigv4
-from .context import AuthContext
-from .credentials import CredentialStore
+from .context import AuthContext, decode_query
+from .credentials import ANONYMOUS, CredentialStore
+
+# x-amz-content-sha256 values an unsigned request may carry (a signed-chunk stream needs a signature)
+_UNSIGNED_MODES = ("UNSIGNED-PAYLOAD", "STREAMING-UNSIGNED-PAYLOAD-TRAILER")
 
 
 def authenticate(
@@ -30,6 +33,7 @@ def authenticate(
     v2_resource: str | None = None,
     sigv2_enabled: bool = True,
     routed_subresources: frozenset[str] = frozenset(),
+    anonymous: bool = False,
 ) -> AuthContext:
     """Verify a request's signature for `service` in `region` and return who signed it.
 
@@ -37,6 +41,7 @@ def authenticate(
     Host names the bucket (virtual-hosted style: SigV2 signs the bucket in the resource).
     `routed_subresources` are the query names routing reads, for SigV2's unsigned-subresource
     rule. `body` is the small JSON body of a KMS request (its SHA-256 is the payload hash).
+    `anonymous`: a request with no signature at all is the anonymous principal's (else AccessDenied).
     """
     authorization = headers.get("authorization")
     params = sigv4.query_params(raw_query)
@@ -57,8 +62,20 @@ def authenticate(
             routed=routed_subresources,
         )
     if authorization is None and not query_v4:
+        if anonymous and not ("Signature" in params or "AWSAccessKeyId" in params):
+            return anonymous_context(raw_query, headers)
         raise errors.AccessDenied()
     return sigv4.verify(
         method, raw_path, raw_query, headers, store, now=now, region=region, service=service,
         presigned=authorization is None, body=body,
     )
+
+
+def anonymous_context(raw_query: str, headers: Mapping[str, str]) -> AuthContext:
+    """An unsigned request: no credential, the query decoded as sent (a `+` is a plus), and the body
+    checked against x-amz-content-sha256 when it names a hash."""
+    mode = headers.get("x-amz-content-sha256", "UNSIGNED-PAYLOAD")
+    if mode not in _UNSIGNED_MODES and not (len(mode) == 64 and all(c in "0123456789abcdefABCDEF" for c in mode)):
+        raise errors.AccessDenied()
+    return AuthContext(ANONYMOUS, "s3", "", "", "", mode, False, b"", query=decode_query(raw_query, plus_is_space=False),
+                       signature_version=0)

@@ -8,14 +8,25 @@ from .. import errors
 
 # Subresources S3 has that s3proxy does not serve: they answer 501 NotImplemented, never a wrong success.
 UNSUPPORTED = frozenset(
-    "accelerate acl analytics cors intelligent-tiering inventory legal-hold lifecycle logging metadataTable "
-    "metrics notification object-lock ownershipControls policy policyStatus publicAccessBlock replication "
-    "requestPayment restore retention select session torrent website renameObject".split()
+    "accelerate analytics cors intelligent-tiering inventory legal-hold lifecycle logging metadataTable "
+    "metrics notification object-lock replication requestPayment restore retention select session torrent "
+    "website renameObject".split()
 )
+# (method, subresource) -> operation, on a bucket and on an object; the same subresource any other way is 501
+BUCKET_ACCESS = {
+    ("GET", "acl"): "GetBucketAcl", ("PUT", "acl"): "PutBucketAcl",
+    ("GET", "policy"): "GetBucketPolicy", ("PUT", "policy"): "PutBucketPolicy", ("DELETE", "policy"): "DeleteBucketPolicy",
+    ("GET", "policyStatus"): "GetBucketPolicyStatus",
+    ("GET", "publicAccessBlock"): "GetPublicAccessBlock", ("PUT", "publicAccessBlock"): "PutPublicAccessBlock",
+    ("DELETE", "publicAccessBlock"): "DeletePublicAccessBlock",
+    ("GET", "ownershipControls"): "GetBucketOwnershipControls",
+}
+OBJECT_ACCESS = {("GET", "acl"): "GetObjectAcl", ("PUT", "acl"): "PutObjectAcl"}
+ACCESS_SUBRESOURCES = frozenset(sub for _, sub in BUCKET_ACCESS)
 
 
 # Every query name `route` reads to choose an operation. SigV2 signs only some of them (auth/sigv2.py).
-ROUTED_SUBRESOURCES = UNSUPPORTED | frozenset(
+ROUTED_SUBRESOURCES = UNSUPPORTED | ACCESS_SUBRESOURCES | frozenset(
     "location versioning versions uploads encryption tagging list-type delete uploadId partNumber attributes".split()
 )
 
@@ -28,6 +39,11 @@ def route(method: str, bucket: str | None, key: str | None, query: Mapping[str, 
         if method == "GET":
             return "ListBuckets"
         raise errors.MethodNotAllowed()
+    access = ACCESS_SUBRESOURCES.intersection(query)
+    if access:
+        table = BUCKET_ACCESS if key is None else OBJECT_ACCESS
+        found = [table.get((method, sub)) for sub in access]
+        return found[0] if len(found) == 1 and found[0] else "NotImplemented"
     if key is None:
         return _bucket_route(method, query)
     return _object_route(method, query, headers)

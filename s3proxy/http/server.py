@@ -221,7 +221,7 @@ class Frontend:
     async def pipeline(self, request: web.Request, raw_path: str, raw_query: str, exchange: Exchange) -> Reply:
         host_bucket = virtual_host_bucket(request.headers.get("host", ""), self.virtual_host_domains)
         auth = self.authenticate(request, raw_path, raw_query, host_bucket)
-        exchange.access_key, exchange.principal = auth.credential.access_key, auth.credential.user_name
+        exchange.access_key, exchange.principal = principal_of(auth)
         operation, bucket, key, query = self.route(request, raw_path, host_bucket, auth)
         exchange.operation = operation
         origin = Origin(request.remote, request.headers.get("user-agent"), request.secure)
@@ -237,7 +237,7 @@ class Frontend:
         return authenticate(
             request.method, raw_path, raw_query, request.headers, self.credentials, now=self.clock(),
             region=self.region, service="s3", v2_resource=f"/{host_bucket}{raw_path}" if host_bucket else None,
-            sigv2_enabled=self.sigv2, routed_subresources=ROUTED_SUBRESOURCES,
+            sigv2_enabled=self.sigv2, routed_subresources=ROUTED_SUBRESOURCES, anonymous=True,
         )
 
     def route(self, request: web.Request, raw_path: str, host_bucket: str | None,
@@ -266,7 +266,7 @@ class Frontend:
                                small_body=SMALL_FILE)
         auth = authenticate_post(form.fields, bucket=bucket, size=form.size, store=self.credentials, now=self.clock(),
                                  region=self.region, sigv2_enabled=self.sigv2)
-        exchange.access_key, exchange.principal = auth.credential.access_key, auth.credential.user_name
+        exchange.access_key, exchange.principal = principal_of(auth)
         if any(h.lower().startswith("x-amz-") for h in request.headers):  # the request's own headers are not signed
             raise errors.InvalidRequest("Conflicting values provided in HTTP headers and POST form fields.")
         origin = Origin(request.remote, request.headers.get("user-agent"), request.secure)
@@ -302,11 +302,18 @@ class Frontend:
                 code, status = "IncompleteSignatureException", 400
             message, _ = redact.scrub_error(exc.text, {}, request.headers, raw_query)
             return kms_error_reply(code, status, message)
-        exchange.access_key, exchange.principal = auth.credential.access_key, auth.credential.user_name
+        exchange.access_key, exchange.principal = principal_of(auth)
         origin = Origin(request.remote, request.headers.get("user-agent"), request.secure)
         caller = self.caller_of(auth, origin, exchange.request_id, None)
         status, payload = await asyncio.to_thread(self.kms_api.dispatch, request.headers.get("x-amz-target", ""), body, caller)
         return Reply(status, {"Content-Type": KMS_CONTENT_TYPE}, payload)
+
+
+def principal_of(auth: AuthContext) -> tuple[str | None, str]:
+    """(access key, principal) as the access log names them: the user's ARN, or `anonymous`."""
+    if auth.anonymous:
+        return None, "anonymous"
+    return auth.credential.access_key, auth.credential.arn
 
 
 def kms_error_reply(code: str, status: int, message: str) -> Reply:

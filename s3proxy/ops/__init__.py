@@ -12,7 +12,7 @@ import functools
 from typing import Awaitable, Callable
 
 from .. import errors
-from . import attributes, buckets, encryption, listing, multipart, objects, post_object
+from . import access, attributes, buckets, encryption, listing, multipart, objects, post_object
 from .call import Call
 from .common import Services
 from .reply import Reply
@@ -52,18 +52,37 @@ _OPERATIONS: dict[str, Handler] = {
     "GetBucketEncryption": encryption.get_bucket_encryption,
     "DeleteBucketEncryption": encryption.delete_bucket_encryption,
     "UpdateObjectEncryption": encryption.update_object_encryption,
+    "PutBucketPolicy": access.put_bucket_policy,
+    "GetBucketPolicy": access.get_bucket_policy,
+    "DeleteBucketPolicy": access.delete_bucket_policy,
+    "GetBucketPolicyStatus": access.get_bucket_policy_status,
+    "PutPublicAccessBlock": access.put_public_access_block,
+    "GetPublicAccessBlock": access.get_public_access_block,
+    "DeletePublicAccessBlock": access.delete_public_access_block,
+    "GetBucketAcl": access.get_bucket_acl,
+    "PutBucketAcl": access.put_bucket_acl,
+    "GetObjectAcl": access.get_object_acl,
+    "PutObjectAcl": access.put_object_acl,
+    "GetBucketOwnershipControls": access.get_bucket_ownership_controls,
 }
+# writes that may name an ACL in their headers: only the ones BucketOwnerEnforced means are accepted
+_ACL_WRITES = frozenset({"PutObject", "CopyObject", "CreateMultipartUpload"})
 
 
 NAMES = tuple(_OPERATIONS)
 
 
 def table(services: Services) -> dict[str, Callable[[Call], Awaitable[Reply]]]:
-    return {name: functools.partial(_guarded, handler, services) for name, handler in _OPERATIONS.items()}
+    return {name: functools.partial(_guarded, name, handler, services) for name, handler in _OPERATIONS.items()}
 
 
-async def _guarded(handler: Handler, services: Services, call: Call) -> Reply:
-    """No client reaches the proxy's own bucket of internal records."""
+async def _guarded(name: str, handler: Handler, services: Services, call: Call) -> Reply:
+    """No client reaches the proxy's own bucket of internal records (the front door's authorizer
+    refuses it under every spelling first); writes name no ACL but the bucket owner's."""
     if call.bucket == services.internal_bucket:
         raise errors.AccessDenied()
+    if name in _ACL_WRITES:
+        access.check_request_acl(call.headers)
+    elif name == "CreateBucket":
+        access.check_bucket_acl(call.headers)
     return await handler(services, call)

@@ -14,7 +14,9 @@ async def list_buckets(s: Services, call: Call) -> Reply:
     max_buckets = int_param(call, "max-buckets", 10000, low=1, high=10000)
     after = call.query.get("continuation-token", "")
     buckets = sorted(await s.buckets.list(), key=lambda b: b.name)
-    chosen = [b for b in buckets if b.name.startswith(prefix) and b.name > after and b.name != s.internal_bucket]
+    candidates = [b for b in buckets if b.name.startswith(prefix) and b.name > after and b.name != s.internal_bucket]
+    owners = await s.buckets.access.owners([b.name for b in candidates])
+    chosen = [b for b in candidates if owners[b.name] == call.account]  # the caller's account's buckets only
     page = chosen[:max_buckets]
     truncated = len(chosen) > len(page)
     return xml_reply(
@@ -42,7 +44,7 @@ async def create_bucket(s: Services, call: Call) -> Reply:
                 f"The {location} location constraint is incompatible for the region specific endpoint this request was sent to."
             )
     try:
-        await s.buckets.create(name)
+        await s.buckets.create(name, call.account)
     except errors.BucketAlreadyOwnedByYou:
         # S3's legacy rule: in us-east-1 re-creating a bucket you own succeeds; elsewhere it is 409
         if s.region != "us-east-1":

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Awaitable, Callable, Mapping
 
 from multidict import MultiDict
 
@@ -38,6 +38,16 @@ class Call:
     remote: str | None = None
     form: Form | None = None  # POST Object: the form, read up to its file (the file is `content`)
     endpoint: str = ""  # POST Object: the URL the object's Location starts with (scheme, host, path-style bucket)
+    bucket_owner: str | None = None  # the account owning `bucket`, as the authorizer found it
+    # set by the front door's authorizer: raise AccessDenied unless this request may do `action`
+    # (e.g. "s3:DeleteObject") on the object `key` of its bucket (DeleteObjects, whose keys are in its body)
+    authorize_key: Callable[[str, str], Awaitable[None]] | None = None
+    _small: bytes | None = None
+
+    @property
+    def account(self) -> str:
+        """The caller's account ("" for an anonymous request)."""
+        return self.auth.credential.account
 
     @property
     def user_name(self) -> str:
@@ -48,13 +58,17 @@ class Call:
         return open_body(self.auth, self.headers, self.content, want_md5=want_md5)
 
     async def read_small(self, limit: int = MAX_SMALL_BODY) -> bytes:
-        """A small request body (XML documents), fully verified; MalformedXML past `limit`."""
+        """A small request body (XML documents), fully verified; MalformedXML past `limit`. Read once:
+        a second call (the operation, after the authorizer read it for a condition key) returns it again."""
+        if self._small is not None:
+            return self._small
         chunks = bytearray()
         async for piece in self.body(want_md5="content-md5" in self.headers):
             chunks += piece
             if len(chunks) > limit:
                 raise errors.MalformedXML()
-        return bytes(chunks)
+        self._small = bytes(chunks)
+        return self._small
 
     async def read_xml(self, root: str) -> dict[str, Any]:
         """The request body as the XML document `root` (fully verified), parsed as it arrives in

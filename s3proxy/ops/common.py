@@ -40,7 +40,10 @@ class Services:
     bucket_keys: BucketKeyCache | None = None
 
     def owner(self, call: Call) -> dict[str, str]:
-        return {"ID": canonical_user_id(self.account_id), "DisplayName": call.user_name}
+        """The owner S3 names: of the request's bucket (BucketOwnerEnforced: it owns every object), else
+        (ListBuckets) the caller's account."""
+        account = call.bucket_owner or call.account
+        return {"ID": canonical_user_id(account), "DisplayName": account}
 
     def modes(self, call: Call) -> ModeResolver:
         """What turns this request's SSE headers (or a bucket default, or a stored envelope) into an

@@ -198,6 +198,8 @@ async def delete_objects(s: Services, call: Call) -> Reply:
         key = xml.verbatim(obj.get("Key"))  # " a" is not "a"
         version = xml.text(obj.get("VersionId")) or None
         try:
+            if call.authorize_key is not None:  # each key is authorized on its own (http/authorize.py)
+                await call.authorize_key("s3:DeleteObjectVersion" if version else "s3:DeleteObject", key)
             result = await s.store.delete_object(ObjectRef(bucket, key), version)
         except errors.NoSuchKey:
             result = None

@@ -54,7 +54,7 @@ def _check_fields(form: Form, bucket: str) -> None:
                                      ArgumentValue=form.get(name) or "")
     acl = form.get("acl")
     if acl is not None and acl not in PRIVATE_ACLS:
-        raise errors.NotImplemented("Access control lists other than private are not supported by s3proxy.", Header="acl")
+        raise errors.AccessControlListNotSupported()  # every bucket is BucketOwnerEnforced (ops/access.py)
     if form.get("bucket") not in (None, bucket):
         raise errors.AccessDenied("The form's bucket field names another bucket than the one it was posted to.")
 

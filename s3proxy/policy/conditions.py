@@ -128,7 +128,7 @@ class Condition:
         """`what` names the kind of policy, article included; `resolve_key` checks a policy variable's key."""
         found = vocabulary.lookup(name)
         if found is None:
-            raise PolicyError(f"These condition keys are not permitted in {what}: {name}")
+            raise PolicyError(f"These condition keys are not permitted in {what}: {name}", kind="condition_key")
         key, spec = found
         if op.family not in (STRING, "Null") and op.family not in spec.types:
             raise PolicyError(f"The condition operator {op.name} cannot test {spec.name} (a {'/'.join(spec.types)} key).")

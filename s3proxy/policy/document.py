@@ -166,7 +166,7 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k, v in pairs:
         if k in out:
-            raise PolicyError(f"The policy names {k} twice in one object.")
+            raise PolicyError(f"The policy names {k} twice in one object.", kind="json")
         out[k] = v
     return out
 
@@ -182,11 +182,11 @@ def _principals(value: Any) -> Principals:
     if value == "*":
         return Principals(anyone=True)
     if not isinstance(value, dict) or set(value) != {"AWS"}:
-        raise PolicyError(INVALID_PRINCIPALS)
+        raise PolicyError(INVALID_PRINCIPALS, kind="principal")
     anyone, accounts, arns = False, set(), set()
     for name in _as_list(value["AWS"]):
         if not isinstance(name, str):
-            raise PolicyError(INVALID_PRINCIPALS)
+            raise PolicyError(INVALID_PRINCIPALS, kind="principal")
         if name == "*":
             anyone = True
         elif _ACCOUNT.match(name):
@@ -197,9 +197,9 @@ def _principals(value: Any) -> Principals:
             else:
                 arns.add(name)
         else:
-            raise PolicyError(INVALID_PRINCIPALS)
+            raise PolicyError(INVALID_PRINCIPALS, kind="principal")
     if not (anyone or accounts or arns):
-        raise PolicyError(INVALID_PRINCIPALS)
+        raise PolicyError(INVALID_PRINCIPALS, kind="principal")
     return Principals(anyone, frozenset(accounts), frozenset(arns))
 
 
@@ -213,10 +213,10 @@ def _actions(value: Any, grammar: Grammar, negated: bool) -> Element:
         known = ACTIONS.get(service.lower()) if service.lower() in grammar.services else None
         if not colon or known is None or not name or ":" in name:
             raise PolicyError(f"The action {text} is not one {grammar.a} may name "
-                              f"(actions of {', '.join(grammar.services)} only).")
+                              f"(actions of {', '.join(grammar.services)} only).", kind="action")
         pattern = Pattern.compile(name, LIKE, fold=True)
         if not any(pattern.matches(a, {}) for a in known):
-            raise PolicyError(f"The action {text} matches no {service.lower()} action.")
+            raise PolicyError(f"The action {text} matches no {service.lower()} action.", kind="action")
         patterns.append(Pattern.compile(text, LIKE, fold=True))
     return Element(tuple(patterns), negated)
 
@@ -229,7 +229,7 @@ def _resources(value: Any, grammar: Grammar, negated: bool, variables: bool,
     patterns = []
     for text in texts:
         if not is_arn_pattern(text):
-            raise PolicyError(f'Resource {text} must be in ARN format or "*".')
+            raise PolicyError(f'Resource {text} must be in ARN format or "*".', kind="resource")
         patterns.append(Pattern.compile(text, ARN, variables=variables, resolve_key=resolve_key))
     return Element(tuple(patterns), negated)
 
@@ -330,7 +330,7 @@ def _document(text: str, grammar: Grammar) -> tuple[dict[str, Any], str]:
     except PolicyError:
         raise
     except ValueError:
-        raise PolicyError("The policy is not valid JSON.") from None
+        raise PolicyError("The policy is not valid JSON.", kind="json") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("Statement"), (list, dict)):
         raise PolicyError("The policy must have a Statement.")
     unknown = set(doc) - {"Version", "Id", "Statement"}

@@ -8,4 +8,10 @@ class PolicyError(ValueError):
 
     The KMS answers it as MalformedPolicyDocumentException, S3 as MalformedPolicy, and the proxy
     refuses to start on an identity policy that raises it; `str(error)` is the message for each.
+    `kind` says which part is wrong ("json", "principal", "action", "resource", "condition_key",
+    or "" for the rest), for services whose error messages name only that.
     """
+
+    def __init__(self, message: str, *, kind: str = "") -> None:
+        super().__init__(message)
+        self.kind = kind

@@ -1,22 +1,27 @@
 """Buckets as the operations see them: the backend's bucket calls, and what the proxy keeps per bucket.
 
 The operations reach the backend only through the store; for buckets the calls are plain
-pass-throughs (list, create, head, versioning) plus the configuration the proxy keeps in its own
-records, today the default encryption (`bucket-encryption/<bucket>`). Deleting a bucket forgets
-its records.
+pass-throughs (list, head, versioning) plus the configuration the proxy keeps in its own records:
+the default encryption (`bucket-encryption/<bucket>`) and who may reach the bucket (`access`: its
+owner, bucket policy and Block Public Access, bucket_access.py). Creating a bucket records its
+owner; deleting one forgets its records.
 """
 
 from __future__ import annotations
 
+from .. import errors
 from ..backends.base import Backend, BucketInfo, Capabilities
 from ..internal import InternalRecords
 from ..modes.resolve import BucketEncryption
+from ..auth.credentials import DEFAULT_ACCOUNT
+from .bucket_access import BucketAccess
 
 
 class Buckets:
-    def __init__(self, backend: Backend, records: InternalRecords) -> None:
+    def __init__(self, backend: Backend, records: InternalRecords, *, default_account: str = DEFAULT_ACCOUNT) -> None:
         self.backend = backend
         self.records = records
+        self.access = BucketAccess(backend, records, default_account)
 
     @property
     def capabilities(self) -> Capabilities:
@@ -26,12 +31,27 @@ class Buckets:
     async def list(self) -> list[BucketInfo]:
         return list(await self.backend.list_buckets())
 
-    async def create(self, name: str) -> None:
-        await self.backend.create_bucket(name)
+    async def create(self, name: str, account: str) -> None:
+        """A new bucket owned by `account`: BucketAlreadyExists when another account owns one of that
+        name, BucketAlreadyOwnedByYou when `account` does. No one can use it before its owner is recorded."""
+        access = self.access
+        owner = await access.owner(name)
+        if owner is not None:
+            if owner != account:
+                raise errors.BucketAlreadyExists()
+            raise errors.BucketAlreadyOwnedByYou()
+        with access.creating(name):
+            await self.backend.create_bucket(name)
+            try:
+                await access.set_owner(name, account)
+            except BaseException:
+                await self.backend.delete_bucket(name)
+                raise
 
     async def delete(self, name: str) -> None:
         await self.backend.delete_bucket(name)
         await self.records.delete(f"bucket-encryption/{name}")
+        await self.access.forget(name)
 
     async def head(self, name: str) -> None:
         await self.backend.head_bucket(name)

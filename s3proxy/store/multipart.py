@@ -59,6 +59,10 @@ class Upload:
         return self.fields.get(KEY_MODE) == "AES256"
 
 
+REQUESTED_ENCRYPTION = ("x-amz-server-side-encryption", "x-amz-server-side-encryption-aws-kms-key-id",
+                        "x-amz-server-side-encryption-customer-algorithm")
+
+
 class MultipartUploads:
     def __init__(
         self,
@@ -95,8 +99,20 @@ class MultipartUploads:
         upload_id = await self.backend.create_multipart(
             ref.bucket, ref.key, replace(meta, metadata=to_backend_metadata(meta.metadata, fields))
         )
-        await self.records.put(f"uploads/{upload_id}", {"bucket": ref.bucket, "key": ref.key, "fields": fields, "mac_key": mac_key})
+        # the SSE headers it was created with: what bucket policies test on its parts, as on the upload itself
+        requested = {h: modes.headers[h] for h in REQUESTED_ENCRYPTION if h in modes.headers}
+        await self.records.put(f"uploads/{upload_id}", {"bucket": ref.bucket, "key": ref.key, "fields": fields, "mac_key": mac_key,
+                                                        "requested": requested})
         return upload_id, mode.response_headers(sealed.fields, on_write=True)
+
+    async def requested_encryption(self, ref: ObjectRef, upload_id: str) -> dict[str, str]:
+        """The SSE headers the upload was created with (none for an unknown upload: its parts are refused anyway)."""
+        try:
+            record = await self._record(ref, upload_id)
+        except errors.NoSuchUpload:
+            return {}
+        requested = record.get("requested")
+        return dict(requested) if isinstance(requested, dict) else {}
 
     async def _record(self, ref: ObjectRef, upload_id: str) -> dict[str, Any]:
         record = await self.records.get(f"uploads/{upload_id}")

@@ -203,9 +203,9 @@ class ObjectStore:
         except errors.S3Error as exc:  # overwritten meanwhile, or too large for the backend's copy
             log.warning("could not record ETag/checksums of %s/%s after upload: %s", ref.bucket, ref.key, exc.code)
 
-    async def exists(self, ref: ObjectRef) -> bool:
+    async def exists(self, ref: ObjectRef, version_id: str | None = None) -> bool:
         try:
-            await self.backend.head_object(ref.bucket, ref.key)
+            await self.backend.head_object(ref.bucket, ref.key, version_id)
         except errors.NoSuchKey:
             return False
         return True

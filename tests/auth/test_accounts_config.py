@@ -98,11 +98,9 @@ REFUSED = [
      "not permitted in an identity policy: aws:SecureTransprt"),  # the fail-open Deny
     ({"policy": json.dumps({"Statement": [{"Effect": "Allow", "Principal": "*", "Action": "*", "Resource": "*"}]})},
      "must not name a Principal"),
-    ({"policy": json.dumps({"Statement": [{"Effect": "Allow", "Action": "kms:*", "Resource": "*"}]})},
-     "enforces identity policies on KMS only"),  # it would restrict S3, which does not consult it yet
-    ({"policy": json.dumps({"Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"},
-                                          {"Effect": "Deny", "Action": "s3:DeleteObject", "Resource": "*"}]})},
-     "enforces identity policies on KMS only"),
+    ({"policy": json.dumps({"Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*",
+                                           "Condition": {"StringEquals": {"s3:x-amz-acl": "private"}}}]})},
+     "not permitted in an identity policy: s3:x-amz-acl"),  # a key S3 here cannot evaluate is refused
     ({"policy_file": "missing.json"}, "policy_file"),
     ({"account": "12345"}, "12-digit"),
     ({"polcy": FULL}, "unknown member(s) polcy"),  # a misspelt policy must not leave full access

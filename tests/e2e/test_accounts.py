@@ -3,8 +3,8 @@ account usable by another unless its owner grants it — AWS's promise between a
 
 Account A (111111111111): alice, and anna (whose identity policy denies her key deletion and key
 policy changes). Account B (222222222222): bert. Account C: carl, whose entry names no account and
-so gets one of its own. The S3 side is checked where it meets the KMS (SSE-KMS reads across accounts);
-bucket ownership and bucket policies come with the S3 authorization stage.
+so gets one of its own. The S3 side is checked where it meets the KMS (SSE-KMS reads across accounts,
+granted by a bucket policy); bucket ownership and bucket policies are tests/e2e/test_access_*.py's.
 """
 
 from __future__ import annotations
@@ -173,6 +173,13 @@ def test_sse_kms_objects_of_one_account_do_not_open_for_another(endpoint: str, k
     s3_alice.put_object(Bucket=bucket, Key="own-key", Body=b"A's data", ServerSideEncryption="aws:kms",
                         SSEKMSKeyId=key["KeyId"], BucketKeyEnabled=True)
     s3_alice.put_object(Bucket=bucket, Key="aws-managed", Body=b"A's data", ServerSideEncryption="aws:kms")
+    with pytest.raises(ClientError) as e:  # A's bucket: B reads nothing of it without a grant
+        s3_bert.get_object(Bucket=bucket, Key="own-key")
+    assert e.value.response["Error"]["Code"] == "AccessDenied"
+    # the bucket policy grants B the read; the key still decides whether B can open what it reads
+    s3_alice.put_bucket_policy(Bucket=bucket, Policy=json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"AWS": arn("bert")}, "Action": "s3:GetObject",
+         "Resource": f"arn:aws:s3:::{bucket}/*"}]}))
     for name in ("own-key", "aws-managed"):  # A's aws/s3 key serves A's callers only (kms:CallerAccount)
         assert s3_alice.get_object(Bucket=bucket, Key=name)["Body"].read() == b"A's data"
         with pytest.raises(ClientError) as e:

@@ -52,7 +52,7 @@ KINDS = {
     "no-such-key": lambda u: signed(u, "GET", "/banner/missing"),
     "head-error": lambda u: signed(u, "HEAD", "/banner/missing"),
     "unauthenticated": lambda u: raw_request(u, "GET", "/banner/obj"),
-    "not-implemented": lambda u: signed(u, "GET", "/banner?acl"),
+    "not-implemented": lambda u: signed(u, "GET", "/banner?cors"),
     "healthz": lambda u: raw_request(u, "GET", "/healthz"),
     "readyz": lambda u: raw_request(u, "GET", "/readyz"),
     "metrics": lambda u: raw_request(u, "GET", "/metrics"),

@@ -1,0 +1,124 @@
+"""Who may reach a bucket, as the proxy records it: its owner, its bucket policy, its Block Public Access.
+
+Three records per bucket in the proxy's internal records (read through InternalRecords, which
+caches them briefly and forgets a record locally the moment it changes):
+
+    bucket-owner/<bucket>                 {"account": "<12 digits>"}, written when the bucket is created
+    bucket-policy/<bucket>                {"policy": "<the document as put>"}
+    bucket-public-access-block/<bucket>   the four flags, and whether the bucket has a configuration at all
+
+A bucket with no owner record that the backend has (made before accounts existed, or on the
+backend directly) belongs to the proxy's default account (`account_id`). A bucket with no
+Block Public Access record blocks everything public (new buckets, as on AWS since April 2023, and
+older ones alike); DeletePublicAccessBlock records a configuration of four false flags marked
+absent, which GetPublicAccessBlock answers as S3 does for a bucket without one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from .. import errors
+from ..backends.base import Backend
+from ..internal import InternalRecords
+
+FLAGS = ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets")
+
+
+@dataclass(frozen=True)
+class PublicAccessBlock:
+    block_public_acls: bool = True
+    ignore_public_acls: bool = True
+    block_public_policy: bool = True
+    restrict_public_buckets: bool = True
+    configured: bool = True  # False: the bucket has no configuration (after DeletePublicAccessBlock)
+
+    @property
+    def flags(self) -> dict[str, bool]:
+        return dict(zip(FLAGS, (self.block_public_acls, self.ignore_public_acls, self.block_public_policy,
+                                self.restrict_public_buckets)))
+
+
+NO_CONFIGURATION = PublicAccessBlock(False, False, False, False, configured=False)
+
+
+class BucketAccess:
+    """The access records of every bucket: owner, policy, public access block."""
+
+    def __init__(self, backend: Backend, records: InternalRecords, default_account: str) -> None:
+        self.backend = backend
+        self.records = records
+        self.default_account = default_account
+        self._creating: set[str] = set()  # buckets this proxy is creating: no owner yet, and no one may use them
+
+    async def owner(self, bucket: str) -> str | None:
+        """The account that owns `bucket`; None when no such bucket exists (or it is being created here)."""
+        if bucket in self._creating:
+            return None
+        found = await self.records.get(f"bucket-owner/{bucket}")
+        if found:
+            return str(found["account"])
+        try:
+            await self.backend.head_bucket(bucket)
+        except errors.NoSuchBucket:
+            return None
+        return self.default_account  # older than accounts: the default account's
+
+    async def owners(self, buckets: list[str]) -> dict[str, str | None]:
+        """The owners of buckets the backend listed (so each exists: no record means the default account;
+        None for one being created here), 16 records read at a time."""
+        gate = asyncio.Semaphore(16)
+
+        async def one(bucket: str) -> str | None:
+            if bucket in self._creating:
+                return None
+            async with gate:
+                found = await self.records.get(f"bucket-owner/{bucket}")
+            return str(found["account"]) if found else self.default_account
+
+        return dict(zip(buckets, await asyncio.gather(*(one(b) for b in buckets))))
+
+    def creating(self, bucket: str) -> "_Creating":
+        """While a bucket is being created here, it has no owner (see `owner`)."""
+        return _Creating(self._creating, bucket)
+
+    async def set_owner(self, bucket: str, account: str) -> None:
+        await self.records.put(f"bucket-owner/{bucket}", {"account": account})
+
+    async def policy(self, bucket: str) -> str | None:
+        found = await self.records.get(f"bucket-policy/{bucket}")
+        return str(found["policy"]) if found else None
+
+    async def put_policy(self, bucket: str, text: str) -> None:
+        await self.records.put(f"bucket-policy/{bucket}", {"policy": text})
+
+    async def delete_policy(self, bucket: str) -> None:
+        await self.records.delete(f"bucket-policy/{bucket}")
+
+    async def public_access_block(self, bucket: str) -> PublicAccessBlock:
+        found = await self.records.get(f"bucket-public-access-block/{bucket}")
+        if not found:
+            return PublicAccessBlock()
+        return PublicAccessBlock(*(bool(found.get(flag, True)) for flag in FLAGS), configured=bool(found.get("configured", True)))
+
+    async def put_public_access_block(self, bucket: str, config: PublicAccessBlock) -> None:
+        await self.records.put(f"bucket-public-access-block/{bucket}", {**config.flags, "configured": config.configured})
+
+    async def forget(self, bucket: str) -> None:
+        """A deleted bucket's records (the owner last: until then the name stays taken)."""
+        for name in ("bucket-policy", "bucket-public-access-block", "bucket-owner"):
+            await self.records.delete(f"{name}/{bucket}")
+
+
+class _Creating:
+    def __init__(self, names: set[str], bucket: str) -> None:
+        self.names, self.bucket = names, bucket
+
+    def __enter__(self) -> None:
+        if self.bucket in self.names:
+            raise errors.OperationAborted()
+        self.names.add(self.bucket)
+
+    def __exit__(self, *exc: object) -> None:
+        self.names.discard(self.bucket)
