@@ -79,6 +79,14 @@ def key_metadata_json(m: KeyMetadata) -> dict[str, Any]:
         out["SigningAlgorithms"] = list(m.signing_algorithms)
     if m.mac_algorithms:
         out["MacAlgorithms"] = list(m.mac_algorithms)
+    if m.key_agreement_algorithms:
+        out["KeyAgreementAlgorithms"] = list(m.key_agreement_algorithms)
+    if m.expiration_model is not None:
+        out["ExpirationModel"] = m.expiration_model
+    if m.valid_to is not None:
+        out["ValidTo"] = m.valid_to
+    if m.custom_key_store_id is not None:
+        out["CustomKeyStoreId"] = m.custom_key_store_id
     if m.deletion_date is not None:
         out["DeletionDate"] = m.deletion_date
         out["PendingDeletionWindowInDays"] = m.pending_deletion_window_in_days
@@ -185,7 +193,47 @@ def _get_public_key(s: KeyService, c: Caller, b: Mapping[str, Any]) -> dict[str,
         out["EncryptionAlgorithms"] = list(p.encryption_algorithms)
     if p.signing_algorithms:
         out["SigningAlgorithms"] = list(p.signing_algorithms)
+    if p.key_agreement_algorithms:
+        out["KeyAgreementAlgorithms"] = list(p.key_agreement_algorithms)
     return out
+
+
+def _derive_shared_secret(s: KeyService, c: Caller, b: Mapping[str, Any]) -> dict[str, Any]:
+    if b.get("Recipient") is not None:
+        raise UnsupportedOperationException("Recipient (Nitro Enclaves attestation) is not supported by this KMS.")
+    r = s.derive_shared_secret(c, _req(b, "KeyId"), _req(b, "KeyAgreementAlgorithm"), _blob(b, "PublicKey"))
+    return {"KeyId": r.key_arn, "SharedSecret": _b64(r.shared_secret), "KeyAgreementAlgorithm": r.key_agreement_algorithm,
+            "KeyOrigin": r.key_origin}
+
+
+def _get_parameters_for_import(s: KeyService, c: Caller, b: Mapping[str, Any]) -> dict[str, Any]:
+    p = s.get_parameters_for_import(c, _req(b, "KeyId"), _req(b, "WrappingAlgorithm"), _req(b, "WrappingKeySpec"))
+    return {"KeyId": p.key_arn, "ImportToken": _b64(p.import_token), "PublicKey": _b64(p.public_key),
+            "ParametersValidTo": p.parameters_valid_to}
+
+
+def _timestamp(body: Mapping[str, Any], name: str) -> float | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise SerializationException(f"{name} must be a timestamp in epoch seconds.")
+    return float(value)
+
+
+def _import_key_material(s: KeyService, c: Caller, b: Mapping[str, Any]) -> dict[str, Any]:
+    for name in ("KeyMaterialDescription", "KeyMaterialId"):  # several materials per key: not here
+        if b.get(name) is not None:
+            raise UnsupportedOperationException(f"{name} is not supported: this KMS imports one key material per key.")
+    arn, material_id = s.import_key_material(
+        c, _req(b, "KeyId"), _blob(b, "ImportToken"), _blob(b, "EncryptedKeyMaterial"), b.get("ExpirationModel"),
+        _timestamp(b, "ValidTo"), b.get("ImportType"))
+    return {"KeyId": arn, "KeyMaterialId": material_id}
+
+
+def _delete_imported_key_material(s: KeyService, c: Caller, b: Mapping[str, Any]) -> dict[str, Any]:
+    arn, material_id = s.delete_imported_key_material(c, _req(b, "KeyId"), b.get("KeyMaterialId"))
+    return {"KeyId": arn, "KeyMaterialId": material_id}
 
 
 def _generate_mac(s: KeyService, c: Caller, b: Mapping[str, Any]) -> dict[str, Any]:
@@ -263,6 +311,10 @@ HANDLERS: dict[str, Handler] = {
     "Sign": _sign,
     "Verify": _verify,
     "GetPublicKey": _get_public_key,
+    "DeriveSharedSecret": _derive_shared_secret,
+    "GetParametersForImport": _get_parameters_for_import,
+    "ImportKeyMaterial": _import_key_material,
+    "DeleteImportedKeyMaterial": _delete_imported_key_material,
     "GenerateMac": _generate_mac,
     "VerifyMac": _verify_mac,
     "PutKeyPolicy": lambda s, c, b: s.put_key_policy(c, _req(b, "KeyId"), _req(b, "Policy"), b.get("PolicyName", "default"),

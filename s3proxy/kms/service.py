@@ -6,7 +6,8 @@ of HTTP or S3. Each public method is one KMS operation: the Auditor records it (
 CloudTrail-shaped record per call, success or failure) and one part does the work:
 
     KeyService --> KeyAdmin   (admin.py: key lifecycle, rotation, aliases, policies, grants, tags)
-               --> Crypto     (crypto.py: Encrypt/Decrypt/data keys/Sign/MAC)
+               --> Importer   (importing.py: bring your own key material)
+               --> Crypto     (crypto.py: Encrypt/Decrypt/data keys/Sign/MAC/ECDH)
                --> Auditor    (auditor.py)
     KeyAdmin, Crypto --> Authorizer (authorizer.py: lookup, key policy + grants, key state)
                      --> Registry   (registry.py: the records, cached over the sealed Keystore)
@@ -33,10 +34,11 @@ from .auditor import Auditor, audited
 from .authorizer import Authorizer
 from .caller import Caller, service_caller
 from .config import Config
-from .crypto import Crypto, DataKeyPair, Decrypted, PublicKey, ReEncrypted
+from .crypto import Crypto, DataKeyPair, Decrypted, PublicKey, ReEncrypted, SharedSecret
 from .datakeys import DataKey, Encrypted
 from .errors import KmsError
 from .keystore.base import Keystore
+from .importing import Importer, ImportParameters
 from .keystore.sqlite import SqliteKeystore
 from .policy import Grant
 from .registry import Registry
@@ -78,22 +80,23 @@ class KeyService:
         registry = Registry(keystore, Sealer(root_key, rand=rand, reload=root_reload), clock=clock, rand=rand)
         auditor = Auditor(audit, config, clock=clock, rand=rand)
         authorizer = Authorizer(registry, config, note=auditor.note, clock=clock)
+        admin = KeyAdmin(registry, authorizer, config, clock=clock, rand=rand, note=auditor.note)
         service = cls(
-            keystore, config, registry, auditor,
-            KeyAdmin(registry, authorizer, config, clock=clock, rand=rand, note=auditor.note),
-            Crypto(authorizer, rand=rand),
+            keystore, config, registry, auditor, admin, Crypto(authorizer, rand=rand),
+            Importer(registry, authorizer, clock=clock, rand=rand, changed=admin.key_changed),
         )
         service.purge_due()
         return service
 
     def __init__(self, keystore: Keystore, config: Config, registry: Registry, auditor: Auditor,
-                 admin: KeyAdmin, crypto: Crypto) -> None:
+                 admin: KeyAdmin, crypto: Crypto, importer: Importer) -> None:
         self.config = config
         self.records = registry
         self.auditor = auditor
         self.audit = auditor.sink  # the audit trail itself (a MemoryAuditSink's `.records` in tests)
         self.admin = admin
         self.crypto = crypto
+        self.importer = importer
         self._keystore = keystore
 
     def close(self) -> None:
@@ -237,6 +240,23 @@ class KeyService:
     def list_resource_tags(self, caller: Caller, key_id: str) -> dict[str, str]:
         return self.admin.list_resource_tags(caller, key_id)
 
+    # imported key material: Importer ------------------------------------------------------------
+    @audited("GetParametersForImport")
+    def get_parameters_for_import(self, caller: Caller, key_id: str, wrapping_algorithm: str,
+                                  wrapping_key_spec: str) -> ImportParameters:
+        return self.importer.get_parameters_for_import(caller, key_id, wrapping_algorithm, wrapping_key_spec)
+
+    @audited("ImportKeyMaterial")
+    def import_key_material(self, caller: Caller, key_id: str, import_token: bytes, encrypted_key_material: bytes,
+                            expiration_model: str | None = None, valid_to: float | None = None,
+                            import_type: str | None = None) -> tuple[str, str]:
+        return self.importer.import_key_material(caller, key_id, import_token, encrypted_key_material,
+                                                 expiration_model, valid_to, import_type)
+
+    @audited("DeleteImportedKeyMaterial")
+    def delete_imported_key_material(self, caller: Caller, key_id: str, key_material_id: str | None = None) -> tuple[str, str]:
+        return self.importer.delete_imported_key_material(caller, key_id, key_material_id)
+
     # cryptographic operations and data keys: Crypto ---------------------------------------------
     @audited("Encrypt")
     def encrypt(self, caller: Caller, key_id: str, plaintext: bytes, context: Mapping[str, str] | None = None,
@@ -293,6 +313,11 @@ class KeyService:
     @audited("GetPublicKey", read_only=True)
     def get_public_key(self, caller: Caller, key_id: str) -> PublicKey:
         return self.crypto.get_public_key(caller, key_id)
+
+    @audited("DeriveSharedSecret")
+    def derive_shared_secret(self, caller: Caller, key_id: str, key_agreement_algorithm: str,
+                             public_key: bytes) -> SharedSecret:
+        return self.crypto.derive_shared_secret(caller, key_id, key_agreement_algorithm, public_key)
 
     @audited("GenerateMac")
     def generate_mac(self, caller: Caller, key_id: str, message: bytes, mac_algorithm: str) -> tuple[str, bytes]:
