@@ -33,7 +33,7 @@ from .settings import CredentialEntry, Settings, SettingsError, credential_entri
 from .internal import InternalRecords
 from .kms.api import HANDLERS as KMS_OPERATIONS, KmsApi
 from .kms.caller import Caller
-from .kms.errors import RootKeyError
+from .kms.errors import KmsError, Pkcs11Error, RootKeyError
 from .kms.service import KeyService
 from .modes.kms_modes import BucketKeyCache
 from .store import Buckets, Catalog, ListingCache, MultipartUploads, ObjectStore
@@ -163,6 +163,12 @@ def make_backend(settings: Settings, metrics: Metrics | None = None) -> Backend:
 def open_kms(settings: Settings, clock: Callable[[], float], metrics: Metrics) -> KeyService:
     audit = None
     try:
+        sealer = None
+        if settings.root_key:  # the root key inside a PKCS#11 token (python-pkcs11 is loaded only then)
+            from .kms.pkcs11 import root_aead
+            from .kms.wrapping import Sealer
+
+            sealer = Sealer.over([root_aead(settings.root_key, str(settings.pkcs11_module or "") or None, settings.pkcs11_pin)])
         audit = CountingAuditSink(FileAuditSink(settings.data_dir / "kms" / "audit.log"), metrics)
         return KeyService.open(
             settings.data_dir,
@@ -172,8 +178,9 @@ def open_kms(settings: Settings, clock: Callable[[], float], metrics: Metrics) -
             administrators=settings.admin_users,
             clock=clock,
             audit=audit,
+            sealer=sealer,
         )
-    except (RootKeyError, OSError) as exc:
+    except (RootKeyError, Pkcs11Error, OSError, KmsError) as exc:
         if audit is not None:
             audit.close()
         raise StartupError(f"KMS keystore: {exc}") from None

@@ -86,3 +86,7 @@ class KeystoreConflict(Exception):
 
 class RootKeyError(Exception):
     """The root key file is missing, unreadable, too widely readable, or does not open this keystore."""
+
+
+class Pkcs11Error(Exception):
+    """A PKCS#11 configuration that cannot work: a bad URI, no such token or key, a wrong PIN, a missing library."""

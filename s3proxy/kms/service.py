@@ -51,18 +51,20 @@ class KeyService:
         cls, data_dir: Path, root_key_file: Path | None = None, *, region: str = "us-east-1",
         account_id: str = "000000000000", administrators: Iterable[str] = (),
         clock: Callable[[], float] = time.time, rand: Callable[[int], bytes] = os.urandom,
-        audit: AuditSink | None = None, keystore: Keystore | None = None,
+        audit: AuditSink | None = None, keystore: Keystore | None = None, sealer: Sealer | None = None,
     ) -> KeyService:
-        """The service over `<data_dir>/kms/keystore.sqlite3`, auditing to `<data_dir>/kms/audit.log`."""
+        """The service over `<data_dir>/kms/keystore.sqlite3`, auditing to `<data_dir>/kms/audit.log`; sealed under
+        the root key file, or by `sealer` (a root key in a PKCS#11 token: then no root key file is read or made)."""
         data_dir = Path(data_dir)
         root_path = Path(root_key_file) if root_key_file else data_dir / "root.key"
-        root = load_root_key(root_path, rand=rand)
+        if sealer is None:
+            sealer = Sealer(load_root_key(root_path, rand=rand), rand=rand,
+                            reload=lambda: load_root_key(root_path, create=False))
         store = keystore or SqliteKeystore(data_dir / "kms" / "keystore.sqlite3")
         sink = audit or FileAuditSink(data_dir / "kms" / "audit.log")
         try:
-            return cls.create(store, sink, root_key=root, region=region, account_id=account_id,
-                              administrators=administrators, clock=clock, rand=rand,
-                              root_reload=lambda: load_root_key(root_path, create=False))
+            return cls.create(store, sink, sealer=sealer, region=region, account_id=account_id,
+                              administrators=administrators, clock=clock, rand=rand)
         except BaseException:  # e.g. a root key that does not match: leave no handle open behind
             store.close()
             sink.close()
@@ -70,14 +72,19 @@ class KeyService:
 
     @classmethod
     def create(
-        cls, keystore: Keystore, audit: AuditSink, *, root_key: bytes, region: str = "us-east-1",
+        cls, keystore: Keystore, audit: AuditSink, *, root_key: bytes | None = None, region: str = "us-east-1",
         account_id: str = "000000000000", administrators: Iterable[str] = (),
         clock: Callable[[], float] = time.time, rand: Callable[[int], bytes] = os.urandom,
-        root_reload: Callable[[], bytes] | None = None,
+        root_reload: Callable[[], bytes] | None = None, sealer: Sealer | None = None,
     ) -> KeyService:
-        """The composition: every part built here, each handed only the parts it uses."""
+        """The composition: every part built here, each handed only the parts it uses (`sealer`, or one over
+        `root_key`)."""
         config = Config(region, account_id, tuple(administrators))
-        registry = Registry(keystore, Sealer(root_key, rand=rand, reload=root_reload), clock=clock, rand=rand)
+        if sealer is None:
+            if root_key is None:
+                raise ValueError("a root key or a sealer is needed")
+            sealer = Sealer(root_key, rand=rand, reload=root_reload)
+        registry = Registry(keystore, sealer, clock=clock, rand=rand)
         auditor = Auditor(audit, config, clock=clock, rand=rand)
         authorizer = Authorizer(registry, config, note=auditor.note, clock=clock)
         admin = KeyAdmin(registry, authorizer, config, clock=clock, rand=rand, note=auditor.note)
