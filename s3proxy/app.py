@@ -33,6 +33,7 @@ from .settings import CredentialEntry, Settings, SettingsError, credential_entri
 from .internal import InternalRecords
 from .kms.api import HANDLERS as KMS_OPERATIONS, KmsApi
 from .kms.caller import Caller
+from .kms.datakeys import DataKeySource
 from .kms.errors import KmsError, Pkcs11Error, RootKeyError
 from .kms.service import KeyService
 from .modes.kms_modes import BucketKeyCache
@@ -186,6 +187,16 @@ def open_kms(settings: Settings, clock: Callable[[], float], metrics: Metrics) -
         raise StartupError(f"KMS keystore: {exc}") from None
 
 
+def data_keys(settings: Settings, internal: KeyService) -> DataKeySource:
+    """Where SSE-KMS gets its keys: the internal key service, or the external KMS at kms_url."""
+    if not settings.kms_url:
+        return internal
+    from .modes.external_kms import ExternalKms
+
+    return ExternalKms(settings.kms_url, region=settings.kms_region or settings.region,
+                       access_key=settings.kms_access_key or "", secret_key=settings.kms_secret_key or "", internal=internal)
+
+
 def prepare_data_dir(settings: Settings) -> None:
     """The data dir, created 0700, writable, and private: what an older version (or a looser umask)
     left group- or world-readable is tightened, and the log says so once. The root key file is left
@@ -215,7 +226,8 @@ class Proxy:
     def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
         self.clock = clock
-        redact.install_log_redaction([settings.backend_secret_key or ""])
+        redact.install_log_redaction([settings.backend_secret_key or "", settings.kms_secret_key or "",
+                                      settings.pkcs11_pin or ""])
         prepare_data_dir(settings)
         self.bootstrap = load_credentials(settings)
         redact.install_log_redaction(self.bootstrap.secret_keys)
@@ -229,13 +241,14 @@ class Proxy:
         catalog = Catalog(records)
         conditional = ConditionalWrites(self.backend, catalog, Enforcement(self.backend, records.bucket, records.ensure_bucket))
         self.store = ObjectStore(self.backend, catalog, buckets, conditional, clock=clock, listing=listing)
+        self.data_keys = data_keys(settings, self.kms)
         bucket_keys = BucketKeyCache()
         self.kms.subscribe(bucket_keys.forget_key)  # a changed key's bucket keys are dropped at once
         services = ops.Services(
             store=self.store,
             uploads=MultipartUploads(self.backend, records, catalog, buckets, conditional, clock=clock, listing=listing),
             buckets=buckets,
-            kms=self.kms,
+            kms=self.data_keys,
             region=settings.region,
             account_id=settings.account_id,
             clock=clock,
@@ -348,6 +361,8 @@ class Proxy:
                 await runner.cleanup()
         self.runner = self.metrics_runner = None
         await self.backend.close()
+        if self.data_keys is not self.kms:
+            await asyncio.to_thread(getattr(self.data_keys, "close"))
         self.kms.close()
 
 
