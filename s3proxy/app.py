@@ -13,9 +13,9 @@ import ssl
 import threading
 import time
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from aiohttp import web
 
@@ -26,17 +26,18 @@ from .backends.base import Backend
 from .http.guard import Gate, GuardedRunner, Limits
 from .http.metrics import OPERATIONAL_PATHS, CountingAuditSink, InstrumentedBackend, Metrics, Readiness, build_operational_app
 from .http.server import Frontend, Origin, build_web_app
-from .kms.audit import FileAuditSink
-from .policy import FULL_ACCESS, IDENTITY_POLICY, PolicyError, allows_everything_on
-from .policy import parse as parse_policy
-from .settings import CredentialEntry, Settings, SettingsError, credential_entries
 from .internal import InternalRecords
-from .kms.api import HANDLERS as KMS_OPERATIONS, KmsApi
+from .kms.api import HANDLERS as KMS_OPERATIONS
+from .kms.api import KmsApi
+from .kms.audit import FileAuditSink
 from .kms.caller import Caller
 from .kms.datakeys import DataKeySource
 from .kms.errors import KmsError, Pkcs11Error, RootKeyError
 from .kms.service import KeyService
 from .modes.kms_modes import BucketKeyCache
+from .policy import FULL_ACCESS, IDENTITY_POLICY, PolicyError, allows_everything_on
+from .policy import parse as parse_policy
+from .settings import CredentialEntry, Settings, SettingsError, credential_entries
 from .store import Buckets, Catalog, ListingCache, MultipartUploads, ObjectStore
 from .store.conditions import ConditionalWrites, Enforcement
 
@@ -362,7 +363,7 @@ class Proxy:
         self.runner = self.metrics_runner = None
         await self.backend.close()
         if self.data_keys is not self.kms:
-            await asyncio.to_thread(getattr(self.data_keys, "close"))
+            await asyncio.to_thread(self.data_keys.close)
         self.kms.close()
 
 
@@ -435,7 +436,7 @@ class ProxyThread:
         self.proxy: Proxy | None = None
         self._thread = threading.Thread(target=self.loop.run_forever, name="s3proxy", daemon=True)
 
-    def start(self) -> "ProxyThread":
+    def start(self) -> ProxyThread:
         self._thread.start()
 
         async def boot() -> Proxy:

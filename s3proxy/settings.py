@@ -14,8 +14,9 @@ import os
 import pathlib
 import tomllib
 import urllib.parse
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 ENV_PREFIX = "S3PROXY_"
 

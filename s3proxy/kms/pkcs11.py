@@ -245,18 +245,13 @@ class Token:
     def generate_aes(self, label: str | None, key_id: bytes | None) -> None:
         """A new AES-256 token key usable for encrypt/decrypt only, sensitive and never extractable."""
         p = _pkcs11()
-        template = {p.Attribute.SENSITIVE: True, p.Attribute.EXTRACTABLE: False, p.Attribute.ENCRYPT: True,
-                    p.Attribute.DECRYPT: True, p.Attribute.WRAP: False, p.Attribute.UNWRAP: False,
-                    p.Attribute.SIGN: False, p.Attribute.VERIFY: False, p.Attribute.DERIVE: False,
-                    p.Attribute.MODIFIABLE: False}
+        template: dict[Any, bool | bytes] = {
+            p.Attribute.SENSITIVE: True, p.Attribute.EXTRACTABLE: False, p.Attribute.ENCRYPT: True,
+            p.Attribute.DECRYPT: True, p.Attribute.WRAP: False, p.Attribute.UNWRAP: False, p.Attribute.SIGN: False,
+            p.Attribute.VERIFY: False, p.Attribute.DERIVE: False, p.Attribute.MODIFIABLE: False}
         if key_id is not None:
             template[p.Attribute.ID] = key_id
         self.run(lambda s: s.generate_key(p.KeyType.AES, 256, label=label, store=True, template=template))
-
-    def destroy_aes(self, label: str | None, key_id: bytes | None) -> None:
-        key = self.find_aes(label, key_id)
-        if key is not None:
-            self.run(lambda s: key.destroy())
 
     def close(self) -> None:
         with self._lock:

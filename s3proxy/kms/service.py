@@ -37,8 +37,8 @@ from .config import Config
 from .crypto import Crypto, DataKeyPair, Decrypted, PublicKey, ReEncrypted, SharedSecret
 from .datakeys import DataKey, Encrypted
 from .errors import KmsError
-from .keystore.base import Keystore
 from .importing import Importer, ImportParameters
+from .keystore.base import Keystore
 from .keystore.sqlite import SqliteKeystore
 from .policy import Grant
 from .registry import Registry

@@ -181,7 +181,8 @@ def test_symmetric_walkthrough_then_sse_kms_through_awscli(proxy, tmp_path, algo
     kms.delete_imported_key_material(KeyId=key_id)
     for name in ("obj", "bk"):
         got = proxy.aws("s3api", "get-object", "--bucket", bucket, "--key", name, str(tmp_path / "out"), check=False)
-        assert got.returncode != 0 and "KMS.KMSInvalidStateException" in got.stderr.decode() and "pending import" in got.stderr.decode()
+        said = got.stderr.decode()
+        assert got.returncode != 0 and "KMS.KMSInvalidStateException" in said and "pending import" in said
     refused = proxy.aws("s3", "cp", str(tmp_path / "object"), f"s3://{bucket}/new", "--sse", "aws:kms",
                         "--sse-kms-key-id", key_id, check=False)
     assert refused.returncode != 0 and "KMSInvalidStateException" in refused.stderr.decode()

@@ -12,8 +12,9 @@ import os
 import re
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import boto3
 import pytest
@@ -132,3 +133,4 @@ def bob(kms: KmsServer) -> Iterator[Any]:
     client = kms.client("bob")
     yield client
     client.close()
+from tests.kms.softhsm import softhsm  # noqa: E402,F401  (the SoftHSM2 fixture)

@@ -19,7 +19,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from tests.hardening.harness import ProxyProcess, s3_client
-from tests.kms.softhsm import PIN, SoftHsm, files_hold, memory_holds, softhsm  # noqa: F401  (fixture)
+from tests.kms.softhsm import PIN, SoftHsm, files_hold, memory_holds
 
 ATTRIBUTES = """
 import pkcs11, sys

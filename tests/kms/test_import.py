@@ -132,8 +132,8 @@ def test_material_of_the_wrong_kind_is_refused(alice):
 def test_wrong_token_and_wrong_wrapping_algorithm(alice):
     key_id, other = external_key(alice), external_key(alice)
     material = os.urandom(32)
-    params = alice.get_parameters_for_import(KeyId=key_id, WrappingAlgorithm="RSAES_OAEP_SHA_256", WrappingKeySpec="RSA_2048")
-    other_params = alice.get_parameters_for_import(KeyId=other, WrappingAlgorithm="RSAES_OAEP_SHA_256", WrappingKeySpec="RSA_2048")
+    params, other_params = (alice.get_parameters_for_import(KeyId=k, WrappingAlgorithm="RSAES_OAEP_SHA_256",
+                                                            WrappingKeySpec="RSA_2048") for k in (key_id, other))
     wrapped = wrap(params, material, "RSAES_OAEP_SHA_256")
     cases = [
         (other_params["ImportToken"], wrapped, "InvalidImportTokenException"),  # another key's token
