@@ -66,6 +66,14 @@ def _page(items: list[Any], body: Mapping[str, Any], field: str, render: Callabl
     return out
 
 
+def _present(out: dict[str, Any], **members: Any) -> dict[str, Any]:
+    """`out` with each member that has a value (neither None nor an empty tuple); tuples become lists."""
+    for name, value in members.items():
+        if value is not None and value != ():
+            out[name] = list(value) if isinstance(value, tuple) else value
+    return out
+
+
 def key_metadata_json(m: KeyMetadata) -> dict[str, Any]:
     out: dict[str, Any] = {
         "AWSAccountId": m.account_id, "KeyId": m.key_id, "Arn": m.arn, "CreationDate": m.creation_date,
@@ -73,20 +81,9 @@ def key_metadata_json(m: KeyMetadata) -> dict[str, Any]:
         "Origin": m.origin, "KeyManager": m.key_manager, "CustomerMasterKeySpec": m.key_spec, "KeySpec": m.key_spec,
         "MultiRegion": False, "CurrentKeyMaterialId": m.current_key_material_id,
     }
-    if m.encryption_algorithms:
-        out["EncryptionAlgorithms"] = list(m.encryption_algorithms)
-    if m.signing_algorithms:
-        out["SigningAlgorithms"] = list(m.signing_algorithms)
-    if m.mac_algorithms:
-        out["MacAlgorithms"] = list(m.mac_algorithms)
-    if m.key_agreement_algorithms:
-        out["KeyAgreementAlgorithms"] = list(m.key_agreement_algorithms)
-    if m.expiration_model is not None:
-        out["ExpirationModel"] = m.expiration_model
-    if m.valid_to is not None:
-        out["ValidTo"] = m.valid_to
-    if m.custom_key_store_id is not None:
-        out["CustomKeyStoreId"] = m.custom_key_store_id
+    _present(out, EncryptionAlgorithms=m.encryption_algorithms, SigningAlgorithms=m.signing_algorithms,
+             MacAlgorithms=m.mac_algorithms, KeyAgreementAlgorithms=m.key_agreement_algorithms,
+             ExpirationModel=m.expiration_model, ValidTo=m.valid_to, CustomKeyStoreId=m.custom_key_store_id)
     if m.deletion_date is not None:
         out["DeletionDate"] = m.deletion_date
         out["PendingDeletionWindowInDays"] = m.pending_deletion_window_in_days
@@ -189,13 +186,8 @@ def _get_public_key(s: KeyService, c: Caller, b: Mapping[str, Any]) -> dict[str,
     p = s.get_public_key(c, _req(b, "KeyId"))
     out: dict[str, Any] = {"KeyId": p.key_arn, "PublicKey": _b64(p.public_key), "CustomerMasterKeySpec": p.key_spec,
                            "KeySpec": p.key_spec, "KeyUsage": p.key_usage}
-    if p.encryption_algorithms:
-        out["EncryptionAlgorithms"] = list(p.encryption_algorithms)
-    if p.signing_algorithms:
-        out["SigningAlgorithms"] = list(p.signing_algorithms)
-    if p.key_agreement_algorithms:
-        out["KeyAgreementAlgorithms"] = list(p.key_agreement_algorithms)
-    return out
+    return _present(out, EncryptionAlgorithms=p.encryption_algorithms, SigningAlgorithms=p.signing_algorithms,
+                    KeyAgreementAlgorithms=p.key_agreement_algorithms)
 
 
 def _derive_shared_secret(s: KeyService, c: Caller, b: Mapping[str, Any]) -> dict[str, Any]:
@@ -254,14 +246,8 @@ def _schedule_key_deletion(s: KeyService, c: Caller, b: Mapping[str, Any]) -> di
 
 def _rotation_status(s: KeyService, c: Caller, b: Mapping[str, Any]) -> dict[str, Any]:
     r = s.get_key_rotation_status(c, _req(b, "KeyId"))
-    out: dict[str, Any] = {"KeyRotationEnabled": r.enabled, "KeyId": r.key_arn}
-    if r.rotation_period_in_days is not None:
-        out["RotationPeriodInDays"] = r.rotation_period_in_days
-    if r.next_rotation_date is not None:
-        out["NextRotationDate"] = r.next_rotation_date
-    if r.on_demand_rotation_start_date is not None:
-        out["OnDemandRotationStartDate"] = r.on_demand_rotation_start_date
-    return out
+    return _present({"KeyRotationEnabled": r.enabled, "KeyId": r.key_arn}, RotationPeriodInDays=r.rotation_period_in_days,
+                    NextRotationDate=r.next_rotation_date, OnDemandRotationStartDate=r.on_demand_rotation_start_date)
 
 
 def _list_aliases(s: KeyService, c: Caller, b: Mapping[str, Any]) -> dict[str, Any]:
