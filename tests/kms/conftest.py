@@ -12,9 +12,8 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import boto3
 import pytest
