@@ -14,9 +14,9 @@ import ssl
 import threading
 import time
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from aiohttp import web
 
@@ -28,17 +28,19 @@ from .http.guard import Gate, GuardedRunner, Limits
 from .http.metrics import OPERATIONAL_PATHS, CountingAuditSink, InstrumentedBackend, Metrics, Readiness, build_operational_app
 from .http.authorize import S3Authorizer
 from .http.server import Frontend, Origin, build_web_app
-from .kms.audit import FileAuditSink, audit_log_path
-from .policy import FULL_ACCESS, IDENTITY_POLICY, PolicyError
-from .policy import parse as parse_policy
-from .settings import CredentialEntry, Settings, SettingsError, credential_entries
 from .internal import InternalRecords
-from .kms.api import HANDLERS as KMS_OPERATIONS, KmsApi
+from .kms.api import HANDLERS as KMS_OPERATIONS
+from .kms.api import KmsApi
+from .kms.audit import FileAuditSink, audit_log_path
 from .kms.caller import Caller
-from .kms.errors import RootKeyError
+from .kms.datakeys import DataKeySource
+from .kms.errors import KmsError, Pkcs11Error, RootKeyError
 from .kms.keystore import KeystoreUnavailable
 from .kms.service import KeyService
 from .modes.kms_modes import BucketKeyCache
+from .policy import FULL_ACCESS, IDENTITY_POLICY, PolicyError
+from .policy import parse as parse_policy
+from .settings import CredentialEntry, Settings, SettingsError, credential_entries
 from .store import Buckets, Catalog, ListingCache, MultipartUploads, ObjectStore
 from .store.conditions import ConditionalWrites, Enforcement
 
@@ -161,6 +163,12 @@ def make_backend(settings: Settings, metrics: Metrics | None = None) -> Backend:
 def open_kms(settings: Settings, clock: Callable[[], float], metrics: Metrics, worker: int | None = None) -> KeyService:
     audit = None
     try:
+        sealer = None
+        if settings.root_key:  # the root key inside a PKCS#11 token (python-pkcs11 is loaded only then)
+            from .kms.pkcs11 import root_aead
+            from .kms.wrapping import Sealer
+
+            sealer = Sealer.over([root_aead(settings.root_key, str(settings.pkcs11_module or "") or None, settings.pkcs11_pin)])
         audit = CountingAuditSink(FileAuditSink(audit_log_path(settings.data_dir, worker)), metrics)
         return KeyService.open(
             settings.data_dir,
@@ -171,11 +179,22 @@ def open_kms(settings: Settings, clock: Callable[[], float], metrics: Metrics, w
             clock=clock,
             audit=audit,
             keystore_url=settings.keystore_url,
+            sealer=sealer,
         )
-    except (RootKeyError, OSError, RuntimeError, KeystoreUnavailable) as exc:
+    except (RootKeyError, Pkcs11Error, OSError, RuntimeError, KeystoreUnavailable, KmsError) as exc:
         if audit is not None:
             audit.close()
         raise StartupError(f"KMS keystore: {exc}") from None
+
+
+def data_keys(settings: Settings, internal: KeyService) -> DataKeySource:
+    """Where SSE-KMS gets its keys: the internal key service, or the external KMS at kms_url."""
+    if not settings.kms_url:
+        return internal
+    from .modes.external_kms import ExternalKms
+
+    return ExternalKms(settings.kms_url, region=settings.kms_region or settings.region,
+                       access_key=settings.kms_access_key or "", secret_key=settings.kms_secret_key or "", internal=internal)
 
 
 def prepare_data_dir(settings: Settings) -> None:
@@ -212,7 +231,8 @@ class Proxy:
         self.clock = clock
         self.worker = worker
         self._sock = sock
-        redact.install_log_redaction([settings.backend_secret_key or ""])
+        redact.install_log_redaction([settings.backend_secret_key or "", settings.kms_secret_key or "",
+                                      settings.pkcs11_pin or ""])
         prepare_data_dir(settings)
         self.bootstrap = load_credentials(settings)
         redact.install_log_redaction(self.bootstrap.secret_keys)
@@ -226,6 +246,7 @@ class Proxy:
         catalog = Catalog(records)
         conditional = ConditionalWrites(self.backend, catalog, Enforcement(self.backend, records.bucket, records.ensure_bucket))
         self.store = ObjectStore(self.backend, catalog, buckets, conditional, clock=clock, listing=listing)
+        self.data_keys = data_keys(settings, self.kms)
         bucket_keys = BucketKeyCache()
         # a changed key's bucket keys are dropped at once, whether it changed here or on another proxy or
         # worker sharing the keystore (its change feed reaches this process within a second)
@@ -235,7 +256,7 @@ class Proxy:
             store=self.store,
             uploads=uploads,
             buckets=buckets,
-            kms=self.kms,
+            kms=self.data_keys,
             region=settings.region,
             account_id=settings.account_id,
             clock=clock,
@@ -356,6 +377,8 @@ class Proxy:
                 await runner.cleanup()
         self.runner = self.metrics_runner = None
         await self.backend.close()
+        if self.data_keys is not self.kms:
+            await asyncio.to_thread(self.data_keys.close)
         self.kms.close()
 
 
@@ -433,7 +456,7 @@ class ProxyThread:
         self.proxy: Proxy | None = None
         self._thread = threading.Thread(target=self.loop.run_forever, name="s3proxy", daemon=True)
 
-    def start(self) -> "ProxyThread":
+    def start(self) -> ProxyThread:
         self._thread.start()
 
         async def boot() -> Proxy:

@@ -14,8 +14,9 @@ import os
 import pathlib
 import tomllib
 import urllib.parse
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 ENV_PREFIX = "S3PROXY_"
 
@@ -110,6 +111,12 @@ def _workers(text: str) -> int:
     return value
 
 
+def _pkcs11_uri(text: str) -> str:
+    if not str(text).startswith("pkcs11:"):
+        raise ValueError("must be an RFC 7512 URI starting with pkcs11:, e.g. pkcs11:token=s3proxy;object=s3proxy-root")
+    return str(text)
+
+
 def _opt(kind: Callable[[str], Any]) -> Callable[[str], Any]:
     return lambda text: None if text in ("", None) else kind(text)
 
@@ -134,6 +141,14 @@ FIELDS: tuple[Field, ...] = (
     Field("tls_cert", _opt(_path), None, "PEM certificate chain: serve HTTPS (with tls_key)"),
     Field("tls_key", _opt(_path), None, "PEM private key for tls_cert", secret=False),
     Field("root_key_file", _opt(_path), None, "file holding the KMS root key (default DATA_DIR/root.key, created 0600 on first start)"),
+    # keys from elsewhere (docs/KMS.md): a root key in a PKCS#11 token; SSE-KMS through an external KMS
+    Field("root_key", _opt(_pkcs11_uri), None, "RFC 7512 pkcs11: URI of the KMS root key inside a PKCS#11 token, used instead of root_key_file (generated in the token, non-extractable, on first start); shown redacted, as it may hold pin-value", secret=True),
+    Field("pkcs11_module", _opt(_path), None, "PKCS#11 module (.so) for root_key and for PKCS#11 custom key stores, e.g. /usr/lib/softhsm/libsofthsm2.so"),
+    Field("pkcs11_pin", _opt(str), None, "user PIN of root_key's token, when its URI has no pin-value or pin-source", secret=True),
+    Field("kms_url", _opt(_url), None, "an AWS-KMS-compatible endpoint (AWS KMS, LocalStack, another s3proxy) that serves SSE-KMS and bucket keys instead of the internal KMS"),
+    Field("kms_region", _opt(str), None, "region of kms_url (default: region)"),
+    Field("kms_access_key", _opt(str), None, "access key id the proxy signs its kms_url calls with"),
+    Field("kms_secret_key", _opt(str), None, "secret access key for kms_url", secret=True),
     Field("kms_admins", str, "", "comma-separated user names (of account_id) or user ARNs named, beside the creator, in the default policy of each new KMS key of their account"),
     Field("internal_bucket", str, "s3proxy-internal", "backend bucket where the proxy keeps its own records (bucket defaults, multipart part lists); hidden from clients"),
     Field("sigv2", _bool, True, "accept AWS Signature Version 2 (boto3 still presigns S3 URLs with it by default); false refuses it as S3 regions opened since 2014 do"),
@@ -220,6 +235,13 @@ class Settings:
     tls_cert: pathlib.Path | None = None
     tls_key: pathlib.Path | None = None
     root_key_file: pathlib.Path | None = None
+    root_key: str | None = field(default=None, repr=False)  # may carry pin-value
+    pkcs11_module: pathlib.Path | None = None
+    pkcs11_pin: str | None = field(default=None, repr=False)
+    kms_url: str | None = None
+    kms_region: str | None = None
+    kms_access_key: str | None = None
+    kms_secret_key: str | None = field(default=None, repr=False)
     kms_admins: str = ""
     internal_bucket: str = "s3proxy-internal"
     sigv2: bool = True
@@ -317,6 +339,10 @@ def _validate(s: Settings) -> None:
         raise SettingsError("access_key and secret_key must be given together")
     if (s.tls_cert is None) != (s.tls_key is None):
         raise SettingsError("tls_cert and tls_key must be given together")
+    if s.root_key and s.root_key_file:
+        raise SettingsError("give root_key (a PKCS#11 token) or root_key_file, not both")
+    if s.kms_url and not (s.kms_access_key and s.kms_secret_key):
+        raise SettingsError("kms_url needs kms_access_key and kms_secret_key (the proxy's own credentials there)")
     if s.backend == "s3" and not s.backend_url:
         raise SettingsError("backend=s3 needs backend_url (S3PROXY_BACKEND_URL)")
     if not (len(s.account_id) == 12 and s.account_id.isdigit()):

@@ -34,12 +34,24 @@ def _ruby_missing() -> str | None:
     return None if probe.returncode == 0 else "the Ruby gems aws-sdk-s3/aws-sdk-kms are missing"
 
 
+SOFTHSM2_MODULE = "/usr/lib/softhsm/libsofthsm2.so"  # where Debian's softhsm2 puts its PKCS#11 module
+
+
+def _softhsm2_missing() -> str | None:
+    if not os.path.exists(SOFTHSM2_MODULE) or command("softhsm2-util") is None:
+        return "SoftHSM2 (softhsm2-util and its PKCS#11 module) is not installed"
+    return None
+
+
 # package -> (why the suite needs it, a probe: why it is unusable, or None)
 PACKAGES: dict[str, tuple[str, Callable[[], str | None]]] = {
     "ruby-aws-sdk-s3": ("the official Ruby S3 Encryption Client (v2), an interop peer", _ruby_missing),
     "docker-compose": ("`docker-compose config` checks the compose file", _command_missing("docker-compose")),
     "nginx-light": ("the benchmarks' pass-through reference", _command_missing("nginx")),
     "haproxy": ("`haproxy -c` checks the load balancer of docker-compose.scale.yml", _command_missing("haproxy")),
+    "openssl": ("wraps key material in AWS's import walkthrough", _command_missing("openssl")),
+    "xxd": ("hex-encodes the AES key in AWS's RSA_AES_KEY_WRAP import walkthrough", _command_missing("xxd")),
+    "softhsm2": ("a PKCS#11 token: the KMS root key and key store in hardware", _softhsm2_missing),
 }
 
 

@@ -73,6 +73,10 @@ class KeyMetadata:
     deletion_date: float | None
     pending_deletion_window_in_days: int | None
     current_key_material_id: str
+    key_agreement_algorithms: tuple[str, ...] = ()
+    expiration_model: str | None = None  # imported material (Origin EXTERNAL) only
+    valid_to: float | None = None
+    custom_key_store_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -109,12 +113,16 @@ class DeletionScheduled:
     pending_window_in_days: int
 
 
-def metadata(r: KeyRecord) -> KeyMetadata:
+def metadata(r: KeyRecord, state: str | None = None) -> KeyMetadata:
+    """What DescribeKey shows of a record (`state`: the effective state, when it differs from the stored one)."""
     info = keys.spec_info(r.key_spec, r.key_usage)
+    state = state or r.state
     return KeyMetadata(
-        r.key_id, r.arn, r.account_id, r.created, r.state == lifecycle.ENABLED, r.description, r.key_usage, r.state,
+        r.key_id, r.arn, r.account_id, r.created, state == lifecycle.ENABLED, r.description, r.key_usage, state,
         r.key_spec, r.origin, r.key_manager, info.encryption, info.signing, info.mac, r.deletion_date, r.pending_window,
-        r.material_id(),
+        r.material_id(1) if r.origin == "EXTERNAL" else r.material_id(), info.key_agreement,
+        r.expiration_model if r.origin == "EXTERNAL" and r.material_check else None, r.valid_to,
+        r.custom_key_store_id,
     )
 
 
@@ -146,14 +154,16 @@ class KeyAdmin:
         return str(uuid.UUID(bytes=self._rand(16), version=4))
 
     def _new_record(self, caller: Caller, key_spec: str, key_usage: str, policy: str, description: str,
-                    key_manager: str, tags: Mapping[str, str] | None = None, kid: str | None = None) -> KeyRecord:
+                    key_manager: str, tags: Mapping[str, str] | None = None, kid: str | None = None,
+                    origin: str = "AWS_KMS") -> KeyRecord:
         kid = kid or self._new_id()
+        external = origin == "EXTERNAL"  # no material until ImportKeyMaterial
         record = KeyRecord(
             key_id=kid, arn=self._config.key_arn(kid, caller.account_id), account_id=caller.account_id,
             created=self._clock(),
-            key_spec=key_spec, key_usage=key_usage, state=lifecycle.ENABLED, policy=policy,
-            materials=(keys.generate_material(key_spec, self._rand),), description=description,
-            key_manager=key_manager, tags=tuple(sorted((tags or {}).items())),
+            key_spec=key_spec, key_usage=key_usage, state=lifecycle.PENDING_IMPORT if external else lifecycle.ENABLED,
+            policy=policy, materials=() if external else (keys.generate_material(key_spec, self._rand),),
+            description=description, origin=origin, key_manager=key_manager, tags=tuple(sorted((tags or {}).items())),
         )
         self._registry.add_key(record)
         return record
@@ -163,8 +173,10 @@ class KeyAdmin:
                    origin: str = "AWS_KMS", bypass_policy_lockout_safety_check: bool = False) -> KeyMetadata:
         usage = key_usage or keys.default_usage(key_spec)
         keys.spec_info(key_spec, usage)
-        if origin != "AWS_KMS":
-            raise UnsupportedOperationException(f"Origin {origin} is not supported.")
+        if origin not in ("AWS_KMS", "EXTERNAL"):
+            if origin in ("AWS_CLOUDHSM", "EXTERNAL_KEY_STORE"):
+                raise UnsupportedOperationException(f"Origin {origin} needs a CustomKeyStoreId.")
+            raise member_error("origin", "satisfy enum value set: [AWS_KMS, EXTERNAL, AWS_CLOUDHSM, EXTERNAL_KEY_STORE]", origin)
         if len(description) > 8192:
             raise ValidationException("Description must be at most 8192 characters.")
         self._check_tags(tags or {})
@@ -178,7 +190,7 @@ class KeyAdmin:
             policy = default_policy(caller.account_id, [caller.arn, *admins])
         else:
             self._check_lockout(caller, policy, bypass_policy_lockout_safety_check, self._config.key_arn(kid, caller.account_id))
-        record = self._new_record(caller, key_spec, usage, policy, description, "CUSTOMER", tags, kid)
+        record = self._new_record(caller, key_spec, usage, policy, description, "CUSTOMER", tags, kid, origin)
         self._note(record.arn)
         return metadata(record)
 
@@ -227,13 +239,13 @@ class KeyAdmin:
         return DeletionScheduled(r.arn, when, r.state, pending_window_in_days)
 
     def cancel_key_deletion(self, caller: Caller, key_id: str) -> str:
-        r = self._change(caller, key_id, "CancelKeyDeletion", lambda r: replace(
-            r, state=lifecycle.DISABLED, deletion_date=None, pending_window=None))
+        r = self._change(caller, key_id, "CancelKeyDeletion", lambda r: replace(  # imported material gone: PendingImport
+            r, state=lifecycle.DISABLED if r.materials else lifecycle.PENDING_IMPORT, deletion_date=None, pending_window=None))
         return r.arn
 
     # rotation -----------------------------------------------------------------------------------
     def _rotatable(self, r: KeyRecord) -> None:
-        if r.key_spec != keys.SYMMETRIC:
+        if r.key_spec != keys.SYMMETRIC or r.origin != "AWS_KMS":
             raise UnsupportedOperationException(
                 f"{r.arn} origin is {r.origin} and key spec is {r.key_spec}, which is not valid for this operation."
             )

@@ -66,6 +66,14 @@ def _page(items: list[Any], body: Mapping[str, Any], field: str, render: Callabl
     return out
 
 
+def _present(out: dict[str, Any], **members: Any) -> dict[str, Any]:
+    """`out` with each member that has a value (neither None nor an empty tuple); tuples become lists."""
+    for name, value in members.items():
+        if value is not None and value != ():
+            out[name] = list(value) if isinstance(value, tuple) else value
+    return out
+
+
 def key_metadata_json(m: KeyMetadata) -> dict[str, Any]:
     out: dict[str, Any] = {
         "AWSAccountId": m.account_id, "KeyId": m.key_id, "Arn": m.arn, "CreationDate": m.creation_date,
@@ -73,12 +81,9 @@ def key_metadata_json(m: KeyMetadata) -> dict[str, Any]:
         "Origin": m.origin, "KeyManager": m.key_manager, "CustomerMasterKeySpec": m.key_spec, "KeySpec": m.key_spec,
         "MultiRegion": False, "CurrentKeyMaterialId": m.current_key_material_id,
     }
-    if m.encryption_algorithms:
-        out["EncryptionAlgorithms"] = list(m.encryption_algorithms)
-    if m.signing_algorithms:
-        out["SigningAlgorithms"] = list(m.signing_algorithms)
-    if m.mac_algorithms:
-        out["MacAlgorithms"] = list(m.mac_algorithms)
+    _present(out, EncryptionAlgorithms=m.encryption_algorithms, SigningAlgorithms=m.signing_algorithms,
+             MacAlgorithms=m.mac_algorithms, KeyAgreementAlgorithms=m.key_agreement_algorithms,
+             ExpirationModel=m.expiration_model, ValidTo=m.valid_to, CustomKeyStoreId=m.custom_key_store_id)
     if m.deletion_date is not None:
         out["DeletionDate"] = m.deletion_date
         out["PendingDeletionWindowInDays"] = m.pending_deletion_window_in_days
@@ -181,11 +186,46 @@ def _get_public_key(s: KeyService, c: Caller, b: Mapping[str, Any]) -> dict[str,
     p = s.get_public_key(c, _req(b, "KeyId"))
     out: dict[str, Any] = {"KeyId": p.key_arn, "PublicKey": _b64(p.public_key), "CustomerMasterKeySpec": p.key_spec,
                            "KeySpec": p.key_spec, "KeyUsage": p.key_usage}
-    if p.encryption_algorithms:
-        out["EncryptionAlgorithms"] = list(p.encryption_algorithms)
-    if p.signing_algorithms:
-        out["SigningAlgorithms"] = list(p.signing_algorithms)
-    return out
+    return _present(out, EncryptionAlgorithms=p.encryption_algorithms, SigningAlgorithms=p.signing_algorithms,
+                    KeyAgreementAlgorithms=p.key_agreement_algorithms)
+
+
+def _derive_shared_secret(s: KeyService, c: Caller, b: Mapping[str, Any]) -> dict[str, Any]:
+    if b.get("Recipient") is not None:
+        raise UnsupportedOperationException("Recipient (Nitro Enclaves attestation) is not supported by this KMS.")
+    r = s.derive_shared_secret(c, _req(b, "KeyId"), _req(b, "KeyAgreementAlgorithm"), _blob(b, "PublicKey"))
+    return {"KeyId": r.key_arn, "SharedSecret": _b64(r.shared_secret), "KeyAgreementAlgorithm": r.key_agreement_algorithm,
+            "KeyOrigin": r.key_origin}
+
+
+def _get_parameters_for_import(s: KeyService, c: Caller, b: Mapping[str, Any]) -> dict[str, Any]:
+    p = s.get_parameters_for_import(c, _req(b, "KeyId"), _req(b, "WrappingAlgorithm"), _req(b, "WrappingKeySpec"))
+    return {"KeyId": p.key_arn, "ImportToken": _b64(p.import_token), "PublicKey": _b64(p.public_key),
+            "ParametersValidTo": p.parameters_valid_to}
+
+
+def _timestamp(body: Mapping[str, Any], name: str) -> float | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise SerializationException(f"{name} must be a timestamp in epoch seconds.")
+    return float(value)
+
+
+def _import_key_material(s: KeyService, c: Caller, b: Mapping[str, Any]) -> dict[str, Any]:
+    for name in ("KeyMaterialDescription", "KeyMaterialId"):  # several materials per key: not here
+        if b.get(name) is not None:
+            raise UnsupportedOperationException(f"{name} is not supported: this KMS imports one key material per key.")
+    arn, material_id = s.import_key_material(
+        c, _req(b, "KeyId"), _blob(b, "ImportToken"), _blob(b, "EncryptedKeyMaterial"), b.get("ExpirationModel"),
+        _timestamp(b, "ValidTo"), b.get("ImportType"))
+    return {"KeyId": arn, "KeyMaterialId": material_id}
+
+
+def _delete_imported_key_material(s: KeyService, c: Caller, b: Mapping[str, Any]) -> dict[str, Any]:
+    arn, material_id = s.delete_imported_key_material(c, _req(b, "KeyId"), b.get("KeyMaterialId"))
+    return {"KeyId": arn, "KeyMaterialId": material_id}
 
 
 def _generate_mac(s: KeyService, c: Caller, b: Mapping[str, Any]) -> dict[str, Any]:
@@ -206,14 +246,8 @@ def _schedule_key_deletion(s: KeyService, c: Caller, b: Mapping[str, Any]) -> di
 
 def _rotation_status(s: KeyService, c: Caller, b: Mapping[str, Any]) -> dict[str, Any]:
     r = s.get_key_rotation_status(c, _req(b, "KeyId"))
-    out: dict[str, Any] = {"KeyRotationEnabled": r.enabled, "KeyId": r.key_arn}
-    if r.rotation_period_in_days is not None:
-        out["RotationPeriodInDays"] = r.rotation_period_in_days
-    if r.next_rotation_date is not None:
-        out["NextRotationDate"] = r.next_rotation_date
-    if r.on_demand_rotation_start_date is not None:
-        out["OnDemandRotationStartDate"] = r.on_demand_rotation_start_date
-    return out
+    return _present({"KeyRotationEnabled": r.enabled, "KeyId": r.key_arn}, RotationPeriodInDays=r.rotation_period_in_days,
+                    NextRotationDate=r.next_rotation_date, OnDemandRotationStartDate=r.on_demand_rotation_start_date)
 
 
 def _list_aliases(s: KeyService, c: Caller, b: Mapping[str, Any]) -> dict[str, Any]:
@@ -263,6 +297,10 @@ HANDLERS: dict[str, Handler] = {
     "Sign": _sign,
     "Verify": _verify,
     "GetPublicKey": _get_public_key,
+    "DeriveSharedSecret": _derive_shared_secret,
+    "GetParametersForImport": _get_parameters_for_import,
+    "ImportKeyMaterial": _import_key_material,
+    "DeleteImportedKeyMaterial": _delete_imported_key_material,
     "GenerateMac": _generate_mac,
     "VerifyMac": _verify_mac,
     "PutKeyPolicy": lambda s, c, b: s.put_key_policy(c, _req(b, "KeyId"), _req(b, "Policy"), b.get("PolicyName", "default"),

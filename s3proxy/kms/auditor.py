@@ -40,7 +40,10 @@ _AUDITED = {
     "pending_window_in_days": "pendingWindowInDays", "rotation_period_in_days": "rotationPeriodInDays",
     "grantee_principal": "granteePrincipal", "retiring_principal": "retiringPrincipal", "operations": "operations",
     "grant_id": "grantId", "key_pair_spec": "keyPairSpec", "policy_name": "policyName", "tag_keys": "tagKeys",
-    "description": "description",
+    "description": "description", "origin": "origin", "wrapping_algorithm": "wrappingAlgorithm",
+    "wrapping_key_spec": "wrappingKeySpec", "expiration_model": "expirationModel", "valid_to": "validTo",
+    "import_type": "importType", "key_material_id": "keyMaterialId", "key_agreement_algorithm": "keyAgreementAlgorithm",
+    "custom_key_store_id": "customKeyStoreId", "custom_key_store_name": "customKeyStoreName",
 }
 
 

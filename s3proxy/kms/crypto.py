@@ -66,6 +66,15 @@ class PublicKey:
     key_usage: str
     encryption_algorithms: tuple[str, ...]
     signing_algorithms: tuple[str, ...]
+    key_agreement_algorithms: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SharedSecret:
+    key_arn: str
+    shared_secret: bytes = field(repr=False)
+    key_agreement_algorithm: str
+    key_origin: str
 
 
 def _check_usage(record: KeyRecord, usage: str, op: str) -> None:
@@ -243,7 +252,20 @@ class Crypto:
             )
         info = keys.spec_info(record.key_spec, record.key_usage)
         return PublicKey(record.arn, keys.public_key_der(record.materials[-1]), record.key_spec, record.key_usage,
-                         info.encryption, info.signing)
+                         info.encryption, info.signing, info.key_agreement)
+
+    def derive_shared_secret(self, caller: Caller, key_id: str, key_agreement_algorithm: str,
+                             public_key: bytes) -> SharedSecret:
+        """ECDH between this KMS key's private half and a peer's public key (SPKI DER): the raw shared secret."""
+        if key_agreement_algorithm != keys.ECDH:
+            raise member_error("keyAgreementAlgorithm", "satisfy enum value set: [ECDH]", key_agreement_algorithm)
+        if not 1 <= len(public_key) <= 8192:
+            raise member_error("publicKey", "have length between 1 and 8192")
+        record = self._authz.usable(caller, key_id, "DeriveSharedSecret",
+                                    extra={"kms:keyagreementalgorithm": (key_agreement_algorithm,)})
+        _check_usage(record, keys.KEY_AGREEMENT, "DeriveSharedSecret")
+        secret = keys.derive_shared_secret(record.materials[-1], public_key)
+        return SharedSecret(record.arn, secret, key_agreement_algorithm, record.origin)
 
     def _mac_key(self, caller: Caller, key_id: str, algorithm: str, op: str) -> KeyRecord:
         record = self._authz.usable(caller, key_id, op)

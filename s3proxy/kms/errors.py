@@ -52,6 +52,17 @@ KMSInvalidSignatureException = _error("KMSInvalidSignatureException", "KMSInvali
 KMSInvalidMacException = _error("KMSInvalidMacException", "KMSInvalidMacException", 400, "The request was rejected because the HMAC verification failed.")
 UnknownOperationException = _error("UnknownOperationException", "UnknownOperationException", 400, "The requested operation is not supported.")
 SerializationException = _error("SerializationException", "SerializationException", 400, "The request body could not be parsed as JSON.")
+IncorrectKeyMaterialException = _error("IncorrectKeyMaterialException", "IncorrectKeyMaterialException", 400, "The key material in the request is invalid, or is not the key material imported into this KMS key before.")
+ExpiredImportTokenException = _error("ExpiredImportTokenException", "ExpiredImportTokenException", 400, "The import token has expired: call GetParametersForImport again and wrap the key material under the new public key.")
+InvalidImportTokenException = _error("InvalidImportTokenException", "InvalidImportTokenException", 400, "The import token is invalid, or belongs to another KMS key or to an earlier GetParametersForImport call.")
+KeyUnavailableException = _error("KeyUnavailableException", "KeyUnavailableException", 500, "The KMS key is not available now (its key store cannot be reached); retry later.")
+CustomKeyStoreNotFoundException = _error("CustomKeyStoreNotFoundException", "CustomKeyStoreNotFoundException", 400, "No custom key store has this name or ID.")
+CustomKeyStoreNameInUseException = _error("CustomKeyStoreNameInUseException", "CustomKeyStoreNameInUseException", 400, "Another custom key store of this account has this name.")
+CustomKeyStoreInvalidStateException = _error("CustomKeyStoreInvalidStateException", "CustomKeyStoreInvalidStateException", 400, "The custom key store's connection state does not allow this request.")
+CustomKeyStoreHasCMKsException = _error("CustomKeyStoreHasCMKsException", "CustomKeyStoreHasCMKsException", 400, "The custom key store still holds KMS keys.")
+CloudHsmClusterNotActiveException = _error("CloudHsmClusterNotActiveException", "CloudHsmClusterNotActiveException", 400, "The key store's PKCS#11 token cannot be reached.")
+CloudHsmClusterInvalidConfigurationException = _error("CloudHsmClusterInvalidConfigurationException", "CloudHsmClusterInvalidConfigurationException", 400, "The key store's PKCS#11 token does not accept this configuration.")
+DependencyTimeoutException = _error("DependencyTimeoutException", "DependencyTimeoutException", 503, "A service this KMS depends on did not answer in time; retry later.")
 DryRunOperationException = _error("DryRunOperationException", "DryRunOperationException", 412, "The request would have succeeded, but the DryRun option is set.")
 
 
@@ -75,3 +86,7 @@ class KeystoreConflict(Exception):
 
 class RootKeyError(Exception):
     """The root key file is missing, unreadable, too widely readable, or does not open this keystore."""
+
+
+class Pkcs11Error(Exception):
+    """A PKCS#11 configuration that cannot work: a bad URI, no such token or key, a wrong PIN, a missing library."""

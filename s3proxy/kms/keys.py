@@ -1,4 +1,4 @@
-"""Key specs and the cryptography of non-symmetric keys: generation, RSA encrypt, sign/verify, HMAC.
+"""Key specs and the cryptography of non-symmetric keys: generation, RSA encrypt, sign/verify, HMAC, ECDH.
 
 Pure functions over key material bytes (PKCS#8 DER for private keys, raw bytes for HMAC and
 symmetric keys). Which algorithms each spec and usage allows follows the AWS KMS developer
@@ -13,7 +13,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 
@@ -23,6 +23,8 @@ SYMMETRIC = "SYMMETRIC_DEFAULT"
 ENCRYPT_DECRYPT = "ENCRYPT_DECRYPT"
 SIGN_VERIFY = "SIGN_VERIFY"
 GENERATE_VERIFY_MAC = "GENERATE_VERIFY_MAC"
+KEY_AGREEMENT = "KEY_AGREEMENT"
+ECDH = "ECDH"
 
 _RSA_BITS = {"RSA_2048": 2048, "RSA_3072": 3072, "RSA_4096": 4096}
 _CURVES: dict[str, tuple[Callable[[], ec.EllipticCurve], str]] = {
@@ -37,6 +39,7 @@ _HASHES: dict[str, Callable[[], hashes.HashAlgorithm]] = {
 }
 RSA_ENCRYPTION = ("RSAES_OAEP_SHA_1", "RSAES_OAEP_SHA_256")
 RSA_SIGNING = tuple(f"RSASSA_{p}_SHA_{n}" for p in ("PSS", "PKCS1_V1_5") for n in (256, 384, 512))
+_AGREEMENT_CURVES = ("ECC_NIST_P256", "ECC_NIST_P384", "ECC_NIST_P521")  # NIST curves only, as in AWS
 KEY_SPECS = (SYMMETRIC, *_RSA_BITS, *_CURVES, *_HMAC_BYTES)
 DATA_KEY_PAIR_SPECS = (*_RSA_BITS, *_CURVES)
 MAX_MESSAGE = 4096
@@ -49,6 +52,7 @@ class SpecInfo:
     encryption: tuple[str, ...] = ()
     signing: tuple[str, ...] = ()
     mac: tuple[str, ...] = ()
+    key_agreement: tuple[str, ...] = ()
 
 
 def spec_info(key_spec: str, key_usage: str) -> SpecInfo:
@@ -61,6 +65,8 @@ def spec_info(key_spec: str, key_usage: str) -> SpecInfo:
         return SpecInfo(signing=RSA_SIGNING)
     if key_spec in _CURVES and key_usage == SIGN_VERIFY:
         return SpecInfo(signing=(_CURVES[key_spec][1],))
+    if key_spec in _AGREEMENT_CURVES and key_usage == KEY_AGREEMENT:
+        return SpecInfo(key_agreement=(ECDH,))
     if key_spec in _HMAC_BYTES and key_usage == GENERATE_VERIFY_MAC:
         return SpecInfo(mac=(f"HMAC_SHA_{key_spec[5:]}",))
     if key_spec not in KEY_SPECS:
@@ -69,6 +75,7 @@ def spec_info(key_spec: str, key_usage: str) -> SpecInfo:
 
 
 def default_usage(key_spec: str) -> str:
+    """CreateKey's KeyUsage when none is given (a key agreement key must say so)."""
     if key_spec in _HMAC_BYTES:
         return GENERATE_VERIFY_MAC
     if key_spec in _CURVES:
@@ -195,3 +202,40 @@ def verify(material: bytes, algorithm: str, message: bytes, message_type: str, s
 
 def mac(material: bytes, algorithm: str, message: bytes) -> bytes:
     return hmac.digest(material, message, getattr(hashlib, "sha" + algorithm.rsplit("_", 1)[-1]))
+
+
+def derive_shared_secret(material: bytes, peer_public_key: bytes) -> bytes:
+    """ECDH: the raw shared secret (the x coordinate of the shared point, as AWS returns it) of this key's private
+    half and a peer's public key (SubjectPublicKeyInfo DER) on the same curve."""
+    private = _load_private(material)
+    try:
+        peer = serialization.load_der_public_key(peer_public_key)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        raise ValidationException("PublicKey is not a DER-encoded SubjectPublicKeyInfo of an ECC public key.") from None
+    if not isinstance(private, ec.EllipticCurvePrivateKey) or not isinstance(peer, ec.EllipticCurvePublicKey):
+        raise ValidationException("PublicKey is not a DER-encoded SubjectPublicKeyInfo of an ECC public key.")
+    if peer.curve.name != private.curve.name:
+        raise ValidationException(f"PublicKey is on curve {peer.curve.name}; this KMS key is on {private.curve.name}.")
+    return private.exchange(ec.ECDH(), peer)
+
+
+def check_material(key_spec: str, material: bytes) -> bytes:
+    """Imported key material as this KMS keeps it, or ValidationException when it does not fit the key spec:
+    32 bytes (symmetric), the spec's HMAC length (HMAC), or a PKCS#8 DER private key of the spec's kind."""
+    if key_spec == SYMMETRIC:
+        if len(material) != 32:
+            raise ValidationException("Imported symmetric key material must be 32 bytes (a 256-bit key).")
+        return material
+    if key_spec in _HMAC_BYTES:
+        if len(material) != _HMAC_BYTES[key_spec]:
+            raise ValidationException(f"Imported {key_spec} key material must be {_HMAC_BYTES[key_spec]} bytes.")
+        return material
+    try:
+        key = serialization.load_der_private_key(material, password=None)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        raise ValidationException("Imported asymmetric key material must be a PKCS#8 DER private key.") from None
+    if isinstance(key, rsa.RSAPrivateKey) and key_spec in _RSA_BITS and key.key_size == _RSA_BITS[key_spec]:
+        return _private_der(key)  # canonical PKCS#8: the same key always gives the same bytes
+    if isinstance(key, ec.EllipticCurvePrivateKey) and key_spec in _CURVES and key.curve.name == _CURVES[key_spec][0]().name:
+        return _private_der(key)
+    raise ValidationException(f"The imported key material is not a {key_spec} private key.")

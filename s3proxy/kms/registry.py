@@ -14,8 +14,9 @@ PostgreSQL database); the cache stays coherent three ways:
 - writes are compare-and-swap against the cached version; a lost race re-reads and re-applies.
 Every change seen, local or remote, is announced to the `on_change` listeners with the key id
 (caches derived from a key, such as S3 bucket keys, drop what they hold for it).
-Time-driven changes go through `due`: a key past its deletion date is removed, and a key past its
-automatic rotation date gets a new version of material, on the first access after the date.
+Time-driven changes go through `due`: a key past its deletion date is removed, a key past its
+automatic rotation date gets a new version of material, and imported material past its ValidTo is
+dropped (the key becomes PendingImport), on the first access after the date.
 """
 
 from __future__ import annotations
@@ -71,6 +72,12 @@ class KeyRecord:
     on_demand_started: float | None = None
     rotations: tuple[tuple[int, float, str], ...] = ()  # (material version, date, AUTOMATIC|ON_DEMAND)
     grants: tuple[dict[str, Any], ...] = ()
+    # imported material (Origin EXTERNAL, importing.py): its expiry, a fingerprint, the pending import parameters
+    expiration_model: str | None = None
+    valid_to: float | None = None
+    material_check: str = ""
+    import_parameters: dict[str, Any] | None = field(default=None, repr=False)
+    custom_key_store_id: str | None = None  # a key whose material lives in a PKCS#11 key store (custom_stores.py)
 
     @property
     def version(self) -> int:
@@ -79,6 +86,11 @@ class KeyRecord:
     def material_id(self, version: int | None = None) -> str:
         """A non-secret id for one version of the material (AWS's KeyMaterialId is 64 hex digits)."""
         return hashlib.sha256(f"{self.key_id}/{version or self.version}".encode()).hexdigest()
+
+    def without_material(self) -> KeyRecord:
+        """This record with its imported material gone: PendingImport (unless it waits for deletion)."""
+        state = self.state if self.state == lifecycle.PENDING_DELETION else lifecycle.PENDING_IMPORT
+        return replace(self, materials=(), state=state, valid_to=None)
 
     def to_bytes(self) -> bytes:
         d = dataclasses.asdict(self)
@@ -264,6 +276,8 @@ class Registry:
                 if self.key(record.key_id) is not None:
                     self.remove_key(record.key_id)
             return None
+        if record.valid_to is not None and record.valid_to <= now and record.materials:  # imported material expired
+            return self.update_key(record.key_id, lambda r: r.without_material() if r.valid_to == record.valid_to else r)
         if record.rotation_enabled and record.next_rotation is not None and record.next_rotation <= now:
             return self.update_key(record.key_id, lambda r: self.rotated(r, "AUTOMATIC", now))
         return record

@@ -6,7 +6,8 @@ of HTTP or S3. Each public method is one KMS operation: the Auditor records it (
 CloudTrail-shaped record per call, success or failure) and one part does the work:
 
     KeyService --> KeyAdmin   (admin.py: key lifecycle, rotation, aliases, policies, grants, tags)
-               --> Crypto     (crypto.py: Encrypt/Decrypt/data keys/Sign/MAC)
+               --> Importer   (importing.py: bring your own key material)
+               --> Crypto     (crypto.py: Encrypt/Decrypt/data keys/Sign/MAC/ECDH)
                --> Auditor    (auditor.py)
     KeyAdmin, Crypto --> Authorizer (authorizer.py: lookup, key policy + grants, key state)
                      --> Registry   (registry.py: the records, cached over the sealed Keystore)
@@ -34,9 +35,10 @@ from .auditor import Auditor, audited
 from .authorizer import Authorizer
 from .caller import Caller, service_caller
 from .config import Config
-from .crypto import Crypto, DataKeyPair, Decrypted, PublicKey, ReEncrypted
+from .crypto import Crypto, DataKeyPair, Decrypted, PublicKey, ReEncrypted, SharedSecret
 from .datakeys import DataKey, Encrypted
 from .errors import KmsError
+from .importing import Importer, ImportParameters
 from .keystore import open_keystore
 from .keystore.base import Keystore
 from .policy import Grant
@@ -53,12 +55,17 @@ class KeyService:
         account_id: str = "000000000000", administrators: Iterable[str] = (),
         clock: Callable[[], float] = time.time, rand: Callable[[int], bytes] = os.urandom,
         audit: AuditSink | None = None, keystore: Keystore | None = None, keystore_url: str | None = None,
+        sealer: Sealer | None = None,
     ) -> KeyService:
         """The service over the keystore `keystore_url` names (default `<data_dir>/kms/keystore.sqlite3`),
-        auditing to `<data_dir>/kms/audit.log`, watching the keystore for other processes' changes."""
+        auditing to `<data_dir>/kms/audit.log`, watching the keystore for other processes' changes; sealed
+        under the root key file, or by `sealer` (a root key in a PKCS#11 token: then no root key file is
+        read or made)."""
         data_dir = Path(data_dir)
         root_path = Path(root_key_file) if root_key_file else data_dir / "root.key"
-        root = load_root_key(root_path, rand=rand)
+        if sealer is None:
+            sealer = Sealer(load_root_key(root_path, rand=rand), rand=rand,
+                            reload=lambda: load_root_key(root_path, create=False))
         store = keystore or open_keystore(keystore_url, data_dir)
         try:
             sink = audit or FileAuditSink(data_dir / "kms" / "audit.log")
@@ -66,9 +73,8 @@ class KeyService:
             store.close()
             raise
         try:
-            return cls.create(store, sink, root_key=root, region=region, account_id=account_id,
-                              administrators=administrators, clock=clock, rand=rand,
-                              root_reload=lambda: load_root_key(root_path, create=False), watch=True)
+            return cls.create(store, sink, sealer=sealer, region=region, account_id=account_id,
+                              administrators=administrators, clock=clock, rand=rand, watch=True)
         except BaseException:  # e.g. a root key that does not match: leave no handle open behind
             store.close()
             sink.close()
@@ -76,21 +82,26 @@ class KeyService:
 
     @classmethod
     def create(
-        cls, keystore: Keystore, audit: AuditSink, *, root_key: bytes, region: str = "us-east-1",
+        cls, keystore: Keystore, audit: AuditSink, *, root_key: bytes | None = None, region: str = "us-east-1",
         account_id: str = "000000000000", administrators: Iterable[str] = (),
         clock: Callable[[], float] = time.time, rand: Callable[[int], bytes] = os.urandom,
-        root_reload: Callable[[], bytes] | None = None, watch: bool = False,
+        root_reload: Callable[[], bytes] | None = None, sealer: Sealer | None = None, watch: bool = False,
     ) -> KeyService:
-        """The composition: every part built here, each handed only the parts it uses. `watch`: apply
-        changes other processes make to the keystore (off for a keystore this process alone uses)."""
+        """The composition: every part built here, each handed only the parts it uses (`sealer`, or one over
+        `root_key`). `watch`: apply changes other processes make to the keystore (off for a keystore this
+        process alone uses)."""
         config = Config(region, account_id, tuple(administrators))
-        registry = Registry(keystore, Sealer(root_key, rand=rand, reload=root_reload), clock=clock, rand=rand)
+        if sealer is None:
+            if root_key is None:
+                raise ValueError("a root key or a sealer is needed")
+            sealer = Sealer(root_key, rand=rand, reload=root_reload)
+        registry = Registry(keystore, sealer, clock=clock, rand=rand)
         auditor = Auditor(audit, config, clock=clock, rand=rand)
         authorizer = Authorizer(registry, config, note=auditor.note, clock=clock)
+        admin = KeyAdmin(registry, authorizer, config, clock=clock, rand=rand, note=auditor.note)
         service = cls(
-            keystore, config, registry, auditor,
-            KeyAdmin(registry, authorizer, config, clock=clock, rand=rand, note=auditor.note),
-            Crypto(authorizer, rand=rand),
+            keystore, config, registry, auditor, admin, Crypto(authorizer, rand=rand),
+            Importer(registry, authorizer, clock=clock, rand=rand),
         )
         service.purge_due()
         if watch:
@@ -98,13 +109,14 @@ class KeyService:
         return service
 
     def __init__(self, keystore: Keystore, config: Config, registry: Registry, auditor: Auditor,
-                 admin: KeyAdmin, crypto: Crypto) -> None:
+                 admin: KeyAdmin, crypto: Crypto, importer: Importer) -> None:
         self.config = config
         self.records = registry
         self.auditor = auditor
         self.audit = auditor.sink  # the audit trail itself (a MemoryAuditSink's `.records` in tests)
         self.admin = admin
         self.crypto = crypto
+        self.importer = importer
         self._keystore = keystore
         self._closing = threading.Event()
         self._watcher: threading.Thread | None = None
@@ -270,6 +282,23 @@ class KeyService:
     def list_resource_tags(self, caller: Caller, key_id: str) -> dict[str, str]:
         return self.admin.list_resource_tags(caller, key_id)
 
+    # imported key material: Importer ------------------------------------------------------------
+    @audited("GetParametersForImport")
+    def get_parameters_for_import(self, caller: Caller, key_id: str, wrapping_algorithm: str,
+                                  wrapping_key_spec: str) -> ImportParameters:
+        return self.importer.get_parameters_for_import(caller, key_id, wrapping_algorithm, wrapping_key_spec)
+
+    @audited("ImportKeyMaterial")
+    def import_key_material(self, caller: Caller, key_id: str, import_token: bytes, encrypted_key_material: bytes,
+                            expiration_model: str | None = None, valid_to: float | None = None,
+                            import_type: str | None = None) -> tuple[str, str]:
+        return self.importer.import_key_material(caller, key_id, import_token, encrypted_key_material,
+                                                 expiration_model, valid_to, import_type)
+
+    @audited("DeleteImportedKeyMaterial")
+    def delete_imported_key_material(self, caller: Caller, key_id: str, key_material_id: str | None = None) -> tuple[str, str]:
+        return self.importer.delete_imported_key_material(caller, key_id, key_material_id)
+
     # cryptographic operations and data keys: Crypto ---------------------------------------------
     @audited("Encrypt")
     def encrypt(self, caller: Caller, key_id: str, plaintext: bytes, context: Mapping[str, str] | None = None,
@@ -326,6 +355,11 @@ class KeyService:
     @audited("GetPublicKey", read_only=True)
     def get_public_key(self, caller: Caller, key_id: str) -> PublicKey:
         return self.crypto.get_public_key(caller, key_id)
+
+    @audited("DeriveSharedSecret")
+    def derive_shared_secret(self, caller: Caller, key_id: str, key_agreement_algorithm: str,
+                             public_key: bytes) -> SharedSecret:
+        return self.crypto.derive_shared_secret(caller, key_id, key_agreement_algorithm, public_key)
 
     @audited("GenerateMac")
     def generate_mac(self, caller: Caller, key_id: str, message: bytes, mac_algorithm: str) -> tuple[str, bytes]:

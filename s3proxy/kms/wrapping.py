@@ -21,9 +21,10 @@ import os
 import stat
 import struct
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -98,10 +99,19 @@ def write_root_key(path: Path, keyring: bytes) -> None:
         os.close(dfd)
 
 
+class Aead(Protocol):
+    """AES-256-GCM under one root key: `cryptography`'s AESGCM, or a key inside a PKCS#11 token (pkcs11.TokenAead)."""
+
+    def encrypt(self, nonce: bytes, data: bytes, associated_data: bytes | None) -> bytes: ...
+
+    def decrypt(self, nonce: bytes, data: bytes, associated_data: bytes | None) -> bytes: ...
+
+
 class Sealer:
     """Seals records under the current root key and opens them under any key of the keyring (the
     current key first; older ones stay until a root-key rotation has re-sealed every record).
-    Holds the keys; never shows them."""
+    Holds the keys; never shows them. `Sealer.over` seals with keys held elsewhere (a PKCS#11 token):
+    the same record format, the key never in this process."""
 
     def __init__(self, root_key: bytes, *, rand: Callable[[int], bytes] = os.urandom,
                  reload: Callable[[], bytes] | None = None) -> None:
@@ -109,8 +119,14 @@ class Sealer:
         self._rand = rand
         self._reload = reload  # re-reads the root key file: how a running proxy meets a rotation
 
+    @classmethod
+    def over(cls, aeads: Sequence[Aead], *, rand: Callable[[int], bytes] = os.urandom) -> Sealer:
+        sealer = cls(bytes(ROOT_KEY_BYTES), rand=rand)
+        sealer._aeads = list(aeads)
+        return sealer
+
     def _set(self, keyring: bytes) -> None:
-        self._aeads = [AESGCM(keyring[i : i + ROOT_KEY_BYTES]) for i in range(0, len(keyring), ROOT_KEY_BYTES)]
+        self._aeads: list[Aead] = [AESGCM(keyring[i : i + ROOT_KEY_BYTES]) for i in range(0, len(keyring), ROOT_KEY_BYTES)]
 
     def __repr__(self) -> str:
         return f"Sealer(<{len(self._aeads)} root key(s) hidden>)"

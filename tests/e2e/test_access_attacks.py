@@ -20,7 +20,6 @@ from typing import Any
 import boto3
 import pytest
 import requests
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from s3proxy.ops.common import canonical_user_id

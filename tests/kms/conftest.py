@@ -132,3 +132,4 @@ def bob(kms: KmsServer) -> Iterator[Any]:
     client = kms.client("bob")
     yield client
     client.close()
+from tests.kms.softhsm import softhsm  # noqa: E402,F401  (the SoftHSM2 fixture)
