@@ -32,7 +32,7 @@ from s3proxy import errors
 from s3proxy.format.envelope import KEY_MODE
 from s3proxy.modes.base import ObjectRef
 from s3proxy.modes.resolve import BucketEncryption
-from tests.twins import ALICE, World, caller_of, make_call
+from tests.twins import ALICE, World, caller_of, make_call, ssec_headers
 
 KEY = bytes(range(32))  # the SSE-C key the stored object and upload were written with
 OTHER = bytes(range(100, 132))  # another well-formed SSE-C key
@@ -76,11 +76,7 @@ def b64(data: bytes) -> str:
 
 
 def ssec(raw: bytes = KEY, prefix: str = SSEC, **replace: str | None) -> dict[str, str]:
-    """The three SSE-C headers for the key `raw` (or the copy-source three); `replace` changes or
-    drops (None) one of them by its suffix: algorithm, key, key_md5."""
-    headers = {"algorithm": "AES256", "key": b64(raw), "key_md5": b64(hashlib.md5(raw).digest())}
-    headers.update(replace)
-    return {prefix + name.replace("_", "-"): value for name, value in headers.items() if value is not None}
+    return ssec_headers(raw, prefix, **replace)
 
 
 def context(value: object) -> str:

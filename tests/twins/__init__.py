@@ -13,6 +13,8 @@ mock: every part is the production code, only the storage and the key store live
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import inspect
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
@@ -35,7 +37,7 @@ from .keys import memory_data_keys
 
 __all__ = [
     "ACCOUNT", "ALICE", "BOB", "BytesStream", "INTERNAL_BUCKET", "MemoryBackend", "REGION", "World",
-    "auth_context", "caller_of", "make_call", "memory_data_keys", "pytest_pyfunc_call",
+    "auth_context", "caller_of", "make_call", "memory_data_keys", "pytest_pyfunc_call", "ssec_headers",
 ]
 
 ACCOUNT = "000000000000"
@@ -43,6 +45,19 @@ REGION = "us-east-1"
 INTERNAL_BUCKET = "s3proxy-internal-twin"
 ALICE = Credential("AKIATWINALICE0000001", "twin-secret-of-alice-0000000001", "alice")
 BOB = Credential("AKIATWINBOB000000002", "twin-secret-of-bob-00000000000002", "bob")
+
+
+SSEC = "x-amz-server-side-encryption-customer-"
+CPSRC = "x-amz-copy-source-server-side-encryption-customer-"
+
+
+def ssec_headers(raw: bytes, prefix: str = SSEC, **replace: str | None) -> dict[str, str]:
+    """The three SSE-C headers for the customer key `raw` (or the copy-source three); `replace`
+    changes or drops (None) one of them by its suffix: algorithm, key, key_md5."""
+    values: dict[str, str | None] = {"algorithm": "AES256", "key": base64.b64encode(raw).decode(),
+                                     "key_md5": base64.b64encode(hashlib.md5(raw).digest()).decode()}
+    values.update(replace)
+    return {prefix + name.replace("_", "-"): value for name, value in values.items() if value is not None}
 
 
 @pytest.hookimpl(tryfirst=True)
