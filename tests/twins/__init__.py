@@ -117,11 +117,11 @@ class BytesStream:
 def make_call(bucket: str | None, key: str | None = None, *, query: Iterable[tuple[str, str]] | Mapping[str, str] = (),
               headers: Mapping[str, str] | None = None, body: bytes = b"", credential: Credential = ALICE,
               secure: bool = False, loopback: bool = True, request_id: str = "TWINREQUEST00001") -> Call:
-    """A Call as the front door builds it after authentication and routing. A body gets its
-    Content-Length unless `headers` name one (or say how the body is framed)."""
+    """A Call as the front door builds it after authentication and routing. The body's length is
+    sent as Content-Length unless `headers` name one (or say how the body is framed)."""
     pairs = tuple(query.items()) if isinstance(query, Mapping) else tuple(query)
     sent: CIMultiDict[str] = CIMultiDict(headers or {})
-    if body and "content-length" not in sent and "x-amz-decoded-content-length" not in sent:
+    if "content-length" not in sent and "x-amz-decoded-content-length" not in sent:
         sent["Content-Length"] = str(len(body))
     return Call(request_id=request_id, auth=auth_context(credential, pairs), caller=caller_of(credential, request_id),
                 bucket=bucket, key=key, query=MultiDict(pairs), headers=sent, content=BytesStream(body),
