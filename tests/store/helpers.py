@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
+import os
 from typing import AsyncIterable, Mapping
 
 from multidict import CIMultiDict
@@ -15,14 +15,8 @@ from s3proxy.store import Written
 from tests.twins import BytesStream, World, auth_context, make_call
 
 
-def data_of(size: int, seed: str = "") -> bytes:
-    """Deterministic plaintext of `size` bytes."""
-    out = bytearray()
-    counter = 0
-    while len(out) < size:
-        out += hashlib.sha256(f"{seed}:{counter}".encode()).digest()
-        counter += 1
-    return bytes(out[:size])
+def data_of(size: int) -> bytes:
+    return os.urandom(size)
 
 
 def modes(world: World, headers: Mapping[str, str] | None = None, **call: object) -> ModeResolver:

@@ -48,13 +48,13 @@ async def copy_part(world: World, upload: Upload, number: int, source_headers: d
 ], ids=["sse-s3", "sse-kms", "sse-c"])
 async def test_a_multipart_round_trip_reads_whole_by_range_and_by_part(world: World, mode: dict) -> None:
     await world.buckets.create("b")
-    source = data_of(3000, "source")
+    source = data_of(3000)
     await put(world, SOURCE, source, ssec_headers(bytes(32)))  # an SSE-C source, its own key
     upload_id, echo = await world.uploads.create(REF, ObjectMeta(metadata={"colour": "green"}), modes(world, mode))
     assert ("x-amz-server-side-encryption-customer-key-MD5" in echo) == ("x-amz-server-side-encryption-customer-key" in mode)
     read = {k: v for k, v in mode.items() if "customer" in k}  # what every part and every read sends
     upload = await world.uploads.open(REF, upload_id, modes(world, read))
-    part1 = data_of(MIN_PART_SIZE + 3, "part1")  # just over the minimum, not a multiple of the chunk
+    part1 = data_of(MIN_PART_SIZE + 3)  # just over the minimum, not a multiple of the chunk
     etags = [await upload_part(world, upload, 1, part1),
              await copy_part(world, upload, 2, ssec_headers(bytes(32), CPSRC), 1000, 2500)]
     sse_s3 = mode.get("x-amz-server-side-encryption") == "AES256"

@@ -16,7 +16,7 @@ import asyncio
 import base64
 import hashlib
 import inspect
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
 import pytest
@@ -140,16 +140,14 @@ class World:
     store: ObjectStore
     uploads: MultipartUploads
     services: Services
-    clock_value: list[float] = field(default_factory=lambda: [1_767_225_600.0])  # 2026-01-01T00:00:00Z
 
     @classmethod
     def build(cls, *, ssec_over_http: str = "loopback", chunk_size: int | None = None) -> "World":
         backend = MemoryBackend()
         kms = memory_data_keys(ACCOUNT, REGION)
-        clock_value = [1_767_225_600.0]
 
         def clock() -> float:
-            return clock_value[0]
+            return 1_767_225_600.0  # 2026-01-01T00:00:00Z: Last-Modified and upload times are fixed
 
         sizes: dict[str, Any] = {} if chunk_size is None else {"chunk_size": chunk_size}
         records = InternalRecords(backend, INTERNAL_BUCKET)
@@ -160,7 +158,7 @@ class World:
         services = Services(store=store, uploads=uploads, buckets=buckets, kms=kms, region=REGION, account_id=ACCOUNT,
                             clock=clock, internal_bucket=INTERNAL_BUCKET, ssec_over_http=ssec_over_http,
                             bucket_keys=BucketKeyCache())
-        return cls(backend, kms, records, buckets, listing, store, uploads, services, clock_value)
+        return cls(backend, kms, records, buckets, listing, store, uploads, services)
 
     def kms_calls(self, *names: str) -> list[str]:
         """The data-key calls the key service audited so far (eventName), optionally only `names`."""
