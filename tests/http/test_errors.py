@@ -29,6 +29,14 @@ def raising(exc: BaseException):
     return {"ListBuckets": handler}
 
 
+def traceback_of(record: logging.LogRecord) -> str:
+    """A record's traceback, as a handler would print it (s3proxy.redact, once installed by a proxy
+    in this process, has already turned it into scrubbed text)."""
+    if record.exc_info:
+        return logging.Formatter().formatException(record.exc_info)
+    return record.exc_text or ""
+
+
 def fields(body: bytes) -> dict[str, str]:
     root = ET.fromstring(body)
     assert root.tag == "Error" and root.attrib == {}  # AWS's error document has no namespace
@@ -70,8 +78,8 @@ async def test_an_unmapped_error_is_an_internal_error_logged_once_with_its_trace
             answer = await client.send("GET", "/")
     assert answer.status == 500
     assert fields(answer.body)["Code"] == "InternalError" and b"detail" not in answer.body
-    traced = [r for r in caplog.records if r.exc_info]
-    assert len(traced) == 1 and "a detail for the log only" in str(traced[0].exc_info[1])
+    traced = [r for r in caplog.records if traceback_of(r)]
+    assert len(traced) == 1 and "RuntimeError: a detail for the log only" in traceback_of(traced[0])
     assert answer.headers["x-amz-request-id"] in traced[0].getMessage()
 
 
@@ -79,7 +87,7 @@ async def test_a_mapped_error_is_logged_without_a_traceback(world: World, caplog
     async with served(frontend(world, operations=raising(IntegrityError()))) as client:
         with caplog.at_level(logging.DEBUG, logger="s3proxy"):
             assert (await client.send("GET", "/")).status == 500
-    assert [r for r in caplog.records if r.exc_info] == []
+    assert [r for r in caplog.records if traceback_of(r)] == []
     assert any("IntegrityError" in r.getMessage() for r in caplog.records if r.name == "s3proxy.http")
 
 
