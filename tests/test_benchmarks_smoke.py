@@ -18,6 +18,7 @@ from tests.system_packages import require
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = ["--large", "3MiB", "--small-count", "24", "--concurrency", "4", "--repeat", "1", "--verify"]
+OPS = ("put", "get", "head", "range")  # the small-object phases: PUT, GET, HEAD, a ranged GET
 ALL_MODES = {"default (SSE-S3)", "SSE-S3", "SSE-KMS", "SSE-KMS + bucket key", "SSE-C"}
 
 
@@ -35,13 +36,22 @@ def assert_sane(row: dict, direct: bool) -> None:
     where = (row["backend"], row["mode"])
     for figure in ("put_mbs", "get_mbs", "small_put_ops", "small_get_ops", "peak_rss_mib", "proxy_cpu_per_gb_put", "proxy_cpu_per_gb_get"):
         assert row["proxy"][figure] is not None and row["proxy"][figure] >= 0, (where, figure)
-    for figure in ("put_mbs", "get_mbs", "small_put_ops", "small_get_ops"):
+    for figure in ("put_mbs", "get_mbs", "small_put_ops", "small_get_ops", "small_head_ops", "small_range_ops"):
         assert row["proxy"][figure] > 0, (where, figure)
         assert (row["direct"][figure] > 0 and row["ratio"][figure] > 0) if direct else row["ratio"][figure] is None, (where, figure)
+    for op in OPS:
+        # metered (CPU times tick in 10 ms: a few dozen of nginx's operations may read as 0)
+        assert row["proxy"]["proxy_ms_per_op"][op] >= 0, (where, op)
     if direct:
         assert row["direct"]["proxy_cpu_per_gb_put"] is None, where  # the direct side never touches the proxy
+        for op in OPS:
+            # SeaweedFS counts the requests it served: straight to it, one per operation; through a hop, at least one
+            assert 0.9 <= row["direct"]["backend_requests_per_op"][op] <= 1.1, (where, op, row["direct"])
+            assert row["proxy"]["backend_requests_per_op"][op] >= 0.9, (where, op, row["proxy"])
+            assert row["direct"]["proxy_ms_per_op"][op] is None, (where, op)
     else:
         assert row["direct"] is None, where  # the embedded backend has no direct twin
+        assert all(v is None for v in row["proxy"]["backend_requests_per_op"].values()), where  # nothing to count
 
 
 def test_bench_s3_runs_proxy_and_direct_on_seaweedfs_and_fs(tmp_path: Path) -> None:
@@ -51,6 +61,7 @@ def test_bench_s3_runs_proxy_and_direct_on_seaweedfs_and_fs(tmp_path: Path) -> N
     assert_sane(rows["seaweedfs", "default (SSE-S3)"], direct=True)
     assert_sane(rows["fs", "default (SSE-S3)"], direct=False)  # the embedded backend has no direct twin
     assert "| seaweedfs | default (SSE-S3) |" in table and "peak RSS MiB" in table
+    assert "proxy CPU ms PUT" in table and "backend requests per PUT" in table and "range GET ops/s" in table
 
 
 def test_bench_reference_measures_nginx_in_front_of_seaweedfs(tmp_path: Path) -> None:
@@ -103,9 +114,18 @@ def test_verdicts_show_the_spread_of_the_per_round_ratios() -> None:
     finally:
         sys.path.pop(0)
     one = common.Phase(1.0, 1e9, 0.5, 1.0, 0.2, 80 << 20)
-    proxy, direct = common.figures([(one, one)], [(one, one)]), common.figures([(one, one)], [(one, one)])
+    proxy, direct = common.figures([(one, one)], [(one,) * 4]), common.figures([(one, one)], [(one,) * 4])
     direct.get_mbs = proxy.get_mbs / 0.7
     row = common.Row("seaweedfs", "SSE-C", common.GiB, proxy, direct, {"put_mbs": [1.0, 0.9], "get_mbs": [0.62, 0.81, 0.7]})
     lines = bench_modes.verdicts(common.Report({}, rows=[row]))
     assert "seaweedfs SSE-C GET: 0.70x direct (MISSED by 0.10, target >= 0.8; rounds 0.62-0.81)" in lines
     assert any("PUT: 1.00x direct (met, target >= 0.8; rounds 0.90-1.00)" in line for line in lines)
+
+
+def test_bench_bucket_key_runs_and_sees_the_uses_audited() -> None:
+    """The cached bucket-key benchmark (in-process): its table, and the uses it made counted in the audit."""
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_bucket_key.py"), "--rounds", "1"],
+                          capture_output=True, text=True, timeout=110, cwd=REPO, stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "| seal (PUT: wrap a new data key) |" in done.stdout and "| unseal (GET: unwrap the data key) |" in done.stdout
+    assert int(done.stdout.rsplit(":", 1)[1]) >= 3  # CreateKey, GenerateDataKey, and at least one BucketKeyUse tally

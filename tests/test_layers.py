@@ -25,11 +25,11 @@ LAYERS: list[tuple[str, ...]] = [
     ("internal",),  # the proxy's records in the backend
     ("modes",),  # SSE-S3 | SSE-C | SSE-KMS: sealing and unsealing data keys
     ("cse", "streams"),  # client-side formats; async adapters of the at-rest format
+    ("backends",),  # S3 over HTTP (signing its requests with auth's SigV4 primitives), the local filesystem
     ("auth",),  # signatures and request bodies
-    ("backends",),  # S3 over HTTP, the local filesystem
     ("errors",),  # the S3 error tree and the one table mapping lower-layer errors onto it
     ("kms",),  # the key service (knows nothing of HTTP or S3)
-    ("format",),  # the at-rest format: pure functions
+    ("format", "policy"),  # pure: the at-rest format; the policy language and its evaluation
     ("buffers", "private", "redact", "settings"),  # leaves
 ]
 _LAYER_OF = {package: depth for depth, names in enumerate(LAYERS) for package in names}

@@ -25,3 +25,5 @@ def test_publish_quick_run_writes_results_charts_and_readme_block(tmp_path):
             assert image.size[0] > 400
     block = readme.read_text().split("<!-- BENCHMARKS:BEGIN -->")[1].split("<!-- BENCHMARKS:END -->")[0]
     assert "KMS calls per 1,000 small SSE-KMS PUTs" in block and "0 errors" in block
+    assert "proxy CPU ms PUT / GET / HEAD / range GET" in block and "backend requests per PUT / GET / HEAD / range GET" in block
+    assert "proxy CPU ms PUT" in results and "backend requests per PUT" in results

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-STRICT = ["s3proxy/kms", "s3proxy/modes"]
+STRICT = ["s3proxy/kms", "s3proxy/modes", "s3proxy/policy"]
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:

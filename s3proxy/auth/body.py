@@ -322,7 +322,7 @@ class RequestBody:
                     return
                 try:
                     piece = await self._reader.exactly(min(remaining, PIECE_SIZE))
-                except errors.S3Error:
+                except errors.IncompleteBody:  # a stream's own verdict (a form's file: MalformedPOSTRequest) stands
                     raise errors.IncompleteBody() from None
             else:
                 piece = await self._reader.read(PIECE_SIZE)

@@ -45,6 +45,7 @@ request whose SSE-C key headers are redacted.
 
 from __future__ import annotations
 
+import calendar
 import datetime as dt
 import email.utils
 import hashlib
@@ -82,7 +83,7 @@ _SECRET_HEADERS = frozenset(
     }
 )
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}\Z")
-_AMZ_DATE = re.compile(r"\d{8}T\d{6}Z\Z")
+_AMZ_DATE = re.compile(r"(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z\Z", re.ASCII)
 _PRESIGN_PARAMS = (
     "X-Amz-Algorithm",
     "X-Amz-Credential",
@@ -201,13 +202,17 @@ def canonical_headers(headers: Mapping[str, str], signed: list[str], *, redact: 
 
 
 def amz_date_to_epoch(amz_date: str) -> float | None:
-    if not _AMZ_DATE.match(amz_date):
+    """YYYYMMDDTHHMMSSZ (ASCII digits) as epoch seconds; None when malformed or not a real time.
+    Read by slicing, not strptime: on a small request that was ~15% of the signature check."""
+    found = _AMZ_DATE.match(amz_date)
+    if found is None:
         return None
+    fields = tuple(int(g) for g in found.groups())
     try:
-        when = dt.datetime.strptime(amz_date, "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.timezone.utc)
+        dt.datetime(*fields)  # a real date and time (no month 13, no 25:00)
     except ValueError:
         return None
-    return when.timestamp()
+    return float(calendar.timegm(fields + (0, 0, 0)))
 
 
 def _iso(epoch: float) -> str:
@@ -496,7 +501,7 @@ def verify(
     _check_signed_headers(headers, signed)
 
     scope = f"{signed.date}/{signed.region}/{signed.service}/{TERMINATOR}"
-    key = derive_signing_key(credential.secret_key, signed.date, signed.region, signed.service)
+    key = store.signing_key(credential, signed.date, signed.region, signed.service, derive_signing_key)
     drop = frozenset({"X-Amz-Signature"}) if signed.presigned else frozenset()
     signed_list = ";".join(signed.signed_headers)
     header_block = canonical_headers(headers, signed.signed_headers)

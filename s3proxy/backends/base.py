@@ -112,6 +112,18 @@ class UploadInfo:
 
 
 @dataclass(frozen=True)
+class WriteCondition:
+    """A conditional write (S3's, since 2024), decided atomically with the write itself: create only
+    when the key has no current object (a delete marker counts as none), or replace only the
+    current object with this backend ETag. Refused: PreconditionFailed, or NoSuchKey for
+    `if_match` with no current object. A backend that cannot enforce a condition must not accept
+    it silently (the proxy probes what an S3 server enforces: store/conditions.py)."""
+
+    if_none_match: bool = False
+    if_match: str | None = None  # the backend ETag the current object must have
+
+
+@dataclass(frozen=True)
 class Capabilities:
     versioning: bool = False
     tagging: bool = False
@@ -131,7 +143,9 @@ class Backend(Protocol):
     async def head_bucket(self, bucket: str) -> None: ...  # NoSuchBucket
 
     # objects
-    async def put_object(self, bucket: str, key: str, body: Body, size: int, meta: ObjectMeta) -> PutResult: ...
+    async def put_object(
+        self, bucket: str, key: str, body: Body, size: int, meta: ObjectMeta, condition: WriteCondition | None = None
+    ) -> PutResult: ...
     async def get_object(
         self, bucket: str, key: str, range: tuple[int, int] | None = None, version_id: str | None = None
     ) -> GetResult: ...  # range: inclusive stored-byte offsets, already clamped to the object by the caller
@@ -145,6 +159,7 @@ class Backend(Protocol):
         dst_key: str,
         meta: ObjectMeta,
         src_version_id: str | None = None,
+        condition: WriteCondition | None = None,  # on the destination
     ) -> PutResult: ...  # server-side copy of the stored bytes, metadata replaced by `meta`
     async def replace_metadata(self, bucket: str, key: str, meta: ObjectMeta, if_etag: str) -> PutResult:
         """Replace the latest version's metadata, bytes untouched, if its ETag is still `if_etag`
@@ -167,7 +182,8 @@ class Backend(Protocol):
         self, bucket: str, key: str, upload_id: str, part_number: int, body: Body, size: int
     ) -> str: ...  # the part's ETag (no quotes)
     async def complete_multipart(
-        self, bucket: str, key: str, upload_id: str, parts: Sequence[tuple[int, str]]
+        self, bucket: str, key: str, upload_id: str, parts: Sequence[tuple[int, str]],
+        condition: WriteCondition | None = None,
     ) -> PutResult: ...
     async def abort_multipart(self, bucket: str, key: str, upload_id: str) -> None: ...
     async def list_parts(self, bucket: str, key: str, upload_id: str) -> list[PartInfo]: ...
@@ -184,7 +200,12 @@ class Backend(Protocol):
         key_marker: str = "",
         version_id_marker: str = "",
         max_keys: int = 1000,
-    ) -> VersionListResult: ...
+    ) -> VersionListResult:
+        """Markers are positions, not entries: a page after a version that was deleted meanwhile (a
+        tool emptying a bucket page by page) goes on from where that version was; when that place
+        is unknown, with the key's remaining versions (a repeat, never a skip). The markers a
+        result gives back are only ever passed back to the same backend."""
+        ...
     async def get_object_tagging(self, bucket: str, key: str, version_id: str | None = None) -> list[tuple[str, str]]: ...
     async def put_object_tagging(
         self, bucket: str, key: str, tags: Sequence[tuple[str, str]], version_id: str | None = None

@@ -44,6 +44,7 @@ from s3proxy.backends.base import (
     PutResult,
     UploadInfo,
     VersionListResult,
+    WriteCondition,
 )
 from s3proxy.backends.fs_index import Blobs, Index, NewVersion, Version
 from s3proxy.backends.listing import list_page
@@ -117,13 +118,14 @@ class FsBackend:
 
     # objects
 
-    async def put_object(self, bucket: str, key: str, body: Body, size: int, meta: ObjectMeta) -> PutResult:
+    async def put_object(self, bucket: str, key: str, body: Body, size: int, meta: ObjectMeta,
+                         condition: WriteCondition | None = None) -> PutResult:
         await self.head_bucket(bucket)
         blob = await self._write_blob(body, size)
         etag = common.new_id(self._rand)
         new = NewVersion(key, size, etag, self._now(), _stored_meta(meta), [(blob, size)],
                          common.parse_tagging(meta.tagging))
-        return PutResult(etag, await self._commit_put(bucket, new))
+        return PutResult(etag, await self._commit_put(bucket, new, condition))
 
     async def get_object(self, bucket: str, key: str, range: tuple[int, int] | None = None,
                          version_id: str | None = None) -> GetResult:
@@ -146,7 +148,7 @@ class FsBackend:
         return DeleteResult(vid, marker)
 
     async def copy_object(self, src_bucket: str, src_key: str, dst_bucket: str, dst_key: str, meta: ObjectMeta,
-                          src_version_id: str | None = None) -> PutResult:
+                          src_version_id: str | None = None, condition: WriteCondition | None = None) -> PutResult:
         await self.head_bucket(dst_bucket)
         info, row = await asyncio.to_thread(self._lookup, src_bucket, src_key, src_version_id, pin=True)
         try:
@@ -155,7 +157,7 @@ class FsBackend:
             await asyncio.to_thread(self._unpin, row.blobs)
         tags = row.tags if meta.tagging is None else common.parse_tagging(meta.tagging)  # S3's default: COPY
         new = NewVersion(dst_key, info.size, info.etag, self._now(), _stored_meta(meta), copies, tags)
-        return PutResult(info.etag, await self._commit_put(dst_bucket, new))
+        return PutResult(info.etag, await self._commit_put(dst_bucket, new, condition))
 
     async def replace_metadata(self, bucket: str, key: str, meta: ObjectMeta, if_etag: str) -> PutResult:
         vid = await asyncio.to_thread(self._db.replace_meta, bucket, key, _stored_meta(meta), if_etag)
@@ -192,9 +194,9 @@ class FsBackend:
         return part.etag
 
     async def complete_multipart(self, bucket: str, key: str, upload_id: str,
-                                 parts: Sequence[tuple[int, str]]) -> PutResult:
+                                 parts: Sequence[tuple[int, str]], condition: WriteCondition | None = None) -> PutResult:
         etag, vid, garbage = await asyncio.to_thread(
-            self._db.complete, bucket, key, upload_id, parts, self._min_part_size, self._now())
+            self._db.complete, bucket, key, upload_id, parts, self._min_part_size, self._now(), condition)
         await asyncio.to_thread(self._discard, garbage)
         return PutResult(etag, vid)
 
@@ -222,7 +224,8 @@ class FsBackend:
         def run() -> VersionListResult:
             with self._db.locked():
                 seek = self._db.seek_versions(bucket)
-                first = self._db.versions_after(bucket, key_marker, version_id_marker) if version_id_marker else []
+                resume = common.resumes_inside(key_marker, version_id_marker, prefix, delimiter)
+                first = self._db.versions_after(bucket, key_marker, version_id_marker) if resume else []
                 page = list_page(seek, prefix, delimiter, key_marker, max_keys, first)
             return common.version_list_result(page)
 
@@ -247,9 +250,9 @@ class FsBackend:
     def _now(self) -> float:
         return common.timestamp(self._clock).timestamp()
 
-    async def _commit_put(self, bucket: str, new: NewVersion) -> str | None:
+    async def _commit_put(self, bucket: str, new: NewVersion, condition: WriteCondition | None = None) -> str | None:
         try:
-            vid, garbage = await asyncio.to_thread(self._db.put, bucket, new)
+            vid, garbage = await asyncio.to_thread(self._db.put, bucket, new, condition)
         except BaseException:
             await asyncio.to_thread(self._discard, new.blobs)
             raise

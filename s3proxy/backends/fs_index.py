@@ -22,7 +22,7 @@ from typing import Callable, Iterator, Sequence
 from s3proxy import errors
 from s3proxy.private import prepare_sqlite
 from s3proxy.backends import common
-from s3proxy.backends.base import BucketInfo, ObjectInfo, ObjectMeta, PartInfo, UploadInfo
+from s3proxy.backends.base import BucketInfo, ObjectInfo, ObjectMeta, PartInfo, UploadInfo, WriteCondition
 
 Blobs = list[tuple[str, int]]  # ordered (blob name, size)
 # rows fetched per listing query: small first, since a delimited listing seeks often and reads little
@@ -45,6 +45,7 @@ CREATE INDEX IF NOT EXISTS uploads_key ON uploads (bucket, key);
 CREATE TABLE IF NOT EXISTS parts (
     upload TEXT NOT NULL, num INTEGER NOT NULL, etag TEXT NOT NULL, size INTEGER NOT NULL, mtime REAL NOT NULL,
     blob TEXT NOT NULL, PRIMARY KEY (upload, num));
+CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY, value BLOB NOT NULL);
 """
 _COLUMNS = "seq, key, vid, latest, marker, size, etag, mtime, meta, blobs, tags"
 # listings carry the user metadata too: the proxy's envelope gives plaintext sizes and ETags without a HEAD
@@ -98,6 +99,17 @@ class Index:
         self._db.executescript(_SCHEMA)
         self._lock = threading.Lock()
         self._rand = rand
+        self._ids = common.VersionIds(self._setting("version-id-key", lambda: rand(16)))
+
+    def _setting(self, name: str, make: Callable[[], bytes]) -> bytes:
+        """A value made once per index and kept in it."""
+        with self._tx() as db:
+            row = db.execute("SELECT value FROM settings WHERE name = ?", (name,)).fetchone()
+            if row is not None:
+                return bytes(row[0])
+            value = make()
+            db.execute("INSERT INTO settings VALUES (?, ?)", (name, value))
+            return value
 
     def close(self) -> None:
         with self._lock:
@@ -155,22 +167,29 @@ class Index:
 
     # object versions
 
-    def put(self, bucket: str, new: NewVersion) -> tuple[str | None, Blobs]:
-        """Store `new` as the latest version; (the version id S3 shows, blobs now garbage)."""
+    def put(self, bucket: str, new: NewVersion, condition: WriteCondition | None = None) -> tuple[str | None, Blobs]:
+        """Store `new` as the latest version, if `condition` holds (checked in the same transaction);
+        (the version id S3 shows, blobs now garbage)."""
         with self._tx() as db:
+            _check(db, bucket, new.key, condition)
             return self._put(db, bucket, new)
 
     def _put(self, db: sqlite3.Connection, bucket: str, new: NewVersion) -> tuple[str | None, Blobs]:
         status = _versioning(db, bucket)
-        vid = common.write_version_id(status, self._rand)
+        versioned = status == "Enabled"
+        # a versioned write's id is its row's sequence number, sealed (common.VersionIds): known once inserted
+        vid = "pending-" + common.new_id(self._rand) if versioned else common.NULL_VERSION
         garbage = self._remove(db, bucket, new.key, vid)
         db.execute("UPDATE objects SET latest = 0 WHERE bucket = ? AND key = ? AND latest = 1", (bucket, new.key))
-        db.execute(
+        inserted = db.execute(
             "INSERT INTO objects (bucket, key, vid, latest, marker, size, etag, mtime, meta, blobs, tags)"
             " VALUES (?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?)",
             (bucket, new.key, vid, int(new.marker), new.size, new.etag, new.mtime, _dump_meta(new.meta),
              json.dumps(new.blobs), json.dumps(new.tags)),
         )
+        if versioned:
+            vid = self._ids.make(inserted.lastrowid or 0)
+            db.execute("UPDATE objects SET vid = ? WHERE seq = ?", (vid, inserted.lastrowid))
         return common.shown_version_id(status, vid), garbage
 
     def delete(self, bucket: str, key: str, mtime: float) -> tuple[str | None, bool, Blobs]:
@@ -265,12 +284,15 @@ class Index:
         return seek
 
     def versions_after(self, bucket: str, key: str, vid: str) -> list[tuple[str, ObjectInfo]]:
-        """The versions of `key` older than version `vid` (for a version-id-marker). Hold locked()."""
+        """The versions of `key` after version `vid` in listing order (older ones), for a
+        version-id-marker. The marker is a position, found even when its version was deleted
+        meanwhile: by the row, else by the id itself (common.VersionIds); an id that says no
+        position ("null", or an id from before sealed ids) resumes at the key's newest version,
+        so nothing is skipped. Hold locked()."""
         row = _find(self._db, bucket, key, vid)
-        if row is None:
-            return []
+        bound = row.seq if row is not None else self._ids.position(vid)
         rows = _all(self._db, f"SELECT {_COLUMNS} FROM objects WHERE bucket = ? AND key = ? AND seq < ?"
-                    " ORDER BY seq DESC", (bucket, key, row.seq))
+                    " ORDER BY seq DESC", (bucket, key, bound if bound is not None else 2**63 - 1))
         return [(r.key, r.info(with_meta=False)) for r in rows]
 
     # multipart
@@ -295,10 +317,12 @@ class Index:
             return [p for p, _ in _parts(db, upload_id)]
 
     def complete(self, bucket: str, key: str, upload_id: str, requested: Sequence[tuple[int, str]],
-                 min_part_size: int, mtime: float) -> tuple[str, str | None, Blobs]:
-        """CompleteMultipartUpload: the object is its parts' blobs, in order (no bytes copied)."""
+                 min_part_size: int, mtime: float, condition: WriteCondition | None = None) -> tuple[str, str | None, Blobs]:
+        """CompleteMultipartUpload: the object is its parts' blobs, in order (no bytes copied). A
+        `condition` that fails leaves the upload as it was."""
         with self._tx() as db:
             meta = _upload(db, bucket, key, upload_id)
+            _check(db, bucket, key, condition)
             parts = {p.part_number: (p, blob) for p, blob in _parts(db, upload_id)}
             numbers = common.check_complete(requested, {n: (p.etag, p.size) for n, (p, _) in parts.items()},
                                             min_part_size)
@@ -345,6 +369,13 @@ def _versioning(db: sqlite3.Connection, bucket: str) -> str | None:
     if row is None:
         raise errors.NoSuchBucket(BucketName=bucket)
     return row[0]
+
+
+def _check(db: sqlite3.Connection, bucket: str, key: str, condition: WriteCondition | None) -> None:
+    """A conditional write's condition against the current object (a delete marker is none)."""
+    if condition is not None:
+        row = db.execute("SELECT etag, marker FROM objects WHERE bucket = ? AND key = ? AND latest = 1", (bucket, key)).fetchone()
+        common.check_condition(condition, row[0] if row is not None and not row[1] else None, key)
 
 
 def _upload(db: sqlite3.Connection, bucket: str, key: str, upload_id: str) -> ObjectMeta:

@@ -1,10 +1,17 @@
-"""A lean HTTP/1.1 client for object bodies: what the S3 backend's GET streams through.
+"""A lean HTTP/1.1 client: every request the S3 backend sends goes through it.
 
-aiohttp's client, used for every other backend request, lets the event loop allocate each
-received piece, its parser copy the body out of it, and a stream reader queue the copies. Per GB
-of ciphertext that was 0.25-0.4 CPU-s of a proxy GET's ~0.75 on the 2-core development machine
-(issue 5). Here the kernel writes received bytes straight into large buffers (asyncio's
-BufferedProtocol, recv_into) and the body is handed on as views of them: one copy, the kernel's.
+aiohttp's client, which the backend used before, lets the event loop allocate each received
+piece, its parser copy the body out of it, and a stream reader queue the copies. Per GB of
+ciphertext that was 0.25-0.4 CPU-s of a proxy GET's ~0.75 on the 2-core development machine
+(issue 5), and per small request it built a dozen objects the backend never needed (issue 21).
+Here the kernel writes received bytes straight into large buffers (asyncio's BufferedProtocol,
+recv_into) and the body is handed on as views of them: one copy, the kernel's.
+
+- Requests: the caller gives the method, the target, every header (Host and Content-Length
+  among them: they are signed) and either a small body (sent with the head in one write) or a
+  stream of buffers (written as they come, waiting while the socket's buffer is full). Never
+  chunked. A server that answers before the whole stream was sent has its answer returned if it
+  is an error (the connection is then closed, not reused) and refused if it claims success.
 
 - Pieces are read-only memoryviews of buffers that are never written again after a piece of them
   was handed on, so a consumer may keep them as long as it likes.
@@ -14,8 +21,10 @@ BufferedProtocol, recv_into) and the body is handed on as views of them: one cop
 - Connections are kept alive in a small pool per (scheme, host, port), at most LIMIT in use at
   once (as aiohttp's default; further requests wait). A pooled connection the
   server had closed meanwhile is noticed before any response byte and the request is sent once
-  more on a fresh one; any other failure is the caller's to retry.
-- Every wait (connect, each piece of the response) is bounded by a timeout.
+  more on a fresh one (unless part of a stream was already taken); any other failure is the
+  caller's to retry.
+- Every wait (connect, each write the socket holds back, each piece of the response) is bounded
+  by a timeout.
 """
 
 from __future__ import annotations
@@ -24,7 +33,7 @@ import asyncio
 import collections
 import ssl
 import time
-from typing import Awaitable, Callable, Mapping
+from typing import AsyncIterable, Awaitable, Callable, Mapping
 
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
@@ -38,12 +47,14 @@ HIGH_WATER = 2 * 1024 * 1024  # unconsumed body bytes at which reading pauses...
 LOW_WATER = 512 * 1024  # ...and below which it resumes
 MAX_HEAD = 64 * 1024  # status line and headers (and a chunked body's trailer)
 MAX_LINE = 1024  # a chunk-size line, with any extensions
-MAX_ERROR_BODY = 1024 * 1024  # what read() keeps of a body (error documents are small)
+MAX_READ = 16 * 1024 * 1024  # the most read() takes: XML documents (a 1,000-key listing is a few MB)
+SMALL_BODY = 64 * 1024  # a request body (or a stream's first piece) up to this is written with the head
 IDLE_SECONDS = 15.0  # a pooled connection unused this long is closed, not reused
 IDLE_PER_HOST = 16
 LIMIT = 100  # connections in use at once, as aiohttp's default; more requests wait for one
 
 _HEAD, _LENGTH, _CHUNK_SIZE, _CHUNK_DATA, _CHUNK_END, _TRAILER, _UNTIL_CLOSE, _DONE = range(8)
+Origin = tuple[str, str, int]  # scheme, host, port: what a connection is pooled under
 
 
 class ProtocolError(ConnectionError):
@@ -72,6 +83,8 @@ class _Connection(asyncio.BufferedProtocol):
         self.received = False  # any byte of the current response
         self.reusable = False
         self.idle_since = 0.0
+        self._head_only = False  # the response to a HEAD: no body, whatever its headers say
+        self._writable: asyncio.Future[None] | None = None  # set while the transport's buffer is full
 
     # asyncio.BufferedProtocol
 
@@ -118,26 +131,55 @@ class _Connection(asyncio.BufferedProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.reusable = False
         self._fail(ProtocolError("The connection was lost before the response was complete."))
+        self.resume_writing()
 
-    def pause_writing(self) -> None:  # requests are a few hundred bytes: nothing to pause
-        pass
+    def pause_writing(self) -> None:
+        if self._writable is None:
+            self._writable = self._loop.create_future()
 
     def resume_writing(self) -> None:
-        pass
+        writable, self._writable = self._writable, None
+        if writable is not None and not writable.done():
+            writable.set_result(None)
 
     # one request at a time
 
-    def send(self, request: bytes) -> None:
+    def send(self, request: bytes, head_only: bool = False) -> None:
+        """A whole request in one write."""
+        self.start(head_only)
+        self.transport.write(request)  # type: ignore[union-attr]
+
+    def start(self, head_only: bool = False) -> None:
+        """Await a new response: the request is written next (`send`, or `write` piece by piece)."""
         if self.transport is None or self.transport.is_closing():
             raise ProtocolError("The connection is closed.")
         self._state, self._head, self.head, self.received, self.reusable = _HEAD, bytearray(), None, False, False
+        self._head_only = head_only
         self._pieces.clear()
         self._queued = 0
         self._failure = None
         if self._paused:
             self._paused = False
             self.transport.resume_reading()
-        self.transport.write(request)
+
+    async def write(self, data: bytes | memoryview, timeout: float) -> None:
+        """More of the request body; waits (at most `timeout`) while the socket holds back what was written."""
+        if self._failure is not None:
+            raise self._failure
+        if self.transport is None or self.transport.is_closing():
+            raise ProtocolError("The connection was lost while the request was sent.")
+        self.transport.write(data)
+        writable = self._writable
+        if writable is not None and not self.answered:
+            async with asyncio.timeout(timeout):
+                await asyncio.shield(writable)  # resumed, or woken by an answer or a failure
+        if self._failure is not None:
+            raise self._failure
+
+    @property
+    def answered(self) -> bool:
+        """A response head arrived (or the connection failed): the server wants no more of the request."""
+        return self.head is not None or self._failure is not None
 
     async def response_head(self, timeout: float) -> tuple[int, str, CIMultiDict[str]]:
         while self.head is None:
@@ -179,6 +221,8 @@ class _Connection(asyncio.BufferedProtocol):
     def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
+        if self._writable is not None and not self._writable.done():  # a writer need not wait for room any more
+            self._writable.set_result(None)
 
     def _fail(self, exc: BaseException) -> None:
         if self._state != _DONE and self._failure is None:
@@ -246,28 +290,29 @@ class _Connection(asyncio.BufferedProtocol):
         return rest
 
     def _on_head(self, text: bytes) -> None:
-        lines = text.split(b"\r\n")
-        version, _, rest = lines[0].partition(b" ")
-        code, _, reason = rest.partition(b" ")
-        if version not in (b"HTTP/1.1", b"HTTP/1.0") or len(code) != 3 or not code.isdigit():
+        lines = text.decode("latin-1").split("\r\n")  # one character per byte; values re-read as UTF-8 below
+        version, _, rest = lines[0].partition(" ")
+        code, _, reason = rest.partition(" ")
+        if version not in ("HTTP/1.1", "HTTP/1.0") or len(code) != 3 or not (code.isascii() and code.isdigit()):
             raise ProtocolError("The response status line is malformed.")
         status = int(code)
         headers: CIMultiDict[str] = CIMultiDict()
         for line in lines[1:]:
-            name, sep, value = line.partition(b":")
-            if not sep or not name or name != name.strip() or line[:1] in (b" ", b"\t"):
+            name, sep, value = line.partition(":")
+            if not sep or not name or name != name.strip() or line[:1] in (" ", "\t"):
                 raise ProtocolError("A response header is malformed.")
-            headers.add(name.decode("latin-1"), value.strip(b" \t").decode("utf-8", "surrogateescape"))
+            value = value.strip(" \t")
+            headers.add(name, value if value.isascii() else value.encode("latin-1").decode("utf-8", "surrogateescape"))
         if 100 <= status < 200:  # interim (100 Continue, 103 Early Hints): the real response follows
             self._state = _HEAD
             return
         tokens = ",".join(headers.getall("Connection", ())).lower()
-        self.reusable = version == b"HTTP/1.1" and "close" not in tokens
+        self.reusable = version == "HTTP/1.1" and "close" not in tokens
         lengths = {v.strip() for v in ",".join(headers.getall("Content-Length", ())).split(",") if v.strip()}
-        if "chunked" in headers.get("Transfer-Encoding", "").lower():
-            self._state = _CHUNK_SIZE
-        elif status in (204, 304):
+        if self._head_only or status in (204, 304):
             self._state = _DONE
+        elif "chunked" in headers.get("Transfer-Encoding", "").lower():
+            self._state = _CHUNK_SIZE
         elif lengths:
             if len(lengths) != 1 or not (length := next(iter(lengths))).isascii() or not length.isdigit():
                 raise ProtocolError("The response's Content-Length is malformed.")
@@ -275,7 +320,7 @@ class _Connection(asyncio.BufferedProtocol):
             self._state = _LENGTH if self._left else _DONE
         else:
             self._state, self.reusable = _UNTIL_CLOSE, False
-        self.head = (status, reason.decode("latin-1"), headers)
+        self.head = (status, reason, headers)
         self._wake()
 
     def _push(self, piece: memoryview) -> None:
@@ -311,12 +356,13 @@ class Response:
         return piece
 
     async def read(self) -> bytes:
-        """The whole body (at most MAX_ERROR_BODY bytes of it are kept); releases the connection."""
+        """The whole body (a ProtocolError past MAX_READ bytes); releases the connection."""
         data = bytearray()
         try:
             async for piece in self:
-                if len(data) < MAX_ERROR_BODY:
-                    data += piece[: MAX_ERROR_BODY - len(data)]
+                if len(data) + len(piece) > MAX_READ:
+                    raise ProtocolError("The response body is larger than expected.")
+                data += piece
         finally:
             self.release()
         return bytes(data)
@@ -346,33 +392,52 @@ class Pool:
         self._permits = asyncio.Semaphore(LIMIT)
 
     async def get(self, url: URL, headers: Mapping[str, str]) -> Response:
-        """Send a GET; the response once its head arrived."""
+        """Send a GET to `url` (its Host header made from it); the response once its head arrived."""
         if url.scheme not in ("http", "https") or not url.raw_host or url.port is None:
             raise ValueError("an http(s) URL with a host is required")
-        key = (url.scheme, url.raw_host, url.port)
-        message = _request_bytes("GET", url, headers)
+        headers = {"Host": host_header(url.scheme, url.raw_host, url.port), **headers}
+        return await self.request("GET", (url.scheme, url.raw_host, url.port), url.raw_path_qs, headers)
+
+    async def request(self, method: str, origin: Origin, target: str, headers: Mapping[str, str], body: bytes = b"",
+                      stream: AsyncIterable[bytes | memoryview] | None = None) -> Response:
+        """Send a request; the response once its head arrived, its body unread.
+
+        `headers` are sent as given and must hold Host, and Content-Length when there is a body
+        (`body`, small, or `stream`, whose pieces must add up to it).
+        """
+        if origin[0] not in ("http", "https") or not origin[1]:
+            raise ValueError("an http(s) origin with a host is required")
+        message = _request_bytes(method, target, headers)
+        if body:
+            message += body
+        sending = _Sending(stream) if stream is not None else None
         await self._permits.acquire()
         try:
-            conn = self._pooled(key)
+            conn = self._pooled(origin)
             if conn is not None:
                 try:
-                    return await self._exchange(conn, message)
+                    return await self._exchange(conn, method, message, sending)
                 except ProtocolError:
-                    if conn.received:
+                    if conn.received or (sending is not None and sending.started):
                         raise
                     # closed by the server while it idled: send once more on a fresh connection
-            return await self._exchange(await self._connect(key), message)
+            return await self._exchange(await self._connect(origin), method, message, sending)
         except BaseException:
             self._permits.release()
             raise
 
-    async def _exchange(self, conn: _Connection, message: bytes) -> Response:
+    async def _exchange(self, conn: _Connection, method: str, message: bytes, sending: "_Sending | None") -> Response:
         try:
-            conn.send(message)
+            if sending is None:
+                conn.send(message, method == "HEAD")
+            else:
+                await sending.send(conn, message, self._read_timeout)
             head = await conn.response_head(self._read_timeout)
         except BaseException:
             self._drop(conn)
             raise
+        if sending is not None and sending.cut_short:
+            conn.reusable = False  # the rest of the request body never went out: the connection is spent
         return Response(conn, self, head, self._read_timeout)
 
     def give_back(self, conn: _Connection) -> None:
@@ -394,7 +459,7 @@ class Pool:
         self._idle.clear()
         self._keys.clear()
 
-    def _pooled(self, key: tuple[str, str, int]) -> _Connection | None:
+    def _pooled(self, key: Origin) -> _Connection | None:
         idle = self._idle.get(key, [])
         while idle:
             conn = idle.pop()
@@ -405,7 +470,7 @@ class Pool:
             self._drop(conn)
         return None
 
-    async def _connect(self, key: tuple[str, str, int]) -> _Connection:
+    async def _connect(self, key: Origin) -> _Connection:
         scheme, host, port = key
         loop = asyncio.get_running_loop()
         address = await self._resolve(host) if self._resolve is not None else host
@@ -424,17 +489,58 @@ class Pool:
         conn.close()
 
 
-def _request_bytes(method: str, url: URL, headers: Mapping[str, str]) -> bytes:
-    host = url.raw_host or ""
+class _Sending:
+    """A request body stream on its way out: whether any of it was taken, and whether all of it went."""
+
+    __slots__ = ("cut_short", "started", "stream")
+
+    def __init__(self, stream: AsyncIterable[bytes | memoryview]) -> None:
+        self.stream = stream
+        self.started = False
+        self.cut_short = False
+
+    async def send(self, conn: _Connection, head: bytes, timeout: float) -> None:
+        """The head, then the stream's pieces (a small first piece in the same write), until the end or an answer."""
+        conn.start()
+        pieces = self.stream.__aiter__()
+        try:
+            async for piece in pieces:
+                self.started = True
+                if conn.answered:  # an early answer (an error, or the connection gone): stop sending
+                    self.cut_short = True
+                    break
+                if head:
+                    if len(piece) <= SMALL_BODY:
+                        piece = head + piece
+                    else:
+                        await conn.write(head, timeout)
+                    head = b""
+                await conn.write(piece, timeout)
+            if head:  # an empty stream
+                await conn.write(head, timeout)
+        finally:
+            close = getattr(pieces, "aclose", None)
+            if self.cut_short and close is not None:
+                await close()
+        if self.cut_short and conn.head is not None and conn.head[0] < 300:
+            raise ProtocolError("The server answered with success before the request body was sent.")
+
+
+def host_header(scheme: str, host: str, port: int) -> str:
+    """The Host header for a connection to host:port (the port left out when it is the scheme's default)."""
     if ":" in host:
         host = f"[{host}]"
-    if not url.is_default_port():
-        host += f":{url.port}"
-    lines = [f"{method} {url.raw_path_qs} HTTP/1.1", f"Host: {host}"]
-    for name, value in headers.items():
-        if name.lower() == "host":
-            continue
-        if any(c in name or c in value for c in "\r\n\0") or not name or ":" in name:
-            raise ValueError("a request header contains a line break")
-        lines.append(f"{name}: {value}")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8")
+    return host if port == {"http": 80, "https": 443}.get(scheme) else f"{host}:{port}"
+
+
+def _request_bytes(method: str, target: str, headers: Mapping[str, str]) -> bytes:
+    for name in headers:
+        if not name or ":" in name:
+            raise ValueError("a request header name is malformed")
+    text = f"{method} {target} HTTP/1.1\r\n" + "".join(f"{name}: {value}\r\n" for name, value in headers.items()) + "\r\n"
+    lines = len(headers) + 2  # every line break must be one written here: a CR, LF or NUL given would start another
+    if text.count("\n") != lines or text.count("\r") != lines or "\0" in text:
+        raise ValueError("a request header contains a line break")
+    if " " in target or "\t" in target:
+        raise ValueError("the request target contains white space")
+    return text.encode("utf-8", "surrogateescape")

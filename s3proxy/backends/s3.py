@@ -1,14 +1,13 @@
-"""The S3 Backend: any S3 endpoint (AWS, MinIO, moto) over pooled HTTP/1.1 connections.
+"""The S3 Backend: any S3 endpoint (AWS, MinIO, SeaweedFS, moto) over pooled HTTP/1.1 connections.
 
-Requests are signed with botocore's S3 SigV4 signer and sent through one aiohttp session, except
-object GETs: their bodies come through `http1`, which receives straight into large buffers and
-hands the body on as views of them (flow control bounds what is buffered, so memory does not grow
-with object size). Streamed bodies are sent as UNSIGNED-PAYLOAD with an explicit Content-Length
-(never chunked). Small XML bodies are hashed into the
-signature and carry Content-MD5. Only requests whose body can be replayed are retried (connection
-errors, 500, 503), with capped exponential backoff and full jitter; a streamed PUT never is.
-Keys are percent-encoded byte for byte (RFC 3986 unreserved and "/" kept) and sent unnormalised,
-so `..`, `a//b`, `%`, `+`, `?`, `#` and unicode reach the server as themselves.
+Every request is signed by `signer` (SigV4, the signing key kept per day) and sent through
+`http1`, which receives straight into large buffers and hands bodies on as views of them (flow
+control bounds what is buffered, so memory does not grow with object size). Streamed bodies are
+sent as UNSIGNED-PAYLOAD with an explicit Content-Length (never chunked). Small XML bodies are
+hashed into the signature and carry Content-MD5. Only requests whose body can be replayed are
+retried (connection errors, 500, 503), with capped exponential backoff and full jitter; a
+streamed PUT never is. Keys are percent-encoded byte for byte (RFC 3986 unreserved and "/" kept)
+and sent unnormalised, so `..`, `a//b`, `%`, `+`, `?`, `#` and unicode reach the server as themselves.
 
 A GetResult's body holds a pooled connection until it is read to the end, closed (`aclose()`) or dropped.
 """
@@ -17,21 +16,18 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import hashlib
 import random
 import urllib.parse
 from dataclasses import dataclass
 from typing import AsyncIterator, Awaitable, Callable, Literal, Mapping, Sequence
 
-import aiohttp
-from botocore.auth import S3SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.config import Config
-from botocore.credentials import Credentials
 from yarl import URL
 
 from s3proxy import errors
-from s3proxy.backends import common, http1, s3_xml
+from s3proxy.backends import common, http1, s3_versions, s3_xml
+from s3proxy.backends.signer import EMPTY_SHA256, UNSIGNED_PAYLOAD, Signer, query_strings, quote_path
 from s3proxy.backends.listing import common_prefix
 from s3proxy.backends.base import (
     Body,
@@ -46,17 +42,16 @@ from s3proxy.backends.base import (
     PutResult,
     UploadInfo,
     VersionListResult,
+    WriteCondition,
 )
 
 _RETRY_STATUS = (500, 503)
-_SIGNED = Config(s3={"payload_signing_enabled": True})
-_UNSIGNED = Config(s3={"payload_signing_enabled": False})
+_WITH_BODY = ("PUT", "POST")  # sent with a Content-Length even when empty (S3 answers 411 without one)
 Query = Sequence[tuple[str, str]]
-Response = aiohttp.ClientResponse | http1.Response
 _MAX_CHAR = "\U0010ffff"
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class _Call:
     """One S3 request, before signing."""
 
@@ -76,44 +71,38 @@ class S3Backend:
     capabilities = Capabilities(versioning=True, tagging=True)
 
     def __init__(self, endpoint_url: str, *, region: str, access_key: str, secret_key: str,
-                 addressing: Literal["path", "virtual"] = "path", session: aiohttp.ClientSession | None = None,
+                 addressing: Literal["path", "virtual"] = "path",
                  retries: int = 3, backoff: float = 0.05, max_backoff: float = 2.0,
                  rand: Callable[[], float] = random.random,
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep, timeout: float = 60.0,
                  on_retry: Callable[[str, str], None] | None = None,
                  resolve: Callable[[str], Awaitable[str]] | None = None) -> None:
         endpoint = URL(endpoint_url)
-        if not endpoint.scheme or not endpoint.host or addressing not in ("path", "virtual"):
+        if endpoint.scheme not in ("http", "https") or not endpoint.raw_host or addressing not in ("path", "virtual"):
             raise ValueError("endpoint_url must be an http(s) URL and addressing 'path' or 'virtual'")
         self._endpoint = endpoint
+        self._origin: http1.Origin = (endpoint.scheme, endpoint.raw_host, endpoint.port or 0)
+        self._base = endpoint.raw_path.rstrip("/")
         self._region = region
-        self._credentials = Credentials(access_key, secret_key)
+        self._signer = Signer(access_key, secret_key, region, "s3")
         self._addressing = addressing
-        self._session = session
-        self._owns_session = session is None
         self._retries = retries
         self._on_retry = on_retry  # (method, reason) for each retry, e.g. a metrics counter
-        self._timeout = timeout
         self._backoff = (backoff, max_backoff)
         self._rand = rand
         self._sleep = sleep
-        # object GETs: `resolve` maps a host name to the address to connect to (tests: loopback)
-        self._bodies = http1.Pool(connect_timeout=min(30.0, timeout), read_timeout=timeout, resolve=resolve)
+        # a backend that stops answering (or reading) for `timeout` seconds is given up on (503 to the client);
+        # `resolve` maps a host name to the address to connect to (tests: virtual-host names to loopback)
+        self._pool = http1.Pool(connect_timeout=min(30.0, timeout), read_timeout=timeout, resolve=resolve)
 
     def __repr__(self) -> str:  # never the secret key
         return f"S3Backend({str(self._endpoint)!r}, region={self._region!r}, addressing={self._addressing!r})"
 
     async def start(self) -> None:
-        if self._session is None:
-            # a backend that stops answering for `timeout` seconds is given up on (503 to the client)
-            timeout = aiohttp.ClientTimeout(total=None, sock_connect=min(30.0, self._timeout), sock_read=self._timeout)
-            self._session = aiohttp.ClientSession(timeout=timeout, auto_decompress=False)
+        """Nothing to do: connections are opened as requests need them."""
 
     async def close(self) -> None:
-        await self._bodies.close()
-        if self._session is not None and self._owns_session:
-            await self._session.close()
-            self._session = None
+        await self._pool.close()
 
     # buckets
 
@@ -142,8 +131,10 @@ class S3Backend:
 
     # objects
 
-    async def put_object(self, bucket: str, key: str, body: Body, size: int, meta: ObjectMeta) -> PutResult:
-        call = _Call("PUT", bucket, key, headers=s3_xml.meta_headers(meta), stream=body, size=size)
+    async def put_object(self, bucket: str, key: str, body: Body, size: int, meta: ObjectMeta,
+                         condition: WriteCondition | None = None) -> PutResult:
+        headers = {**s3_xml.meta_headers(meta), **_conditional(condition)}
+        call = _Call("PUT", bucket, key, headers=headers, stream=body, size=size)
         resp = await self._send(call)
         resp.release()
         return PutResult(s3_xml.etag(resp.headers.get("ETag", "")), resp.headers.get("x-amz-version-id"))
@@ -152,7 +143,7 @@ class S3Backend:
                          version_id: str | None = None) -> GetResult:
         headers = {"Range": f"bytes={range[0]}-{range[1]}"} if range is not None else {}
         call = _Call("GET", bucket, key, _version(version_id), headers)
-        resp = await self._send(call, missing=errors.NoSuchKey, lean=True)
+        resp = await self._send(call, missing=errors.NoSuchKey)
         body = common.ClosingBody(_pieces(resp), resp.release)
         try:
             size, got = _size_and_range(resp)
@@ -173,11 +164,12 @@ class S3Backend:
         return DeleteResult(resp.headers.get("x-amz-version-id"), marker)
 
     async def copy_object(self, src_bucket: str, src_key: str, dst_bucket: str, dst_key: str, meta: ObjectMeta,
-                          src_version_id: str | None = None) -> PutResult:
-        source = f"/{_quote(src_bucket)}/{_quote(src_key)}"
+                          src_version_id: str | None = None, condition: WriteCondition | None = None) -> PutResult:
+        source = f"/{quote_path(src_bucket)}/{quote_path(src_key)}"
         if src_version_id is not None:
-            source += f"?versionId={_quote(src_version_id, '')}"
-        headers = {**s3_xml.meta_headers(meta), "x-amz-copy-source": source, "x-amz-metadata-directive": "REPLACE"}
+            source += f"?versionId={urllib.parse.quote(src_version_id, safe='~')}"
+        headers = {**s3_xml.meta_headers(meta), "x-amz-copy-source": source, "x-amz-metadata-directive": "REPLACE",
+                   **_conditional(condition)}
         if meta.tagging is not None:
             headers["x-amz-tagging-directive"] = "REPLACE"
         resp = await self._send(_Call("PUT", dst_bucket, dst_key, headers=headers), missing=errors.NoSuchKey)
@@ -188,7 +180,7 @@ class S3Backend:
         """A conditional copy onto itself (S3 has no metadata-only update); tags are kept."""
         headers = {
             **s3_xml.meta_headers(meta),
-            "x-amz-copy-source": f"/{_quote(bucket)}/{_quote(key)}",
+            "x-amz-copy-source": f"/{quote_path(bucket)}/{quote_path(key)}",
             "x-amz-metadata-directive": "REPLACE",
             "x-amz-copy-source-if-match": f'"{if_etag}"',
         }
@@ -221,10 +213,11 @@ class S3Backend:
         return s3_xml.etag(resp.headers.get("ETag", ""))
 
     async def complete_multipart(self, bucket: str, key: str, upload_id: str,
-                                 parts: Sequence[tuple[int, str]]) -> PutResult:
+                                 parts: Sequence[tuple[int, str]], condition: WriteCondition | None = None) -> PutResult:
         if not parts:
             raise errors.MalformedXML()
-        call = _Call("POST", bucket, key, [("uploadId", upload_id)], body=s3_xml.complete_document(parts))
+        call = _Call("POST", bucket, key, [("uploadId", upload_id)], _conditional(condition),
+                     body=s3_xml.complete_document(parts))
         resp = await self._send(call, missing=errors.NoSuchUpload)
         etag = s3_xml.result_etag(await _read_all(resp))
         return PutResult(etag, resp.headers.get("x-amz-version-id"))
@@ -263,6 +256,12 @@ class S3Backend:
 
     async def list_object_versions(self, bucket: str, prefix: str = "", delimiter: str = "", key_marker: str = "",
                                    version_id_marker: str = "", max_keys: int = 1000) -> VersionListResult:
+        # markers are positions: s3_versions asks the server only what every server answers alike
+        fetch = functools.partial(self._versions_page, bucket)
+        return await s3_versions.list_versions(fetch, prefix, delimiter, key_marker, version_id_marker, max_keys)
+
+    async def _versions_page(self, bucket: str, prefix: str, delimiter: str, key_marker: str, version_id_marker: str,
+                             max_keys: int) -> VersionListResult:
         query = [("versions", ""), ("encoding-type", "url"), ("max-keys", str(max_keys))]
         named = (("prefix", prefix), ("delimiter", delimiter), ("key-marker", key_marker),
                  ("version-id-marker", version_id_marker))
@@ -287,16 +286,16 @@ class S3Backend:
     async def _read(self, call: _Call, missing: type[errors.S3Error] = errors.NoSuchBucket) -> bytes:
         return await _read_all(await self._send(call, missing))
 
-    async def _send(self, call: _Call, missing: type[errors.S3Error] = errors.NoSuchBucket,
-                    lean: bool = False) -> Response:
-        """Send `call` (retrying where safe); a response with a 2xx status, its body unread.
-        `lean`: through http1 (a GET whose body is large), else through the aiohttp session."""
+    async def _send(self, call: _Call, missing: type[errors.S3Error] = errors.NoSuchBucket) -> http1.Response:
+        """Send `call` (retrying where safe); a response with a 2xx status, its body unread."""
         attempts = 1 if call.stream is not None else self._retries + 1
         for attempt in range(attempts):
             last = attempt == attempts - 1
             try:
-                resp = await (self._lean(call) if lean else self._once(call))
-            except (aiohttp.ClientConnectionError, OSError, asyncio.TimeoutError) as exc:
+                resp = await self._once(call)
+            except (OSError, asyncio.TimeoutError) as exc:
+                if isinstance(exc.__cause__, errors.S3Error):  # the streamed body refused itself (a digest, a form)
+                    raise exc.__cause__ from None
                 if last:
                     raise errors.ServiceUnavailable("The storage backend could not be reached.") from exc
                 reason = type(exc).__name__
@@ -312,45 +311,32 @@ class S3Backend:
             await self._sleep(self._rand() * min(self._backoff[1], self._backoff[0] * 2**attempt))
         raise AssertionError("unreachable")
 
-    async def _lean(self, call: _Call) -> http1.Response:
-        return await self._bodies.get(*self._signed(call))
-
-    async def _once(self, call: _Call) -> aiohttp.ClientResponse:
-        if self._session is None:
-            raise errors.ServiceUnavailable("The storage backend is not started.")
-        url, signed = self._signed(call)
-        data = common.sized(call.stream, call.size) if call.stream is not None else call.body
-        return await self._session.request(call.method, url, headers=signed, data=data, allow_redirects=False)
-
-    def _signed(self, call: _Call) -> tuple[URL, dict[str, str]]:
-        """`call`'s URL and its headers, signed (with Content-Length or Content-MD5 where it has a body)."""
-        url = self._url(call)
-        headers = dict(call.headers or {})
-        if call.stream is not None:
-            headers["Content-Length"] = str(call.size)
-        elif call.body:
-            headers["Content-MD5"] = base64.b64encode(hashlib.md5(call.body, usedforsecurity=False).digest()).decode()
-        return url, self._sign(call.method, str(url), headers, call.body, unsigned=call.stream is not None)
-
-    def _sign(self, method: str, url: str, headers: dict[str, str], body: bytes, *, unsigned: bool) -> dict[str, str]:
-        request = AWSRequest(method=method, url=url, headers=headers, data=body)
-        request.context["client_config"] = _UNSIGNED if unsigned else _SIGNED
-        S3SigV4Auth(self._credentials, "s3", self._region).add_auth(request)
-        return dict(request.headers.items())
-
-    def _url(self, call: _Call) -> URL:
-        path = "/"
-        host = self._endpoint.raw_host or ""
+    async def _once(self, call: _Call) -> http1.Response:
+        """One try: `call` signed and sent (Content-Length where it has a body, Content-MD5 on a small one)."""
+        origin, path = self._origin, self._base + "/"
         if call.bucket and self._addressing == "virtual":
-            host = f"{call.bucket}.{host}"
+            origin = (origin[0], f"{call.bucket}.{origin[1]}", origin[2])
         elif call.bucket:
-            path += _quote(call.bucket)
+            path += quote_path(call.bucket)
         if call.key is not None:
-            path += ("/" if call.bucket and self._addressing == "path" else "") + _quote(call.key)
-        query = "&".join(f"{_quote(n, '')}={_quote(v, '')}" for n, v in call.query)
-        base = self._endpoint.raw_path.rstrip("/")
-        return URL.build(scheme=self._endpoint.scheme, host=host, port=self._endpoint.explicit_port,
-                         path=base + path, query_string=query, encoded=True)
+            path += ("/" if call.bucket and self._addressing == "path" else "") + quote_path(call.key)
+        query, canonical = query_strings(call.query)
+        headers = {"host": http1.host_header(*origin), **(call.headers or {})}
+        if call.stream is not None:
+            headers["content-length"] = str(call.size)
+            payload = UNSIGNED_PAYLOAD
+        elif call.body:
+            headers["content-length"] = str(len(call.body))
+            headers["content-md5"] = base64.b64encode(hashlib.md5(call.body, usedforsecurity=False).digest()).decode()
+            payload = hashlib.sha256(call.body).hexdigest()
+        else:
+            if call.method in _WITH_BODY:
+                headers["content-length"] = "0"
+            payload = EMPTY_SHA256
+        signed = self._signer.sign(call.method, path, canonical, headers, payload)
+        target = f"{path}?{query}" if query else path
+        stream = common.sized(call.stream, call.size) if call.stream is not None else None
+        return await self._pool.request(call.method, origin, target, signed, call.body, stream)
 
 
 async def _pieces(resp: http1.Response) -> AsyncIterator[memoryview]:
@@ -361,15 +347,20 @@ async def _pieces(resp: http1.Response) -> AsyncIterator[memoryview]:
         raise errors.InternalError("The storage backend broke off the transfer.") from exc
 
 
-def _quote(value: str, safe: str = "/") -> str:
-    return urllib.parse.quote(value, safe=safe + "~")
+def _conditional(condition: WriteCondition | None) -> dict[str, str]:
+    """A conditional write as S3's own headers (the server decides it with the write)."""
+    if condition is None:
+        return {}
+    if condition.if_match is not None:
+        return {"if-match": f'"{condition.if_match}"'}
+    return {"if-none-match": "*"} if condition.if_none_match else {}
 
 
 def _version(version_id: str | None) -> list[tuple[str, str]]:
     return [] if version_id is None else [("versionId", version_id)]
 
 
-def _size_and_range(resp: Response) -> tuple[int, tuple[int, int] | None]:
+def _size_and_range(resp: http1.Response) -> tuple[int, tuple[int, int] | None]:
     """The object's full size and the range returned, from Content-Range (or Content-Length)."""
     content_range = resp.headers.get("Content-Range", "")
     if resp.status == 206 and content_range.startswith("bytes "):
@@ -379,10 +370,10 @@ def _size_and_range(resp: Response) -> tuple[int, tuple[int, int] | None]:
     return int(resp.headers.get("Content-Length", "0")), None
 
 
-async def _read_all(resp: Response) -> bytes:
+async def _read_all(resp: http1.Response) -> bytes:
     try:
         return await resp.read()
-    except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+    except (OSError, asyncio.TimeoutError) as exc:
         raise errors.ServiceUnavailable("The storage backend broke off the response.") from exc
     finally:
         resp.release()

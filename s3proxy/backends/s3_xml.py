@@ -73,9 +73,21 @@ def iso_time(value: str) -> dt.datetime:
     return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
+_MONTHS = {name: number for number, name in enumerate(
+    ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1)}
+
+
 def http_time(value: str | None) -> dt.datetime:
     if not value:
         return dt.datetime.now(dt.timezone.utc)
+    parts = value.split()
+    if len(parts) == 6 and parts[5] == "GMT" and parts[2] in _MONTHS:  # what S3 sends: Wed, 02 Dec 2026 10:00:00 GMT
+        try:
+            hour, minute, second = parts[4].split(":")
+            return dt.datetime(int(parts[3]), _MONTHS[parts[2]], int(parts[1]), int(hour), int(minute), int(second),
+                               tzinfo=dt.timezone.utc)
+        except ValueError:
+            pass
     return email.utils.parsedate_to_datetime(value).astimezone(dt.timezone.utc)
 
 

@@ -9,17 +9,25 @@ writable and authenticated at the end; rewrap by rewriting only the envelope); `
 `s3proxy cse put|get|ls|rewrap`. The server only ever sees ciphertext. See docs/CSE.md.
 """
 
-from s3proxy.cse.client import CseClient, GetResult, ObjectInfo, PutResult, RewrapResult
-from s3proxy.cse.errors import (
-    CseError,
-    DecryptionFailed,
-    EncryptionContextMismatch,
-    EnvelopeError,
-    InstructionFileMissing,
-    KeyringMismatch,
-    UnsupportedAlgorithm,
-)
-from s3proxy.cse.keyrings import AesGcmKeyring, Keyring, KmsKeyring, RsaOaepKeyring
+import importlib
+from typing import Any
+
+# name -> submodule; loaded on first use, so the proxy (which reads envelope.py only) never loads
+# the client and its boto3/botocore
+_EXPORTS = {
+    **dict.fromkeys(("CseClient", "GetResult", "ObjectInfo", "PutResult", "RewrapResult"), "client"),
+    **dict.fromkeys(("CseError", "DecryptionFailed", "EncryptionContextMismatch", "EnvelopeError", "InstructionFileMissing",
+                     "KeyringMismatch", "UnsupportedAlgorithm"), "errors"),
+    **dict.fromkeys(("AesGcmKeyring", "Keyring", "KmsKeyring", "RsaOaepKeyring"), "keyrings"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 's3proxy.cse' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"s3proxy.cse.{module}"), name)
+
 
 __all__ = [
     "AesGcmKeyring", "CseClient", "CseError", "DecryptionFailed", "EncryptionContextMismatch", "EnvelopeError",

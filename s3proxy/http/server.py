@@ -10,7 +10,8 @@ Stages, in order, each a method of Frontend:
 Routing comes before authorization because an authorization decision is about an action
 (s3:GetObject) on a resource (the object's ARN), which routing names. The KMS API is a route of
 its own (X-Amz-Target: TrentService.*): SigV4 service `kms`, JSON errors, and the key service's
-own policy decisions. Around the pipeline, as middleware: the request id, metrics, the access log
+own policy decisions. So is POST Object (a browser upload): it is authenticated by the fields of
+its form (auth/post_policy.py), then authorized and dispatched as PostObject. Around the pipeline, as middleware: the request id, metrics, the access log
 and error rendering (AWS's XML error document; nothing of a secret in it, s3proxy.redact). The
 Reply is sent by s3proxy.http.respond, which owns streaming and abort.
 """
@@ -34,6 +35,8 @@ from multidict import CIMultiDict, MultiDict
 from .. import errors, redact
 from ..auth.context import AuthContext
 from ..auth.credentials import CredentialStore
+from ..auth.form import SMALL_FILE, read_form
+from ..auth.post_policy import authenticate_post
 from ..auth.verify import authenticate
 from ..kms.caller import Caller
 from ..ops import xml
@@ -151,7 +154,9 @@ class Frontend:
         try:
             kms = "x-amz-target" in request.headers
             try:
-                if kms:
+                if is_form_post(request.method, raw_path, raw_query, request.headers):
+                    reply = await self.form_route(request, raw_path, exchange)
+                elif kms:
                     reply = await self.kms_route(request, raw_path, raw_query, exchange)
                 else:
                     reply = await self.pipeline(request, raw_path, raw_query, exchange)
@@ -247,6 +252,35 @@ class Frontend:
             raise errors.NotImplemented()
         return await handler(call)
 
+    # --- the POST Object route -------------------------------------------------------------------
+
+    async def form_route(self, request: web.Request, raw_path: str, exchange: Exchange) -> Reply:
+        """POST Object: the form is read up to its file and authenticates the request by its fields;
+        the operation then stores the file it streams."""
+        exchange.operation = "PostObject"
+        host_bucket = virtual_host_bucket(request.headers.get("host", ""), self.virtual_host_domains)
+        bucket, key = split_path(f"/{urllib.parse.quote(host_bucket)}{raw_path}" if host_bucket else raw_path)
+        if bucket is None or key is not None or "PostObject" not in self.operations:  # not to a bucket: unsigned
+            raise errors.AccessDenied()
+        form = await read_form(request.content, request.headers.get("content-type"), request.content_length,
+                               small_body=SMALL_FILE)
+        auth = authenticate_post(form.fields, bucket=bucket, size=form.size, store=self.credentials, now=self.clock(),
+                                 region=self.region, sigv2_enabled=self.sigv2)
+        exchange.access_key, exchange.principal = auth.credential.access_key, auth.credential.user_name
+        if any(h.lower().startswith("x-amz-") for h in request.headers):  # the request's own headers are not signed
+            raise errors.InvalidRequest("Conflicting values provided in HTTP headers and POST form fields.")
+        origin = Origin(request.remote, request.headers.get("user-agent"), request.secure)
+        host = request.headers.get("host", "")
+        endpoint = f"{request.scheme}://{host}" + ("" if host_bucket else f"/{urllib.parse.quote(bucket)}")
+        call = Call(
+            request_id=exchange.request_id, auth=auth, caller=self.caller_of(auth, origin, exchange.request_id, self.via_s3),
+            bucket=bucket, key=form.get("key"), query=MultiDict(), headers=CIMultiDict(form.fields), content=form.stream,
+            secure=request.secure, loopback=is_loopback(request.remote), remote=request.remote, form=form,
+            endpoint=endpoint,
+        )
+        await self.authorizer.authorize(call, "PostObject")
+        return await self.dispatch("PostObject", call)
+
     # --- the KMS API route ----------------------------------------------------------------------
 
     async def kms_route(self, request: web.Request, raw_path: str, raw_query: str, exchange: Exchange) -> Reply:
@@ -294,6 +328,12 @@ def _access_key_of(headers: Mapping[str, str]) -> str | None:
         return None
     found = _ACCESS_KEY.match(auth, start + len("Credential="))
     return found.group(0) if found else None
+
+
+def is_form_post(method: str, raw_path: str, raw_query: str, headers: Mapping[str, str]) -> bool:
+    """POST Object: a POST to a bucket (no key, no query) that carries no signature of its own."""
+    return (method == "POST" and not raw_query and "authorization" not in headers and "x-amz-target" not in headers
+            and "/" not in raw_path.strip("/"))
 
 
 def virtual_host_bucket(host: str, domains: tuple[str, ...]) -> str | None:

@@ -1,13 +1,19 @@
 """The KeyAdmin part of the key service: key lifecycle, rotation, aliases, key policies, grants and tags.
 
-Also the data path's own keys: the AWS-managed `alias/aws/s3` key and the proxy's hidden SERVICE
-key, each created on first use. Every operation finds its key through the Authorizer and changes
-it in the Registry with compare-and-swap. Auditing is the facade's (`service.KeyService`).
+Also the data path's own keys: the AWS-managed `alias/aws/s3` key of each account and the proxy's
+hidden SERVICE key, each created on first use. Every operation finds its key through the
+Authorizer and changes it in the Registry with compare-and-swap. Keys and aliases belong to the
+account of the user who created them. Auditing is the facade's (`service.KeyService`).
+
+Change feed: every change to a key's state, policy or grants is told, once the change is stored,
+to each listener `subscribe` registered (the S3 Bucket Key cache drops what it holds for the key).
+`key_changed` is also the entry point for changes made elsewhere (another process sharing the keystore).
 """
 
 from __future__ import annotations
 
 import hmac
+import logging
 import os
 import re
 import threading
@@ -16,6 +22,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 
+from ..policy import Request, decide
 from . import keys, lifecycle
 from .authorizer import Authorizer
 from .caller import Caller, service_caller
@@ -34,12 +41,17 @@ from .errors import (
     ValidationException,
     member_error,
 )
-from .policy import GRANT_OPERATIONS, Grant, Request, aws_managed_policy, default_policy, evaluate, parse_policy
+from .policy import GRANT_OPERATIONS, Grant, aws_managed_policy, default_policy, parse_key_policy
 from .registry import AliasRecord, KeyRecord, Registry
 
 DAY = 86400.0
 ON_DEMAND_LIMIT = 10  # per key, as the KMS API reference states (the developer guide now says 25)
 _ALIAS_RE = re.compile(r"^alias/[a-zA-Z0-9:/_-]{1,250}$")
+_log = logging.getLogger(__name__)
+
+
+def _flag(value: bool) -> tuple[str]:
+    return ("true" if value else "false",)
 
 
 @dataclass(frozen=True)
@@ -121,6 +133,21 @@ class KeyAdmin:
         self._rand = rand
         self._note = note  # told the ARN of a key this call created (the audit record's resources)
         self._lock = threading.RLock()  # the AWS-managed and service keys are created once
+        self._listeners: list[Callable[[str], None]] = []
+
+    # change feed --------------------------------------------------------------------------------
+    def subscribe(self, listener: Callable[[str], None]) -> Callable[[], None]:
+        """Call `listener(key ARN)` after each change to a key's state, policy or grants; returns the unsubscribe."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    def key_changed(self, key_arn: str) -> None:
+        """Tell every listener that the key `key_arn` changed (a listener's failure is logged, never raised)."""
+        for listener in tuple(self._listeners):
+            try:
+                listener(key_arn)
+            except Exception:
+                _log.exception("a key-change listener failed for %s", key_arn)
 
     def purge_due(self) -> int:
         """Delete every key whose waiting period has ended (also done lazily on each access)."""
@@ -130,11 +157,15 @@ class KeyAdmin:
         return before - len(self._registry.keys())
 
     # keys ---------------------------------------------------------------------------------------
+    def _new_id(self) -> str:
+        return str(uuid.UUID(bytes=self._rand(16), version=4))
+
     def _new_record(self, caller: Caller, key_spec: str, key_usage: str, policy: str, description: str,
-                    key_manager: str, tags: Mapping[str, str] | None = None) -> KeyRecord:
-        kid = str(uuid.UUID(bytes=self._rand(16), version=4))
+                    key_manager: str, tags: Mapping[str, str] | None = None, kid: str | None = None) -> KeyRecord:
+        kid = kid or self._new_id()
         record = KeyRecord(
-            key_id=kid, arn=self._config.key_arn(kid), account_id=self._config.account_id, created=self._clock(),
+            key_id=kid, arn=self._config.key_arn(kid, caller.account_id), account_id=caller.account_id,
+            created=self._clock(),
             key_spec=key_spec, key_usage=key_usage, state=lifecycle.ENABLED, policy=policy,
             materials=(keys.generate_material(key_spec, self._rand),), description=description,
             key_manager=key_manager, tags=tuple(sorted((tags or {}).items())),
@@ -152,17 +183,29 @@ class KeyAdmin:
         if len(description) > 8192:
             raise ValidationException("Description must be at most 8192 characters.")
         self._check_tags(tags or {})
-        if policy is None:
-            policy = default_policy(caller.account_id, [caller.arn, *self._config.admin_arns()])
+        self._authz.authorize_account(caller, "CreateKey", {
+            "kms:keyspec": (key_spec,), "kms:keyusage": (usage,), "kms:keyorigin": (origin,),
+            "kms:bypasspolicylockoutsafetycheck": _flag(bypass_policy_lockout_safety_check),
+        })
+        kid = self._new_id()
+        if policy is None:  # the creator, and the configured administrators of the same account
+            admins = [a for a in self._config.admin_arns() if a.split(":")[4] == caller.account_id]
+            policy = default_policy(caller.account_id, [caller.arn, *admins])
         else:
-            self._check_lockout(caller, policy, bypass_policy_lockout_safety_check)
-        record = self._new_record(caller, key_spec, usage, policy, description, "CUSTOMER", tags)
+            self._check_lockout(caller, policy, bypass_policy_lockout_safety_check, self._config.key_arn(kid, caller.account_id))
+        record = self._new_record(caller, key_spec, usage, policy, description, "CUSTOMER", tags, kid)
         self._note(record.arn)
         return metadata(record)
 
-    def _check_lockout(self, caller: Caller, policy: str, bypass: bool) -> None:
-        doc = parse_policy(policy)
-        if not bypass and evaluate(doc, Request(caller, "kms:PutKeyPolicy")) != "Allow":
+    def _check_lockout(self, caller: Caller, policy: str, bypass: bool, key_arn: str) -> None:
+        """Parse the policy strictly; unless bypassed, it must let the caller put the key policy again."""
+        doc = parse_key_policy(policy)
+        if bypass:
+            return
+        request = Request(caller.principal, "kms:PutKeyPolicy", key_arn, self._authz.context(caller, None, None, {
+            "kms:bypasspolicylockoutsafetycheck": _flag(False)}))
+        if not decide(request, identity=caller.identity, resource=doc, resource_account=key_arn.split(":")[4],
+                      resource_must_allow=True).allowed:
             raise MalformedPolicyDocumentException(
                 "The new key policy will not allow you to update the key policy in the future."
             )
@@ -171,13 +214,17 @@ class KeyAdmin:
         return metadata(self._authz.usable(caller, key_id, "DescribeKey"))
 
     def list_keys(self, caller: Caller) -> list[tuple[str, str]]:
-        """(key id, key ARN) of every key in the account (IAM decides ListKeys in AWS; here every user may)."""
-        return [(r.key_id, r.arn) for r in self._registry.keys() if r.key_manager != "SERVICE" and self._registry.due(r)]
+        """(key id, key ARN) of every key in the caller's account (the identity policy decides ListKeys)."""
+        self._authz.authorize_account(caller, "ListKeys")
+        return [(r.key_id, r.arn) for r in self._registry.keys()
+                if r.account_id == caller.account_id and r.key_manager != "SERVICE" and self._registry.due(r)]
 
     def _change(self, caller: Caller, key_id: str, op: str, change: Callable[[KeyRecord], KeyRecord]) -> KeyRecord:
         # AWS-managed keys: their policy allows no changes, so authorization in usable() refuses them
         record = self._authz.usable(caller, key_id, op, aliases=False)
-        return self._registry.update_key(record.key_id, change)
+        changed = self._registry.update_key(record.key_id, change)
+        self.key_changed(changed.arn)
+        return changed
 
     def update_key_description(self, caller: Caller, key_id: str, description: str) -> None:
         self._change(caller, key_id, "UpdateKeyDescription", lambda r: replace(r, description=description))
@@ -253,16 +300,18 @@ class KeyAdmin:
         target = self._authz.usable(caller, target_key_id, "CreateAlias", aliases=False)
         if target.key_manager != "CUSTOMER":
             raise UnsupportedOperationException(f"{target.arn} is an AWS managed key; its aliases cannot be changed.")
-        if self._registry.alias(alias_name) is not None:
-            raise AlreadyExistsException(f"An alias with the name {self._config.alias_arn(alias_name)} already exists")
+        entry = self._config.alias_entry(caller.account_id, alias_name)
+        if self._registry.alias(entry) is not None:
+            raise AlreadyExistsException(
+                f"An alias with the name {self._config.alias_arn(alias_name, caller.account_id)} already exists")
         now = self._clock()
-        self._registry.put_alias(AliasRecord(alias_name, target.key_id, now, now), create=True)
+        self._registry.put_alias(AliasRecord(entry, target.key_id, now, now), create=True)
 
     def update_alias(self, caller: Caller, alias_name: str, target_key_id: str) -> None:
         self._check_alias_name(alias_name)
-        alias = self._registry.alias(alias_name)
+        alias = self._registry.alias(self._config.alias_entry(caller.account_id, alias_name))
         if alias is None:
-            raise NotFoundException(f"Alias {self._config.alias_arn(alias_name)} is not found.")
+            raise NotFoundException(f"Alias {self._config.alias_arn(alias_name, caller.account_id)} is not found.")
         old = self._authz.lookup(caller, alias.target)
         self._authz.authorize(caller, old, "UpdateAlias")
         new = self._authz.usable(caller, target_key_id, "UpdateAlias", aliases=False)
@@ -274,19 +323,26 @@ class KeyAdmin:
     def delete_alias(self, caller: Caller, alias_name: str) -> None:
         if alias_name.startswith("alias/aws/"):
             raise InvalidAliasNameException("Your alias name must not begin with alias/aws/.")
-        alias = self._registry.alias(alias_name)
+        entry = self._config.alias_entry(caller.account_id, alias_name)
+        alias = self._registry.alias(entry)
         if alias is None:
-            raise NotFoundException(f"Alias {self._config.alias_arn(alias_name)} is not found.")
+            raise NotFoundException(f"Alias {self._config.alias_arn(alias_name, caller.account_id)} is not found.")
         self._authz.authorize(caller, self._authz.lookup(caller, alias.target), "DeleteAlias")
-        self._registry.remove_alias(alias_name)
+        self._registry.remove_alias(entry)
 
     def list_aliases(self, caller: Caller, key_id: str | None = None) -> list[AliasEntry]:
+        self._authz.authorize_account(caller, "ListAliases")
         target = self._authz.lookup(caller, key_id, aliases=False).key_id if key_id else None
-        out = [AliasEntry(a.name, self._config.alias_arn(a.name), a.target, a.created, a.updated)
-               for a in self._registry.aliases() if target is None or a.target == target]
+        account = caller.account_id
+        out = []
+        for a in self._registry.aliases():
+            owner, name = self._config.alias_owner(a.name)
+            if owner == account and (target is None or a.target == target):
+                out.append(AliasEntry(name, self._config.alias_arn(name, account), a.target, a.created, a.updated))
         if target is None:  # AWS lists the predefined AWS-managed aliases even before their key exists
             have = {a.alias_name for a in out}
-            out += [AliasEntry(n, self._config.alias_arn(n), None, None, None) for n in ("alias/aws/s3",) if n not in have]
+            out += [AliasEntry(n, self._config.alias_arn(n, account), None, None, None)
+                    for n in ("alias/aws/s3",) if n not in have]
         return sorted(out, key=lambda a: a.alias_name)
 
     # policies -----------------------------------------------------------------------------------
@@ -294,11 +350,13 @@ class KeyAdmin:
                        bypass_policy_lockout_safety_check: bool = False) -> None:
         if policy_name != "default":
             raise ValidationException("The only valid policy name is default.")
-        r = self._authz.usable(caller, key_id, "PutKeyPolicy", aliases=False)
+        r = self._authz.usable(caller, key_id, "PutKeyPolicy", aliases=False, extra={
+            "kms:bypasspolicylockoutsafetycheck": _flag(bypass_policy_lockout_safety_check)})
         if r.key_manager != "CUSTOMER":
             raise UnsupportedOperationException(f"{r.arn} is an AWS managed key; its policy cannot be changed.")
-        self._check_lockout(caller, policy, bypass_policy_lockout_safety_check)
+        self._check_lockout(caller, policy, bypass_policy_lockout_safety_check, r.arn)
         self._registry.update_key(r.key_id, lambda cur: replace(cur, policy=policy))
+        self.key_changed(r.arn)
 
     def get_key_policy(self, caller: Caller, key_id: str, policy_name: str = "default") -> str:
         r = self._authz.usable(caller, key_id, "GetKeyPolicy", aliases=False)
@@ -321,10 +379,16 @@ class KeyAdmin:
         for p in (grantee_principal, retiring_principal):
             if p is not None and not p.startswith("arn:aws:iam::"):
                 raise InvalidArnException(f"Invalid principal {p}")
-        r = self._authz.usable(caller, key_id, "CreateGrant", aliases=False)
         constraints = constraints or {}
         if set(constraints) - {"EncryptionContextEquals", "EncryptionContextSubset"}:
             raise ValidationException("Unknown grant constraint.")
+        extra = {"kms:grantoperations": ops, "kms:granteeprincipal": (grantee_principal,),
+                 "kms:grantisforawsresource": _flag(caller.via_service is not None)}
+        if retiring_principal is not None:
+            extra["kms:retiringprincipal"] = (retiring_principal,)
+        if constraints:
+            extra["kms:grantconstrainttype"] = tuple(sorted(constraints))
+        r = self._authz.usable(caller, key_id, "CreateGrant", aliases=False, extra=extra)
         for g in r.grants:  # AWS: same name and parameters -> the same grant comes back
             if name and g.get("Name") == name and g["GranteePrincipal"] == grantee_principal and tuple(g["Operations"]) == ops:
                 return g["GrantId"], g["Token"]
@@ -341,7 +405,8 @@ class KeyAdmin:
 
     def list_grants(self, caller: Caller, key_id: str, grant_id: str | None = None,
                     grantee_principal: str | None = None) -> list[Grant]:
-        r = self._authz.usable(caller, key_id, "ListGrants", aliases=False)
+        r = self._authz.usable(caller, key_id, "ListGrants", aliases=False,
+                               extra={"kms:grantisforawsresource": _flag(caller.via_service is not None)})
         grants = [Grant.from_json(g) for g in r.grants]
         if grant_id is not None:
             grants = [g for g in grants if g.grant_id == grant_id]
@@ -353,6 +418,7 @@ class KeyAdmin:
         self._registry.update_key(
             r.key_id, lambda cur: replace(cur, grants=tuple(g for g in cur.grants if g["GrantId"] != grant_id))
         )
+        self.key_changed(r.arn)
 
     def retire_grant(self, caller: Caller, grant_token: str | None = None, key_id: str | None = None,
                      grant_id: str | None = None) -> None:
@@ -372,7 +438,8 @@ class KeyAdmin:
         raise InvalidGrantIdException()
 
     def revoke_grant(self, caller: Caller, key_id: str, grant_id: str) -> None:
-        r = self._authz.usable(caller, key_id, "RevokeGrant", aliases=False)
+        r = self._authz.usable(caller, key_id, "RevokeGrant", aliases=False,
+                               extra={"kms:grantisforawsresource": _flag(caller.via_service is not None)})
         if not any(g["GrantId"] == grant_id for g in r.grants):
             raise InvalidGrantIdException()
         self._drop_grant(r, grant_id)
@@ -399,20 +466,21 @@ class KeyAdmin:
     def aws_managed_key(self, caller: Caller, alias: str = "alias/aws/s3") -> str:
         """The AWS-managed key behind `alias` (created on first use), as S3 uses for SSE-KMS without a key id."""
         with self._lock:
-            found = self._registry.alias(alias)
+            entry = self._config.alias_entry(caller.account_id, alias)
+            found = self._registry.alias(entry)
             if found is None:
                 service = alias.split("/")[2]
                 record = self._new_record(
                     caller, keys.SYMMETRIC, keys.ENCRYPT_DECRYPT,
-                    aws_managed_policy(self._config.account_id, f"{service}.{self._config.region}.amazonaws.com"),
+                    aws_managed_policy(caller.account_id, f"{service}.{self._config.region}.amazonaws.com"),
                     f"Default key that protects my {service.upper()} objects when no other key is defined", "AWS",
                 )
                 now = self._clock()
-                self._registry.put_alias(AliasRecord(alias, record.key_id, now, now), create=True)
+                self._registry.put_alias(AliasRecord(entry, record.key_id, now, now), create=True)
                 self._registry.update_key(record.key_id, lambda r: replace(
                     r, rotation_enabled=True, rotation_period=365, next_rotation=now + 365 * DAY))
                 return record.arn
-            return self._config.key_arn(found.target)
+            return self._config.key_arn(found.target, caller.account_id)
 
     def service_key(self) -> str:
         """The proxy's own key for SSE-S3: invisible to API callers, used only with `service_caller`."""

@@ -5,6 +5,12 @@ Only parameters named in `_AUDITED` reach the record: plaintext, ciphertext, mes
 and key material are never among them. While a call runs, every key it looks up is noted (`note`)
 and becomes one of the record's `resources`. A call made inside another audited call is recorded
 once, by the outer one.
+
+Uses of a cached S3 Bucket Key are no KMS calls, yet each is authorized and must be accounted
+for. `count_use` tallies them per second and per (access key, source IP, key, bucket, operation,
+error): one `BucketKeyUse` record per tally, with its count, written when its second is over (by
+the next use after it, a timer about a second later, or `close`). The hot path takes a lock and
+bumps a counter; the record is built off it.
 """
 
 from __future__ import annotations
@@ -93,12 +99,19 @@ class Auditor:
     def __init__(
         self, sink: AuditSink, config: Config, *,
         clock: Callable[[], float] = time.time, rand: Callable[[int], bytes] = os.urandom,
+        flush_after: float = 1.05,
     ) -> None:
         self.sink = sink
         self._config = config
         self._clock = clock
         self._rand = rand
         self._call = threading.local()  # .resources: the key ARNs the running call touched
+        # bucket-key uses: (second, access key, source ip, key ARN, bucket, operation, error code) -> [count, caller, error]
+        self._uses: dict[tuple[int, str, str | None, str, str, str, str | None], list[Any]] = {}
+        self._uses_second = -1
+        self._uses_lock = threading.Lock()
+        self._flush_after = flush_after
+        self._timer: threading.Timer | None = None
 
     @staticmethod
     def parameters(names: list[str], args: tuple[object, ...], kwargs: Mapping[str, object]) -> dict[str, object]:
@@ -125,11 +138,67 @@ class Auditor:
         if outer is None:  # nested operations audit once, at the top
             self.sink.emit(self.record(name, caller, params, resources, error, read_only))
 
+    def count_use(self, operation: str, caller: Caller, key_arn: str, bucket: str, error: KmsError | None) -> None:
+        """One use of a cached bucket key (`operation`: Decrypt or GenerateDataKey), allowed or refused with `error`."""
+        second = int(self._clock())
+        tally = (second, caller.access_key, caller.source_ip, key_arn, bucket, operation, error.code if error else None)
+        done: list[tuple[tuple[Any, ...], list[Any]]] = []
+        with self._uses_lock:
+            if second > self._uses_second:
+                done = self._take_before(second)
+                self._uses_second = second
+            entry = self._uses.get(tally)
+            if entry is None:
+                self._uses[tally] = [1, caller, error]
+                if self._timer is None:
+                    self._timer = threading.Timer(self._flush_after, self._on_timer)
+                    self._timer.daemon = True
+                    self._timer.start()
+            else:
+                entry[0] += 1
+        self._emit_uses(done)
+
+    def _take_before(self, second: int) -> list[tuple[tuple[Any, ...], list[Any]]]:
+        """Remove and return the tallies of seconds before `second` (under the lock)."""
+        done = [(k, v) for k, v in self._uses.items() if k[0] < second]
+        for k, _ in done:
+            del self._uses[k]
+        return done
+
+    def _on_timer(self) -> None:
+        with self._uses_lock:
+            self._timer = None
+            done = self._take_before(int(self._clock()))
+            if self._uses:  # the current second's tallies: look again once it is over
+                self._timer = threading.Timer(self._flush_after, self._on_timer)
+                self._timer.daemon = True
+                self._timer.start()
+        self._emit_uses(done)
+
+    def flush_uses(self) -> None:
+        """Write every tally now, the current second's included."""
+        with self._uses_lock:
+            done = list(self._uses.items())
+            self._uses.clear()
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+        self._emit_uses(done)
+
+    def _emit_uses(self, done: list[tuple[tuple[Any, ...], list[Any]]]) -> None:
+        for (second, _, _, key_arn, bucket, operation, _), (count, caller, error) in sorted(done, key=lambda kv: kv[0][0]):
+            record = self.record("BucketKeyUse", caller, {"keyId": key_arn, "bucketName": bucket, "operation": operation},
+                                 [key_arn], error, operation == "Decrypt", now=second)
+            record.update(eventType="AwsServiceEvent", managementEvent=False, requestID=None,
+                          additionalEventData={"useCount": count, "periodSeconds": 1})
+            self.sink.emit(record)
+
     def record(self, name: str, caller: Caller, params: dict[str, object], resources: list[str],
-               error: KmsError | None, read_only: bool) -> dict[str, Any]:
+               error: KmsError | None, read_only: bool, *, now: float | None = None) -> dict[str, Any]:
         """The CloudTrail event for one call."""
-        now = self._clock()
-        account_id = self._config.account_id
+        now = self._clock() if now is None else now
+        # the account of the key the call touched (else the caller's); the proxy's own calls: its account
+        account_id = resources[0].split(":")[4] if resources else caller.account_id
         if caller.is_service:
             identity: dict[str, Any] = {"type": "AWSService", "invokedBy": caller.via_service}
         else:
@@ -153,7 +222,7 @@ class Auditor:
             "requestID": caller.request_id or new_uuid(self._rand),
             "eventID": new_uuid(self._rand),
             "readOnly": read_only,
-            "resources": [{"ARN": arn, "accountId": account_id, "type": "AWS::KMS::Key"} for arn in resources],
+            "resources": [{"ARN": arn, "accountId": arn.split(":")[4], "type": "AWS::KMS::Key"} for arn in resources],
             "eventType": "AwsApiCall",
             "managementEvent": True,
             "recipientAccountId": account_id,
@@ -164,6 +233,7 @@ class Auditor:
         return record
 
     def close(self) -> None:
+        self.flush_uses()
         self.sink.close()
 
 

@@ -102,7 +102,7 @@ class Crypto:
             wanted = self._authz.lookup(caller, key_id)
             if wanted.key_id != header.key_id:
                 raise IncorrectKeyException("The key ID in the request does not identify a CMK that can perform this operation.")
-        record = self._authz.lookup(caller, header.key_id)
+        record = self._authz.lookup(caller, header.key_id, anywhere=True)  # the blob names its key, in any account
         self._authz.authorize(caller, record, action, context)
         self._authz.check_state(op, record)
         _check_usage(record, keys.ENCRYPT_DECRYPT, op)
@@ -210,6 +210,7 @@ class Crypto:
     def generate_random(self, caller: Caller, number_of_bytes: int) -> bytes:
         if not 1 <= number_of_bytes <= 1024:
             raise member_error("numberOfBytes", "have value between 1 and 1024", number_of_bytes)
+        self._authz.authorize_account(caller, "GenerateRandom")
         return self.rand(number_of_bytes)
 
     def _signing_key(self, caller: Caller, key_id: str, algorithm: str, op: str) -> KeyRecord:
@@ -267,6 +268,18 @@ class Crypto:
     def decrypt_data_key(self, caller: Caller, blob: bytes, context: Mapping[str, str] | None = None) -> DataKey:
         opened = self._open(caller, blob, context, None, None, "Decrypt", "Decrypt")
         return DataKey(opened.key_arn, opened.plaintext, blob, opened.key_material_id)
+
+    def check_use(self, caller: Caller, key_id: str, key_arn: str, op: str, context: Mapping[str, str] | None) -> bool:
+        """May `caller` use, now, the data key it got earlier from `key_arn` for `op` (Decrypt, GenerateDataKey) with
+        `context`? The lookup, policies, grants, state and usage are checked as that call would check them. False
+        when `key_id` (as the request names it) no longer names `key_arn`; the error the call would raise otherwise."""
+        record = self._authz.lookup(caller, key_id)
+        if record.arn != key_arn:
+            return False
+        self._authz.authorize(caller, record, op, context)
+        self._authz.check_state(op, record)
+        _check_usage(record, keys.ENCRYPT_DECRYPT, op)
+        return True
 
     def resolve_key(self, caller: Caller, key_id: str) -> str:
         """The ARN of a key the caller may use for data keys now (NotFound / Disabled / InvalidState otherwise)."""

@@ -43,6 +43,11 @@ class DataKeySource(Protocol):
         """The data key inside `blob` (Decrypt); `key_arn` says which key opened it."""
         ...
 
+    def use_bucket_key(self, caller: Caller, key_id: str, key_arn: str, operation: str,
+                       context: Mapping[str, str] | None, bucket: str) -> bool:
+        """Authorize (and audit) one use of a cached S3 Bucket Key from `key_arn` now; False if `key_id` moved on."""
+        ...
+
     def aws_managed_key(self, caller: Caller, alias: str = "alias/aws/s3") -> str:
         """The ARN of the AWS-managed key behind `alias`, created on first use (SSE-KMS without a key id)."""
         ...

@@ -13,6 +13,10 @@ CloudTrail-shaped record per call, success or failure) and one part does the wor
 
 Thread-safe: records are cached and written with compare-and-swap; the hot data-key path reads
 only the cache and appends one audit line.
+
+`subscribe(listener)` tells a listener the ARN of each key whose state, policy or grants changed
+(the S3 Bucket Key cache drops what it holds for it); `key_changed(arn)` is how a change made
+elsewhere (another process on the same keystore) is announced to this one.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from .caller import Caller, service_caller
 from .config import Config
 from .crypto import Crypto, DataKeyPair, Decrypted, PublicKey, ReEncrypted
 from .datakeys import DataKey, Encrypted
+from .errors import KmsError
 from .keystore.base import Keystore
 from .keystore.sqlite import SqliteKeystore
 from .policy import Grant
@@ -72,7 +77,7 @@ class KeyService:
         config = Config(region, account_id, tuple(administrators))
         registry = Registry(keystore, Sealer(root_key, rand=rand, reload=root_reload), clock=clock, rand=rand)
         auditor = Auditor(audit, config, clock=clock, rand=rand)
-        authorizer = Authorizer(registry, config, note=auditor.note)
+        authorizer = Authorizer(registry, config, note=auditor.note, clock=clock)
         service = cls(
             keystore, config, registry, auditor,
             KeyAdmin(registry, authorizer, config, clock=clock, rand=rand, note=auditor.note),
@@ -98,6 +103,14 @@ class KeyService:
     def purge_due(self) -> int:
         """Delete every key whose waiting period has ended (also done lazily on each access)."""
         return self.admin.purge_due()
+
+    def subscribe(self, listener: Callable[[str], None]) -> Callable[[], None]:
+        """Call `listener(key ARN)` after each change to a key's state, policy or grants; returns the unsubscribe."""
+        return self.admin.subscribe(listener)
+
+    def key_changed(self, key_arn: str) -> None:
+        """Announce that `key_arn` changed (changes made here are announced already)."""
+        self.admin.key_changed(key_arn)
 
     def key_arn(self, key_id: str) -> str:
         return self.config.key_arn(key_id)
@@ -296,6 +309,21 @@ class KeyService:
     @audited("DescribeKey", read_only=True)
     def resolve_key(self, caller: Caller, key_id: str) -> str:
         return self.crypto.resolve_key(caller, key_id)
+
+    def use_bucket_key(self, caller: Caller, key_id: str, key_arn: str, operation: str,
+                       context: Mapping[str, str] | None, bucket: str) -> bool:
+        """Authorize one use of an S3 Bucket Key the data path holds from `key_arn` (`operation`: GenerateDataKey to
+        wrap a new object's key, Decrypt to unwrap one) against the key's policy, grants and state now, and count it
+        for the audit (one BucketKeyUse record per second and tally). False when `key_id` no longer names `key_arn`
+        (an alias moved: not a use); the KMS error when the use is refused, which is counted too."""
+        try:
+            current = self.crypto.check_use(caller, key_id, key_arn, operation, context)
+        except KmsError as exc:
+            self.auditor.count_use(operation, caller, key_arn, bucket, exc)
+            raise
+        if current:
+            self.auditor.count_use(operation, caller, key_arn, bucket, None)
+        return current
 
     # the data path's own keys (with the data-key calls above: the DataKeySource seam) -----------
     def aws_managed_key(self, caller: Caller, alias: str = "alias/aws/s3") -> str:

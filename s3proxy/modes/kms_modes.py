@@ -8,6 +8,13 @@ With an S3 Bucket Key, one KMS data key per (requester, bucket, KMS key) is cach
 each object's own random data key is wrapped with AES-256-GCM under a key derived from the bucket
 key by HKDF with a random salt, the object ARN as associated data. Wrapping (rather than deriving)
 lets an existing object's key move under a bucket key too (UpdateObjectEncryption, rewrap).
+
+Revocation is prompt, unlike AWS's (where a bucket key outlives a DisableKey for its lifetime):
+every use of a cached bucket key is authorized by the KMS against the key's policy, grants and
+state at that moment, and audited (`DataKeySource.use_bucket_key`: counted, one record per
+second); and the KMS tells the cache to drop a key's entries as soon as the key changes
+(`BucketKeyCache.forget_key`, subscribed by the composition root). That check is in-memory work,
+so it runs on the event loop: no thread hop on the cached path.
 """
 
 from __future__ import annotations
@@ -99,7 +106,9 @@ class SseS3:
 class BucketKeyCache:
     """S3 Bucket Keys: a KMS data key per (requester, bucket, KMS key), reused for `ttl` seconds.
 
-    Reads cache unwrapped bucket keys by their wrapped form, so a burst of GETs costs one Decrypt.
+    Reads cache unwrapped bucket keys by their wrapped form and the object's stored context header,
+    so a burst of GETs costs one Decrypt. Entries remember their KMS key's ARN: `forget_key` drops
+    them all when the key changes (disabled, scheduled for deletion, new policy, grant revoked).
     """
 
     def __init__(self, ttl: float = 300.0, clock: Callable[[], float] = time.monotonic, max_entries: int = 4096) -> None:
@@ -108,7 +117,7 @@ class BucketKeyCache:
         self.max_entries = max_entries
         self._lock = threading.Lock()
         self._write: dict[tuple[str, str, str], tuple[float, str, bytes, bytes]] = {}
-        self._read: dict[tuple[str, bytes], tuple[float, bytes]] = {}
+        self._read: dict[tuple[str, bytes, str | None], tuple[float, str, bytes]] = {}
 
     def for_write(self, principal: str, bucket: str, key_id: str) -> tuple[str, bytes, bytes] | None:
         """(key ARN, bucket key, blob) cached for the key as the request named it."""
@@ -123,17 +132,26 @@ class BucketKeyCache:
             self._trim(self._write)
             self._write[(principal, bucket, key_id)] = (self.clock(), key_arn, plaintext, blob)
 
-    def for_read(self, principal: str, blob: bytes) -> bytes | None:
+    def for_read(self, principal: str, blob: bytes, context_header: str | None) -> tuple[str, bytes] | None:
+        """(key ARN, bucket key) cached for the bucket key's blob, as read with this context header."""
         with self._lock:
-            hit = self._read.get((principal, blob))
+            hit = self._read.get((principal, blob, context_header))
             if hit and self.clock() - hit[0] < self.ttl:
-                return hit[1]
+                return hit[1], hit[2]
             return None
 
-    def remember_read(self, principal: str, blob: bytes, plaintext: bytes) -> None:
+    def remember_read(self, principal: str, blob: bytes, context_header: str | None, key_arn: str, plaintext: bytes) -> None:
         with self._lock:
             self._trim(self._read)
-            self._read[(principal, blob)] = (self.clock(), plaintext)
+            self._read[(principal, blob, context_header)] = (self.clock(), key_arn, plaintext)
+
+    def forget_key(self, key_arn: str) -> None:
+        """Drop every bucket key made under `key_arn` (the KMS calls this when the key changes)."""
+        with self._lock:
+            for k in [k for k, v in self._write.items() if v[1] == key_arn]:
+                del self._write[k]
+            for r in [r for r, v in self._read.items() if v[1] == key_arn]:
+                del self._read[r]
 
     def _trim(self, table: dict[_K, _Stamped]) -> None:
         if len(table) >= self.max_entries:
@@ -208,14 +226,16 @@ class SseKms:
     async def _bucket_key(self, ref: ObjectRef, key_id: str) -> tuple[str, bytes, bytes]:
         """(key ARN, bucket key, its KMS blob) for this requester, bucket and key: one KMS call per ttl."""
         assert self.bucket_keys is not None
+        context = self._context(ref, bucket_level=True)
         hit = self.bucket_keys.for_write(self.caller.access_key, ref.bucket, key_id)
-        if hit is not None:
+        if hit is not None and self.kms.use_bucket_key(self.caller, key_id, hit[0], "GenerateDataKey", context, ref.bucket):
             return hit
-        made = await _kms(self.kms.generate_data_key, self.caller, key_id, self._context(ref, bucket_level=True))
+        made = await _kms(self.kms.generate_data_key, self.caller, key_id, context)
         self.bucket_keys.remember_write(
             self.caller.access_key, ref.bucket, key_id, made.key_arn, made.plaintext, made.ciphertext_blob
         )
-        self.bucket_keys.remember_read(self.caller.access_key, made.ciphertext_blob, made.plaintext)
+        self.bucket_keys.remember_read(self.caller.access_key, made.ciphertext_blob, self.context_header, made.key_arn,
+                                       made.plaintext)
         return made.key_arn, made.plaintext, made.ciphertext_blob
 
     async def unseal(self, ref: ObjectRef, fields: Mapping[str, str]) -> bytes:
@@ -225,12 +245,16 @@ class SseKms:
         context = {**stored_context, ARN_CONTEXT_KEY: ref.bucket_arn if bucket_level else ref.arn}
         if not bucket_level:
             return (await _kms(self.kms.decrypt_data_key, self.caller, blob, context)).plaintext
-        cached = self.bucket_keys.for_read(self.caller.access_key, blob) if self.bucket_keys else None
-        if cached is None:
-            cached = (await _kms(self.kms.decrypt_data_key, self.caller, blob, context)).plaintext
+        header = fields.get(KEY_CONTEXT)
+        cached = self.bucket_keys.for_read(self.caller.access_key, blob, header) if self.bucket_keys else None
+        if cached is not None and self.kms.use_bucket_key(self.caller, cached[0], cached[0], "Decrypt", context, ref.bucket):
+            bucket_key = cached[1]
+        else:
+            opened = await _kms(self.kms.decrypt_data_key, self.caller, blob, context)
+            bucket_key = opened.plaintext
             if self.bucket_keys is not None:
-                self.bucket_keys.remember_read(self.caller.access_key, blob, cached)
-        return unwrap_under_bucket_key(cached, b64decode(fields[KEY_BUCKET_KEY]), ref)
+                self.bucket_keys.remember_read(self.caller.access_key, blob, header, opened.key_arn, bucket_key)
+        return unwrap_under_bucket_key(bucket_key, b64decode(fields[KEY_BUCKET_KEY]), ref)
 
     def response_headers(self, fields: Mapping[str, str], *, on_write: bool) -> dict[str, str]:
         headers = {

@@ -12,7 +12,7 @@ import functools
 from typing import Awaitable, Callable
 
 from .. import errors
-from . import buckets, encryption, listing, multipart, objects
+from . import attributes, buckets, encryption, listing, multipart, objects, post_object
 from .call import Call
 from .common import Services
 from .reply import Reply
@@ -32,8 +32,10 @@ _OPERATIONS: dict[str, Handler] = {
     "ListObjectVersions": listing.list_object_versions,
     "ListMultipartUploads": listing.list_multipart_uploads,
     "PutObject": objects.put_object,
+    "PostObject": post_object.post_object,
     "GetObject": objects.get_object,
     "HeadObject": objects.head_object,
+    "GetObjectAttributes": attributes.get_object_attributes,
     "DeleteObject": objects.delete_object,
     "DeleteObjects": objects.delete_objects,
     "CopyObject": objects.copy_object,

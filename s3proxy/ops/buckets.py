@@ -41,7 +41,12 @@ async def create_bucket(s: Services, call: Call) -> Reply:
             raise errors.IllegalLocationConstraint(
                 f"The {location} location constraint is incompatible for the region specific endpoint this request was sent to."
             )
-    await s.buckets.create(name)
+    try:
+        await s.buckets.create(name)
+    except errors.BucketAlreadyOwnedByYou:
+        # S3's legacy rule: in us-east-1 re-creating a bucket you own succeeds; elsewhere it is 409
+        if s.region != "us-east-1":
+            raise
     return empty_reply(headers={"Location": f"/{name}"})
 
 

@@ -16,6 +16,7 @@ from multidict import MultiDict
 from .. import errors
 from ..auth.body import BodyStream, RequestBody, open_body
 from ..auth.context import AuthContext
+from ..auth.form import Form
 from ..kms.caller import Caller
 from . import xml
 
@@ -35,6 +36,8 @@ class Call:
     secure: bool  # TLS
     loopback: bool  # the client is on this host
     remote: str | None = None
+    form: Form | None = None  # POST Object: the form, read up to its file (the file is `content`)
+    endpoint: str = ""  # POST Object: the URL the object's Location starts with (scheme, host, path-style bucket)
 
     @property
     def user_name(self) -> str:

@@ -14,6 +14,8 @@ from ..modes.base import ObjectRef
 from ..modes.kms_modes import BucketKeyCache
 from ..modes.resolve import ModeResolver
 from ..store import Buckets, MultipartUploads, ObjectStore
+from ..store.conditions import Precondition
+from ..store.conditions import parse as parse_precondition
 from .call import Call
 
 MAX_KEY_BYTES = 1024
@@ -91,6 +93,15 @@ def key_of(call: Call) -> str:
     if len(key.encode("utf-8")) > MAX_KEY_BYTES:
         raise errors.KeyTooLongError(Size=str(len(key.encode("utf-8"))), MaxSizeAllowed=str(MAX_KEY_BYTES))
     return key
+
+
+def precondition(call: Call) -> Precondition | None:
+    """The conditional write a PutObject, CompleteMultipartUpload or CopyObject asks for. S3 takes
+    conditional writes only signed with SigV4 (user guide, "conditional writes")."""
+    pre = parse_precondition(call.headers)
+    if pre is not None and call.auth.signature_version != 4:
+        raise errors.InvalidRequest("Conditional writes require AWS Signature Version 4. Please use AWS4-HMAC-SHA256.")
+    return pre
 
 
 def quote_etag(etag: str) -> str:

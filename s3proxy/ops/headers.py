@@ -72,12 +72,19 @@ def check_conditions(
             raise errors.PreconditionFailed(Condition="If-Match")
     elif if_unmodified is not None and modified > if_unmodified:
         raise errors.PreconditionFailed(Condition="If-Unmodified-Since")
-    not_modified = errors.PreconditionFailed if prefix else errors.NotModified
     if if_none_match is not None:
         if _etag_matches(if_none_match, etag):
-            raise not_modified(Condition="If-None-Match") if prefix else not_modified()
+            raise _not_modified("If-None-Match", prefix, etag, last_modified)
     elif if_modified is not None and modified <= if_modified:
-        raise not_modified(Condition="If-Modified-Since") if prefix else not_modified()
+        raise _not_modified("If-Modified-Since", prefix, etag, last_modified)
+
+
+def _not_modified(condition: str, prefix: str, etag: str, last_modified: dt.datetime) -> errors.S3Error:
+    """A copy source's failed condition is 412; a GET/HEAD's is 304, which carries the validators
+    a 200 would have sent (RFC 9110 §15.4.5), as S3 does: ETag and Last-Modified."""
+    if prefix:
+        return errors.PreconditionFailed(Condition=condition)
+    return errors.NotModified(headers={"ETag": f'"{etag}"', "Last-Modified": http_date(last_modified)})
 
 
 def object_meta(headers: Mapping[str, str]) -> ObjectMeta:
@@ -93,6 +100,11 @@ def object_meta(headers: Mapping[str, str]) -> ObjectMeta:
     if size > MAX_METADATA_BYTES:
         raise errors.MetadataTooLarge(Size=str(size), MaxSizeAllowed=str(MAX_METADATA_BYTES))
     content = {h: headers[h] for h in CONTENT_HEADERS if h in headers}
+    if "content-encoding" in content:  # aws-chunked names the transfer framing, not the object's encoding
+        kept = [e.strip() for e in content["content-encoding"].split(",") if e.strip() and e.strip().lower() != "aws-chunked"]
+        content["content-encoding"] = ",".join(kept)
+        if not kept:
+            del content["content-encoding"]
     return ObjectMeta(metadata=metadata, headers=content, tagging=headers.get("x-amz-tagging"),
                       storage_class=storage_class(headers))
 

@@ -109,6 +109,11 @@ async def list_object_versions(s: Services, call: Call) -> Reply:
     delimiter = call.query.get("delimiter", "")
     key_marker = call.query.get("key-marker", "")
     version_marker = call.query.get("version-id-marker", "")
+    if "version-id-marker" in call.query and not key_marker:
+        raise errors.InvalidArgument("A version-id marker cannot be specified without a key marker.",
+                                     ArgumentName="version-id-marker", ArgumentValue=version_marker)
+    if "version-id-marker" in call.query and not version_marker:
+        raise errors.InvalidArgument("A version-id marker cannot be empty.", ArgumentName="version-id-marker", ArgumentValue="")
     max_keys = int_param(call, "max-keys", MAX_KEYS, high=MAX_KEYS)
     views, result = await s.store.list_object_versions(
         bucket, prefix=prefix, delimiter=delimiter, key_marker=key_marker, version_id_marker=version_marker, max_keys=max_keys

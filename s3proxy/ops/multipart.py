@@ -8,7 +8,7 @@ from .headers import object_meta, parse_range
 from .call import Call
 from ..format.ranges import ByteRange
 from ..modes.base import ObjectRef
-from .common import Services, int_param, quote_etag, ref_of, url_encoder
+from .common import Services, int_param, precondition, quote_etag, ref_of, url_encoder
 from .reply import Reply, empty_reply, xml_reply
 from .objects import copy_source_check, parse_copy_source
 
@@ -104,7 +104,8 @@ async def complete_multipart_upload(s: Services, call: Call) -> Reply:
     numbers = [n for n, _ in requested]
     if numbers != sorted(numbers) or len(set(numbers)) != len(numbers):
         raise errors.InvalidPartOrder(UploadId=upload_id)
-    written = await s.uploads.complete(ref, upload_id, requested, s.modes(call), min_part_size=MIN_PART_SIZE)
+    written = await s.uploads.complete(ref, upload_id, requested, s.modes(call), min_part_size=MIN_PART_SIZE,
+                                       precondition=precondition(call))
     headers = {"x-amz-version-id": written.version_id} if written.version_id else {}
     headers.update(written.headers)
     return xml_reply(

@@ -6,7 +6,7 @@ import base64
 import binascii
 import dataclasses
 import urllib.parse
-from typing import Mapping
+from typing import Iterable, Mapping
 
 from multidict import CIMultiDict
 
@@ -17,7 +17,7 @@ from ..store import Catalog, ObjectView
 from ..store.objects import part_span
 from . import xml
 from .call import Call
-from .common import Services, bucket_of, key_of, quote_etag, ref_of
+from .common import Services, bucket_of, key_of, precondition, quote_etag, ref_of
 from .headers import RESPONSE_OVERRIDES, check_conditions, http_date, meta_headers, object_meta, parse_range, storage_class
 from .reply import Reply, empty_reply, xml_reply
 
@@ -56,12 +56,12 @@ def _written_headers(written) -> dict[str, str]:
 async def put_object(s: Services, call: Call) -> Reply:
     ref = ref_of(call)
     meta = object_meta(call.headers)
-    if call.headers.get("if-none-match") == "*" and await s.store.exists(ref):
-        raise errors.PreconditionFailed(Condition="If-None-Match")
+    pre = precondition(call)
+    condition = await s.store.condition("put", ref, pre)  # a false condition costs no upload
     mode = await s.store.mode_for_write(ref.bucket, s.modes(call))
     declared = declared_md5(call.headers)
     body = call.body(want_md5=s.store.md5_wanted(mode, declared))
-    written = await s.store.put_object(ref, body, mode, meta, declared_md5=declared)
+    written = await s.store.put_object(ref, body, mode, meta, declared_md5=declared, precondition=pre, condition=condition)
     return empty_reply(headers=_written_headers(written))
 
 
@@ -159,7 +159,20 @@ async def head_object(s: Services, call: Call) -> Reply:
     return Reply(status, headers, None, length)  # HEAD: the length of what GET would send, and no body
 
 
+# S3's conditional deletes: refused rather than ignored (deleting what the client meant to keep)
+DELETE_CONDITIONS = ("If-Match", "x-amz-if-match-last-modified-time", "x-amz-if-match-size")
+DELETE_ELEMENTS = ("ETag", "LastModifiedTime", "Size")
+
+
+def _unconditional(names: Iterable[str]) -> None:
+    """A delete that names a condition (header, or DeleteObjects element) is refused: 501."""
+    name = next(iter(names), None)
+    if name is not None:
+        raise errors.NotImplemented(f"Conditional deletes ({name}) are not supported by s3proxy.", Header=name)
+
+
 async def delete_object(s: Services, call: Call) -> Reply:
+    _unconditional(h for h in DELETE_CONDITIONS if h in call.headers)
     result = await s.store.delete_object(ref_of(call), _version_id(call))
     headers = {}
     if result.version_id:
@@ -178,6 +191,7 @@ async def delete_objects(s: Services, call: Call) -> Reply:
     if not objects or len(objects) > MAX_DELETE_KEYS:
         raise errors.MalformedXML()
     quiet = xml.text(doc.get("Quiet")).lower() == "true"
+    _unconditional(e for obj in objects if isinstance(obj, dict) for e in DELETE_ELEMENTS if e in obj)
     deleted, failed = [], []
     for obj in objects:
         if not isinstance(obj, dict) or "Key" not in obj:
@@ -239,6 +253,7 @@ async def copy_object(s: Services, call: Call) -> Reply:
             "object's metadata, storage class, website redirect location or encryption attributes."
         )
     modes = s.modes(call)
+    pre = precondition(call)
     src = await s.store.open(ObjectRef(src_bucket, src_key), modes, version_id=src_version, copy_source=True, plaintext=True)
     try:
         copy_source_check(call, src.view)  # only after an SSE-C source's key was checked (store.open)
@@ -246,7 +261,7 @@ async def copy_object(s: Services, call: Call) -> Reply:
             meta = dataclasses.replace(src.view.meta, storage_class=target_class, tagging=None)
         written = await s.store.copy(
             src, ObjectRef(bucket, key), modes, meta=meta,
-            tagging=call.headers.get("x-amz-tagging", "") if tagging_directive == "REPLACE" else None,
+            tagging=call.headers.get("x-amz-tagging", "") if tagging_directive == "REPLACE" else None, precondition=pre,
         )
     finally:
         await src.close()

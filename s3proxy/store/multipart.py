@@ -36,7 +36,9 @@ from ..modes.base import EncryptionMode, ObjectRef
 from ..modes.resolve import ModeResolver
 from ..streams import BATCH, encrypt_stream
 from .buckets import Buckets
-from .views import ListingCache, Written, _hashed, _service_unwrap, _service_wrap, to_backend_metadata
+from .catalog import Catalog
+from .conditions import ConditionalWrites, Precondition
+from .views import ListingCache, Written, _hashed, _service_unwrap, _service_wrap, seal_checksums, to_backend_metadata
 
 log = logging.getLogger("s3proxy.store")
 
@@ -62,7 +64,9 @@ class MultipartUploads:
         self,
         backend: Backend,
         records: InternalRecords,
+        catalog: Catalog,
         buckets: Buckets,
+        conditions: ConditionalWrites,
         *,
         clock: Callable[[], float],
         listing: ListingCache,
@@ -71,7 +75,9 @@ class MultipartUploads:
     ) -> None:
         self.backend = backend
         self.records = records
+        self.catalog = catalog
         self.buckets = buckets
+        self.conditions = conditions
         self.clock = clock
         self.listing = listing
         self.chunk_size = chunk_size
@@ -105,12 +111,18 @@ class MultipartUploads:
         mode = modes.for_upload(fields)
         return Upload(ref, upload_id, fields, mode, await mode.unseal(ref, fields))
 
-    async def _store_part(self, upload: Upload, number: int, plain: Any, size: int, md5: Callable[[], str] | None) -> str:
+    async def _store_part(self, upload: Upload, number: int, plain: Any, size: int, md5: Callable[[], str] | None,
+                          checksums: Callable[[], Mapping[str, str]] = dict) -> str:
+        """`md5` and `checksums` are read once the part is stored: the part's client ETag and its
+        flexible checksums, which are kept sealed under the data key (GetObjectAttributes shows them)."""
         ref, chunk = upload.ref, int(upload.fields[fmt.KEY_CHUNK_SIZE])
         stream = encrypt_stream(plain, upload.data_key, part_number=number, chunk_size=chunk, batch_size=BATCH)
         backend_etag = await self.backend.upload_part(ref.bucket, ref.key, upload.upload_id, number, stream, ciphertext_size(size, chunk))
         etag = md5() if md5 is not None else self.rand(16).hex()
-        await self.records.put(f"uploads/{upload.upload_id}/{number}", {"etag": etag, "backend": backend_etag})
+        record = {"etag": etag, "backend": backend_etag}
+        if sums := checksums():
+            record["checksums"] = seal_checksums(upload.data_key, sums, self.rand)
+        await self.records.put(f"uploads/{upload.upload_id}/{number}", record)
         return etag
 
     async def upload_part(self, upload: Upload, number: int, body: RequestBody) -> tuple[str, dict[str, str]]:
@@ -118,7 +130,7 @@ class MultipartUploads:
         (opened with want_md5 = upload.wants_md5)."""
         size = body.require_length()
         md5 = (lambda: body.md5_hex or "") if upload.wants_md5 else None
-        etag = await self._store_part(upload, number, body, size, md5)
+        etag = await self._store_part(upload, number, body, size, md5, lambda: body.checksums)
         return etag, upload.mode.response_headers(upload.fields, on_write=False)
 
     async def upload_part_copy(self, upload: Upload, number: int, plain: Body, size: int) -> tuple[str, dict[str, str]]:
@@ -128,13 +140,13 @@ class MultipartUploads:
         etag = await self._store_part(upload, number, _hashed(plain, md5), size, (lambda: md5.hexdigest()) if md5 else None)
         return etag, upload.mode.response_headers(upload.fields, on_write=False)
 
-    async def _parts(self, ref: ObjectRef, upload_id: str, record: Mapping[str, Any]) -> list[tuple[PartInfo, str]]:
-        """(part with its client ETag and plaintext size, backend ETag) for every uploaded part."""
+    async def _parts(self, ref: ObjectRef, upload_id: str, record: Mapping[str, Any]) -> list[tuple[PartInfo, str, str | None]]:
+        """(part with its client ETag and plaintext size, backend ETag, sealed checksums) for every uploaded part."""
         chunk = int(record["fields"][fmt.KEY_CHUNK_SIZE])
         parts = await self.backend.list_parts(ref.bucket, ref.key, upload_id)
         limit = asyncio.Semaphore(16)
 
-        async def one(p: PartInfo) -> tuple[PartInfo, str]:
+        async def one(p: PartInfo) -> tuple[PartInfo, str, str | None]:
             async with limit:
                 name = f"uploads/{upload_id}/{p.part_number}"
                 rec = await self.records.get(name, immutable=True)
@@ -143,7 +155,7 @@ class MultipartUploads:
             if not isinstance(rec, dict) or rec.get("backend") != p.etag:
                 raise errors.InternalError(f"Part {p.part_number} of this upload has no record; upload it again.")
             try:
-                return replace(p, etag=rec["etag"], size=plaintext_size(p.size, chunk)), p.etag
+                return replace(p, etag=rec["etag"], size=plaintext_size(p.size, chunk)), p.etag, rec.get("checksums")
             except IntegrityError:
                 raise errors.InternalError("A stored part of this upload is damaged.") from None
 
@@ -151,38 +163,73 @@ class MultipartUploads:
 
     async def list_parts(self, ref: ObjectRef, upload_id: str) -> list[PartInfo]:
         """The uploaded parts as the client sees them: its ETags, plaintext sizes."""
-        return [p for p, _ in await self._parts(ref, upload_id, await self._record(ref, upload_id))]
+        return [p for p, _, _ in await self._parts(ref, upload_id, await self._record(ref, upload_id))]
 
     async def complete(
-        self, ref: ObjectRef, upload_id: str, requested: Sequence[tuple[int, str]], modes: ModeResolver, *, min_part_size: int
+        self, ref: ObjectRef, upload_id: str, requested: Sequence[tuple[int, str]], modes: ModeResolver, *, min_part_size: int,
+        precondition: Precondition | None = None,
     ) -> Written:
-        """`requested`: (part number, client ETag) in ascending order (the caller checked the order)."""
-        record = await self._record(ref, upload_id)
+        """`requested`: (part number, client ETag) in ascending order (the caller checked the order).
+        A Complete re-sent after one that succeeded gets that success again (S3 does the same for a
+        while), as long as the key still holds what the upload made."""
+        try:
+            record = await self._record(ref, upload_id)
+        except errors.NoSuchUpload:
+            return await self._completed(ref, upload_id, requested, modes)
         fields = record["fields"]
         mode = modes.for_complete(fields)
         if mode is not None:  # an SSE-C key was sent: it must be the upload's
             await mode.unseal(ref, fields)
-        uploaded = {p.part_number: (p, backend_etag) for p, backend_etag in await self._parts(ref, upload_id, record)}
+        uploaded = {p.part_number: (p, backend_etag, sums) for p, backend_etag, sums in await self._parts(ref, upload_id, record)}
         for i, (number, etag) in enumerate(requested):
             found = uploaded.get(number)
             if found is None or found[0].etag != etag:
                 raise errors.InvalidPart(UploadId=upload_id, PartNumber=str(number), ETag=etag)
             if i < len(requested) - 1 and found[0].size < min_part_size:
                 raise errors.EntityTooSmall(ProposedSize=str(found[0].size), MinSizeAllowed=str(min_part_size), PartNumber=str(number), ETag=etag)
+        condition = await self.conditions.condition("complete", ref, precondition)
         envelope = fmt.Envelope.multipart([(n, uploaded[n][0].size) for n, _ in requested], int(fields[fmt.KEY_CHUNK_SIZE]))
         mac_key = await _service_unwrap(modes.kms, record["mac_key"], ref, modes.request_id)
         sealed = fmt.seal_envelope(envelope, b"", mac_key=mac_key)
-        etag = hashlib.md5(b"".join(bytes.fromhex(e) for _, e in requested)).hexdigest() + f"-{len(requested)}"
+        etag = _multipart_etag(requested)
         await self.records.put(
             f"parts/{fields[KEY_MPU]}",
-            {"size": sealed[fmt.KEY_SIZE], "parts": sealed.get(fmt.KEY_PARTS, ""), "mac": sealed[fmt.KEY_MAC], "etag": etag},
+            {"size": sealed[fmt.KEY_SIZE], "parts": sealed.get(fmt.KEY_PARTS, ""), "mac": sealed[fmt.KEY_MAC], "etag": etag,
+             "upload": upload_id, "bucket": ref.bucket, "key": ref.key,
+             "checksums": {str(n): uploaded[n][2] for n, _ in requested if uploaded[n][2]}},
         )
-        result = await self.backend.complete_multipart(ref.bucket, ref.key, upload_id, [(n, uploaded[n][1]) for n, _ in requested])
+        try:
+            result = await self.conditions.written(precondition, self.backend.complete_multipart(
+                ref.bucket, ref.key, upload_id, [(n, uploaded[n][1]) for n, _ in requested], condition))
+        except errors.NoSuchUpload:  # completed meanwhile by a twin of this request
+            return await self._completed(ref, upload_id, requested, modes)
         await self._forget_upload(upload_id, uploaded)
         self.listing.put(ref.bucket, ref.key, result.etag, envelope.plaintext_size, etag)
-        # S3 echoes SSE-S3 and SSE-KMS on Complete, and nothing of SSE-C (reference §1.1)
-        headers = {} if fields.get(KEY_MODE) == "SSE-C" else modes.for_stored(fields).response_headers(fields, on_write=False)
-        return Written(etag, result.version_id, self._now(), headers)
+        return Written(etag, result.version_id, self._now(), _complete_headers(modes, fields))
+
+    async def _completed(
+        self, ref: ObjectRef, upload_id: str, requested: Sequence[tuple[int, str]], modes: ModeResolver
+    ) -> Written:
+        """The result of the Complete that already made the object at `ref` from `upload_id` with these
+        parts; NoSuchUpload when the key holds anything else (another upload, a later write)."""
+        try:
+            info = await self.backend.head_object(ref.bucket, ref.key)
+        except (errors.NoSuchKey, errors.NoSuchBucket):
+            raise errors.NoSuchUpload(UploadId=upload_id) from None
+        stored = await self.catalog.stored(info)
+        made = await self.records.get(f"parts/{stored.fields[KEY_MPU]}", immutable=True) if KEY_MPU in stored.fields else None
+        if (
+            info.delete_marker
+            or not isinstance(made, dict)
+            or (made.get("upload"), made.get("bucket"), made.get("key")) != (upload_id, ref.bucket, ref.key)
+            or not all(_is_hex(e) for _, e in requested)
+            or stored.etag != _multipart_etag(requested)
+        ):
+            raise errors.NoSuchUpload(UploadId=upload_id)
+        mode = modes.for_complete(stored.fields)
+        if mode is not None:  # an SSE-C key was sent: it must be the object's
+            await mode.unseal(ref, stored.fields)
+        return Written(stored.etag, info.version_id, info.last_modified, _complete_headers(modes, stored.fields))
 
     async def _forget_upload(self, upload_id: str, parts: Mapping[int, Any]) -> None:
         limit = asyncio.Semaphore(16)
@@ -200,3 +247,21 @@ class MultipartUploads:
 
     async def list_uploads(self, bucket: str, prefix: str = "") -> list[UploadInfo]:
         return await self.backend.list_multipart_uploads(bucket, prefix)
+
+
+def _multipart_etag(requested: Sequence[tuple[int, str]]) -> str:
+    """S3's ETag of a multipart object: MD5 of the parts' binary ETags, then "-N"."""
+    return hashlib.md5(b"".join(bytes.fromhex(e) for _, e in requested)).hexdigest() + f"-{len(requested)}"
+
+
+def _is_hex(text: str) -> bool:
+    try:
+        bytes.fromhex(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _complete_headers(modes: ModeResolver, fields: Mapping[str, str]) -> dict[str, str]:
+    """S3 echoes SSE-S3 and SSE-KMS on Complete, and nothing of SSE-C (reference §1.1)."""
+    return {} if fields.get(KEY_MODE) == "SSE-C" else dict(modes.for_stored(fields).response_headers(fields, on_write=False))

@@ -32,7 +32,7 @@ from typing import Any, AsyncIterator, Callable, Sequence
 
 from .. import errors
 from ..auth.body import RequestBody
-from ..backends.base import Backend, DeleteResult, ListResult, ObjectInfo, ObjectMeta, VersionListResult
+from ..backends.base import Backend, DeleteResult, ListResult, ObjectInfo, ObjectMeta, VersionListResult, WriteCondition
 from ..buffers import Body
 from ..format import envelope as fmt
 from ..format.chunks import DEFAULT_CHUNK_SIZE
@@ -45,8 +45,10 @@ from ..modes.resolve import COPY_SOURCE_SSEC, NOT_APPLICABLE, ModeResolver
 from ..streams import BATCH, decrypt_range, encrypt_stream
 from .buckets import Buckets
 from .catalog import Catalog
+from .conditions import ConditionalWrites, Precondition
 from .views import (
     SMALL_BODY,
+    Part,
     Download,
     ListingCache,
     ObjectView,
@@ -55,6 +57,7 @@ from .views import (
     _close,
     _one,
     current_mode_md5,
+    open_checksums,
     seal_checksums,
     to_backend_metadata,
 )
@@ -108,6 +111,7 @@ class ObjectStore:
         backend: Backend,
         catalog: Catalog,
         buckets: Buckets,
+        conditions: ConditionalWrites,
         *,
         clock: Callable[[], float],
         chunk_size: int = DEFAULT_CHUNK_SIZE,
@@ -118,6 +122,7 @@ class ObjectStore:
         self.backend = backend
         self.catalog = catalog
         self.buckets = buckets
+        self.conditions = conditions
         self.clock = clock
         self.chunk_size = chunk_size
         self.rand = rand
@@ -138,11 +143,19 @@ class ObjectStore:
         Content-MD5 (which the body is checked against anyway) already says what it is."""
         return mode.name == "AES256" and declared_md5 is None
 
+    async def condition(self, operation: str, ref: ObjectRef, pre: Precondition | None) -> WriteCondition | None:
+        """The backend's condition for a conditional write (store/conditions.py), checked against the
+        current object first, so a false one costs no upload."""
+        return await self.conditions.condition(operation, ref, pre)
+
     async def put_object(
-        self, ref: ObjectRef, body: RequestBody, mode: EncryptionMode, meta: ObjectMeta, *, declared_md5: str | None = None
+        self, ref: ObjectRef, body: RequestBody, mode: EncryptionMode, meta: ObjectMeta, *, declared_md5: str | None = None,
+        precondition: Precondition | None = None, condition: WriteCondition | None = None,
     ) -> Written:
         """Store the verified request `body` (opened with want_md5 = md5_wanted(mode, declared_md5))
-        under `mode`; `declared_md5` is the Content-MD5 as hex."""
+        under `mode`; `declared_md5` is the Content-MD5 as hex. A conditional write carries the
+        client's `precondition` and the backend's `condition` for it (from `condition`), which the
+        backend decides together with the write."""
         want_md5 = self.md5_wanted(mode, declared_md5)
         size = body.require_length()
         sealed = await mode.seal(ref)
@@ -162,7 +175,8 @@ class ObjectStore:
             source = _one(bytes(data))
         stored_meta = replace(meta, metadata=to_backend_metadata(meta.metadata, fields))
         stream = encrypt_stream(source, key, chunk_size=self.chunk_size, batch_size=BATCH)
-        result = await self.backend.put_object(ref.bucket, ref.key, stream, ciphertext_size(size, self.chunk_size), stored_meta)
+        result = await self.conditions.written(precondition, self.backend.put_object(
+            ref.bucket, ref.key, stream, ciphertext_size(size, self.chunk_size), stored_meta, condition))
         if not small:
             late = self._late_fields({}, body, key, want_md5)
             if late:
@@ -286,18 +300,35 @@ class ObjectStore:
             await opened.close()
             raise
 
+    async def parts(self, opened: Opened) -> tuple[Part, ...] | None:
+        """A multipart object's parts (plaintext sizes, and the flexible checksums each was uploaded
+        with, kept sealed under the data key), for GetObjectAttributes; None for a single-part object."""
+        stored = opened.stored
+        if opened.mode is None or not stored.fields.get(fmt.KEY_PARTS) or KEY_MPU not in stored.fields:
+            return None
+        record = await self.catalog.records.get(f"parts/{stored.fields[KEY_MPU]}", immutable=True)
+        sealed: dict[str, str] = record.get("checksums", {}) if isinstance(record, dict) else {}
+        key = await self.data_key(opened) if sealed else b""
+        return tuple(
+            Part(number, size, open_checksums(key, sealed.get(str(number))) if sealed else {})
+            for number, size in fmt.decode_parts(stored.fields[fmt.KEY_PARTS])
+        )
+
     # copies and re-wraps ----------------------------------------------------------------------------------
     async def copy(
-        self, src: Opened, dst: ObjectRef, modes: ModeResolver, *, meta: ObjectMeta | None, tagging: str | None
+        self, src: Opened, dst: ObjectRef, modes: ModeResolver, *, meta: ObjectMeta | None, tagging: str | None,
+        precondition: Precondition | None = None,
     ) -> Written:
         """Server-side copy of an opened source (open(..., copy_source=True, plaintext=True)): its data
         key re-wrapped for the target, no data re-encrypted. `meta` None keeps the source's metadata
-        (COPY); `tagging` None keeps its tags. A source that predates the proxy is encrypted on the way."""
+        (COPY); `tagging` None keeps its tags; `precondition` is on the target (a conditional write).
+        A source that predates the proxy is encrypted on the way."""
         if src.mode is None:
-            return await self._encrypt_copy(src, dst, modes, meta=meta, tagging=tagging)
+            return await self._encrypt_copy(src, dst, modes, meta=meta, tagging=tagging, precondition=precondition)
         stored, info = src.stored, src.stored.info
         key = await self.data_key(src)
         Catalog.envelope(stored, key)  # the source must be whole before it is copied
+        condition = await self.conditions.condition("copy", dst, precondition)
         dst_mode = await self.mode_for_write(dst.bucket, modes)
         sealed = await dst_mode.seal(dst, key)
         fields = data_fields(stored)
@@ -311,7 +342,8 @@ class ObjectStore:
         user = stored.user if meta is None else meta.metadata
         base = replace(info.meta, tagging=tagging) if meta is None else replace(meta, tagging=tagging)
         stored_meta = replace(base, metadata=to_backend_metadata(user, fields))
-        result = await self.backend.copy_object(src.ref.bucket, src.ref.key, dst.bucket, dst.key, stored_meta, info.version_id)
+        result = await self.conditions.written(precondition, self.backend.copy_object(
+            src.ref.bucket, src.ref.key, dst.bucket, dst.key, stored_meta, info.version_id, condition))
         etag = fields.get(KEY_ETAG, result.etag)
         self.listing.put(dst.bucket, dst.key, result.etag, stored.size, etag)
         return Written(etag, result.version_id, self._now(), dst_mode.response_headers(sealed.fields, on_write=True))
@@ -329,11 +361,13 @@ class ObjectStore:
         return md5.hexdigest()
 
     async def _encrypt_copy(
-        self, src: Opened, dst: ObjectRef, modes: ModeResolver, *, meta: ObjectMeta | None, tagging: str | None
+        self, src: Opened, dst: ObjectRef, modes: ModeResolver, *, meta: ObjectMeta | None, tagging: str | None,
+        precondition: Precondition | None,
     ) -> Written:
         """Copy from an object that predates the proxy (plaintext in the backend): stream it through
         the format under the target mode. In place, this is how existing data gets encrypted."""
         stored = src.stored
+        condition = await self.conditions.condition("put", dst, precondition)
         mode = await self.mode_for_write(dst.bucket, modes)
         sealed = await mode.seal(dst)
         key, size = sealed.data_key, stored.size
@@ -356,10 +390,10 @@ class ObjectStore:
         user = stored.user if meta is None else meta.metadata
         base = replace(stored.info.meta, tagging=tagging) if meta is None else replace(meta, tagging=tagging)
         stored_meta = replace(base, metadata=to_backend_metadata(user, fields))
-        result = await self.backend.put_object(
+        result = await self.conditions.written(precondition, self.backend.put_object(
             dst.bucket, dst.key, encrypt_stream(tapped(), key, chunk_size=self.chunk_size, batch_size=BATCH),
-            ciphertext_size(size, self.chunk_size), stored_meta,
-        )
+            ciphertext_size(size, self.chunk_size), stored_meta, condition,
+        ))
         if md5 is not None:
             fields[KEY_ETAG] = md5.hexdigest()
             await self._record_late(dst, replace(base, metadata=user), fields, result.etag)

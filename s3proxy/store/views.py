@@ -151,6 +151,15 @@ class Download:
 
 
 @dataclass(frozen=True)
+class Part:
+    """A multipart object's part as GetObjectAttributes lists it."""
+
+    number: int
+    size: int
+    checksums: Mapping[str, str] = field(default_factory=dict)  # algorithm -> base64 value
+
+
+@dataclass(frozen=True)
 class Written:
     etag: str
     version_id: str | None = None

@@ -9,7 +9,7 @@ from typing import AsyncIterator
 import pytest
 
 from s3proxy import errors
-from s3proxy.backends.base import Backend, GetResult, ObjectMeta
+from s3proxy.backends.base import Backend, GetResult, ObjectMeta, WriteCondition
 from s3proxy.backends.s3 import S3Backend
 
 MIB = 1024 * 1024
@@ -395,6 +395,76 @@ async def test_version_listing_pages(backend: Backend, unique_bucket: str) -> No
     delimited = await backend.list_object_versions(unique_bucket, delimiter="/")
     assert list(delimited.common_prefixes) == ["a/"]
     assert {v.key for v in delimited.versions} == {"a", "b"}
+
+
+async def test_version_markers_are_positions_when_their_versions_are_deleted(backend: Backend, unique_bucket: str) -> None:
+    """A tool empties a bucket page by page: every page is deleted before the next is asked for,
+    with markers that name deleted versions. Nothing may be left behind (issue 20)."""
+    await backend.create_bucket(unique_bucket)
+    await backend.put_bucket_versioning(unique_bucket, "Enabled")
+    for key in ("a", "a/b", "b", "c"):
+        for n in range(3):
+            await backend.put_object(unique_bucket, key, body_of(b"x"), 1, ObjectMeta())
+    await backend.delete_object(unique_bucket, "b")  # a delete marker on top
+    total = len((await backend.list_object_versions(unique_bucket)).versions)
+    assert total == 13
+    for size in (1, 2, 3, 5):
+        if size > 1:  # refill for the next round
+            for key in ("a", "a/b", "b", "c"):
+                for n in range(3):
+                    await backend.put_object(unique_bucket, key, body_of(b"x"), 1, ObjectMeta())
+        key_marker = vid_marker = ""
+        deleted = 0
+        for _ in range(100):
+            page = await backend.list_object_versions(unique_bucket, key_marker=key_marker,
+                                                      version_id_marker=vid_marker, max_keys=size)
+            assert len(page.versions) <= size
+            for v in page.versions:
+                await backend.delete_object(unique_bucket, v.key, version_id=v.version_id)
+            deleted += len(page.versions)
+            if not page.is_truncated:
+                break
+            key_marker, vid_marker = page.next_key_marker or "", page.next_version_id_marker or ""
+        assert (await backend.list_object_versions(unique_bucket)).versions == [], size
+        assert deleted >= (13 if size == 1 else 12)
+
+
+async def test_conditional_writes(backend: Backend, unique_bucket: str) -> None:
+    """WriteCondition: create only without a current object, replace only the object with that ETag."""
+    await backend.create_bucket(unique_bucket)
+    create = WriteCondition(if_none_match=True)
+    first = await backend.put_object(unique_bucket, "k", body_of(b"one"), 3, ObjectMeta(), create)
+    with pytest.raises(errors.PreconditionFailed):
+        await backend.put_object(unique_bucket, "k", body_of(b"two"), 3, ObjectMeta(), create)
+    with pytest.raises(errors.PreconditionFailed):
+        await backend.put_object(unique_bucket, "k", body_of(b"two"), 3, ObjectMeta(), WriteCondition(if_match="0" * 32))
+    with pytest.raises(errors.NoSuchKey):
+        await backend.put_object(unique_bucket, "absent", body_of(b"x"), 1, ObjectMeta(), WriteCondition(if_match=first.etag))
+    second = await backend.put_object(unique_bucket, "k", body_of(b"two"), 3, ObjectMeta(), WriteCondition(if_match=first.etag))
+    assert await read(await backend.get_object(unique_bucket, "k")) == b"two"
+    upload = await backend.create_multipart(unique_bucket, "k", ObjectMeta())
+    part = await backend.upload_part(unique_bucket, "k", upload, 1, body_of(b"mpu"), 3)
+    with pytest.raises(errors.PreconditionFailed):
+        await backend.complete_multipart(unique_bucket, "k", upload, [(1, part)], create)
+    if on_moto(backend):  # moto 5.2.1 enforces neither If-Match on Complete nor either header on CopyObject
+        await backend.abort_multipart(unique_bucket, "k", upload)
+        return
+    with pytest.raises(errors.PreconditionFailed):
+        await backend.complete_multipart(unique_bucket, "k", upload, [(1, part)], WriteCondition(if_match=first.etag))
+    done = await backend.complete_multipart(unique_bucket, "k", upload, [(1, part)], WriteCondition(if_match=second.etag))
+    assert await read(await backend.get_object(unique_bucket, "k")) == b"mpu"  # a failed condition left the upload whole
+    with pytest.raises(errors.PreconditionFailed):
+        await backend.copy_object(unique_bucket, "k", unique_bucket, "k", ObjectMeta({"a": "1"}), condition=create)
+    with pytest.raises(errors.PreconditionFailed):
+        await backend.copy_object(unique_bucket, "k", unique_bucket, "k", ObjectMeta({"a": "1"}), condition=WriteCondition(if_match=second.etag))
+    await backend.copy_object(unique_bucket, "k", unique_bucket, "copy", ObjectMeta(), condition=create)
+    await backend.copy_object(unique_bucket, "k", unique_bucket, "k", ObjectMeta({"a": "1"}), condition=WriteCondition(if_match=done.etag))
+    # a delete marker is no current object
+    await backend.put_bucket_versioning(unique_bucket, "Enabled")
+    await backend.delete_object(unique_bucket, "copy")
+    with pytest.raises(errors.NoSuchKey):
+        await backend.put_object(unique_bucket, "copy", body_of(b"x"), 1, ObjectMeta(), WriteCondition(if_match=done.etag))
+    await backend.put_object(unique_bucket, "copy", body_of(b"x"), 1, ObjectMeta(), create)
 
 
 # tagging

@@ -94,6 +94,17 @@ async def test_a_content_length_body_arrives_whole_and_the_connection_is_reused(
     assert b"\r\nx-amz-date: d\r\n" in server.requests[0]
 
 
+
+async def test_header_values_are_read_as_utf_8_and_other_bytes_survive() -> None:
+    head = "HTTP/1.1 200 OK\r\nx-amz-meta-name:  ünïcödé ключ \r\nx-amz-meta-raw: a\xff\r\nContent-Length: 0\r\n\r\n"
+    async with RawServer(answer(head.encode("utf-8").replace(b"\xc3\xbf", b"\xff"))) as server:
+        p = pool()
+        resp = await p.get(server.url, {})
+        assert resp.headers["x-amz-meta-name"] == "ünïcödé ключ"
+        assert resp.headers["x-amz-meta-raw"].encode("utf-8", "surrogateescape") == b"a\xff"
+        resp.release()
+        await p.close()
+
 async def test_chunked_bodies_with_extensions_and_trailers() -> None:
     chunked = (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
                b"5;ext=1\r\nhello\r\n1\r\n \r\nA\r\n0123456789\r\n0\r\nx-amz-checksum-crc32: AAAAAA==\r\n\r\n")
@@ -198,6 +209,144 @@ def test_header_values_cannot_inject_lines() -> None:
     with pytest.raises(ValueError):
         asyncio.run(pool().get(URL("http://127.0.0.1:1/b/k"), {"x-a": "1\r\nx-b: 2"}))
 
+
+
+# requests with bodies -----------------------------------------------------------------------------
+
+def reading_body(then: bytes, keep: list[bytes]) -> Handler:
+    """Read the request's body (its Content-Length from the head the server read last), keep it, answer `then`."""
+    async def respond(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        length = 0
+        for line in respond.server.requests[-1].split(b"\r\n"):  # type: ignore[attr-defined]
+            if line.lower().startswith(b"content-length:"):
+                length = int(line.split(b":", 1)[1])
+        keep.append(await reader.readexactly(length))
+        writer.write(then)
+
+    return respond
+
+
+async def _pieces(*parts: bytes):  # noqa: ANN202
+    for part in parts:
+        yield part
+
+
+async def test_a_small_body_and_a_stream_are_sent_with_their_content_length_and_never_chunked() -> None:
+    got: list[bytes] = []
+    handler = reading_body(b"HTTP/1.1 200 OK\r\nETag: \"e\"\r\nContent-Length: 0\r\n\r\n", got)
+    async with RawServer(handler) as server:
+        handler.server = server  # type: ignore[attr-defined]
+        p = pool()
+        origin = ("http", "127.0.0.1", server.url.port)
+        resp = await p.request("POST", origin, "/b/k?uploads=", {"Host": "h", "Content-Length": "5"}, b"<x/>!")
+        assert (resp.status, await resp.read()) == (200, b"")
+        stream = _pieces(b"a" * 10, b"b" * (200 << 10), b"", b"c")
+        resp = await p.request("PUT", origin, "/b/k", {"Host": "h", "Content-Length": str(10 + (200 << 10) + 1)}, stream=stream)
+        assert resp.status == 200 and resp.headers["ETag"] == '"e"'
+        resp.release()
+        await p.close()
+    assert got == [b"<x/>!", b"a" * 10 + b"b" * (200 << 10) + b"c"]
+    assert server.connections == 1  # the same kept-alive connection for both
+    assert server.requests[0].startswith(b"POST /b/k?uploads= HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n")
+    assert all(b"transfer-encoding" not in r.lower() for r in server.requests)
+
+
+async def test_a_head_response_has_no_body_whatever_its_content_length() -> None:
+    async with RawServer(answer(b"HTTP/1.1 200 OK\r\nContent-Length: 12345\r\nETag: \"e\"\r\n\r\n")) as server:
+        p = pool()
+        for _ in range(3):
+            resp = await p.request("HEAD", ("http", "127.0.0.1", server.url.port), "/b/k", {"Host": "h"})
+            assert resp.status == 200 and resp.headers["Content-Length"] == "12345"
+            assert await resp.read() == b""
+        await p.close()
+    assert server.connections == 1
+
+
+async def test_an_early_error_answer_stops_the_stream_and_spends_the_connection() -> None:
+    """A server that refuses a PUT before reading its body (as S3 does with 400/403) is answered
+    with its error at once; the rest of the stream is never taken, the connection never reused."""
+    taken: list[int] = []
+
+    async def stream():  # noqa: ANN202
+        for i in range(1000):
+            taken.append(i)
+            yield b"x" * (1 << 20)
+            await asyncio.sleep(0.001)
+
+    doc = b"<Error><Code>AccessDenied</Code></Error>"
+    async with RawServer(answer(b"HTTP/1.1 403 Forbidden\r\nContent-Length: %d\r\n\r\n%s" % (len(doc), doc))) as server:
+        p = pool()
+        origin = ("http", "127.0.0.1", server.url.port)
+        resp = await asyncio.wait_for(p.request("PUT", origin, "/b/k", {"Host": "h", "Content-Length": str(1000 << 20)},
+                                                stream=stream()), 10)
+        assert (resp.status, await resp.read()) == (403, doc)
+        assert len(taken) < 1000
+        ok = await p.request("HEAD", origin, "/b/k", {"Host": "h"})
+        ok.release()
+        await p.close()
+    assert server.connections == 2
+
+
+async def test_a_success_answered_before_the_body_was_sent_is_refused() -> None:
+    async def stream():  # noqa: ANN202
+        yield b"first"
+        await asyncio.sleep(0.2)  # the server has answered meanwhile
+        yield b"second"
+
+    async with RawServer(answer(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")) as server:
+        p = pool()
+        with pytest.raises(http1.ProtocolError):
+            await p.request("PUT", ("http", "127.0.0.1", server.url.port), "/b/k", {"Host": "h", "Content-Length": "11"},
+                            stream=stream())
+        await p.close()
+
+
+async def test_a_stream_that_fails_is_not_resent_and_its_error_reaches_the_caller() -> None:
+    class SourceBroke(Exception):
+        pass
+
+    async def stream():  # noqa: ANN202
+        yield b"some"
+        raise SourceBroke
+
+    async with RawServer(answer(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")) as server:
+        p = pool()
+        with pytest.raises(SourceBroke):
+            await p.request("PUT", ("http", "127.0.0.1", server.url.port), "/b/k", {"Host": "h", "Content-Length": "8"},
+                            stream=stream())
+        await asyncio.sleep(0.1)
+        await p.close()
+    assert server.connections == 1 and len(server.requests) <= 1  # never sent again
+
+
+async def test_a_server_that_stops_reading_a_stream_times_out_with_memory_bounded() -> None:
+    stalled = asyncio.Event()
+
+    async def never_read(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await stalled.wait()
+
+    sent = 0
+
+    async def stream():  # noqa: ANN202
+        nonlocal sent
+        piece = b"y" * (1 << 20)
+        while True:
+            sent += len(piece)
+            yield piece
+
+    async with RawServer(never_read) as server:
+        p = pool(read_timeout=0.5)
+        with pytest.raises(TimeoutError):
+            await p.request("PUT", ("http", "127.0.0.1", server.url.port), "/b/k", {"Host": "h", "Content-Length": str(1 << 40)},
+                            stream=stream())
+        stalled.set()
+        await p.close()
+    assert sent < 64 << 20  # waited for the socket instead of queueing the stream in memory
+
+
+def test_request_targets_cannot_carry_white_space() -> None:
+    with pytest.raises(ValueError):
+        asyncio.run(pool().request("GET", ("http", "127.0.0.1", 1), "/b/k HTTP/1.1\r\nx: y", {"Host": "h"}))
 
 BIG = 64 << 20
 

@@ -10,10 +10,8 @@ from dataclasses import dataclass, field
 import tracemalloc
 from typing import Any, AsyncIterator
 
-import aiohttp
 import pytest
 from aiohttp import web
-from aiohttp.abc import AbstractResolver, ResolveResult
 
 from s3proxy import errors
 from s3proxy.backends.base import ObjectMeta
@@ -67,17 +65,6 @@ class Endpoint:
 BIG = 128 << 20
 
 
-class Loopback(AbstractResolver):
-    """Resolves every name to 127.0.0.1, so virtual-host names reach the local server."""
-
-    async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
-        return [ResolveResult(hostname=host, host="127.0.0.1", port=port, family=socket.AF_INET, proto=0,
-                              flags=socket.AI_NUMERICHOST)]
-
-    async def close(self) -> None:
-        return None
-
-
 async def serve(endpoint: Endpoint) -> tuple[web.AppRunner, int]:
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", endpoint.handle)
@@ -100,12 +87,12 @@ def backend(port: int, delays: list[float], **kw: Any) -> S3Backend:
 async def with_server(failures: int, test: Any, **kw: Any) -> Endpoint:
     endpoint = Endpoint(failures)
     runner, port = await serve(endpoint)
-    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(resolver=Loopback()))
     delays: list[float] = []
+    b = backend(port, delays, **kw)
     try:
-        await test(backend(port, delays, session=session, **kw), delays)
+        await test(b, delays)
     finally:
-        await session.close()
+        await b.close()
         await runner.cleanup()
     return endpoint
 
@@ -210,3 +197,17 @@ def test_repr_never_shows_the_secret() -> None:
 
 async def _loopback(host: str) -> str:
     return "127.0.0.1"
+
+
+def test_serving_loads_neither_boto3_nor_botocore() -> None:
+    """The backend signs and sends on its own, and `serve` parses its flags without the cse and tools
+    commands: boto3 and botocore (~0.15 s of imports, ~10 MiB) stay out of the proxy process."""
+    import subprocess
+    import sys
+
+    code = ("import sys, s3proxy.cli as cli; cli.build_parser('serve').parse_args(['serve']);"
+            "import s3proxy.app, s3proxy.backends.s3;"
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'boto3', 'botocore', 's3transfer'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

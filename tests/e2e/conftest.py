@@ -22,6 +22,7 @@ SECRET_KEY = "s3proxy-test-secret-key-0001/abcdefghij"
 OTHER_ACCESS_KEY = "AKIAS3PROXYTEST0002"
 OTHER_SECRET_KEY = "s3proxy-test-secret-key-0002/abcdefghij"
 REGION = "us-east-1"
+ACCOUNT = "000000000000"  # alice and bob: two users of one account
 register_secret(SECRET_KEY)
 register_secret(OTHER_SECRET_KEY)
 
@@ -86,8 +87,8 @@ def start_proxy(tmp: Path, backend: str, moto_url: str | None, **extra: str) -> 
         flags.update(backend_url=moto_url, backend_access_key="backend", backend_secret_key="backend")
     credentials_file = tmp / "users.toml"
     credentials_file.write_text(
-        f'[[credentials]]\naccess_key = "{ACCESS_KEY}"\nsecret_key = "{SECRET_KEY}"\nuser = "alice"\n'
-        f'[[credentials]]\naccess_key = "{OTHER_ACCESS_KEY}"\nsecret_key = "{OTHER_SECRET_KEY}"\nuser = "bob"\n'
+        f'[[credentials]]\naccess_key = "{ACCESS_KEY}"\nsecret_key = "{SECRET_KEY}"\nuser = "alice"\naccount = "{ACCOUNT}"\n'
+        f'[[credentials]]\naccess_key = "{OTHER_ACCESS_KEY}"\nsecret_key = "{OTHER_SECRET_KEY}"\nuser = "bob"\naccount = "{ACCOUNT}"\n'
     )
     flags.pop("access_key")
     flags.pop("secret_key")

@@ -19,13 +19,15 @@ from s3proxy.http.metrics import Metrics
 from s3proxy.http.server import Authorizer, Frontend, Handler, Origin, build_web_app
 from s3proxy.kms.api import HANDLERS as KMS_OPERATIONS, KmsApi
 from s3proxy.kms.caller import Caller
-from tests.twins import ACCOUNT, ALICE, BOB, REGION, World
+from tests.twins import ALICE, BOB, REGION, World
 
 
 def caller_of(auth: AuthContext, origin: Origin, request_id: str, via_service: str | None) -> Caller:
-    """What app.Proxy's caller_of builds: the requester as the KMS judges and audits them."""
-    return Caller(access_key=auth.credential.access_key, user_name=auth.credential.user_name, account_id=ACCOUNT,
-                  source_ip=origin.remote, user_agent=origin.user_agent, request_id=request_id, via_service=via_service)
+    """What app.Proxy's caller_for builds: the requester as the KMS judges and audits them."""
+    credential = auth.credential
+    return Caller(access_key=credential.access_key, user_name=credential.user_name, account_id=credential.account,
+                  source_ip=origin.remote, user_agent=origin.user_agent, request_id=request_id, via_service=via_service,
+                  secure=origin.secure, region=auth.region or REGION, identity=credential.policy)
 
 
 def frontend(world: World, *, operations: Mapping[str, Handler] | None = None, authorizer: Authorizer | None = None,

@@ -56,7 +56,7 @@ class KmsServer:
             return web.Response(status=400, content_type=CONTENT_TYPE.split(";")[0],
                                 body=b'{"__type":"UnrecognizedClientException","message":"The security token included in the request is invalid."}')
         caller = Caller(found.group(1), user, ACCOUNT, source_ip=request.remote,
-                        user_agent=request.headers.get("User-Agent"), request_id=None)
+                        user_agent=request.headers.get("User-Agent"), request_id=None, secure=request.secure, region=REGION)
         body = await request.read()
         status, out = await asyncio.to_thread(self.api.dispatch, request.headers.get("X-Amz-Target", ""), body, caller)
         return web.Response(status=status, body=out, headers={"Content-Type": CONTENT_TYPE})

@@ -31,6 +31,7 @@ from s3proxy.modes.kms_modes import BucketKeyCache
 from s3proxy.ops.call import Call
 from s3proxy.ops.common import Services
 from s3proxy.store import Buckets, Catalog, ListingCache, MultipartUploads, ObjectStore
+from s3proxy.store.conditions import ConditionalWrites, Enforcement
 
 from .backend import MemoryBackend
 from .keys import memory_data_keys
@@ -70,10 +71,12 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     return True
 
 
-def caller_of(credential: Credential = ALICE, request_id: str | None = "TWINREQUEST00001") -> Caller:
-    """The requester as the KMS sees S3 calling on their behalf (what app.Proxy's caller_of builds)."""
-    return Caller(access_key=credential.access_key, user_name=credential.user_name, account_id=ACCOUNT,
-                  source_ip="127.0.0.1", request_id=request_id, via_service=f"s3.{REGION}.amazonaws.com")
+def caller_of(credential: Credential = ALICE, request_id: str | None = "TWINREQUEST00001", *,
+              secure: bool = False) -> Caller:
+    """The requester as the KMS sees S3 calling on their behalf (what app.Proxy's caller_for builds)."""
+    return Caller(access_key=credential.access_key, user_name=credential.user_name, account_id=credential.account,
+                  source_ip="127.0.0.1", request_id=request_id, via_service=f"s3.{REGION}.amazonaws.com",
+                  secure=secure, region=REGION, identity=credential.policy)
 
 
 def auth_context(credential: Credential = ALICE, query: Iterable[tuple[str, str]] = (),
@@ -123,7 +126,7 @@ def make_call(bucket: str | None, key: str | None = None, *, query: Iterable[tup
     sent: CIMultiDict[str] = CIMultiDict(headers or {})
     if "content-length" not in sent and "x-amz-decoded-content-length" not in sent:
         sent["Content-Length"] = str(len(body))
-    return Call(request_id=request_id, auth=auth_context(credential, pairs), caller=caller_of(credential, request_id),
+    return Call(request_id=request_id, auth=auth_context(credential, pairs), caller=caller_of(credential, request_id, secure=secure),
                 bucket=bucket, key=key, query=MultiDict(pairs), headers=sent, content=BytesStream(body),
                 secure=secure, loopback=loopback, remote="127.0.0.1" if loopback else "203.0.113.9")
 
@@ -153,11 +156,15 @@ class World:
         records = InternalRecords(backend, INTERNAL_BUCKET)
         buckets = Buckets(backend, records)
         listing = ListingCache()
-        store = ObjectStore(backend, Catalog(records), buckets, clock=clock, listing=listing, **sizes)
-        uploads = MultipartUploads(backend, records, buckets, clock=clock, listing=listing, **sizes)
+        catalog = Catalog(records)
+        conditional = ConditionalWrites(backend, catalog, Enforcement(backend, records.bucket, records.ensure_bucket))
+        store = ObjectStore(backend, catalog, buckets, conditional, clock=clock, listing=listing, **sizes)
+        uploads = MultipartUploads(backend, records, catalog, buckets, conditional, clock=clock, listing=listing, **sizes)
+        bucket_keys = BucketKeyCache()
+        kms.subscribe(bucket_keys.forget_key)  # a changed key's bucket keys are dropped at once
         services = Services(store=store, uploads=uploads, buckets=buckets, kms=kms, region=REGION, account_id=ACCOUNT,
                             clock=clock, internal_bucket=INTERNAL_BUCKET, ssec_over_http=ssec_over_http,
-                            bucket_keys=BucketKeyCache())
+                            bucket_keys=bucket_keys)
         return cls(backend, kms, records, buckets, listing, store, uploads, services)
 
     def kms_calls(self, *names: str) -> list[str]:

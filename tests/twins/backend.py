@@ -30,6 +30,7 @@ from s3proxy.backends.base import (
     PutResult,
     UploadInfo,
     VersionListResult,
+    WriteCondition,
     Body,
 )
 from s3proxy.backends.listing import list_page
@@ -42,6 +43,7 @@ class _Version:
     info: ObjectInfo  # version_id always set ("null" when unversioned)
     data: bytes
     tags: list[tuple[str, str]] = field(default_factory=list)
+    seq: int = 0  # the write's place among all writes: orders a key's versions
 
 
 @dataclass
@@ -70,6 +72,8 @@ class MemoryBackend:
         self._rand = rand
         self._min_part_size = min_part_size
         self._buckets: dict[str, _Bucket] = {}
+        self._ids = common.VersionIds(rand(16))
+        self._writes = 0
 
     async def start(self) -> None:
         return None
@@ -98,10 +102,12 @@ class MemoryBackend:
 
     # objects
 
-    async def put_object(self, bucket: str, key: str, body: Body, size: int, meta: ObjectMeta) -> PutResult:
+    async def put_object(self, bucket: str, key: str, body: Body, size: int, meta: ObjectMeta,
+                         condition: WriteCondition | None = None) -> PutResult:
         self._bucket(bucket)
         data = await _collect(body, size)
         digest = hashlib.md5(data, usedforsecurity=False).hexdigest()
+        self._check(bucket, key, condition)  # no await between the check and the store: atomic
         return self._store(bucket, key, data, digest, meta)
 
     async def get_object(self, bucket: str, key: str, range: tuple[int, int] | None = None,
@@ -120,15 +126,16 @@ class MemoryBackend:
         if b.versioning is None:
             self._drop(b, key, common.NULL_VERSION)
             return DeleteResult()
-        info = ObjectInfo(key, 0, "", common.timestamp(self._clock),
-                          version_id=common.write_version_id(b.versioning, self._rand), delete_marker=True)
-        self._push(b, key, _Version(info, b""))
+        seq, vid = self._next_version(b)
+        info = ObjectInfo(key, 0, "", common.timestamp(self._clock), version_id=vid, delete_marker=True)
+        self._push(b, key, _Version(info, b"", seq=seq))
         return DeleteResult(version_id=info.version_id, delete_marker=True)
 
     async def copy_object(self, src_bucket: str, src_key: str, dst_bucket: str, dst_key: str, meta: ObjectMeta,
-                          src_version_id: str | None = None) -> PutResult:
+                          src_version_id: str | None = None, condition: WriteCondition | None = None) -> PutResult:
         v = self._readable(src_bucket, src_key, src_version_id)
         self._bucket(dst_bucket)
+        self._check(dst_bucket, dst_key, condition)
         result = self._store(dst_bucket, dst_key, v.data, v.info.etag, meta)
         if meta.tagging is None:  # S3's default tagging directive: COPY
             self._buckets[dst_bucket].keys[dst_key][-1].tags = list(v.tags)
@@ -171,10 +178,11 @@ class MemoryBackend:
         return etag
 
     async def complete_multipart(self, bucket: str, key: str, upload_id: str,
-                                 parts: Sequence[tuple[int, str]]) -> PutResult:
+                                 parts: Sequence[tuple[int, str]], condition: WriteCondition | None = None) -> PutResult:
         up = self._upload(bucket, key, upload_id)
         stored = {n: (p.etag, p.size) for n, (p, _) in up.parts.items()}
         numbers = common.check_complete(parts, stored, self._min_part_size)
+        self._check(bucket, key, condition)
         data = b"".join(up.parts[n][1] for n in numbers)
         etag = common.multipart_etag([up.parts[n][0].etag for n in numbers])
         del self._buckets[bucket].uploads[upload_id]
@@ -216,10 +224,12 @@ class MemoryBackend:
                 yield from versions_of(k)
 
         first: list[tuple[str, ObjectInfo]] = []
-        if version_id_marker and key_marker in b.keys:
-            listed = list(versions_of(key_marker))
-            ids = [i.version_id for _, i in listed]
-            first = listed[ids.index(version_id_marker) + 1 :] if version_id_marker in ids else []
+        if common.resumes_inside(key_marker, version_id_marker, prefix, delimiter) and key_marker in b.keys:
+            # the marker is a position: found by its version, else by its id (as in fs_index.versions_after)
+            vs = b.keys[key_marker]
+            found = [v.seq for v in vs if v.info.version_id == version_id_marker]
+            bound = found[0] if found else self._ids.position(version_id_marker)
+            first = [(k, i) for (k, i), v in zip(versions_of(key_marker), reversed(vs)) if bound is None or v.seq < bound]
         page = list_page(seek, prefix, delimiter, key_marker, max_keys, first)
         return common.version_list_result(page)
 
@@ -260,17 +270,27 @@ class MemoryBackend:
                 return v
         raise errors.NoSuchVersion(Key=key, VersionId=version_id)
 
+    def _check(self, bucket: str, key: str, condition: WriteCondition | None) -> None:
+        """A conditional write's condition against the current object (a delete marker is none)."""
+        vs = self._bucket(bucket).keys.get(key, [])
+        common.check_condition(condition, vs[-1].info.etag if vs and not vs[-1].info.delete_marker else None, key)
+
     def _shown(self, bucket: str, info: ObjectInfo) -> ObjectInfo:
         vid = info.version_id or common.NULL_VERSION
         return replace(info, version_id=common.shown_version_id(self._buckets[bucket].versioning, vid))
 
     def _store(self, bucket: str, key: str, data: bytes, etag: str, meta: ObjectMeta) -> PutResult:
         b = self._bucket(bucket)
-        vid = common.write_version_id(b.versioning, self._rand)
+        seq, vid = self._next_version(b)
         info = ObjectInfo(key, len(data), etag, common.timestamp(self._clock),
                           replace(meta, tagging=None), version_id=vid, storage_class=meta.storage_class or "STANDARD")
-        self._push(b, key, _Version(info, data, common.parse_tagging(meta.tagging)))
+        self._push(b, key, _Version(info, data, common.parse_tagging(meta.tagging), seq))
         return PutResult(etag, common.shown_version_id(b.versioning, vid))
+
+    def _next_version(self, b: _Bucket) -> tuple[int, str]:
+        """A new write's place and version id (a versioned write's id names its place)."""
+        self._writes += 1
+        return self._writes, self._ids.make(self._writes) if b.versioning == "Enabled" else common.NULL_VERSION
 
     def _push(self, b: _Bucket, key: str, v: _Version) -> None:
         self._drop(b, key, v.info.version_id or common.NULL_VERSION)
