@@ -91,7 +91,8 @@ async def test_a_failure_after_the_headers_aborts_the_connection(world: World, p
 @pytest.mark.parametrize("pieces", [
     [b"a" * 600, b"b" * 600],  # the piece that passes the length
     [b"a" * 1200],  # the first piece alone
-], ids=["later-piece", "first-piece"])
+    [b"a" * 1000, b"b" * 200],  # a first piece of exactly the length, then more (the small-body path)
+], ids=["later-piece", "first-piece", "after-a-whole-first-piece"])
 async def test_a_body_longer_than_its_length_is_aborted_before_its_length_is_sent(world: World, pieces) -> None:
     """aiohttp cuts a body at its Content-Length: without the check, the client would take the
     first 1000 bytes of a 1200-byte body for a whole, clean answer."""
