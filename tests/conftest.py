@@ -32,6 +32,27 @@ def moto_server():
     server.stop()
 
 
+@pytest.fixture(scope="module")
+def moto_proxy(tmp_path_factory, moto_server):
+    """A proxy per module in front of the real moto server (so a test can write to the backend
+    directly, as a pre-existing bucket would be): the operator tools, UpdateObjectEncryption."""
+    from tests.e2e.conftest import start_proxy
+
+    thread, endpoint = start_proxy(tmp_path_factory.mktemp("moto-proxy"), "s3", moto_server)
+    yield endpoint
+    thread.stop()
+
+
+@pytest.fixture(scope="module")
+def fs_proxy(tmp_path_factory):
+    """A proxy per module over the filesystem backend."""
+    from tests.e2e.conftest import start_proxy
+
+    thread, endpoint = start_proxy(tmp_path_factory.mktemp("fs-proxy"), "fs", None)
+    yield endpoint
+    thread.stop()
+
+
 @pytest.fixture
 def unique_bucket() -> str:
     return f"b-{uuid.uuid4().hex[:20]}"
@@ -96,7 +117,11 @@ def pytest_sessionfinish(session, exitstatus):
 
 _TIERS = {
     # live servers on loopback (the proxy, moto, SeaweedFS) driven by real clients and tools
-    "e2e": ("e2e/", "hardening/", "cse/", "ops/", "auth/test_e2e.py", "kms/test_through_proxy.py", "kms/test_cli.py",
+    # (and, beside the unit tests of their package: the operator tools, keystore care and observability
+    # against a running proxy, UpdateObjectEncryption through boto3, malloc tuning measured in fresh interpreters)
+    "e2e": ("e2e/", "hardening/", "cse/", "auth/test_e2e.py", "kms/test_through_proxy.py", "kms/test_cli.py",
+            "kms/test_keystore_care.py", "tools/test_bulk_tools.py", "app/test_observability.py",
+            "app/test_malloc_tuning.py", "ops/test_update_object_encryption.py",
             "backends/test_s3_backend.py", "backends/test_backend_contract.py"),
     # other implementations, run for real against ours: official SDKs, awscli, the README and examples
     "interop": ("cse/test_official_ruby.py", "cse/test_official_python.py", "kms/test_s3_encryption_client.py",

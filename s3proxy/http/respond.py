@@ -9,8 +9,8 @@ Rules every streamed body follows (an object GET, today):
 * pieces are coalesced into writes of about WRITE_SIZE: a socket write costs per call, not per
   byte, and a large piece is written as it is, without a copy;
 * the body must be exactly `length` bytes; a failure after the headers went out (a backend drop,
-  a tag that fails mid-stream, a short body) aborts the connection, so the client sees a broken
-  transfer, never a clean short body;
+  a tag that fails mid-stream, a short or a long body) aborts the connection, so the client sees
+  a broken transfer, never a clean short body, nor the first `length` bytes of a longer one;
 * the body is closed whatever happens.
 """
 
@@ -34,6 +34,13 @@ async def close_body(body: object) -> None:
     aclose = getattr(body, "aclose", None)
     if aclose is not None:
         await aclose()
+
+
+def _within(length: int, produced: int) -> None:
+    """A body longer than its length fails before its `length`-th byte is written: the transport
+    would cut it at Content-Length, and the client would take the first `length` bytes for the whole."""
+    if produced > length:
+        raise errors.InternalError(f"body longer than its {length} bytes")
 
 
 async def send(request: web.Request, reply: Reply, *, on_error: Callable[[BaseException], Reply],
@@ -75,7 +82,9 @@ async def send(request: web.Request, reply: Reply, *, on_error: Callable[[BaseEx
     try:
         await response.prepare(request)
         pending = bytearray(first or b"")
+        _within(length, sent + len(pending))
         async for piece in pieces:
+            _within(length, sent + len(pending) + len(piece))
             if not pending and len(piece) >= WRITE_SIZE:  # already a large piece: no copy
                 sent += len(piece)
                 await response.write(piece)

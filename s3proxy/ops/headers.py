@@ -105,10 +105,16 @@ def object_meta(headers: Mapping[str, str]) -> ObjectMeta:
         content["content-encoding"] = ",".join(kept)
         if not kept:
             del content["content-encoding"]
-    storage_class = headers.get("x-amz-storage-class")
-    if storage_class is not None and storage_class not in STORAGE_CLASSES:
-        raise errors.InvalidStorageClass(StorageClassRequested=storage_class)
-    return ObjectMeta(metadata=metadata, headers=content, tagging=headers.get("x-amz-tagging"), storage_class=storage_class)
+    return ObjectMeta(metadata=metadata, headers=content, tagging=headers.get("x-amz-tagging"),
+                      storage_class=storage_class(headers))
+
+
+def storage_class(headers: Mapping[str, str]) -> str | None:
+    """x-amz-storage-class, checked; None when the request names none (S3 then stores STANDARD)."""
+    value = headers.get("x-amz-storage-class")
+    if value is not None and value not in STORAGE_CLASSES:
+        raise errors.InvalidStorageClass(StorageClassRequested=value)
+    return value
 
 
 STORAGE_CLASSES = frozenset(

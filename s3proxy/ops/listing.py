@@ -60,8 +60,10 @@ def _token(key: str) -> str:
 
 
 def _untoken(token: str) -> str:
+    """The key a continuation token names; strict base64url, so no junk is read as an empty token
+    (which would restart the listing from its first key)."""
     try:
-        return base64.urlsafe_b64decode(token.encode("ascii")).decode("utf-8")
+        return base64.b64decode(token.encode("ascii"), altchars=b"-_", validate=True).decode("utf-8")
     except (binascii.Error, UnicodeError, ValueError):
         raise errors.InvalidArgument("The continuation token provided is incorrect", ArgumentName="continuation-token") from None
 

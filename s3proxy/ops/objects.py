@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import urllib.parse
 from typing import Iterable, Mapping
 
@@ -17,7 +18,7 @@ from ..store.objects import part_span
 from . import xml
 from .call import Call
 from .common import Services, bucket_of, key_of, precondition, quote_etag, ref_of
-from .headers import RESPONSE_OVERRIDES, check_conditions, http_date, meta_headers, object_meta, parse_range
+from .headers import RESPONSE_OVERRIDES, check_conditions, http_date, meta_headers, object_meta, parse_range, storage_class
 from .reply import Reply, empty_reply, xml_reply
 
 MAX_DELETE_KEYS = 1000
@@ -247,6 +248,7 @@ async def copy_object(s: Services, call: Call) -> Reply:
     if tagging_directive not in ("COPY", "REPLACE"):
         raise errors.InvalidArgument("Unknown tagging directive.", ArgumentName="x-amz-tagging-directive", ArgumentValue=tagging_directive)
     meta = object_meta(call.headers) if directive == "REPLACE" else None
+    target_class = storage_class(call.headers)
     if (src_bucket, src_key) == (bucket, key) and src_version is None and directive == "COPY" and not _changes_object(call.headers):
         raise errors.InvalidRequest(
             "This copy request is illegal because it is trying to copy an object to itself without changing the "
@@ -257,6 +259,8 @@ async def copy_object(s: Services, call: Call) -> Reply:
     src = await s.store.open(ObjectRef(src_bucket, src_key), modes, version_id=src_version, copy_source=True, plaintext=True)
     try:
         copy_source_check(call, src.view)  # only after an SSE-C source's key was checked (store.open)
+        if meta is None:  # COPY keeps metadata and content headers; the storage class is the request's (S3: STANDARD unless named)
+            meta = dataclasses.replace(src.view.meta, storage_class=target_class, tagging=None)
         written = await s.store.copy(
             src, ObjectRef(bucket, key), modes, meta=meta,
             tagging=call.headers.get("x-amz-tagging", "") if tagging_directive == "REPLACE" else None, precondition=pre,

@@ -14,7 +14,7 @@ import pytest
 
 from s3proxy.backends.base import Backend
 from s3proxy.backends.fs import FsBackend
-from s3proxy.backends.memory import MemoryBackend
+from tests.twins.backend import MemoryBackend
 from s3proxy.backends.s3 import S3Backend
 
 KINDS = ["fs", "memory", "s3"]

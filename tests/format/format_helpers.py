@@ -1,5 +1,6 @@
-"""Helpers for the format tests: feed bytes as async pieces, collect async output, run coroutines;
-a version-1 audit log (tests/vectors/vectors_v2.py uses it too)."""
+"""Helpers for the format tests (and the stream adapters', tests/streams): feed bytes as async pieces,
+collect async output, run coroutines, draw objects and ranges; a version-1 audit log
+(tests/vectors/vectors_v2.py uses it too)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import hashlib
 import json
 from typing import Any
 from typing import AsyncIterable, AsyncIterator, Iterable, Sequence
+
+from hypothesis import strategies as st
 
 from s3proxy.streams import decrypt_range, encrypt_stream
 from s3proxy.format.envelope import Envelope
@@ -57,6 +60,23 @@ def read_range(stored: bytes, key: bytes, envelope: Envelope, first: int | None,
     fetched = stored[plan.ciphertext_start : plan.ciphertext_end + 1]
     source = steps(fetched, step) if fetched else pieces(b"")
     return run(collect(decrypt_range(source, key, plan, context=context, batch_size=batch_size)))
+
+
+@st.composite
+def objects_and_ranges(draw: st.DrawFn, chunk_sizes: st.SearchStrategy[int] = st.sampled_from([1024, 2048])
+                       ) -> tuple[list[int], int, int, int]:
+    """(part sizes, chunk size, first, last): a single PUT (its size negated) or up to four parts
+    (empty ones included), and a valid inclusive byte range of it."""
+    c = draw(chunk_sizes)
+    multipart = draw(st.booleans())
+    sizes = draw(st.lists(st.integers(0, 3 * c + 3), min_size=1, max_size=4)) if multipart else [draw(st.integers(1, 5 * c))]
+    total = sum(sizes)
+    if total == 0:
+        sizes[-1] = 1
+        total = 1
+    first = draw(st.integers(0, total - 1))
+    last = draw(st.integers(first, total - 1))
+    return sizes if multipart else [-s for s in sizes], c, first, last  # negative: a single PUT
 
 
 def sha256_audit_log(records: list[dict[str, Any]]) -> tuple[bytes, str]:

@@ -1,22 +1,12 @@
-"""A proxy per module for the operations tests, in front of a real moto server (so the backend
-can be written to directly, as a pre-existing bucket would be)."""
+"""The S3 operations called directly over the in-memory twins (tests/twins): a fresh World per test."""
 
 from __future__ import annotations
 
 import pytest
 
-from tests.e2e.conftest import start_proxy
+from tests.twins import World, pytest_pyfunc_call  # noqa: F401 - the hook, registered by name
 
 
-@pytest.fixture(scope="module")
-def moto_proxy(tmp_path_factory, moto_server):
-    thread, endpoint = start_proxy(tmp_path_factory.mktemp("ops"), "s3", moto_server)
-    yield endpoint
-    thread.stop()
-
-
-@pytest.fixture(scope="module")
-def fs_proxy(tmp_path_factory):
-    thread, endpoint = start_proxy(tmp_path_factory.mktemp("ops-fs"), "fs", None)
-    yield endpoint
-    thread.stop()
+@pytest.fixture
+def world() -> World:
+    return World.build()

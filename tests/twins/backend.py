@@ -1,5 +1,8 @@
-"""The in-memory Backend: dicts of bytes with S3 semantics, for fast tests of the layers above.
+"""The in-memory twin of a Backend: dicts of bytes with S3 semantics, for fast tests of the layers above.
 
+It lives with the tests, not in s3proxy/: nothing in production builds it. It keeps the Backend
+contract (tests/backends/test_backend_contract.py runs it beside the fs and S3 backends), so the
+store, the operations and the front door can be tested over it without sockets or files.
 ETags are real MD5s (objects here are small). Versioning and tagging are supported. Listing
 sorts the keys per call: fine for tests, not for a million keys.
 """
