@@ -119,7 +119,7 @@ _TIERS = {
     # live servers on loopback (the proxy, moto, SeaweedFS) driven by real clients and tools
     # (and, beside the unit tests of their package: the operator tools, keystore care and observability
     # against a running proxy, UpdateObjectEncryption through boto3, malloc tuning measured in fresh interpreters)
-    "e2e": ("e2e/", "hardening/", "cse/", "auth/test_e2e.py", "kms/test_through_proxy.py", "kms/test_cli.py",
+    "e2e": ("e2e/", "hardening/", "cse/", "scale/", "workers/test_workers.py", "auth/test_e2e.py", "kms/test_through_proxy.py", "kms/test_cli.py",
             "kms/test_keystore_care.py", "tools/test_bulk_tools.py", "app/test_observability.py",
             "app/test_malloc_tuning.py", "ops/test_update_object_encryption.py",
             "backends/test_s3_backend.py", "backends/test_backend_contract.py"),
@@ -127,7 +127,7 @@ _TIERS = {
     "interop": ("cse/test_official_ruby.py", "cse/test_official_python.py", "kms/test_s3_encryption_client.py",
                 "e2e/test_sse_awscli.py", "test_examples.py", "test_docs.py"),
     # what ships beside the code: container files, benchmarks, published results
-    "packaging": ("test_docker.py", "test_benchmarks_smoke.py", "test_publish_smoke.py"),
+    "packaging": ("test_docker.py", "test_docker_scale.py", "test_benchmarks_smoke.py", "test_publish_smoke.py"),
 }
 
 

@@ -4,6 +4,7 @@ whose tests import it; every other folder of tests/ is one of the few that cut a
     tests/<name>/      the tests of s3proxy/<name> (a package) or s3proxy/<name>.py (a module)
     tests/e2e/         the proxy served for real, driven by real clients (boto3, awscli)
     tests/hardening/   attacks, faults and limits against a running proxy
+    tests/scale/       several proxies over one PostgreSQL keystore: coherence, failover, the failure drill
     tests/twins/       the in-memory twins the unit tests share (MemoryBackend, a memory key service)
     tests/vectors/     the format's test vectors and their generator
 
@@ -17,7 +18,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 TESTS = ROOT / "tests"
-CROSS_CUTTING = {"e2e", "hardening", "twins", "vectors"}
+CROSS_CUTTING = {"e2e", "hardening", "scale", "twins", "vectors"}
 
 
 def packages() -> set[str]:

@@ -74,22 +74,27 @@ async def test_a_denying_authorizer_answers_403_before_dispatch(world: World) ->
 
 
 async def test_authentication_comes_first(world: World) -> None:
-    """An unsigned or wrongly signed request never reaches routing, authorization or an operation."""
+    """A wrongly signed request never reaches routing, authorization or an operation; an unsigned one
+    reaches authorization only as the anonymous principal (no access key, no user), which only a
+    public grant admits (the S3 authorizer's rule, tests/http/test_authorize*.py)."""
     recorder = Recorder()
     front = frontend(world, operations=recorder.operations("GetObject"), authorizer=recorder)
     async with served(front) as client:
         unsigned = await client.send("GET", "/bucket/k", sign=False)
         forged = await client.send("GET", "/bucket/k", credential=Credential(ALICE.access_key, "not alice's", "alice"))
         unknown = await client.send("GET", "/bucket/k", credential=Credential("AKIANOBODY0000000000", "x" * 30, "x"))
-    assert [(a.status, a.body.split(b"<Code>")[1].split(b"<")[0]) for a in (unsigned, forged, unknown)] == [
-        (403, b"AccessDenied"), (403, b"SignatureDoesNotMatch"), (403, b"InvalidAccessKeyId")]
-    assert recorder.authorized == [] and recorder.dispatched == []
+    assert [(a.status, a.body.split(b"<Code>")[1].split(b"<")[0]) for a in (forged, unknown)] == [
+        (403, b"SignatureDoesNotMatch"), (403, b"InvalidAccessKeyId")]
+    assert unsigned.status == 200  # this recorder admits everyone; the S3 authorizer admits anonymous only publicly
+    assert recorder.authorized == [("GetObject", "bucket", "k", "")]
+    (call,) = recorder.dispatched
+    assert call.auth.credential.access_key == "" and call.auth.credential.account == ""
 
 
 async def test_what_no_operation_serves_is_not_implemented(world: World) -> None:
     recorder = Recorder()
     async with served(frontend(world, operations=recorder.operations("GetObject"), authorizer=recorder)) as client:
-        acl = await client.send("GET", "/bucket/k?acl")  # a subresource s3proxy does not serve
+        acl = await client.send("GET", "/bucket/k?lifecycle")  # a subresource s3proxy does not serve
         attributes = await client.send("GET", "/bucket/k?attributes")  # routed, but no operation behind it
         post = await client.send("POST", "/bucket/k")  # no operation at all
     assert (acl.status, attributes.status, post.status) == (501, 501, 405)

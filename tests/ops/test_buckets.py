@@ -40,7 +40,7 @@ async def test_list_buckets_pages_and_filters_by_prefix(world: World) -> None:
     assert [b["Name"] for b in page["Buckets"]["Bucket"]] == ["bravo", "charlie"] and "ContinuationToken" not in page
     page = doc(await run(world, "ListBuckets", query={"prefix": "b"}))
     assert [b["Name"] for b in page["Buckets"]["Bucket"]] == ["beta", "bravo"] and page["Prefix"] == "b"
-    assert page["Owner"]["DisplayName"] == "alice" and len(page["Owner"]["ID"]) == 64
+    assert page["Owner"]["DisplayName"] == "000000000000" and len(page["Owner"]["ID"]) == 64  # the account
     with pytest.raises(errors.InvalidArgument):
         await run(world, "ListBuckets", query={"max-buckets": "0"})
 

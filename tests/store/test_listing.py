@@ -27,7 +27,7 @@ class CountingHeads:
 
 
 async def test_listing_shows_plaintext_sizes_and_client_etags_without_a_head_per_object(world: World) -> None:
-    await world.buckets.create("b")
+    await world.buckets.create("b", "000000000000")
     written = {f"k{i}": await put(world, ObjectRef("b", f"k{i}"), b"x" * (100 * i)) for i in range(1, 6)}
     heads = CountingHeads(world)
     views, result = await world.store.list_objects("b", prefix="", delimiter="", after="", max_keys=1000)
@@ -44,7 +44,7 @@ async def test_listing_shows_plaintext_sizes_and_client_etags_without_a_head_per
 
 
 async def test_an_object_written_behind_the_proxy_lists_as_it_is(world: World) -> None:
-    await world.buckets.create("b")
+    await world.buckets.create("b", "000000000000")
 
     async def one():
         yield b"plain"
@@ -58,7 +58,7 @@ async def test_an_object_written_behind_the_proxy_lists_as_it_is(world: World) -
 
 
 async def test_versions_list_plaintext_sizes_and_delete_markers(world: World) -> None:
-    await world.buckets.create("b")
+    await world.buckets.create("b", "000000000000")
     await world.buckets.put_versioning("b", "Enabled")
     ref = ObjectRef("b", "k")
     first = await put(world, ref, b"one")

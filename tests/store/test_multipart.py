@@ -47,7 +47,7 @@ async def copy_part(world: World, upload: Upload, number: int, source_headers: d
     ssec_headers(KEY),
 ], ids=["sse-s3", "sse-kms", "sse-c"])
 async def test_a_multipart_round_trip_reads_whole_by_range_and_by_part(world: World, mode: dict) -> None:
-    await world.buckets.create("b")
+    await world.buckets.create("b", "000000000000")
     source = data_of(3000)
     await put(world, SOURCE, source, ssec_headers(bytes(32)))  # an SSE-C source, its own key
     upload_id, echo = await world.uploads.create(REF, ObjectMeta(metadata={"colour": "green"}), modes(world, mode))
@@ -83,7 +83,7 @@ async def test_a_multipart_round_trip_reads_whole_by_range_and_by_part(world: Wo
 
 
 async def test_complete_checks_every_named_part(world: World) -> None:
-    await world.buckets.create("b")
+    await world.buckets.create("b", "000000000000")
     upload_id, _ = await world.uploads.create(REF, ObjectMeta(), modes(world))
     upload = await world.uploads.open(REF, upload_id, modes(world))
     small = await upload_part(world, upload, 1, b"too small to be anything but the last part")
@@ -100,7 +100,7 @@ async def test_complete_checks_every_named_part(world: World) -> None:
 
 
 async def test_an_upload_is_bound_to_its_bucket_and_key_and_gone_after_abort(world: World) -> None:
-    await world.buckets.create("b")
+    await world.buckets.create("b", "000000000000")
     upload_id, _ = await world.uploads.create(REF, ObjectMeta(), modes(world))
     with pytest.raises(errors.NoSuchUpload):  # the same id under another key names no upload
         await world.uploads.open(ObjectRef("b", "other"), upload_id, modes(world))
@@ -117,7 +117,7 @@ async def test_an_upload_is_bound_to_its_bucket_and_key_and_gone_after_abort(wor
 async def test_a_complete_sse_c_upload_needs_no_customer_key_and_holds_none(world: World) -> None:
     """The envelope MAC key is kept wrapped by the service key, so Complete seals the part list
     without the customer's key; nothing kept about the upload names that key."""
-    await world.buckets.create("b")
+    await world.buckets.create("b", "000000000000")
     upload_id, _ = await world.uploads.create(REF, ObjectMeta(), modes(world, ssec_headers(KEY)))
     record = await world.records.get(f"uploads/{upload_id}")
     assert KEY.hex() not in repr(record) and ssec_headers(KEY)["x-amz-server-side-encryption-customer-key"] not in repr(record)
@@ -131,7 +131,7 @@ async def test_a_complete_sse_c_upload_needs_no_customer_key_and_holds_none(worl
 
 async def test_a_changed_part_list_record_fails_the_read(world: World) -> None:
     """A multipart object's size and part list live in the record parts/<id>, under the envelope MAC."""
-    await world.buckets.create("b")
+    await world.buckets.create("b", "000000000000")
     upload_id, _ = await world.uploads.create(REF, ObjectMeta(), modes(world))
     upload = await world.uploads.open(REF, upload_id, modes(world))
     etag = await upload_part(world, upload, 1, data_of(3000))

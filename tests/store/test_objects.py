@@ -58,7 +58,7 @@ async def relabel(world: World, **fields: str) -> None:
 @pytest.mark.parametrize("mode", list(MODES))
 async def test_whole_range_suffix_and_part_reads_give_the_plaintext(world: World, mode: str) -> None:
     write, read = MODES[mode]
-    await world.buckets.create("b")
+    await world.buckets.create("b", "000000000000")
     data = data_of(SIZE)
     written = await put(world, REF, data, write)
     at_rest, meta = await stored_bytes(world)
@@ -87,7 +87,7 @@ async def test_whole_range_suffix_and_part_reads_give_the_plaintext(world: World
 
 
 async def test_an_empty_object_reads_whole_and_refuses_every_range(world: World) -> None:
-    await world.buckets.create("b")
+    await world.buckets.create("b", "000000000000")
     await put(world, REF, b"")
     assert await drain((await world.store.read(await world.store.open(REF, modes(world)))).body) == b""
     with pytest.raises(RangeNotSatisfiable):
@@ -103,7 +103,7 @@ async def test_open_checks_an_ssec_key_before_saying_anything_about_the_object(w
                                                                                whole: bool) -> None:
     """open() refuses, so the operation never sees the view (size, ETag, parts) it would check
     preconditions against; the right key opens it with its data key already recovered."""
-    await world.buckets.create("b")
+    await world.buckets.create("b", "000000000000")
     await put(world, REF, data_of(100), ssec_headers(KEY))
     with pytest.raises(refused):
         await world.store.open(REF, modes(world, headers), whole=whole)
@@ -116,7 +116,7 @@ async def test_open_checks_an_ssec_key_before_saying_anything_about_the_object(w
 @pytest.mark.parametrize("mode", ["sse-s3", "sse-kms"])
 async def test_preconditions_between_open_and_read_cost_no_kms_call(world: World, mode: str) -> None:
     """A 304 or 412 is decided on opened.view; the key is recovered only by read (one Decrypt)."""
-    await world.buckets.create("b")
+    await world.buckets.create("b", "000000000000")
     written = await put(world, REF, data_of(SIZE), MODES[mode][0])
     before = len(world.kms_calls())
     opened = await world.store.open(REF, modes(world), whole=True)
@@ -128,7 +128,7 @@ async def test_preconditions_between_open_and_read_cost_no_kms_call(world: World
 
 
 async def test_sse_s3_etag_is_the_plaintext_md5_and_the_others_are_not(world: World) -> None:
-    await world.buckets.create("b")
+    await world.buckets.create("b", "000000000000")
     data = data_of(SIZE)
     md5 = hashlib.md5(data).hexdigest()
     assert (await put(world, REF, data)).etag == md5
@@ -138,7 +138,7 @@ async def test_sse_s3_etag_is_the_plaintext_md5_and_the_others_are_not(world: Wo
 
 async def test_client_metadata_named_like_an_envelope_field_is_stored_escaped(world: World) -> None:
     """A client's `s3proxy-mode` cannot become the envelope's: it is stored escaped and shown back as sent."""
-    await world.buckets.create("b")
+    await world.buckets.create("b", "000000000000")
     forged = {"s3proxy-mode": "SSE-C", "s3proxy-v": "9", "colour": "blue"}
     await put(world, REF, b"body", metadata=forged)
     _, meta = await stored_bytes(world)
@@ -149,7 +149,7 @@ async def test_client_metadata_named_like_an_envelope_field_is_stored_escaped(wo
 
 
 async def test_an_object_written_behind_the_proxy_opens_only_when_asked_for_plaintext(world: World) -> None:
-    await world.buckets.create("b")
+    await world.buckets.create("b", "000000000000")
     await rewrite(world, b"plain", ObjectMeta())
     with pytest.raises(errors.InvalidObjectState):
         await world.store.open(REF, modes(world))
@@ -165,7 +165,7 @@ async def test_an_object_written_behind_the_proxy_opens_only_when_asked_for_plai
 @pytest.mark.parametrize("target", list(MODES))
 @pytest.mark.parametrize("source", list(MODES))
 async def test_copy_rewraps_the_data_key_and_moves_no_data(world: World, source: str, target: str) -> None:
-    await world.buckets.create("b")
+    await world.buckets.create("b", "000000000000")
     data = data_of(SIZE)
     await put(world, REF, data, MODES[source][0])
     source_read = {k.replace("x-amz-server-side-encryption-customer-", CPSRC): v for k, v in MODES[source][1].items()}
@@ -181,7 +181,7 @@ async def test_copy_rewraps_the_data_key_and_moves_no_data(world: World, source:
 
 
 async def test_copy_of_an_object_written_behind_the_proxy_encrypts_it(world: World) -> None:
-    await world.buckets.create("b")
+    await world.buckets.create("b", "000000000000")
     data = data_of(SIZE)
     await rewrite(world, data, ObjectMeta(metadata={"colour": "red"}))
     resolver = modes(world, {"x-amz-server-side-encryption": "AES256"})
@@ -196,7 +196,7 @@ async def test_copy_of_an_object_written_behind_the_proxy_encrypts_it(world: Wor
 
 
 async def test_rewrap_moves_the_key_under_another_mode_and_keeps_data_etag_and_size(world: World) -> None:
-    await world.buckets.create("b")
+    await world.buckets.create("b", "000000000000")
     data = data_of(SIZE)
     written = await put(world, REF, data)
     before, _ = await stored_bytes(world)
@@ -212,7 +212,7 @@ async def test_rewrap_moves_the_key_under_another_mode_and_keeps_data_etag_and_s
 
 
 async def test_rewrap_refuses_what_it_cannot_or_must_not_rewrap(world: World) -> None:
-    await world.buckets.create("b")
+    await world.buckets.create("b", "000000000000")
     await put(world, REF, b"ssec", ssec_headers(KEY))
     with pytest.raises(errors.InvalidRequest):  # S3: UpdateObjectEncryption does not take SSE-C objects
         await world.store.rewrap(REF, modes(world, ssec_headers(KEY)))
@@ -229,7 +229,7 @@ async def test_rewrap_refuses_what_it_cannot_or_must_not_rewrap(world: World) ->
 
 @pytest.mark.parametrize("mode", list(MODES))
 async def test_a_flipped_byte_at_rest_fails_the_read(world: World, mode: str) -> None:
-    await world.buckets.create("b")
+    await world.buckets.create("b", "000000000000")
     data = data_of(SIZE)
     await put(world, REF, data, MODES[mode][0])
     at_rest, meta = await stored_bytes(world)
@@ -246,7 +246,7 @@ async def test_a_flipped_byte_at_rest_fails_the_read(world: World, mode: str) ->
 
 @pytest.mark.parametrize("cut", [1, -1], ids=["appended", "cut-short"])
 async def test_stored_bytes_of_the_wrong_length_are_refused_before_any_byte(world: World, cut: int) -> None:
-    await world.buckets.create("b")
+    await world.buckets.create("b", "000000000000")
     await put(world, REF, data_of(SIZE))
     at_rest, meta = await stored_bytes(world)
     await rewrite(world, at_rest + b"x" if cut > 0 else at_rest[:-1], meta)
@@ -255,7 +255,7 @@ async def test_stored_bytes_of_the_wrong_length_are_refused_before_any_byte(worl
 
 
 async def test_a_changed_plaintext_size_fails_the_envelope_mac(world: World) -> None:
-    await world.buckets.create("b")
+    await world.buckets.create("b", "000000000000")
     await put(world, REF, data_of(SIZE))
     await relabel(world, **{KEY_SIZE: str(SIZE - 1)})
     with pytest.raises(IntegrityError):
@@ -264,7 +264,7 @@ async def test_a_changed_plaintext_size_fails_the_envelope_mac(world: World) -> 
 
 async def test_an_object_relabelled_sse_c_opens_with_no_customer_key(world: World) -> None:
     """Its wrapped key is the KMS's, not a customer wrap: any customer key fails, as a wrong key does."""
-    await world.buckets.create("b")
+    await world.buckets.create("b", "000000000000")
     await put(world, REF, data_of(SIZE))
     await relabel(world, **{KEY_MODE: "SSE-C"})
     with pytest.raises(errors.AccessDenied):
@@ -273,7 +273,7 @@ async def test_an_object_relabelled_sse_c_opens_with_no_customer_key(world: Worl
 
 async def test_an_sse_kms_object_relabelled_sse_s3_does_not_open_as_the_proxy(world: World) -> None:
     """The proxy decrypts under its own service key only what that key wrapped (kms_modes.service_unwrap)."""
-    await world.buckets.create("b")
+    await world.buckets.create("b", "000000000000")
     await put(world, REF, data_of(100), MODES["sse-kms"][0])
     await relabel(world, **{KEY_MODE: "AES256"})
     with pytest.raises(IntegrityError):
@@ -284,7 +284,7 @@ async def test_an_sse_kms_object_relabelled_sse_s3_does_not_open_as_the_proxy(wo
 async def test_an_object_moved_under_another_name_does_not_open(world: World, mode: str) -> None:
     """Every mode binds the wrapped data key to the object's ARN. Format version 1 lets the key
     service say so (FORMAT.md §19.1: InvalidCiphertextException); SSE-C's wrap fails like a wrong key."""
-    await world.buckets.create("b")
+    await world.buckets.create("b", "000000000000")
     await put(world, REF, data_of(100), MODES[mode][0])
     at_rest, meta = await stored_bytes(world)
     moved = ObjectRef("b", "moved")
