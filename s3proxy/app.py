@@ -149,13 +149,18 @@ class Proxy:
         self.readiness = Readiness(self.ready, settings.ready_interval)
         self.backend = InstrumentedBackend(make_backend(settings, self.metrics), self.metrics)
         self.kms = open_kms(settings, clock, self.metrics)
-        records = InternalRecords(self.backend, settings.internal_bucket)
+        # the integrity key (kms/integrity.py) authenticates what the store keeps beside the data
+        integrity = self.kms.integrity()
+        keys = integrity.keys()
+        records = InternalRecords(self.backend, settings.internal_bucket, ik_records=keys.records, anchors=integrity,
+                                  read_v1=settings.read_format_v1)
+        catalog = Catalog(records, keys, read_v1=settings.read_format_v1)
         buckets = Buckets(self.backend, records)
         listing = ListingCache()
-        self.store = ObjectStore(self.backend, Catalog(records), buckets, clock=clock, listing=listing)
+        self.store = ObjectStore(self.backend, catalog, buckets, kms=self.kms, clock=clock, listing=listing)
         services = ops.Services(
             store=self.store,
-            uploads=MultipartUploads(self.backend, records, buckets, clock=clock, listing=listing),
+            uploads=MultipartUploads(self.backend, catalog, buckets, clock=clock, listing=listing),
             buckets=buckets,
             kms=self.kms,
             region=settings.region,

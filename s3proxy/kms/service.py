@@ -31,6 +31,7 @@ from .caller import Caller, service_caller
 from .config import Config
 from .crypto import Crypto, DataKeyPair, Decrypted, PublicKey, ReEncrypted
 from .datakeys import DataKey, Encrypted
+from .integrity import IntegrityRing
 from .keystore.base import Keystore
 from .keystore.sqlite import SqliteKeystore
 from .policy import Grant
@@ -78,6 +79,9 @@ class KeyService:
             KeyAdmin(registry, authorizer, config, clock=clock, rand=rand, note=auditor.note),
             Crypto(authorizer, rand=rand),
         )
+        bind = getattr(audit, "bind_key", None)  # a keyed sink (FileAuditSink) gets IK_audit from this keystore
+        if callable(bind):
+            bind(service.integrity().keys().audit)
         service.purge_due()
         return service
 
@@ -308,3 +312,11 @@ class KeyService:
 
     def service_caller(self, request_id: str | None = None) -> Caller:
         return service_caller(self.config.account_id, request_id=request_id)
+
+    def integrity(self) -> IntegrityRing:
+        """The integrity key IK and the record anchors on this keystore (kms/integrity.py), one per
+        service; IK is created on first use. Not a KMS operation: not audited, no caller."""
+        ring: IntegrityRing | None = getattr(self, "_integrity", None)
+        if ring is None:
+            ring = self._integrity = IntegrityRing(self._keystore, self.records._sealer)
+        return ring

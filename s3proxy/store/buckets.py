@@ -2,14 +2,15 @@
 
 The operations reach the backend only through the store; for buckets the calls are plain
 pass-throughs (list, create, head, versioning) plus the configuration the proxy keeps in its own
-records, today the default encryption (`bucket-encryption/<bucket>`). Deleting a bucket forgets
-its records.
+records, today the default encryption (`bucket-encryption/<bucket>`): sealed, generation-numbered
+and anchored (internal.py), so a record edited, rolled back or deleted in the backend fails the
+request instead of reading as "no default". Deleting a configuration or a bucket leaves a tombstone.
 """
 
 from __future__ import annotations
 
 from ..backends.base import Backend, BucketInfo, Capabilities
-from ..internal import InternalRecords
+from ..internal import BUCKET_ENCRYPTION, InternalRecords
 from ..modes.resolve import BucketEncryption
 
 
@@ -31,7 +32,7 @@ class Buckets:
 
     async def delete(self, name: str) -> None:
         await self.backend.delete_bucket(name)
-        await self.records.delete(f"bucket-encryption/{name}")
+        await self.records.forget_bucket_record(BUCKET_ENCRYPTION, name)
 
     async def head(self, name: str) -> None:
         await self.backend.head_bucket(name)
@@ -45,8 +46,8 @@ class Buckets:
     # default encryption ------------------------------------------------------------------------------
     async def encryption(self, bucket: str) -> BucketEncryption | None:
         """The bucket's PutBucketEncryption configuration, None when it has none."""
-        value = await self.records.get(f"bucket-encryption/{bucket}")
-        if not value:
+        value = await self.records.bucket_record(BUCKET_ENCRYPTION, bucket)
+        if value is None:
             return None
         return BucketEncryption(value["algorithm"], value.get("kms_key_id"), bool(value.get("bucket_key")),
                                 tuple(value.get("blocked", ())))
@@ -57,12 +58,12 @@ class Buckets:
 
     async def put_encryption(self, bucket: str, config: BucketEncryption) -> None:
         await self.backend.head_bucket(bucket)
-        await self.records.put(
-            f"bucket-encryption/{bucket}",
+        await self.records.put_bucket_record(
+            BUCKET_ENCRYPTION, bucket,
             {"algorithm": config.algorithm, "kms_key_id": config.kms_key_id, "bucket_key": config.bucket_key,
              "blocked": list(config.blocked)},
         )
 
     async def delete_encryption(self, bucket: str) -> None:
         await self.backend.head_bucket(bucket)
-        await self.records.delete(f"bucket-encryption/{bucket}")
+        await self.records.put_bucket_record(BUCKET_ENCRYPTION, bucket, None)

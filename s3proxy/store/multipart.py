@@ -9,7 +9,10 @@ The upload's mode fields live in the record uploads/<id> (S3 has no way to read 
 metadata back); each part's client ETag (MD5 of its plaintext under SSE-S3, random otherwise:
 never anything computed from ciphertext) lives beside its backend ETag in uploads/<id>/<n>.
 The envelope MAC key M (one-way from the data key) is kept wrapped by the proxy's service key,
-so Complete can seal the part list without the customer's SSE-C key, as S3 allows.
+so Complete can seal the part list without the customer's SSE-C key, as S3 allows. Every record
+is sealed and bound to its name and bucket (internal.py); the object's metadata MAC is computed
+at Create, from what is known then (docs/FORMAT.md §7, §12), and Complete writes the sealed record
+parts/<mpu id> the object names. An upload begun in format version 1 completes as version 1.
 """
 
 from __future__ import annotations
@@ -30,13 +33,15 @@ from ..format import envelope as fmt
 from ..format.chunks import DEFAULT_CHUNK_SIZE
 from ..format.envelope import KEY_MODE, KEY_MPU
 from ..format.errors import IntegrityError
+from ..format.records import SHARED
 from ..format.sizes import ciphertext_size, plaintext_size
 from ..internal import InternalRecords
 from ..modes.base import EncryptionMode, ObjectRef
 from ..modes.resolve import ModeResolver
 from ..streams import BATCH, encrypt_stream
 from .buckets import Buckets
-from .views import ListingCache, Written, _hashed, _service_unwrap, _service_wrap, to_backend_metadata
+from .catalog import Catalog, record_name
+from .views import ListingCache, Written, _hashed, _service_unwrap, _service_wrap
 
 log = logging.getLogger("s3proxy.store")
 
@@ -50,6 +55,7 @@ class Upload:
     fields: Mapping[str, str]
     mode: EncryptionMode
     data_key: bytes = field(repr=False)
+    legacy: bool = False  # begun in format version 1: its records are bare JSON
 
     @property
     def wants_md5(self) -> bool:
@@ -61,7 +67,7 @@ class MultipartUploads:
     def __init__(
         self,
         backend: Backend,
-        records: InternalRecords,
+        catalog: Catalog,
         buckets: Buckets,
         *,
         clock: Callable[[], float],
@@ -70,7 +76,8 @@ class MultipartUploads:
         rand: Callable[[int], bytes] = os.urandom,
     ) -> None:
         self.backend = backend
-        self.records = records
+        self.catalog = catalog
+        self.records: InternalRecords = catalog.records
         self.buckets = buckets
         self.clock = clock
         self.listing = listing
@@ -84,33 +91,47 @@ class MultipartUploads:
         mode = modes.for_write(await self.buckets.default_encryption(ref.bucket))
         sealed = await mode.seal(ref)
         mpu = self.rand(16).hex()
-        fields = {**sealed.fields, fmt.KEY_VERSION: str(fmt.VERSION), fmt.KEY_CHUNK_SIZE: str(self.chunk_size), KEY_MPU: mpu}
+        fields = {**sealed.fields, fmt.KEY_VERSION: str(fmt.VERSION_2), fmt.KEY_CHUNK_SIZE: str(self.chunk_size), KEY_MPU: mpu}
         mac_key = await _service_wrap(modes.kms, fmt.envelope_mac_key(sealed.data_key), ref, modes.request_id)
-        upload_id = await self.backend.create_multipart(
-            ref.bucket, ref.key, replace(meta, metadata=to_backend_metadata(meta.metadata, fields))
-        )
-        await self.records.put(f"uploads/{upload_id}", {"bucket": ref.bucket, "key": ref.key, "fields": fields, "mac_key": mac_key})
+        upload_id = await self.backend.create_multipart(ref.bucket, ref.key, self.catalog.sealed_meta(ref.bucket, ref.key, meta, fields))
+        await self.records.put(f"uploads/{upload_id}", ref.bucket,
+                               {"bucket": ref.bucket, "key": ref.key, "fields": fields, "mac_key": mac_key})
         return upload_id, mode.response_headers(sealed.fields, on_write=True)
 
-    async def _record(self, ref: ObjectRef, upload_id: str) -> dict[str, Any]:
-        record = await self.records.get(f"uploads/{upload_id}")
-        if not isinstance(record, dict) or (record.get("bucket"), record.get("key")) != (ref.bucket, ref.key):
+    async def _record(self, ref: ObjectRef, upload_id: str) -> tuple[dict[str, Any], bool]:
+        """(the upload's record, whether it is a version-1 one); NoSuchUpload for another bucket's or
+        key's upload id, IntegrityError for a record that does not open although the upload exists."""
+        name = f"uploads/{upload_id}"
+        try:
+            found = await self.records.get(name, ref.bucket, legacy=True)
+        except IntegrityError:
+            await self.backend.list_parts(ref.bucket, ref.key, upload_id)  # NoSuchUpload: the client named another bucket's
+            raise
+        if found is None or (found.value.get("bucket"), found.value.get("key")) != (ref.bucket, ref.key):
             raise errors.NoSuchUpload(UploadId=upload_id)
-        return record
+        fields = found.value.get("fields")
+        if not isinstance(fields, dict) or found.legacy != (fields.get(fmt.KEY_VERSION) == str(fmt.VERSION_1)):
+            raise IntegrityError(f"record:{name}")  # a bare record can only describe a version-1 upload
+        return found.value, found.legacy
 
     async def open(self, ref: ObjectRef, upload_id: str, modes: ModeResolver) -> Upload:
         """The upload a part is written to; an SSE-C upload's key must come with every part."""
         modes.reject_sse_header()
-        fields = (await self._record(ref, upload_id))["fields"]
+        record, legacy = await self._record(ref, upload_id)
+        fields = record["fields"]
         mode = modes.for_upload(fields)
-        return Upload(ref, upload_id, fields, mode, await mode.unseal(ref, fields))
+        return Upload(ref, upload_id, fields, mode, await mode.unseal(ref, fields), legacy)
 
     async def _store_part(self, upload: Upload, number: int, plain: Any, size: int, md5: Callable[[], str] | None) -> str:
         ref, chunk = upload.ref, int(upload.fields[fmt.KEY_CHUNK_SIZE])
         stream = encrypt_stream(plain, upload.data_key, part_number=number, chunk_size=chunk, batch_size=BATCH)
         backend_etag = await self.backend.upload_part(ref.bucket, ref.key, upload.upload_id, number, stream, ciphertext_size(size, chunk))
         etag = md5() if md5 is not None else self.rand(16).hex()
-        await self.records.put(f"uploads/{upload.upload_id}/{number}", {"etag": etag, "backend": backend_etag})
+        name, value = f"uploads/{upload.upload_id}/{number}", {"etag": etag, "backend": backend_etag}
+        if upload.legacy:
+            await self.records.put_legacy(name, value)
+        else:
+            await self.records.put(name, ref.bucket, value)
         return etag
 
     async def upload_part(self, upload: Upload, number: int, body: RequestBody) -> tuple[str, dict[str, str]]:
@@ -128,7 +149,7 @@ class MultipartUploads:
         etag = await self._store_part(upload, number, _hashed(plain, md5), size, (lambda: md5.hexdigest()) if md5 else None)
         return etag, upload.mode.response_headers(upload.fields, on_write=False)
 
-    async def _parts(self, ref: ObjectRef, upload_id: str, record: Mapping[str, Any]) -> list[tuple[PartInfo, str]]:
+    async def _parts(self, ref: ObjectRef, upload_id: str, record: Mapping[str, Any], legacy: bool) -> list[tuple[PartInfo, str]]:
         """(part with its client ETag and plaintext size, backend ETag) for every uploaded part."""
         chunk = int(record["fields"][fmt.KEY_CHUNK_SIZE])
         parts = await self.backend.list_parts(ref.bucket, ref.key, upload_id)
@@ -137,13 +158,13 @@ class MultipartUploads:
         async def one(p: PartInfo) -> tuple[PartInfo, str]:
             async with limit:
                 name = f"uploads/{upload_id}/{p.part_number}"
-                rec = await self.records.get(name, immutable=True)
-                if not isinstance(rec, dict) or rec.get("backend") != p.etag:  # re-uploaded through another proxy
-                    rec = await self.records.get(name, fresh=True)
-            if not isinstance(rec, dict) or rec.get("backend") != p.etag:
+                found = await self.records.get(name, ref.bucket, legacy=legacy, immutable=True)
+                if found is None or found.value.get("backend") != p.etag:  # re-uploaded through another proxy
+                    found = await self.records.get(name, ref.bucket, legacy=legacy, fresh=True)
+            if found is None or found.value.get("backend") != p.etag:
                 raise errors.InternalError(f"Part {p.part_number} of this upload has no record; upload it again.")
             try:
-                return replace(p, etag=rec["etag"], size=plaintext_size(p.size, chunk)), p.etag
+                return replace(p, etag=found.value["etag"], size=plaintext_size(p.size, chunk)), p.etag
             except IntegrityError:
                 raise errors.InternalError("A stored part of this upload is damaged.") from None
 
@@ -151,32 +172,35 @@ class MultipartUploads:
 
     async def list_parts(self, ref: ObjectRef, upload_id: str) -> list[PartInfo]:
         """The uploaded parts as the client sees them: its ETags, plaintext sizes."""
-        return [p for p, _ in await self._parts(ref, upload_id, await self._record(ref, upload_id))]
+        return [p for p, _ in await self._parts(ref, upload_id, *await self._record(ref, upload_id))]
 
     async def complete(
         self, ref: ObjectRef, upload_id: str, requested: Sequence[tuple[int, str]], modes: ModeResolver, *, min_part_size: int
     ) -> Written:
         """`requested`: (part number, client ETag) in ascending order (the caller checked the order)."""
-        record = await self._record(ref, upload_id)
+        record, legacy = await self._record(ref, upload_id)
         fields = record["fields"]
         mode = modes.for_complete(fields)
         if mode is not None:  # an SSE-C key was sent: it must be the upload's
             await mode.unseal(ref, fields)
-        uploaded = {p.part_number: (p, backend_etag) for p, backend_etag in await self._parts(ref, upload_id, record)}
+        uploaded = {p.part_number: (p, backend_etag) for p, backend_etag in await self._parts(ref, upload_id, record, legacy)}
         for i, (number, etag) in enumerate(requested):
             found = uploaded.get(number)
             if found is None or found[0].etag != etag:
                 raise errors.InvalidPart(UploadId=upload_id, PartNumber=str(number), ETag=etag)
             if i < len(requested) - 1 and found[0].size < min_part_size:
                 raise errors.EntityTooSmall(ProposedSize=str(found[0].size), MinSizeAllowed=str(min_part_size), PartNumber=str(number), ETag=etag)
-        envelope = fmt.Envelope.multipart([(n, uploaded[n][0].size) for n, _ in requested], int(fields[fmt.KEY_CHUNK_SIZE]))
+        version = fmt.VERSION_1 if legacy else fmt.VERSION_2
+        envelope = fmt.Envelope.multipart([(n, uploaded[n][0].size) for n, _ in requested], int(fields[fmt.KEY_CHUNK_SIZE]),
+                                          version=version)
         mac_key = await _service_unwrap(modes.kms, record["mac_key"], ref, modes.request_id)
         sealed = fmt.seal_envelope(envelope, b"", mac_key=mac_key)
         etag = hashlib.md5(b"".join(bytes.fromhex(e) for _, e in requested)).hexdigest() + f"-{len(requested)}"
-        await self.records.put(
-            f"parts/{fields[KEY_MPU]}",
-            {"size": sealed[fmt.KEY_SIZE], "parts": sealed.get(fmt.KEY_PARTS, ""), "mac": sealed[fmt.KEY_MAC], "etag": etag},
-        )
+        value = {"size": sealed[fmt.KEY_SIZE], "parts": sealed.get(fmt.KEY_PARTS, ""), "mac": sealed[fmt.KEY_MAC], "etag": etag}
+        if legacy:  # the object's own metadata says version 1: so must its record (the upgrade re-seals both)
+            await self.records.put_legacy(record_name(fields[KEY_MPU]), value)
+        else:
+            await self.records.put(record_name(fields[KEY_MPU]), SHARED, value)
         result = await self.backend.complete_multipart(ref.bucket, ref.key, upload_id, [(n, uploaded[n][1]) for n, _ in requested])
         await self._forget_upload(upload_id, uploaded)
         self.listing.put(ref.bucket, ref.key, result.etag, envelope.plaintext_size, etag)
