@@ -32,6 +32,7 @@ from aiohttp import web
 from multidict import CIMultiDict, MultiDict
 
 from .. import errors, redact
+from ..format.errors import IntegrityError
 from ..auth.context import AuthContext
 from ..auth.credentials import CredentialStore
 from ..auth.verify import authenticate
@@ -40,6 +41,7 @@ from ..ops import xml
 from ..ops.call import Call
 from ..ops.reply import Reply
 from . import listener, respond
+from .respond import log_integrity_failure
 from .metrics import OPERATIONAL_PATHS, Metrics, is_operational, operational_response
 from .routes import ROUTED_SUBRESOURCES, route
 
@@ -195,6 +197,8 @@ class Frontend:
         if mapped is None:
             log.error("request %s: unexpected error in %s", exchange.request_id, exchange.operation, exc_info=exc)
             mapped = errors.InternalError()
+        elif isinstance(exc, IntegrityError):
+            log_integrity_failure(exchange.request_id, request.method, request.path, exc)
         elif mapped is not exc and mapped.status >= 500:
             log.warning("request %s: %s: %s", exchange.request_id, exchange.operation, type(exc).__name__)
         if mapped.status >= 500:

@@ -501,6 +501,8 @@ class ObjectStore:
         current = modes.for_stored(stored.fields)
         if current.name == "SSE-C":
             raise errors.InvalidRequest("UpdateObjectEncryption is not supported for objects encrypted with SSE-C.")
+        if target is not None and target.name == "AES256" and current.name != "AES256":
+            raise errors.InvalidRequest("An object encrypted with SSE-KMS cannot be changed to SSE-S3.")
         opened = Opened(ref, stored, self.catalog.view(replace(stored, etag=""), current), current)
         envelope = Catalog.envelope(stored, await self.data_key(opened))  # only a whole, authentic object is re-wrapped
         if stored.etag is None:
