@@ -154,3 +154,25 @@ def test_checksum_mode_reads_the_trailer_only_when_the_checksum_is_there(counted
     TABLE.append(("sse-kms 1MiB HEAD ChecksumMode=ENABLED, checksum in the trailer", f"0 / {n}  {dict(seen)}"))
     assert head["ChecksumCRC32"] == base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode() and n == 2
 
+
+
+def test_a_cold_whole_get_of_a_trailer_etag_reads_the_trailer_once_beside_the_body(counted, hop_clean):
+    """The ETag goes out in the headers, before the body whose end holds it: one ranged read first."""
+    endpoint, data_dir = counted
+    bucket = f"t-{uuid.uuid4().hex[:16]}"
+    s3_client(endpoint.url).create_bucket(Bucket=bucket)
+    data = os.urandom(SIZES["1MiB"])
+    _put(endpoint, bucket, "k", data, "sse-s3", "none")
+    thread, fresh = start_proxy(data_dir, "s3", hop_clean.url)
+    try:
+        s3 = s3_client(fresh.url, response_checksum_validation="when_required")
+        hop_clean.seen.clear()
+        got = s3.get_object(Bucket=bucket, Key="k")
+        assert got["Body"].read() == data and got["ETag"] == f'"{hashlib.md5(data).hexdigest()}"'
+        _, cold, seen = _counts(hop_clean, bucket, "k")
+        assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == data
+        _, warm, _ = _counts(hop_clean, bucket, "k")
+        TABLE.append(("sse-s3 1MiB GET whole, ETag in the trailer (cold, then warm)", f"{cold}, {warm}  {dict(seen)}"))
+        assert (cold, warm) == (2, 1)
+    finally:
+        thread.stop()

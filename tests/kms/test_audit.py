@@ -79,7 +79,8 @@ def _rewrite(path: Path, change) -> None:  # type: ignore[no-untyped-def]
 def _sha256_rewrite(rows: list[str], change) -> list[str]:  # type: ignore[no-untyped-def]
     """What someone with the disk but not the root key can do: edit the records, then recompute a
     plain SHA-256 chain over them (the version-1 format), head file included."""
-    records = [change({k: v for k, v in json.loads(r).items() if k not in ("seq", "prevMac", "mac")}) for r in rows]
+    records = [change({k: v for k, v in json.loads(r).items() if k not in ("seq", "prevMac", "mac", "prevHash", "hash")})
+               for r in rows]
     out, prev = [], "0" * 64
     for seq, record in enumerate(records, start=1):
         body = dict(record, seq=seq, prevHash=prev)
@@ -215,7 +216,17 @@ def test_cli_finds_the_log_from_the_settings_and_never_calls_a_missing_log_tampe
     done = _cli("--data-dir", str(keyless), cwd=elsewhere)
     assert done.returncode == 4 and "no keystore" in done.stdout and "TAMPERED" not in done.stdout
     assert not (keyless / "kms" / "keystore.sqlite3").exists() and not (keyless / "root.key").exists()
+
+
+@pytest.mark.parametrize("change", [lambda r: r, lambda r: {**r, "eventName": "ListKeys"}], ids=["recomputed", "edited"])
+def test_cli_refuses_a_log_rewritten_with_plain_sha256(tmp_path: Path, change) -> None:
+    """The issue's attack: the disk's holder rewrites the log (edited or not) and recomputes every
+    hash, head file included, with plain SHA-256. Today that verifies as intact."""
+    data = _proxy_data_dir(tmp_path)
     log = data / "kms" / "audit.log"
-    log.write_text("".join(_sha256_rewrite(log.read_text().splitlines(keepends=True), lambda r: r)))
-    done = _cli("--data-dir", str(data), cwd=elsewhere)
-    assert done.returncode == 1 and "TAMPERED" in done.stdout
+    rows = _sha256_rewrite(log.read_text().splitlines(keepends=True), change)
+    log.write_text("".join(rows))
+    last = json.loads(rows[-1])
+    (data / "kms" / "audit.log.head").write_text(json.dumps({"seq": last["seq"], "hash": last["hash"]}))
+    done = _cli("--data-dir", str(data), cwd=tmp_path)
+    assert done.returncode == 1 and "TAMPERED" in done.stdout, done.stdout + done.stderr
