@@ -32,17 +32,17 @@ from aiohttp import web
 from multidict import CIMultiDict, MultiDict
 
 from .. import errors, redact
-from ..format.errors import IntegrityError
 from ..auth.context import AuthContext
 from ..auth.credentials import CredentialStore
 from ..auth.verify import authenticate
+from ..format.errors import IntegrityError
 from ..kms.caller import Caller
 from ..ops import xml
 from ..ops.call import Call
 from ..ops.reply import Reply
 from . import listener, respond
-from .respond import log_integrity_failure
 from .metrics import OPERATIONAL_PATHS, Metrics, is_operational, operational_response
+from .respond import log_integrity_failure
 from .routes import ROUTED_SUBRESOURCES, route
 
 log = logging.getLogger("s3proxy.http")

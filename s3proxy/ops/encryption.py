@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from .. import errors
+from ..modes.kms_modes import SseKms, SseS3
+from ..modes.resolve import BucketEncryption
 from . import xml
 from .call import Call
-from ..modes.resolve import BucketEncryption
-from ..modes.kms_modes import SseKms, SseS3
 from .common import Services, bucket_of, ref_of
 from .reply import Reply, empty_reply, xml_reply
 

@@ -349,7 +349,8 @@ class ObjectStore:
                 opened.body = None  # the Download owns it now
                 if body is None:
                     body = (await self.backend.get_object(opened.ref.bucket, opened.ref.key, None, stored.info.version_id)).body
-                plain = decrypt_range(body, key, envelope.plan_all(), batch_size=BATCH, trailer=self._trailer_check(key, envelope))
+                plain = decrypt_range(body, key, envelope.plan_all(), batch_size=BATCH,
+                                      trailer=self._trailer_check(key, envelope))
                 return Download(view, plain, None)
             await opened.close()
             parts_count = None
@@ -479,7 +480,8 @@ class ObjectStore:
             data = bytearray()
             async for piece in tapped():
                 data += piece
-            result, etag = await self._write(dst, sealed, sse_s3, target, _one(bytes(data)), size, md5=md5.hexdigest(), checksums={})
+            result, etag = await self._write(dst, sealed, sse_s3, target, _one(bytes(data)), size, md5=md5.hexdigest(),
+                                             checksums={})
         else:
             late = Late(md5=md5.hexdigest) if sse_s3 else Late()
             result, etag = await self._write(dst, sealed, sse_s3, target, tapped(), size, md5=None, checksums={}, late=late)
@@ -507,12 +509,13 @@ class ObjectStore:
         envelope = Catalog.envelope(stored, await self.data_key(opened))  # only a whole, authentic object is re-wrapped
         if stored.etag is None:
             opened.stored = stored = await self._etag_from_trailer(opened)
-        elif stored.version == fmt.VERSION_1 and current.name == "AES256" and KEY_ETAG not in stored.fields and KEY_MPU not in stored.fields:
+        elif stored.version == fmt.VERSION_1 and current.name == "AES256" and not {KEY_ETAG, KEY_MPU} & set(stored.fields):
             md5 = await self._plaintext_md5(opened)  # its MD5 was never recorded (§19.2): one whole, authenticated read
             opened.stored = stored = replace(stored, etag=md5, md5_etag=True)
         sealed = await (target or current).seal(ref, await self.data_key(opened))
         fields = {**await self._data_fields(opened, envelope), **self._etag_fields(ref, stored), **sealed.fields}
-        stored_meta = self.catalog.sealed_meta(ref.bucket, ref.key, replace(info.meta, metadata=stored.user, tagging=None), fields)
+        meta = replace(info.meta, metadata=stored.user, tagging=None)
+        stored_meta = self.catalog.sealed_meta(ref.bucket, ref.key, meta, fields)
         result = await self.backend.replace_metadata(ref.bucket, ref.key, stored_meta, info.etag)
         self.listing.put(ref.bucket, ref.key, result.etag, stored.size, stored.client_etag)
         return Written(stored.client_etag, result.version_id, self._now(),

@@ -175,7 +175,8 @@ def run_upgrade(args: argparse.Namespace) -> int:
         if head.get("ServerSideEncryption") == "aws:kms":
             s3.update_object_encryption(
                 Bucket=args.bucket, Key=entry["Key"],
-                ObjectEncryption={"SSEKMS": {"KMSKeyArn": head["SSEKMSKeyId"], "BucketKeyEnabled": bool(head.get("BucketKeyEnabled"))}},
+                ObjectEncryption={"SSEKMS": {"KMSKeyArn": head["SSEKMSKeyId"],
+                                             "BucketKeyEnabled": bool(head.get("BucketKeyEnabled"))}},
             )
         else:
             _rewrap_sse_s3(args, entry["Key"])
