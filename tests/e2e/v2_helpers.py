@@ -82,19 +82,14 @@ class Raw:
     def edited(self, *, metadata: dict[str, str | None] | None = None, headers: dict[str, str | None] | None = None,
                body: bytes | None = None) -> Raw:
         """A copy with metadata keys / headers set (None: removed) and maybe another body."""
-        meta = dict(self.metadata)
-        for k, v in (metadata or {}).items():
-            if v is None:
-                meta.pop(k, None)
-            else:
-                meta[k] = v
-        hdrs = dict(self.headers)
-        for k, v in (headers or {}).items():
-            if v is None:
-                hdrs.pop(k, None)
-            else:
-                hdrs[k] = v
-        return replace(self, metadata=meta, headers=hdrs, body=self.body if body is None else body)
+        return replace(self, metadata=_changed(self.metadata, metadata), headers=_changed(self.headers, headers),
+                       body=self.body if body is None else body)
+
+
+def _changed(values: dict[str, str], changes: dict[str, str | None] | None) -> dict[str, str]:
+    out = {k: v for k, v in values.items() if (changes or {}).get(k, v) is not None}
+    out.update({k: v for k, v in (changes or {}).items() if v is not None})
+    return out
 
 
 def fetch(backend: Any, bucket: str, key: str) -> Raw:
