@@ -93,7 +93,8 @@ class MultipartUploads:
         mpu = self.rand(16).hex()
         fields = {**sealed.fields, fmt.KEY_VERSION: str(fmt.VERSION_2), fmt.KEY_CHUNK_SIZE: str(self.chunk_size), KEY_MPU: mpu}
         mac_key = await _service_wrap(modes.kms, fmt.envelope_mac_key(sealed.data_key), ref, modes.request_id)
-        upload_id = await self.backend.create_multipart(ref.bucket, ref.key, self.catalog.sealed_meta(ref.bucket, ref.key, meta, fields))
+        stored_meta = self.catalog.sealed_meta(ref.bucket, ref.key, meta, fields)  # s3proxy-mm over what is known now
+        upload_id = await self.backend.create_multipart(ref.bucket, ref.key, stored_meta)
         await self.records.put(f"uploads/{upload_id}", ref.bucket,
                                {"bucket": ref.bucket, "key": ref.key, "fields": fields, "mac_key": mac_key})
         return upload_id, mode.response_headers(sealed.fields, on_write=True)

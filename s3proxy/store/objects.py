@@ -202,10 +202,11 @@ class ObjectStore:
         return Written(etag, result.version_id, self._now(), headers)
 
     async def _write(self, ref: ObjectRef, sealed: Sealed, sse_s3: bool, meta: ObjectMeta, source: Any, size: int, *,
-                     md5: str | None, checksums: Mapping[str, str], late: Late = Late()) -> tuple[PutResult, str]:
+                     md5: str | None, checksums: Mapping[str, str], late: Late | None = None) -> tuple[PutResult, str]:
         """One backend PUT of `size` plaintext bytes from `source` in format version 2; (its result,
         the client ETag). `md5`: the SSE-S3 ETag when known before the write; `late`: what the
         trailer will hold."""
+        late = late or Late()
         key = sealed.data_key
         envelope = fmt.Envelope.single(size, self.chunk_size, version=fmt.VERSION_2, trailer=late.flags)
         fields = {**sealed.fields, **fmt.seal_envelope(envelope, key)}

@@ -155,3 +155,21 @@ def test_the_failure_is_one_loud_log_line_with_the_request_id_object_and_check(r
     assert len(lines) == 1, lines
     assert request_id in lines[0] and f"/{bucket}/logged" in lines[0] and "s3proxy-mm" in lines[0]
     assert "s3proxy-mm" not in str(caught.value.response)  # the check's name is for the log only
+
+
+def test_head_and_listing_of_sse_kms_objects_make_no_kms_call(rig):
+    """The metadata MAC is keyed by the proxy's integrity key, not the data key: HEAD and listings of
+    SSE-KMS objects verify every field without kms:Decrypt, as AWS's HeadObject needs none."""
+    s3 = rig.client()
+    bucket = new_bucket(s3)
+    s3.put_object(Bucket=bucket, Key="k", Body=b"x", ServerSideEncryption="aws:kms", Metadata=METADATA)
+    log = rig.data_dir / "kms" / "audit.log"
+    before = log.read_bytes().count(b"\n")
+    with rig.fresh() as another:  # nothing cached: HEAD reads and verifies the metadata from the backend
+        s3b = once(another)
+        assert s3b.head_object(Bucket=bucket, Key="k")["Metadata"] == METADATA
+        assert [o["Key"] for o in s3b.list_objects_v2(Bucket=bucket)["Contents"]] == ["k"]
+        calls = log.read_bytes().count(b"\n") - before
+        assert calls == 0, log.read_text().splitlines()[before:]
+        s3b.get_object(Bucket=bucket, Key="k")["Body"].read()
+        assert log.read_bytes().count(b"\n") - before == 1  # GET: one Decrypt
