@@ -171,7 +171,10 @@ class InternalRecords:
             log.warning("re-sealing the version-1 record %s as generation 1 (format 2)", name)
             await self._write_generation(name, bucket, found.value, 1)
             return Found(found.value, 1)
-        checked = check_generation(_record(found), anchored)
+        try:
+            checked = check_generation(_record(found), anchored)
+        except IntegrityError:
+            raise IntegrityError(f"generation:{name}") from None  # deleted while anchored, or rolled back
         if found is not None and found.generation > anchored:  # a writer stopped between record and anchor
             await asyncio.to_thread(self._anchors.advance, name, found.generation)
         return found if checked is not None else None

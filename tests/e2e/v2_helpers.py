@@ -119,6 +119,24 @@ def rewrite(backend: Any, bucket: str, key: str, change: Callable[[Raw], Raw]) -
     store(backend, bucket, key, change(fetch(backend, bucket, key)))
 
 
+def put_with_trailer(url: str, bucket: str, key: str, data: bytes, headers: dict[str, str] | None = None) -> None:
+    """A PUT whose CRC32 comes after the body in an aws-chunked trailer, as boto3 sends over HTTPS
+    (STREAMING-UNSIGNED-PAYLOAD-TRAILER): its value is known only once the body was read."""
+    import base64
+    import zlib
+
+    from tests.auth.helpers import unsigned_chunks
+    from tests.hardening.harness import raw_request, sigv4_headers
+
+    crc = base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
+    body = unsigned_chunks([data[i:i + 65536] for i in range(0, len(data), 65536)] or [b""], [("x-amz-checksum-crc32", crc)])
+    signed = sigv4_headers("PUT", f"{url}/{bucket}/{key}", payload_hash="STREAMING-UNSIGNED-PAYLOAD-TRAILER", headers={
+        "content-encoding": "aws-chunked", "x-amz-trailer": "x-amz-checksum-crc32",
+        "x-amz-decoded-content-length": str(len(data)), **(headers or {})})
+    status, _, answer = raw_request(url, "PUT", f"/{bucket}/{key}", headers=signed, body=body)
+    assert status == 200, answer
+
+
 def refused(fn: Callable[[], Any]) -> None:
     """fn() must fail with the one integrity answer (FORMAT.md §17): 500 InternalError (HEAD: 500, no body)."""
     with pytest.raises(ClientError) as caught:

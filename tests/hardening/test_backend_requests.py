@@ -21,10 +21,10 @@ from collections import Counter
 
 import pytest
 
-from tests.auth.helpers import unsigned_chunks
 from tests.e2e.conftest import start_proxy
+from tests.e2e.v2_helpers import put_with_trailer
 
-from .harness import raw_request, s3_client, sigv4_headers
+from .harness import s3_client
 
 SSE_C_KEY = os.urandom(32)
 SSE_C = {
@@ -72,14 +72,7 @@ def _counts(hop, bucket: str, key: str) -> tuple[int, int, Counter]:
 
 def _put(endpoint, bucket: str, key: str, data: bytes, mode: str, checksum: str) -> None:
     if checksum == "trailer":  # aws-chunked with the CRC32 in a trailer, as boto3 sends over HTTPS
-        body = unsigned_chunks([data[i:i + 65536] for i in range(0, len(data), 65536)] or [b""],
-                               [("x-amz-checksum-crc32", base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode())])
-        url = f"{endpoint.url}/{bucket}/{key}"
-        headers = sigv4_headers("PUT", url, payload_hash="STREAMING-UNSIGNED-PAYLOAD-TRAILER", headers={
-            "content-encoding": "aws-chunked", "x-amz-trailer": "x-amz-checksum-crc32",
-            "x-amz-decoded-content-length": str(len(data)), **MODES[mode][0]})
-        status, _, answer = raw_request(endpoint.url, "PUT", f"/{bucket}/{key}", headers=headers, body=body)
-        assert status == 200, answer
+        put_with_trailer(endpoint.url, bucket, key, data, MODES[mode][0])
         return
     s3 = s3_client(endpoint.url, request_checksum_calculation="when_required")
     extra = {"ChecksumAlgorithm": "SHA256"} if checksum == "header" else {}
