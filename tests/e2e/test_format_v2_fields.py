@@ -16,16 +16,8 @@ import os
 
 import pytest
 
-from .sse_helpers import CustomerKey
-from .v2_helpers import Raw, fetch, make_rig, new_bucket, once, refused, rewrite, store
+from .v2_helpers import COPY_SOURCE_KEY, MODES, Raw, fetch, make_rig, new_bucket, once, refused, rewrite, store
 
-KEY = CustomerKey.new()
-MODES = {
-    "sse-s3": ({"ServerSideEncryption": "AES256"}, {}),
-    "sse-kms": ({"ServerSideEncryption": "aws:kms"}, {}),
-    "sse-c": (KEY.args(), KEY.args()),
-}
-COPY_SOURCE_KEY = {k.replace("SSECustomer", "CopySourceSSECustomer"): v for k, v in KEY.args().items()}
 HEADERS = dict(ContentType="text/plain", ContentEncoding="identity", ContentDisposition="inline", ContentLanguage="en",
                CacheControl="max-age=60", Expires=dt.datetime(2031, 5, 6, tzinfo=dt.timezone.utc))
 METADATA = {"colour": "blue", "shape": "round"}

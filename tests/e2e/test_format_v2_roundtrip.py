@@ -11,17 +11,9 @@ import os
 import pytest
 from botocore.config import Config
 
-from .sse_helpers import CustomerKey
-from .v2_helpers import fetch, make_rig, new_bucket, once, put_with_trailer, refused, rewrite, store
+from .v2_helpers import COPY_SOURCE_KEY, MODES, fetch, make_rig, new_bucket, once, put_with_trailer, refused, rewrite, store
 
 MB = 1024 * 1024
-KEY = CustomerKey.new()
-MODES = {
-    "sse-s3": ({"ServerSideEncryption": "AES256"}, {}),
-    "sse-kms": ({"ServerSideEncryption": "aws:kms"}, {}),
-    "sse-c": (KEY.args(), KEY.args()),
-}
-COPY_SOURCE_KEY = {k.replace("SSECustomer", "CopySourceSSECustomer"): v for k, v in KEY.args().items()}
 
 
 @pytest.fixture(scope="module")

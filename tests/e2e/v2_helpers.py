@@ -14,8 +14,18 @@ import pytest
 from botocore.exceptions import ClientError
 
 from .conftest import Endpoint, start_proxy
+from .sse_helpers import CustomerKey
 
 INTERNAL_BUCKET = "s3proxy-internal"
+# each mode: (its PUT arguments, its read arguments); an SSE-C key as a copy source's
+SSE_C = CustomerKey.new()
+MODES = {
+    "sse-s3": ({"ServerSideEncryption": "AES256"}, {}),
+    "sse-kms": ({"ServerSideEncryption": "aws:kms"}, {}),
+    "sse-c": (SSE_C.args(), SSE_C.args()),
+}
+COPY_SOURCE_KEY = {k.replace("SSECustomer", "CopySourceSSECustomer"): v for k, v in SSE_C.args().items()}
+
 # boto3's parameter for each content header the metadata MAC binds, and the name S3 answers it under
 CONTENT = {"ContentType": "content-type", "ContentEncoding": "content-encoding", "ContentDisposition": "content-disposition",
            "ContentLanguage": "content-language", "CacheControl": "cache-control", "Expires": "expires"}
