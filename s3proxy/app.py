@@ -37,12 +37,13 @@ from .kms.datakeys import DataKeySource
 from .kms.errors import KmsError, Pkcs11Error, RootKeyError
 from .kms.keystore import KeystoreUnavailable
 from .kms.service import KeyService
+from .kms.wrapping import Sealer
 from .modes.kms_modes import BucketKeyCache
 from .policy import FULL_ACCESS, IDENTITY_POLICY, PolicyError
 from .policy import parse as parse_policy
 from .settings import CredentialEntry, Settings, SettingsError, credential_entries
 from .store import Buckets, Catalog, ListingCache, MultipartUploads, ObjectStore
-from .store.conditions import ConditionalWrites, Enforcement
+from .store.conditions import Enforcement
 
 log = logging.getLogger("s3proxy")
 
@@ -160,15 +161,20 @@ def make_backend(settings: Settings, metrics: Metrics | None = None) -> Backend:
     return FsBackend(settings.data_dir / "objects")
 
 
+def root_sealer(settings: Settings) -> Sealer | None:
+    """The sealer over a root key inside a PKCS#11 token (`root_key = pkcs11:...`; python-pkcs11 is
+    loaded only then); None for the root key file, which the KMS opens itself."""
+    if not settings.root_key:
+        return None
+    from .kms.pkcs11 import root_aead
+
+    return Sealer.over([root_aead(settings.root_key, str(settings.pkcs11_module or "") or None, settings.pkcs11_pin)])
+
+
 def open_kms(settings: Settings, clock: Callable[[], float], metrics: Metrics, worker: int | None = None) -> KeyService:
     audit = None
     try:
-        sealer = None
-        if settings.root_key:  # the root key inside a PKCS#11 token (python-pkcs11 is loaded only then)
-            from .kms.pkcs11 import root_aead
-            from .kms.wrapping import Sealer
-
-            sealer = Sealer.over([root_aead(settings.root_key, str(settings.pkcs11_module or "") or None, settings.pkcs11_pin)])
+        sealer = root_sealer(settings)
         audit = CountingAuditSink(FileAuditSink(audit_log_path(settings.data_dir, worker)), metrics)
         return KeyService.open(
             settings.data_dir,
@@ -240,18 +246,22 @@ class Proxy:
         self.readiness = Readiness(self.ready, settings.ready_interval)
         self.backend = InstrumentedBackend(make_backend(settings, self.metrics), self.metrics)
         self.kms = open_kms(settings, clock, self.metrics, worker)
-        records = InternalRecords(self.backend, settings.internal_bucket)
+        # the integrity key (kms/integrity.py) authenticates what the store keeps beside the data
+        integrity = self.kms.integrity()
+        keys = integrity.keys()
+        records = InternalRecords(self.backend, settings.internal_bucket, ik_records=keys.records, anchors=integrity,
+                                  read_v1=settings.read_format_v1)
+        catalog = Catalog(records, keys, read_v1=settings.read_format_v1)
         buckets = Buckets(self.backend, records, default_account=settings.account_id)
         listing = ListingCache()
-        catalog = Catalog(records)
-        conditional = ConditionalWrites(self.backend, catalog, Enforcement(self.backend, records.bucket, records.ensure_bucket))
-        self.store = ObjectStore(self.backend, catalog, buckets, conditional, clock=clock, listing=listing)
+        enforcement = Enforcement(self.backend, records.bucket, records.ensure_bucket)
+        self.store = ObjectStore(self.backend, catalog, buckets, enforcement, kms=self.kms, clock=clock, listing=listing)
         self.data_keys = data_keys(settings, self.kms)
         bucket_keys = BucketKeyCache()
         # a changed key's bucket keys are dropped at once, whether it changed here or on another proxy or
         # worker sharing the keystore (its change feed reaches this process within a second)
         self.kms.subscribe(bucket_keys.forget_key)
-        uploads = MultipartUploads(self.backend, records, catalog, buckets, conditional, clock=clock, listing=listing)
+        uploads = MultipartUploads(self.backend, catalog, buckets, self.store.conditions, clock=clock, listing=listing)
         services = ops.Services(
             store=self.store,
             uploads=uploads,

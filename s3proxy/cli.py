@@ -26,8 +26,11 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     config.add_argument("--reference", action="store_true", help="print the configuration reference as Markdown")
     audit = sub.add_parser("audit", help="the KMS audit log")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
-    verify = audit_sub.add_parser("verify", help="check the hash chain of the audit log: any edit or deletion is reported")
-    verify.add_argument("--file", help="one audit log (default: every log in DATA_DIR/kms: audit.log and each worker's audit.wN.log)")
+    verify = audit_sub.add_parser(
+        "verify", help="check the keyed chain of each audit log (needs the keystore and root key): exit 0 intact, "
+                       "1 tampered, 3 lines missing, 4 not found")
+    verify.add_argument("--file", help="one audit log (default: every log in DATA_DIR/kms: audit.log and each worker's "
+                                       "audit.wN.log; DATA_DIR from --data-dir/--config/S3PROXY_DATA_DIR)")
     settings_mod.add_arguments(verify)
     kms = sub.add_parser("kms", help="keystore care: backup, verify-backup, restore, rotate-root-key")
     kms_sub = kms.add_subparsers(dest="kms_command", required=True)
@@ -78,12 +81,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "kms":
         return run_kms(args, settings)
     if args.command == "audit":
+        from .app import root_sealer
         from .kms.audit import audit_log_path, audit_logs, run_audit_verify
+        from .kms.integrity import read_integrity_keys
+
+        def keys():
+            return read_integrity_keys(settings.data_dir, settings.root_key_path, keystore_url=settings.keystore_url,
+                                       sealer=root_sealer(settings)).audit
 
         if args.file:
-            return run_audit_verify(Path(args.file))
+            return run_audit_verify(Path(args.file), keys)
         # every chain in the data dir: the single process's and each worker's
-        return max(run_audit_verify(p) for p in audit_logs(settings.data_dir) or [audit_log_path(settings.data_dir)])
+        return max(run_audit_verify(p, keys) for p in audit_logs(settings.data_dir) or [audit_log_path(settings.data_dir)])
     if args.command == "config":
         if args.reference:
             print(settings_mod.reference_markdown(), end="")

@@ -151,6 +151,7 @@ FIELDS: tuple[Field, ...] = (
     Field("kms_secret_key", _opt(str), None, "secret access key for kms_url", secret=True),
     Field("kms_admins", str, "", "comma-separated user names (of account_id) or user ARNs named, beside the creator, in the default policy of each new KMS key of their account"),
     Field("internal_bucket", str, "s3proxy-internal", "backend bucket where the proxy keeps its own records (bucket defaults, multipart part lists); hidden from clients"),
+    Field("read_format_v1", _bool, True, "read objects and internal records written in at-rest format version 1 (before format 2; their metadata is not authenticated); turn off once `s3proxy rewrap --upgrade` finds none left (docs/FORMAT.md §19.4)"),
     Field("sigv2", _bool, True, "accept AWS Signature Version 2 (boto3 still presigns S3 URLs with it by default); false refuses it as S3 regions opened since 2014 do"),
     Field("ssec_over_http", str, "loopback", "accept SSE-C over plain HTTP: never, loopback (clients on this host only) or always", choices=("never", "loopback", "always")),
     Field("max_header_bytes", _at_least(4096), 32768, "most bytes a request line and its headers may take; past it the answer is 400 RequestHeaderSectionTooLarge and the connection closes"),
@@ -244,6 +245,7 @@ class Settings:
     kms_secret_key: str | None = field(default=None, repr=False)
     kms_admins: str = ""
     internal_bucket: str = "s3proxy-internal"
+    read_format_v1: bool = True
     sigv2: bool = True
     ssec_over_http: str = "loopback"
     max_header_bytes: int = 32768

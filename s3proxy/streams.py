@@ -9,8 +9,10 @@ read is checked (final chunk short, nothing after it): a clean end of iteration 
 released byte was authentic and none was missing. Every failure raises `IntegrityError`.
 
     encrypt_stream(body, key, part_number=p)            -> stored bytes of one part
+    encrypt_stream(body, key, trailer=make)              -> ... then make()'s sealed trailer (FORMAT.md §9)
     decrypt_stream(stored, key, plaintext_size=n, ...)   -> plaintext of one part (or its tail)
     decrypt_range(stored_range, key, plan)               -> plaintext of a planned range, across parts
+    decrypt_range(stored, key, plan_all, trailer=check)  -> ... whole object, its trailer checked at the end
     decrypt_chunks(stored, cipher, ...)                  -> decrypt_stream with a ready PartCipher
 
 Yielded items are bytes-like (bytes or memoryview slices of bytes); `bytes(x)` if you need bytes.
@@ -18,13 +20,14 @@ Yielded items are bytes-like (bytes or memoryview slices of bytes); `bytes(x)` i
 
 from __future__ import annotations
 
-from typing import AsyncIterable, AsyncIterator
+from typing import AsyncIterable, AsyncIterator, Callable
 
 from s3proxy.buffers import Buffer, Recycler
 from s3proxy.format.chunks import DEFAULT_CHUNK_SIZE, TAG_SIZE, PartCipher
 from s3proxy.format.errors import IntegrityError
 from s3proxy.format.ranges import RangePlan, Segment
 from s3proxy.format.sizes import chunk_plaintext_size
+from s3proxy.format.trailer import TRAILER_SIZE
 
 BATCH = 1024 * 1024  # what the object paths hand on at once: plaintext to a GET's response, ciphertext to the backend
 
@@ -37,10 +40,13 @@ async def encrypt_stream(
     context: bytes = b"",
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     batch_size: int = 0,
+    trailer: Callable[[], bytes] | None = None,
 ) -> AsyncIterator[Buffer]:
     """The stored bytes of one part: its plaintext cut into chunks, each sealed; the last one short.
 
-    The stored size is `sizes.ciphertext_size(n, chunk_size)` for n plaintext bytes. Sealed chunks
+    The stored size is `sizes.ciphertext_size(n, chunk_size)` for n plaintext bytes, plus
+    TRAILER_SIZE with `trailer`: called once the source is exhausted (so it may use what reading it
+    taught, e.g. the body's MD5), its TRAILER_SIZE bytes follow the final chunk. Sealed chunks
     come one by one, or (batch_size > 0) sealed straight into fresh buffers of about batch_size
     bytes, so the layers below see few, large pieces (each a socket write or a file write).
     """
@@ -72,6 +78,11 @@ async def encrypt_stream(
             fill = len(view)
     for ready in out.last(index, memoryview(buf)[:fill]):  # the final chunk: shorter than a chunk, possibly empty
         yield ready
+    if trailer is not None:
+        tail = trailer()
+        if len(tail) != TRAILER_SIZE:
+            raise ValueError("a trailer is TRAILER_SIZE bytes")
+        yield tail
 
 
 class _SealedBatches:
@@ -239,27 +250,41 @@ async def _read_sealed(reader: _Reader, length: int) -> Buffer:
 
 async def _open_segments(
     source: AsyncIterable[Buffer], data_key: bytes, segments: tuple[Segment, ...], chunk_size: int, context: bytes,
-    batch_size: int = 0,
+    batch_size: int = 0, trailer: Callable[[bytes], object] | None = None,
 ) -> AsyncIterator[Buffer]:
     reader = _Reader(source)
     recycler = Recycler(batch_size + chunk_size) if batch_size > 0 else None
+    held: Buffer | None = None  # with a trailer: the last piece waits until the trailer verified
     for segment in segments:
         cipher = PartCipher.for_part(data_key, part_number=segment.part_number, chunk_size=chunk_size, context=context)
         async for plain in _open_segment(reader, cipher, segment, batch_size, recycler):
-            yield plain
+            if trailer is None:
+                yield plain
+                continue
+            if held is not None:
+                yield held
+            held = plain
+    if trailer is not None:
+        trailer(bytes(await _read_sealed(reader, TRAILER_SIZE)))  # IntegrityError if short or not authentic
     if not await reader.at_end():
-        raise IntegrityError()  # data after the last chunk planned
+        raise IntegrityError()  # data after the last chunk planned (or after the trailer)
+    if held is not None:
+        yield held
 
 
 def decrypt_range(
-    source: AsyncIterable[Buffer], data_key: bytes, plan: RangePlan, *, context: bytes = b"", batch_size: int = 0
+    source: AsyncIterable[Buffer], data_key: bytes, plan: RangePlan, *, context: bytes = b"", batch_size: int = 0,
+    trailer: Callable[[bytes], object] | None = None,
 ) -> AsyncIterator[Buffer]:
     """The plaintext of `plan` from exactly its stored bytes ciphertext_start..ciphertext_end.
 
     Each chunk is opened before its bytes are released; missing or extra stored bytes fail.
     With `batch_size`, authenticated chunks are handed on in pieces of about that many bytes.
+    With `trailer` (a whole object that has one), the source goes on with TRAILER_SIZE bytes after
+    the last chunk, which `trailer(bytes)` checks (raising IntegrityError); the last plaintext piece
+    is released only after that, so a bad trailer never ends in a complete-looking body.
     """
-    return _open_segments(source, data_key, plan.segments, plan.chunk_size, context, batch_size)
+    return _open_segments(source, data_key, plan.segments, plan.chunk_size, context, batch_size, trailer)
 
 
 def decrypt_stream(

@@ -277,6 +277,15 @@ class RequestBody:
         self.received = 0
         self._iterator: AsyncIterator[bytes] | None = None
 
+    @property
+    def checksum_from_headers(self) -> str | None:
+        """The client's flexible checksum as its x-amz-checksum-<alg> header gave it (base64), so
+        known before the body is read; None when it comes in a trailer, or the client sent only
+        the algorithm (both known only at the end: `checksums`). Verified against the body at its end."""
+        if self._checksum_value is None or self._checksum_in_trailer:
+            return None
+        return checksums.encode(self._checksum_value)
+
     def require_length(self) -> int:
         """The decoded length, or MissingContentLength (411) when the request does not say it."""
         if self.size is None:

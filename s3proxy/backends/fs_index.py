@@ -50,7 +50,7 @@ CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY, value BLOB NOT NULL)
 _COLUMNS = "seq, key, vid, latest, marker, size, etag, mtime, meta, blobs, tags"
 # listings carry the user metadata too: the proxy's envelope gives plaintext sizes and ETags without a HEAD
 _LISTED = ("seq, key, vid, latest, marker, size, etag, mtime, json_extract(meta, '$.storage_class'),"
-           " json_extract(meta, '$.metadata')")
+           " json_extract(meta, '$.metadata'), json_extract(meta, '$.headers')")
 
 
 @dataclass(frozen=True)
@@ -412,9 +412,10 @@ def _version(r: tuple) -> Version:  # type: ignore[type-arg]
 
 
 def _listed(r: tuple, with_version: bool = True) -> ObjectInfo:  # type: ignore[type-arg]
-    """A listing's ObjectInfo (user metadata only) from a row of _LISTED columns."""
-    _, key, vid, latest, marker, size, etag, mtime, storage_class, metadata = r
-    meta = ObjectMeta(json.loads(metadata)) if metadata else ObjectMeta()
+    """A listing's ObjectInfo (user metadata and content headers: what the metadata MAC covers) from a
+    row of _LISTED columns."""
+    _, key, vid, latest, marker, size, etag, mtime, storage_class, metadata, headers = r
+    meta = ObjectMeta(json.loads(metadata), json.loads(headers) if headers else {}) if metadata else ObjectMeta()
     return ObjectInfo(key, size, etag, common.from_epoch(mtime), meta, version_id=vid if with_version else None,
                       storage_class=storage_class or "STANDARD", is_latest=bool(latest), delete_marker=bool(marker))
 

@@ -43,6 +43,7 @@ class AuditVerdict:
     lines: int  # complete lines read
     last_seq: int
     last_mac: str  # the chaining value a writer resumes from (a keyed line's mac, else a v1 hash)
+    keyed_lines: int = 0  # how many lines carry a MAC (0: an unkeyed, version-1-only log)
 
 
 def _canonical(record: Mapping[str, Any]) -> bytes:
@@ -106,12 +107,13 @@ def verify_audit_chain(ik_audit: bytes, data: bytes, head: bytes | None = None) 
         (tampered if edited else missing).append(True)
 
     want = _head(head, problems, tampered)
-    prev, seq, keyed, count = AUDIT_GENESIS, 0, False, 0
+    prev, seq, keyed, count, keyed_lines = AUDIT_GENESIS, 0, False, 0, 0
     complete = data[: data.rfind(b"\n") + 1]
     for number, raw in enumerate(complete.splitlines(), start=1):
         count = number
         match = _SUFFIX.search(raw)
         if match is not None:
+            keyed_lines += 1
             mac = match[1].decode("ascii")
             body = raw[: match.start()] + b"}"
             line = _json_object(body)
@@ -156,4 +158,4 @@ def verify_audit_chain(ik_audit: bytes, data: bytes, head: bytes | None = None) 
         problems.append("the last line is incomplete")
         missing.append(True)
     outcome = AuditOutcome.TAMPERED if tampered else AuditOutcome.INCOMPLETE if missing else AuditOutcome.INTACT
-    return AuditVerdict(outcome, tuple(problems), count, seq, prev)
+    return AuditVerdict(outcome, tuple(problems), count, seq, prev, keyed_lines)

@@ -59,9 +59,8 @@ ESCAPED_PREFIX = "s3proxy-user-"  # a client's own `s3proxy-x` key is stored as 
 VERSION_1 = 1
 VERSION_2 = 2
 READABLE_VERSIONS = (VERSION_1, VERSION_2)
-# what Envelope.single/multipart default to, hence what the store writes today: version 2 needs
-# s3proxy-mm beside it (FORMAT.md §12), so writers move to VERSION_2 together with the store
-VERSION = VERSION_1
+# what Envelope.single/multipart default to and what the store writes (with s3proxy-mm beside it, FORMAT.md §12)
+VERSION = VERSION_2
 USER_METADATA_LIMIT = 2048  # S3's cap on user metadata (names + values), in bytes
 MAX_PART_NUMBER = 10000
 

@@ -149,13 +149,14 @@ def check_shape(metadata: Mapping[str, str]) -> None:
         raise IntegrityError(KEY_MODE)
     if KEY_PARTS in metadata:  # version 2 keeps the part list in the record parts/<id> only
         raise IntegrityError(KEY_PARTS)
+    trailer = _trailer_flags(metadata)
     multipart = KEY_MPU in metadata
     for key in (KEY_SIZE, KEY_MAC):
         if (key in metadata) == multipart:
             raise IntegrityError(key)
     if multipart and KEY_TRAILER in metadata:
         raise IntegrityError(KEY_TRAILER)
-    if KEY_CHECKSUMS in metadata and _trailer_flags(metadata) & TRAILER_CHECKSUM:  # one place per checksum
+    if KEY_CHECKSUMS in metadata and trailer & TRAILER_CHECKSUM:  # one place per checksum
         raise IntegrityError(KEY_CHECKSUMS)
     for key in (KEY_ETAG, KEY_MPU):  # random ids: 32 lower-case hex digits
         if key in metadata and not _HEX32.fullmatch(metadata[key]):
@@ -174,22 +175,27 @@ def _trailer_flags(metadata: Mapping[str, str]) -> int:
 
 def etag_source(metadata: Mapping[str, str]) -> str:
     """Where a version-2 object's client ETag is (§11): ETAG_CLEAR, ETAG_SEALED, ETAG_TRAILER or
-    ETAG_RECORD. IntegrityError("etag") for none, two, or one the mode may not have."""
+    ETAG_RECORD, in that order of precedence (a copy or a re-wrap keeps the data's trailer and the
+    multipart record, and names its own ETag in the metadata). IntegrityError("etag") for none, for
+    both metadata fields, for a clear ETag on SSE-S3 (whose ETag is an MD5 of the plaintext), and for
+    an ETag only in the trailer of an object that is not SSE-S3 (HEAD would need its data key)."""
     sse_s3 = metadata.get(KEY_MODE) == SSE_S3
-    found = [
-        where
-        for where, present in (
-            (ETAG_CLEAR, KEY_ETAG in metadata),
-            (ETAG_SEALED, KEY_SEALED_ETAG in metadata),
-            (ETAG_TRAILER, bool(_trailer_flags(metadata) & TRAILER_MD5)),
-        )
-        if present
-    ]
-    if not found and KEY_MPU in metadata:
-        return ETAG_RECORD
-    if len(found) != 1 or (found[0] == ETAG_CLEAR) == sse_s3:
+    clear, sealed = KEY_ETAG in metadata, KEY_SEALED_ETAG in metadata
+    if clear and sealed:
         raise IntegrityError("etag")
-    return found[0]
+    if clear:
+        if sse_s3:
+            raise IntegrityError("etag")
+        return ETAG_CLEAR
+    if sealed:
+        return ETAG_SEALED
+    if _trailer_flags(metadata) & TRAILER_MD5:
+        if not sse_s3:
+            raise IntegrityError("etag")
+        return ETAG_TRAILER
+    if KEY_MPU in metadata:
+        return ETAG_RECORD
+    raise IntegrityError("etag")
 
 
 def seal_etag(ik_meta: bytes, arn: str, md5_hex: str, rand: Rand = os.urandom) -> str:

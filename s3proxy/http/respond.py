@@ -23,11 +23,20 @@ from aiohttp import web
 
 from .. import errors
 from ..buffers import Buffer
+from ..format.errors import IntegrityError
 from ..ops.reply import Reply
 
 log = logging.getLogger("s3proxy.http")
+integrity_log = logging.getLogger("s3proxy.integrity")
 
 WRITE_SIZE = 1024 * 1024
+
+
+def log_integrity_failure(request_id: str, method: str, path: str, exc: IntegrityError) -> None:
+    """The one loud line of a stored object or record that failed its integrity check (FORMAT.md
+    §17): the request, the object's path (bucket and key) and which check failed (never in a response)."""
+    integrity_log.error("request %s: %s %s: stored data failed its integrity check (%s); refused",
+                        request_id, method, path, exc.field or "unnamed check")
 
 
 async def close_body(body: object) -> None:
@@ -100,8 +109,10 @@ async def send(request: web.Request, reply: Reply, *, on_error: Callable[[BaseEx
         if sent != length:
             raise errors.InternalError(f"body ended after {sent} of {length} bytes")
         await response.write_eof()
-    except BaseException:
+    except BaseException as exc:
         # the headers are on the wire: the only honest signal left is a broken connection
+        if isinstance(exc, IntegrityError):
+            log_integrity_failure(request_id, request.method, request.path, exc)
         log.warning("request %s: %s %s aborted after %d of %d bytes", request_id, request.method, request.path, sent, length)
         if request.transport is not None:
             request.transport.abort()

@@ -38,12 +38,14 @@ from ..auth.credentials import CredentialStore
 from ..auth.form import SMALL_FILE, read_form
 from ..auth.post_policy import authenticate_post
 from ..auth.verify import authenticate
+from ..format.errors import IntegrityError
 from ..kms.caller import Caller
 from ..ops import xml
 from ..ops.call import Call
 from ..ops.reply import Reply
 from . import listener, respond
 from .metrics import OPERATIONAL_PATHS, Metrics, is_operational, operational_response
+from .respond import log_integrity_failure
 from .routes import ROUTED_SUBRESOURCES, route
 
 log = logging.getLogger("s3proxy.http")
@@ -200,6 +202,8 @@ class Frontend:
         if mapped is None:
             log.error("request %s: unexpected error in %s", exchange.request_id, exchange.operation, exc_info=exc)
             mapped = errors.InternalError()
+        elif isinstance(exc, IntegrityError):
+            log_integrity_failure(exchange.request_id, request.method, request.path, exc)
         elif mapped is not exc and mapped.status >= 500:
             log.warning("request %s: %s: %s", exchange.request_id, exchange.operation, type(exc).__name__)
         if mapped.status >= 500:

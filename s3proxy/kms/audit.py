@@ -1,11 +1,16 @@
-"""The audit trail: one CloudTrail-shaped JSON line per key-service call, hash-chained so edits show.
+"""The audit trail: one CloudTrail-shaped JSON line per key-service call, chained under a key so edits show.
 
-Each line is a JSON object with the CloudTrail fields plus `seq` (1, 2, ...), `prevHash` (the
-previous line's `hash`, 64 zeros for the first) and `hash` = SHA-256 hex of the line's canonical
-JSON (sorted keys, no spaces) without the `hash` field. `verify_audit_log` recomputes the chain:
-an edited line breaks its own hash, a deleted or reordered line breaks the next `prevHash` or `seq`.
-Cutting lines off the end is caught against the head file `<log>.head` (seq and hash of the last
-line, rewritten atomically after each fsync and on close): the log must reach that head.
+Line format and verification are docs/FORMAT.md §16 (the pure code: format/auditchain.py): each
+line carries `seq` (1, 2, ...), `prevMac` (the previous line's `mac`) and `mac` = HMAC-SHA-256
+under IK_audit, a sub-key of the keystore's integrity key. Without the root key nobody can
+recompute a MAC, so an edited, forged, deleted or reordered line shows, and so does a log rewritten
+with recomputed plain SHA-256 hashes. Cutting lines off the end is caught against the head file
+`<log>.head` (seq and mac of the last line, rewritten atomically after each fsync and on close).
+
+Version-1 logs (written before format 2: `prevHash`/`hash`, plain SHA-256) are continued, not
+rewritten: when a keyed sink opens a log whose last line is version 1, it appends one keyed line
+(`AuditChainKeyed`) at once, whose `prevMac` is the last version-1 `hash`; that fixes the whole
+version-1 prefix (FORMAT.md §19.3), and from then on a log without keyed lines is a rewrite.
 
 One chain per process: `audit_log_path` names each process's file (`audit.log`, or `audit.wN.log`
 for worker N of `serve --workers`; a proxy on another host keeps its own in its own data dir) and
@@ -21,9 +26,9 @@ plaintext, key material or ciphertext: the service builds them from request para
 
 from __future__ import annotations
 
+import datetime as dt
 import errno
 import fcntl
-import hashlib
 import json
 import os
 import sys
@@ -33,13 +38,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
+from ..format.auditchain import AUDIT_GENESIS, AuditOutcome, AuditVerdict, audit_line, verify_audit_chain
 from ..private import make_dir, open_file, write_file
 
-GENESIS = "0" * 64
+GENESIS = AUDIT_GENESIS
+CHAIN_KEYED = "AuditChainKeyed"  # the keyed line a sink appends after a version-1 prefix
 
 
 class AuditSink(Protocol):
-    """Where the Auditor's records go (the hash-chained file, a list in tests, the metrics-counting wrapper)."""
+    """Where the Auditor's records go (the keyed chain in a file, a list in tests, the metrics-counting wrapper)."""
 
     def emit(self, record: dict[str, Any]) -> None:
         """Append one record; durable (as the sink promises) when this returns."""
@@ -65,22 +72,34 @@ class MemoryAuditSink:
         pass
 
 
-def _canonical(record: dict[str, Any]) -> bytes:
-    return json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def _digest(record: dict[str, Any]) -> str:
-    return hashlib.sha256(_canonical({k: v for k, v in record.items() if k != "hash"})).hexdigest()
-
-
 def _head_path(path: Path) -> Path:
     return path.with_name(path.name + ".head")
 
 
-class FileAuditSink:
-    """Appends hash-chained JSON lines to one file; thread-safe; resumes the chain on reopen."""
+# --- the line format: keyed lines (FORMAT.md §16), continuing a version-1 prefix (§19.3) ---------
 
-    def __init__(self, path: Path, *, fsync_interval: float = 1.0,
+
+def _last_link(data: bytes) -> tuple[int, str, bool]:
+    """(seq, chaining value, keyed) of the last complete line of a log: its `mac`, or a version-1
+    line's `hash`; (0, genesis, False) for an empty log."""
+    lines = data.splitlines()
+    if not lines:
+        return 0, GENESIS, False
+    last = json.loads(lines[-1])
+    if "mac" in last:
+        return int(last["seq"]), str(last["mac"]), True
+    return int(last["seq"]), str(last["hash"]), False
+
+
+class FileAuditSink:
+    """Appends keyed, chained JSON lines to one file; thread-safe; resumes the chain on reopen.
+
+    The key (IK_audit) comes from the keystore, which is opened after the sink: `bind_key` hands it
+    over (KeyService does for its own sink, the application for the one it builds). A sink without
+    a key refuses to write rather than write an unkeyed line.
+    """
+
+    def __init__(self, path: Path, *, ik_audit: bytes | None = None, fsync_interval: float = 1.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
         make_dir(path.parent)
         self.path = path
@@ -88,49 +107,72 @@ class FileAuditSink:
         self._clock = clock
         self._synced_at = clock()
         self._lock = threading.Lock()
+        self._key: bytes | None = None
         self._file: TextIO = os.fdopen(open_file(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT), "a", encoding="utf-8")
         try:  # one writer per chain: a second process appending would fork it
             fcntl.flock(self._file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             self._file.close()
             raise OSError(errno.EBUSY, f"audit log {path} is in use by another process (give each process its own)") from None
-        self._seq, self._prev = self._resume(path)
+        self._seq, self._prev, self._keyed = self._resume(path)
+        if ik_audit is not None:
+            self.bind_key(ik_audit)
+
+    def __repr__(self) -> str:
+        return f"FileAuditSink({str(self.path)!r}, {'keyed' if self._key else 'no key yet'})"
 
     @staticmethod
-    def _resume(path: Path) -> tuple[int, str]:
-        """Seq and hash of the last complete line; a torn last line (a crash mid-write) is cut off."""
+    def _resume(path: Path) -> tuple[int, str, bool]:
+        """Seq, chaining value and keyedness of the last complete line; a torn last line (a crash
+        mid-write) is cut off."""
         if not path.exists():
-            return 0, GENESIS
+            return 0, GENESIS, False
         with open(path, "rb+") as f:
             data = f.read()
             end = data.rfind(b"\n") + 1
             if end != len(data):  # never acknowledged: the writer died inside this line
                 f.truncate(end)
-        lines = data[:end].splitlines()
-        if not lines:
-            return 0, GENESIS
-        last = json.loads(lines[-1])
-        return int(last["seq"]), str(last["hash"])
+        return _last_link(data[:end])
+
+    @property
+    def keyed(self) -> bool:
+        return self._key is not None
+
+    def bind_key(self, ik_audit: bytes) -> None:
+        """Use IK_audit from now on; a version-1 log is continued by one keyed line at once."""
+        with self._lock:
+            self._key = bytes(ik_audit)
+            if self._seq and not self._keyed:
+                now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+                self._append({"eventName": CHAIN_KEYED, "eventSource": "s3proxy", "eventTime": now,
+                              "detail": f"version-1 lines 1..{self._seq} end here; every later line is keyed"})
+                self._sync()
 
     def emit(self, record: dict[str, Any]) -> None:
         with self._lock:
-            seq = self._seq + 1
-            body = _canonical(dict(record, seq=seq, prevHash=self._prev))
-            digest = hashlib.sha256(body).hexdigest()
-            # the hash goes in last; verification re-serialises canonically without it
-            self._file.write(body[:-1].decode() + ',"hash":"' + digest + '"}\n')
-            self._file.flush()
-            self._seq, self._prev = seq, digest
+            self._append(record)
             now = self._clock()
             if now - self._synced_at >= self._fsync_interval:
-                os.fsync(self._file.fileno())
+                self._sync()
                 self._synced_at = now
-                self._write_head()  # only after the fsync: the durable log always reaches the head
+
+    def _append(self, record: dict[str, Any]) -> None:
+        if self._key is None:
+            raise RuntimeError("the audit sink has no integrity key: it will not write an unkeyed line")
+        line, mac = audit_line(self._key, record, self._seq + 1, self._prev)
+        self._file.write(line.decode("utf-8"))
+        self._file.flush()
+        self._seq, self._prev, self._keyed = self._seq + 1, mac, True
+
+    def _sync(self) -> None:
+        os.fsync(self._file.fileno())
+        self._write_head()  # only after the fsync: the durable log always reaches the head
 
     def _write_head(self) -> None:
         head = _head_path(self.path)
         tmp = head.with_name(head.name + ".tmp")
-        write_file(tmp, json.dumps({"seq": self._seq, "hash": self._prev}).encode())
+        link = "mac" if self._keyed else "hash"
+        write_file(tmp, json.dumps({"seq": self._seq, link: self._prev}).encode())
         os.replace(tmp, head)
 
     def close(self) -> None:
@@ -160,59 +202,49 @@ def audit_logs(data_dir: Path) -> list[Path]:
     return found + sorted(workers, key=lambda p: int(p.name[7:-4]))
 
 
-def verify_audit_log(path: Path) -> tuple[bool, list[str]]:
-    """Recompute the chain of an audit log; (True, []) if intact, else (False, what is wrong)."""
-    problems: list[str] = []
-    prev, seq = GENESIS, 0
-    try:
-        raw = Path(path).read_bytes()
-    except OSError as exc:
-        return False, [f"cannot read {path}: {exc.strerror}"]
+# --- verification: `s3proxy audit verify` ----------------------------------------------------------
+
+
+def verify_audit_log(path: Path, ik_audit: bytes) -> AuditVerdict:
+    """The verdict on the log at `path` and its head file (FORMAT.md §16); OSError if unreadable."""
+    data = Path(path).read_bytes()
     head = _head_path(Path(path))
-    want: dict[str, Any] | None = None
-    if head.exists():
-        try:
-            want = json.loads(head.read_text())
-            want = {"seq": int(want["seq"]), "hash": str(want["hash"])}
-        except (ValueError, KeyError, TypeError):
-            problems.append(f"head file {head} is unreadable")
-            want = None
-    for number, text in enumerate(raw.splitlines(), start=1):
-        try:
-            line = json.loads(text)
-            ok_shape = isinstance(line, dict) and isinstance(line.get("hash"), str)
-        except ValueError:
-            ok_shape = False
-        if not ok_shape:
-            problems.append(f"line {number}: not a JSON audit record")
-            continue
-        if line.get("seq") != seq + 1:
-            problems.append(f"line {number}: seq {line.get('seq')} follows {seq} (lines deleted or reordered)")
-        if line.get("prevHash") != prev:
-            problems.append(
-                f"line {number}: prevHash does not match the previous line (a line before it was edited, deleted or reordered)"
-            )
-        if _digest(line) != line["hash"]:
-            problems.append(f"line {number}: hash does not match its content (the line was edited)")
-        prev, seq = line["hash"], int(line["seq"]) if isinstance(line.get("seq"), int) else seq + 1
-        if want is not None and seq == want["seq"] and prev != want["hash"]:
-            problems.append(f"line {number}: differs from the head file's record of seq {seq} (the log was rewritten)")
-    if want is not None and seq < want["seq"]:
-        problems.append(f"log ends at seq {seq} but the head file records seq {want['seq']} (lines cut off the end)")
-    if raw and not raw.endswith(b"\n"):
-        problems.append("the last line is incomplete")
-    return not problems, problems
+    return verify_audit_chain(ik_audit, data, head.read_bytes() if head.exists() else None)
 
 
-def run_audit_verify(path: Path, out: TextIO | None = None) -> int:
-    """`s3proxy audit verify`: print the result; exit code 0 if the chain is intact, 1 otherwise."""
+_HEADLINES = {
+    AuditOutcome.INTACT: "OK, {lines} records, chain intact (every line authenticated under the integrity key)",
+    AuditOutcome.TAMPERED: "TAMPERED: lines were edited, forged or rewritten without the key, {n} problem(s):",
+    AuditOutcome.INCOMPLETE: "INCOMPLETE: every line present is authentic, but lines are missing, {n} problem(s):",
+}
+
+
+def run_audit_verify(path: Path, ik_audit: Callable[[], bytes], out: TextIO | None = None) -> int:
+    """`s3proxy audit verify`: print the verdict; the exit code is AuditOutcome (0 intact, 1 tampered,
+    3 incomplete, 4 not found: no log at `path`, or no key to check it with). `ik_audit` reads
+    IK_audit from the keystore (it may raise: not found)."""
     out = out or sys.stdout
-    ok, problems = verify_audit_log(path)
-    if ok:
-        count = Path(path).read_bytes().count(b"\n") if Path(path).exists() else 0
-        print(f"audit log {path}: OK, {count} records, chain intact", file=out)
-        return 0
-    print(f"audit log {path}: TAMPERED or damaged, {len(problems)} problem(s):", file=out)
-    for p in problems:
-        print(f"  {p}", file=out)
-    return 1
+    where = Path(path).absolute()
+    try:
+        data = where.read_bytes()
+    except OSError as exc:
+        print(f"audit log {where}: NOT FOUND ({exc.strerror or exc}); nothing was verified. Point --data-dir, "
+              "--config or --file at the proxy's data", file=out)
+        return int(AuditOutcome.NOT_FOUND)
+    try:
+        key = ik_audit()
+    except Exception as exc:  # noqa: BLE001 - the reason is the message: no keystore, no root key, no IK
+        print(f"audit log {where}: NOT VERIFIED: the key to check it was not found: {exc}", file=out)
+        return int(AuditOutcome.NOT_FOUND)
+    verdict = verify_audit_log(where, key)
+    if data and verdict.keyed_lines == 0 and verdict.outcome == AuditOutcome.TAMPERED:
+        print(f"audit log {where}: UNKEYED: {verdict.lines} version-1 lines (plain SHA-256) and no keyed line. "
+              "Anyone who can write the file can recompute such a chain, so it proves nothing; a format-2 proxy "
+              "keys a version-1 log as soon as it opens it, so this log was either never opened by one or was "
+              "rewritten without the key. Treated as TAMPERED:", file=out)
+    else:
+        print(f"audit log {where}: " + _HEADLINES[verdict.outcome].format(lines=verdict.lines, n=len(verdict.problems)),
+              file=out)
+    for problem in verdict.problems:
+        print(f"  {problem}", file=out)
+    return int(verdict.outcome)

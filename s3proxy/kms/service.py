@@ -39,6 +39,7 @@ from .crypto import Crypto, DataKeyPair, Decrypted, PublicKey, ReEncrypted, Shar
 from .datakeys import DataKey, Encrypted
 from .errors import KmsError
 from .importing import Importer, ImportParameters
+from .integrity import IntegrityRing
 from .keystore import open_keystore
 from .keystore.base import Keystore
 from .policy import Grant
@@ -103,6 +104,9 @@ class KeyService:
             keystore, config, registry, auditor, admin, Crypto(authorizer, rand=rand),
             Importer(registry, authorizer, clock=clock, rand=rand),
         )
+        bind = getattr(audit, "bind_key", None)  # a keyed sink (FileAuditSink) gets IK_audit from this keystore
+        if callable(bind):
+            bind(service.integrity().keys().audit)
         service.purge_due()
         if watch:
             service.watch()
@@ -403,3 +407,11 @@ class KeyService:
 
     def service_caller(self, request_id: str | None = None) -> Caller:
         return service_caller(self.config.account_id, request_id=request_id)
+
+    def integrity(self) -> IntegrityRing:
+        """The integrity key IK and the record anchors on this keystore (kms/integrity.py), one per
+        service; IK is created on first use. Not a KMS operation: not audited, no caller."""
+        ring: IntegrityRing | None = getattr(self, "_integrity", None)
+        if ring is None:
+            ring = self._integrity = IntegrityRing(self._keystore, self.records._sealer)
+        return ring

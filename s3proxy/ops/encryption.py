@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from .. import errors
+from ..modes.kms_modes import SseKms, SseS3
+from ..modes.resolve import BucketEncryption
 from . import xml
 from .call import Call
-from ..modes.resolve import BucketEncryption
-from ..modes.kms_modes import SseKms
 from .common import Services, bucket_of, ref_of
 from .reply import Reply, empty_reply, xml_reply
 
@@ -78,18 +78,33 @@ async def delete_bucket_encryption(s: Services, call: Call) -> Reply:
 
 async def update_object_encryption(s: Services, call: Call) -> Reply:
     """Change an object's SSE-S3/SSE-KMS wrapping to an SSE-KMS key without moving its data
-    (S3 API UpdateObjectEncryption, 2026): ETag, checksums, size and metadata unchanged."""
+    (S3 API UpdateObjectEncryption, 2026): ETag, checksums, size and metadata unchanged.
+
+    s3proxy's extension: `<ObjectEncryption><SSE-S3/></ObjectEncryption>` re-wraps an SSE-S3 object
+    under the proxy's own key, newest material, and never moves an object from SSE-KMS to SSE-S3.
+    Either way the object comes out in at-rest format version 2: `s3proxy rewrap --upgrade` uses
+    this for the objects written in version 1 (docs/FORMAT.md §19.2)."""
     ref = ref_of(call)
     if call.query.get("versionId"):
         raise errors.NotImplemented("UpdateObjectEncryption of a non-current version is not supported by s3proxy")
     doc = xml.parse(await call.read_small(), "ObjectEncryption")
-    target = doc.get("SSE-KMS")
-    if not isinstance(target, dict) or not xml.text(target.get("KMSKeyArn")):
-        raise errors.MalformedXML()
-    bucket_key = xml.text(target.get("BucketKeyEnabled")).lower()
-    if bucket_key not in ("", "true", "false"):
+    chosen = [name for name in ("SSE-KMS", "SSE-S3") if name in doc]
+    if len(chosen) != 1 or set(doc) - {"SSE-KMS", "SSE-S3", "@xmlns"}:
         raise errors.MalformedXML()
     modes = s.modes(call)
-    mode = SseKms(s.kms, modes.caller, xml.text(target.get("KMSKeyArn")), bucket_key=bucket_key == "true", bucket_keys=s.bucket_keys)
+    mode: SseKms | SseS3
+    if chosen == ["SSE-S3"]:
+        if doc["SSE-S3"] not in (None, ""):
+            raise errors.MalformedXML()
+        mode = SseS3(s.kms, call.request_id)
+    else:
+        target = doc["SSE-KMS"]
+        if not isinstance(target, dict) or not xml.text(target.get("KMSKeyArn")):
+            raise errors.MalformedXML()
+        bucket_key = xml.text(target.get("BucketKeyEnabled")).lower()
+        if bucket_key not in ("", "true", "false"):
+            raise errors.MalformedXML()
+        mode = SseKms(s.kms, modes.caller, xml.text(target.get("KMSKeyArn")), bucket_key=bucket_key == "true",
+                      bucket_keys=s.bucket_keys)
     await s.store.rewrap(ref, modes, mode)
     return empty_reply()

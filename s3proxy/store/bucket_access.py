@@ -17,11 +17,15 @@ absent, which GetPublicAccessBlock answers as S3 does for a bucket without one.
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass
 
 from .. import errors
 from ..backends.base import Backend
+from ..format.errors import IntegrityError
 from ..internal import InternalRecords
+
+integrity_log = logging.getLogger("s3proxy.integrity")
 
 FLAGS = ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets")
 
@@ -43,6 +47,10 @@ class PublicAccessBlock:
 NO_CONFIGURATION = PublicAccessBlock(False, False, False, False, configured=False)
 
 
+# the kinds of bucket record (internal.py: sealed, generation-numbered, anchored in the keystore)
+OWNER, POLICY, PUBLIC_ACCESS_BLOCK = "bucket-owner", "bucket-policy", "bucket-public-access-block"
+
+
 class BucketAccess:
     """The access records of every bucket: owner, policy, public access block."""
 
@@ -56,7 +64,7 @@ class BucketAccess:
         """The account that owns `bucket`; None when no such bucket exists (or it is being created here)."""
         if bucket in self._creating:
             return None
-        found = await self.records.get(f"bucket-owner/{bucket}")
+        found = await self.records.bucket_record(OWNER, bucket)
         if found:
             return str(found["account"])
         try:
@@ -67,14 +75,21 @@ class BucketAccess:
 
     async def owners(self, buckets: list[str]) -> dict[str, str | None]:
         """The owners of buckets the backend listed (so each exists: no record means the default account;
-        None for one being created here), 16 records read at a time."""
+        None for one being created here, or whose owner record fails its integrity check: such a
+        bucket is listed to no one, and one damaged record does not break every listing), 16 records
+        read at a time."""
         gate = asyncio.Semaphore(16)
 
         async def one(bucket: str) -> str | None:
             if bucket in self._creating:
                 return None
             async with gate:
-                found = await self.records.get(f"bucket-owner/{bucket}")
+                try:
+                    found = await self.records.bucket_record(OWNER, bucket)
+                except IntegrityError as e:
+                    integrity_log.error("bucket %r left out of ListBuckets: its owner record failed its integrity "
+                                        "check (%s)", bucket, e)
+                    return None
             return str(found["account"]) if found else self.default_account
 
         return dict(zip(buckets, await asyncio.gather(*(one(b) for b in buckets))))
@@ -84,31 +99,31 @@ class BucketAccess:
         return _Creating(self._creating, bucket)
 
     async def set_owner(self, bucket: str, account: str) -> None:
-        await self.records.put(f"bucket-owner/{bucket}", {"account": account})
+        await self.records.put_bucket_record(OWNER, bucket, {"account": account})
 
     async def policy(self, bucket: str) -> str | None:
-        found = await self.records.get(f"bucket-policy/{bucket}")
+        found = await self.records.bucket_record(POLICY, bucket)
         return str(found["policy"]) if found else None
 
     async def put_policy(self, bucket: str, text: str) -> None:
-        await self.records.put(f"bucket-policy/{bucket}", {"policy": text})
+        await self.records.put_bucket_record(POLICY, bucket, {"policy": text})
 
     async def delete_policy(self, bucket: str) -> None:
-        await self.records.delete(f"bucket-policy/{bucket}")
+        await self.records.put_bucket_record(POLICY, bucket, None)  # a tombstone
 
     async def public_access_block(self, bucket: str) -> PublicAccessBlock:
-        found = await self.records.get(f"bucket-public-access-block/{bucket}")
+        found = await self.records.bucket_record(PUBLIC_ACCESS_BLOCK, bucket)
         if not found:
             return PublicAccessBlock()
         return PublicAccessBlock(*(bool(found.get(flag, True)) for flag in FLAGS), configured=bool(found.get("configured", True)))
 
     async def put_public_access_block(self, bucket: str, config: PublicAccessBlock) -> None:
-        await self.records.put(f"bucket-public-access-block/{bucket}", {**config.flags, "configured": config.configured})
+        await self.records.put_bucket_record(PUBLIC_ACCESS_BLOCK, bucket, {**config.flags, "configured": config.configured})
 
     async def forget(self, bucket: str) -> None:
         """A deleted bucket's records (the owner last: until then the name stays taken)."""
-        for name in ("bucket-policy", "bucket-public-access-block", "bucket-owner"):
-            await self.records.delete(f"{name}/{bucket}")
+        for kind in (POLICY, PUBLIC_ACCESS_BLOCK, OWNER):
+            await self.records.forget_bucket_record(kind, bucket)
 
 
 class _Creating:

@@ -3,15 +3,17 @@
 The operations reach the backend only through the store; for buckets the calls are plain
 pass-throughs (list, head, versioning) plus the configuration the proxy keeps in its own records:
 the default encryption (`bucket-encryption/<bucket>`) and who may reach the bucket (`access`: its
-owner, bucket policy and Block Public Access, bucket_access.py). Creating a bucket records its
-owner; deleting one forgets its records.
+owner, bucket policy and Block Public Access, bucket_access.py). Every such record is sealed,
+generation-numbered and anchored (internal.py), so a record edited, rolled back or deleted in the
+backend fails the request instead of reading as "no default" or "no owner". Creating a bucket
+records its owner; deleting a configuration or a bucket leaves a tombstone.
 """
 
 from __future__ import annotations
 
 from .. import errors
 from ..backends.base import Backend, BucketInfo, Capabilities
-from ..internal import InternalRecords
+from ..internal import BUCKET_ENCRYPTION, InternalRecords
 from ..modes.resolve import BucketEncryption
 from ..auth.credentials import DEFAULT_ACCOUNT
 from .bucket_access import BucketAccess
@@ -50,7 +52,7 @@ class Buckets:
 
     async def delete(self, name: str) -> None:
         await self.backend.delete_bucket(name)
-        await self.records.delete(f"bucket-encryption/{name}")
+        await self.records.forget_bucket_record(BUCKET_ENCRYPTION, name)
         await self.access.forget(name)
 
     async def head(self, name: str) -> None:
@@ -65,8 +67,8 @@ class Buckets:
     # default encryption ------------------------------------------------------------------------------
     async def encryption(self, bucket: str) -> BucketEncryption | None:
         """The bucket's PutBucketEncryption configuration, None when it has none."""
-        value = await self.records.get(f"bucket-encryption/{bucket}")
-        if not value:
+        value = await self.records.bucket_record(BUCKET_ENCRYPTION, bucket)
+        if value is None:
             return None
         return BucketEncryption(value["algorithm"], value.get("kms_key_id"), bool(value.get("bucket_key")),
                                 tuple(value.get("blocked", ())))
@@ -77,12 +79,12 @@ class Buckets:
 
     async def put_encryption(self, bucket: str, config: BucketEncryption) -> None:
         await self.backend.head_bucket(bucket)
-        await self.records.put(
-            f"bucket-encryption/{bucket}",
+        await self.records.put_bucket_record(
+            BUCKET_ENCRYPTION, bucket,
             {"algorithm": config.algorithm, "kms_key_id": config.kms_key_id, "bucket_key": config.bucket_key,
              "blocked": list(config.blocked)},
         )
 
     async def delete_encryption(self, bucket: str) -> None:
         await self.backend.head_bucket(bucket)
-        await self.records.delete(f"bucket-encryption/{bucket}")
+        await self.records.put_bucket_record(BUCKET_ENCRYPTION, bucket, None)

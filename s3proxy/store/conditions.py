@@ -25,7 +25,6 @@ from typing import AsyncIterator, Awaitable, Callable, Mapping, TypeVar
 from .. import errors
 from ..backends.base import Backend, ObjectInfo, ObjectMeta, WriteCondition
 from ..modes.base import ObjectRef
-from .catalog import Catalog
 
 T = TypeVar("T")
 
@@ -152,9 +151,10 @@ class ConditionalWrites:
     """What the store's writers share (ObjectStore: PutObject, CopyObject; MultipartUploads: Complete):
     the backend's condition for a client's precondition, and the backend's refusal answered as S3 does."""
 
-    def __init__(self, backend: Backend, catalog: Catalog, enforcement: Enforcement) -> None:
+    def __init__(self, backend: Backend, client_etag: Callable[[str, ObjectInfo], Awaitable[str]],
+                 enforcement: Enforcement) -> None:
         self.backend = backend
-        self.catalog = catalog
+        self.client_etag = client_etag  # the ETag the client knows an object by (bucket, backend info)
         self.enforcement = enforcement
 
     async def condition(self, operation: str, ref: ObjectRef, pre: Precondition | None) -> WriteCondition | None:
@@ -168,10 +168,7 @@ class ConditionalWrites:
             current = None
         if current is not None and current.delete_marker:
             current = None
-        return await resolve(pre, current, self._client_etag, ref.key)
-
-    async def _client_etag(self, info: ObjectInfo) -> str:
-        return (await self.catalog.stored(info)).etag
+        return await resolve(pre, current, lambda info: self.client_etag(ref.bucket, info), ref.key)
 
     async def written(self, pre: Precondition | None, write: Awaitable[T]) -> T:
         """`write`, with a backend's refusal of its condition answered as S3 answers it."""

@@ -28,50 +28,74 @@ import logging
 import os
 import urllib.parse
 from dataclasses import dataclass, field, replace
-from typing import Any, AsyncIterator, Callable, Sequence
+from typing import Any, AsyncIterator, Callable, Mapping, Sequence
 
 from .. import errors
 from ..auth.body import RequestBody
-from ..backends.base import Backend, DeleteResult, ListResult, ObjectInfo, ObjectMeta, VersionListResult, WriteCondition
+from ..backends.base import (
+    Backend,
+    DeleteResult,
+    ListResult,
+    ObjectInfo,
+    ObjectMeta,
+    PutResult,
+    VersionListResult,
+    WriteCondition,
+)
 from ..buffers import Body
 from ..format import envelope as fmt
 from ..format.chunks import DEFAULT_CHUNK_SIZE
-from ..format.envelope import KEY_CHECKSUMS, KEY_ETAG, KEY_MPU
+from ..format.envelope import KEY_CHECKSUMS, KEY_ETAG, KEY_MPU, KEY_SEALED_ETAG
 from ..format.errors import IntegrityError
+from ..format.metadata import seal_etag
 from ..format.ranges import ByteRange
-from ..format.sizes import ciphertext_size
-from ..modes.base import EncryptionMode, ObjectRef
+from ..format.records import SHARED
+from ..format.trailer import (
+    TRAILER_CHECKSUM,
+    TRAILER_MD5,
+    TrailerValues,
+    open_checksums,
+    open_trailer,
+    seal_checksums,
+    seal_trailer,
+)
+from ..kms.datakeys import DataKeySource
+from ..kms.errors import KmsError
+from ..modes.base import EncryptionMode, ObjectRef, Sealed
+from ..modes.kms_modes import SseS3
 from ..modes.resolve import COPY_SOURCE_SSEC, NOT_APPLICABLE, ModeResolver
 from ..streams import BATCH, decrypt_range, encrypt_stream
 from .buckets import Buckets
-from .catalog import Catalog
-from .conditions import ConditionalWrites, Precondition
+from .catalog import Catalog, record_name
+from .conditions import ConditionalWrites, Enforcement, Precondition
 from .views import (
     SMALL_BODY,
-    Part,
     Download,
     ListingCache,
     ObjectView,
+    Part,
     Stored,
     Written,
     _close,
     _one,
-    current_mode_md5,
-    open_checksums,
-    seal_checksums,
-    to_backend_metadata,
 )
 
 log = logging.getLogger("s3proxy.store")
 
+# a key service answer about a wrap that does not open is an integrity failure (FORMAT.md §14 step 3,
+# §17); in version 1, whose wrap nothing authenticated, so is a key that is not there (a relabelled wrap)
+_BROKEN_WRAP = {2: frozenset({"InvalidCiphertextException", "IncorrectKeyException"}),
+                1: frozenset({"InvalidCiphertextException", "IncorrectKeyException", "NotFoundException"})}
 
-def data_fields(stored: Stored) -> dict[str, str]:
-    """The envelope fields that describe the data itself (format, sealed checksums, multipart id),
-    which stay with it through a copy or a re-wrap; a multipart object's part list stays in its record."""
-    kept = {k: v for k, v in stored.fields.items() if k in fmt.FORMAT_KEYS or k in (KEY_CHECKSUMS, KEY_MPU)}
-    if KEY_MPU in kept:
-        kept = {k: v for k, v in kept.items() if k not in (fmt.KEY_SIZE, fmt.KEY_PARTS, fmt.KEY_MAC)}
-    return kept
+
+async def unseal(mode: EncryptionMode, ref: ObjectRef, stored: Stored) -> bytes:
+    """The object's data key through its mode, key service failures mapped as FORMAT.md §14 says."""
+    try:
+        return await mode.unseal(ref, stored.fields)
+    except KmsError as exc:
+        if exc.code in _BROKEN_WRAP.get(stored.version, _BROKEN_WRAP[1]):
+            raise IntegrityError(fmt.KEY_WRAPPED) from None
+        raise
 
 
 def part_span(stored: Stored, part_number: int) -> tuple[int, int, int | None]:
@@ -87,6 +111,27 @@ def part_span(stored: Stored, part_number: int) -> tuple[int, int, int | None]:
     raise errors.InvalidPartNumber(PartNumberRequested=str(part_number), ActualPartCount=str(len(parts)))
 
 
+@dataclass(frozen=True)
+class Late:
+    """What a write learns only from reading its body, and so seals into the trailer (FORMAT.md §9):
+    the SSE-S3 MD5, and a flexible checksum (algorithm, value) whose value was not in the headers."""
+
+    md5: Callable[[], str | None] | None = None
+    checksum: tuple[str, Callable[[], str | None]] | None = None
+
+    @property
+    def flags(self) -> int:
+        return (TRAILER_MD5 if self.md5 else 0) | (TRAILER_CHECKSUM if self.checksum else 0)
+
+    def values(self) -> TrailerValues:
+        md5 = self.md5() if self.md5 else None
+        algorithm, value = (self.checksum[0], self.checksum[1]()) if self.checksum else (None, None)
+        values = TrailerValues(md5, algorithm if value is not None else None, value)
+        if values.flags != self.flags:
+            raise ValueError("the body ended without the values its trailer was promised")
+        return values
+
+
 @dataclass
 class Opened:
     """A stored object found and its mode resolved, before any plaintext is read (ObjectStore.open)."""
@@ -97,6 +142,7 @@ class Opened:
     mode: EncryptionMode | None  # None: a delete marker, or an object that predates the proxy (plaintext)
     data_key: bytes | None = field(default=None, repr=False)  # recovered already: an SSE-C key was checked
     body: Body | None = None  # a whole-object GET's backend body, fetched with the metadata
+    trailer: TrailerValues | None = None  # the trailer's values, once read
 
     async def close(self) -> None:
         """Release what `read` did not take (the backend body of a whole-object GET)."""
@@ -111,8 +157,9 @@ class ObjectStore:
         backend: Backend,
         catalog: Catalog,
         buckets: Buckets,
-        conditions: ConditionalWrites,
+        enforcement: Enforcement,
         *,
+        kms: DataKeySource,
         clock: Callable[[], float],
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         rand: Callable[[int], bytes] = os.urandom,
@@ -122,7 +169,10 @@ class ObjectStore:
         self.backend = backend
         self.catalog = catalog
         self.buckets = buckets
-        self.conditions = conditions
+        # conditional writes (PutObject, CopyObject here; CompleteMultipartUpload in MultipartUploads,
+        # which shares this): a client's If-Match names the client ETag, which the store resolves
+        self.conditions = ConditionalWrites(backend, self.client_etag, enforcement)
+        self.kms = kms  # the service key: an SSE-S3 ETag in a trailer is read without the caller's permission
         self.clock = clock
         self.chunk_size = chunk_size
         self.rand = rand
@@ -148,60 +198,79 @@ class ObjectStore:
         current object first, so a false one costs no upload."""
         return await self.conditions.condition(operation, ref, pre)
 
+    async def client_etag(self, bucket: str, info: ObjectInfo) -> str:
+        """The ETag a client sees for the object `info` describes (an SSE-S3 ETag kept in the trailer is
+        read through the service key, once: see `_etag_from_trailer`)."""
+        stored = await self.catalog.stored(bucket, info)
+        if stored.etag is None:
+            opened = Opened(ObjectRef(bucket, info.key), stored, self.catalog.view(replace(stored, etag=""), None),
+                            SseS3(self.kms))
+            stored = await self._etag_from_trailer(opened)
+        return stored.client_etag
+
     async def put_object(
         self, ref: ObjectRef, body: RequestBody, mode: EncryptionMode, meta: ObjectMeta, *, declared_md5: str | None = None,
         precondition: Precondition | None = None, condition: WriteCondition | None = None,
     ) -> Written:
         """Store the verified request `body` (opened with want_md5 = md5_wanted(mode, declared_md5))
-        under `mode`; `declared_md5` is the Content-MD5 as hex. A conditional write carries the
-        client's `precondition` and the backend's `condition` for it (from `condition`), which the
-        backend decides together with the write."""
-        want_md5 = self.md5_wanted(mode, declared_md5)
+        under `mode`; `declared_md5` is the Content-MD5 as hex. One backend write: what is known only
+        after the body goes into the trailer (FORMAT.md §9). A conditional write carries the client's
+        `precondition` and the backend's `condition` for it (from `condition`), which the backend
+        decides together with the write."""
         size = body.require_length()
         sealed = await mode.seal(ref)
-        key, fields = sealed.data_key, dict(sealed.fields)
-        fields.update(fmt.seal_envelope(fmt.Envelope.single(size, self.chunk_size), key))
-        if mode.name != "AES256":  # S3: not an MD5 under SSE-KMS and SSE-C; never anything from ciphertext
-            fields[KEY_ETAG] = self.rand(16).hex()
-        elif declared_md5:
-            fields[KEY_ETAG] = declared_md5
-        small = size <= self.small_body
-        source: Any = body
-        if small:  # read first: one backend request with a complete envelope
+        sse_s3 = mode.name == "AES256"
+        headers = {k: v for k, v in meta.headers.items() if k != "content-encoding"}
+        if body.content_encoding:  # aws-chunked is how this request travelled, not what the object is
+            headers["content-encoding"] = body.content_encoding
+        meta = replace(meta, headers=headers)
+        algorithm = body.checksum_algorithm
+        if size <= self.small_body:  # read first: everything is known before the one write
             data = bytearray()
             async for piece in body:
                 data += piece
-            self._late_fields(fields, body, key, want_md5)
-            source = _one(bytes(data))
-        stored_meta = replace(meta, metadata=to_backend_metadata(meta.metadata, fields))
-        stream = encrypt_stream(source, key, chunk_size=self.chunk_size, batch_size=BATCH)
-        result = await self.conditions.written(precondition, self.backend.put_object(
-            ref.bucket, ref.key, stream, ciphertext_size(size, self.chunk_size), stored_meta, condition))
-        if not small:
-            late = self._late_fields({}, body, key, want_md5)
-            if late:
-                fields.update(late)
-                await self._record_late(ref, meta, fields, result.etag)
-        etag = fields.get(KEY_ETAG, result.etag)
-        self.listing.put(ref.bucket, ref.key, result.etag, size, etag)
+            result, etag = await self._write(ref, sealed, sse_s3, meta, _one(bytes(data)), size,
+                                             md5=(declared_md5 or body.md5_hex) if sse_s3 else None,
+                                             checksums=body.checksums, precondition=precondition, condition=condition)
+        else:
+            early = body.checksum_from_headers
+            late = Late(md5=(lambda: body.md5_hex) if sse_s3 and not declared_md5 else None,
+                        checksum=(algorithm, lambda: body.checksums.get(algorithm or "")) if algorithm and not early else None)
+            result, etag = await self._write(ref, sealed, sse_s3, meta, body, size, md5=declared_md5 if sse_s3 else None,
+                                             checksums={algorithm: early} if algorithm and early else {}, late=late,
+                                             precondition=precondition, condition=condition)
         headers = dict(mode.response_headers(sealed.fields, on_write=True))
         headers.update({f"x-amz-checksum-{k}": v for k, v in body.checksums.items()})
         return Written(etag, result.version_id, self._now(), headers)
 
-    def _late_fields(self, fields: dict[str, str], body: RequestBody, key: bytes, want_md5: bool) -> dict[str, str]:
-        """Envelope fields known only once the body was read: the MD5 ETag and the sealed checksums."""
-        if want_md5 and body.md5_hex:
-            fields[KEY_ETAG] = body.md5_hex
-        if body.checksums:
-            fields[KEY_CHECKSUMS] = seal_checksums(key, body.checksums, self.rand)
-        return fields
-
-    async def _record_late(self, ref: ObjectRef, meta: ObjectMeta, fields: dict[str, str], backend_etag: str) -> None:
-        stored_meta = replace(meta, metadata=to_backend_metadata(meta.metadata, fields), tagging=None)
-        try:
-            await self.backend.replace_metadata(ref.bucket, ref.key, stored_meta, backend_etag)
-        except errors.S3Error as exc:  # overwritten meanwhile, or too large for the backend's copy
-            log.warning("could not record ETag/checksums of %s/%s after upload: %s", ref.bucket, ref.key, exc.code)
+    async def _write(self, ref: ObjectRef, sealed: Sealed, sse_s3: bool, meta: ObjectMeta, source: Any, size: int, *,
+                     md5: str | None, checksums: Mapping[str, str], late: Late | None = None,
+                     precondition: Precondition | None = None, condition: WriteCondition | None = None,
+                     ) -> tuple[PutResult, str]:
+        """One backend PUT of `size` plaintext bytes from `source` in format version 2; (its result,
+        the client ETag). `md5`: the SSE-S3 ETag when known before the write; `late`: what the
+        trailer will hold."""
+        late = late or Late()
+        key = sealed.data_key
+        envelope = fmt.Envelope.single(size, self.chunk_size, version=fmt.VERSION_2, trailer=late.flags)
+        fields = {**sealed.fields, **fmt.seal_envelope(envelope, key)}
+        etag = md5
+        if not sse_s3:  # S3: not an MD5 under SSE-KMS and SSE-C; never anything from ciphertext
+            etag = fields[KEY_ETAG] = self.rand(16).hex()
+        elif md5 is not None:
+            fields[KEY_SEALED_ETAG] = seal_etag(self.catalog.keys.meta, ref.arn, md5, self.rand)
+        if checksums:
+            fields[KEY_CHECKSUMS] = seal_checksums(key, checksums, self.rand)
+        stored_meta = self.catalog.sealed_meta(ref.bucket, ref.key, meta, fields)
+        trailer = (lambda: seal_trailer(key, late.values(), rand=self.rand)) if late.flags else None
+        stream = encrypt_stream(source, key, chunk_size=self.chunk_size, batch_size=BATCH, trailer=trailer)
+        result = await self.conditions.written(precondition, self.backend.put_object(
+            ref.bucket, ref.key, stream, envelope.stored_size, stored_meta, condition))
+        if etag is None:
+            assert late.md5 is not None
+            etag = late.md5() or ""
+        self.listing.put(ref.bucket, ref.key, result.etag, size, etag)
+        return result, etag
 
     async def exists(self, ref: ObjectRef, version_id: str | None = None) -> bool:
         try:
@@ -230,7 +299,7 @@ class ObjectStore:
         else:
             info = await self.backend.head_object(ref.bucket, ref.key, version_id)
         try:
-            stored = await self.catalog.stored(info)
+            stored = await self.catalog.stored(ref.bucket, info)
             if info.delete_marker:
                 return Opened(ref, stored, self.catalog.view(stored, None), None, body=body)
             if not stored.encrypted:
@@ -240,12 +309,51 @@ class ObjectStore:
                     raise errors.InvalidRequest(NOT_APPLICABLE)
                 return Opened(ref, stored, self.catalog.view(stored, None), None, body=body)
             mode = modes.for_stored(stored.fields, copy_source=copy_source)
-            key = await mode.unseal(ref, stored.fields) if mode.name == "SSE-C" else None
-            return Opened(ref, stored, self.catalog.view(stored, mode), mode, key, body)
+            opened = Opened(ref, stored, self.catalog.view(replace(stored, etag=""), mode), mode, body=body)
+            if mode.name == "SSE-C":  # its key comes first (and with it in hand, the envelope is checked too)
+                Catalog.envelope(stored, await self.data_key(opened))
+            if stored.etag is None:
+                opened.stored = await self._etag_from_trailer(opened)
+            opened.view = self.catalog.view(opened.stored, mode)
+            return opened
         except BaseException:
             if body is not None:
                 await _close(body)
             raise
+
+    async def _etag_from_trailer(self, opened: Opened) -> Stored:
+        """An SSE-S3 object whose ETag is in its trailer (FORMAT.md §9): from the listing cache, else
+        one ranged read of the trailer, its key through the service key; then cached."""
+        stored, ref = opened.stored, opened.ref
+        hit = self.listing.get(ref.bucket, ref.key, stored.info.etag)
+        if hit is not None:
+            return replace(stored, etag=hit[1])
+        values = await self.trailer(opened)
+        if values.md5 is None:
+            raise IntegrityError("trailer")
+        self.listing.put(ref.bucket, ref.key, stored.info.etag, stored.size, values.md5)
+        return replace(stored, etag=values.md5)
+
+    async def trailer(self, opened: Opened) -> TrailerValues:
+        """The values of the object's trailer: one ranged read of its TRAILER_SIZE bytes, opened with
+        the data key (kept on `opened`)."""
+        if opened.trailer is None:
+            stored, ref = opened.stored, opened.ref
+            envelope = Catalog.envelope(stored, await self.data_key(opened))
+            where = envelope.trailer_range
+            if where is None:
+                raise IntegrityError("trailer")
+            got = await self.backend.get_object(ref.bucket, ref.key, where, stored.info.version_id)
+            raw = bytearray()
+            try:
+                if got.info.etag != stored.info.etag:  # replaced meanwhile: never mix two objects
+                    raise errors.PreconditionFailed("The object was replaced while it was being read; retry the request.")
+                async for piece in got.body:
+                    raw += piece
+            finally:
+                await _close(got.body)
+            opened.trailer = open_trailer(await self.data_key(opened), raw, envelope.trailer)
+        return opened.trailer
 
     async def data_key(self, opened: Opened) -> bytes:
         """The object's data key (recovered through its mode, once)."""
@@ -253,15 +361,24 @@ class ObjectStore:
             if opened.mode is None:
                 Catalog.require_encrypted(opened.stored)
                 raise errors.InvalidObjectState()
-            opened.data_key = await opened.mode.unseal(opened.ref, opened.stored.fields)
+            opened.data_key = await unseal(opened.mode, opened.ref, opened.stored)
         return opened.data_key
 
     async def with_checksums(self, opened: Opened) -> ObjectView:
         """The view with its flexible checksums (ChecksumMode ENABLED), which needs the data key."""
         if opened.mode is None:
             return opened.view
-        headers = Catalog.checksum_headers(opened.stored, await self.data_key(opened))
+        key = await self.data_key(opened)
+        flags = Catalog.envelope(opened.stored, key).trailer
+        trailer = await self.trailer(opened) if flags & TRAILER_CHECKSUM else None
+        headers = Catalog.checksum_headers(opened.stored, key, trailer)
         return replace(opened.view, headers={**opened.view.headers, **headers})
+
+    @staticmethod
+    def _trailer_check(key: bytes, envelope: fmt.Envelope) -> Callable[[bytes], object] | None:
+        """What a whole read checks after the last chunk: the trailer, if the object has one."""
+        flags = envelope.trailer
+        return (lambda raw: open_trailer(key, raw, flags)) if flags else None
 
     async def read(
         self, opened: Opened, *, byte_range: ByteRange | None = None, part_number: int | None = None,
@@ -272,15 +389,15 @@ class ObjectStore:
             key = await self.data_key(opened)
             stored = opened.stored
             envelope = Catalog.envelope(stored, key)
-            if stored.info.size != envelope.ciphertext_size:  # bytes appended or cut at rest: refuse before any byte
-                raise IntegrityError()
             view = await self.with_checksums(opened) if checksums else opened.view
             if byte_range is None and part_number is None:
                 body = opened.body
                 opened.body = None  # the Download owns it now
                 if body is None:
                     body = (await self.backend.get_object(opened.ref.bucket, opened.ref.key, None, stored.info.version_id)).body
-                return Download(view, decrypt_range(body, key, envelope.plan_all(), batch_size=BATCH), None)
+                plain = decrypt_range(body, key, envelope.plan_all(), batch_size=BATCH,
+                                      trailer=self._trailer_check(key, envelope))
+                return Download(view, plain, None)
             await opened.close()
             parts_count = None
             if part_number is not None:
@@ -306,82 +423,117 @@ class ObjectStore:
         stored = opened.stored
         if opened.mode is None or not stored.fields.get(fmt.KEY_PARTS) or KEY_MPU not in stored.fields:
             return None
-        record = await self.catalog.records.get(f"parts/{stored.fields[KEY_MPU]}", immutable=True)
-        sealed: dict[str, str] = record.get("checksums", {}) if isinstance(record, dict) else {}
+        record = await self.catalog.records.get(record_name(stored.fields[KEY_MPU]), SHARED, immutable=True)
+        value = record.value if record is not None else {}
+        sealed: dict[str, str] = value.get("checksums", {}) if isinstance(value, dict) else {}
         key = await self.data_key(opened) if sealed else b""
         return tuple(
             Part(number, size, open_checksums(key, sealed.get(str(number))) if sealed else {})
             for number, size in fmt.decode_parts(stored.fields[fmt.KEY_PARTS])
         )
 
-    # copies and re-wraps ----------------------------------------------------------------------------------
-    async def copy(
-        self, src: Opened, dst: ObjectRef, modes: ModeResolver, *, meta: ObjectMeta | None, tagging: str | None,
-        precondition: Precondition | None = None,
-    ) -> Written:
-        """Server-side copy of an opened source (open(..., copy_source=True, plaintext=True)): its data
-        key re-wrapped for the target, no data re-encrypted. `meta` None keeps the source's metadata
-        (COPY); `tagging` None keeps its tags; `precondition` is on the target (a conditional write).
-        A source that predates the proxy is encrypted on the way."""
-        if src.mode is None:
-            return await self._encrypt_copy(src, dst, modes, meta=meta, tagging=tagging, precondition=precondition)
-        stored, info = src.stored, src.stored.info
-        key = await self.data_key(src)
-        Catalog.envelope(stored, key)  # the source must be whole before it is copied
-        condition = await self.conditions.condition("copy", dst, precondition)
-        dst_mode = await self.mode_for_write(dst.bucket, modes)
-        sealed = await dst_mode.seal(dst, key)
-        fields = data_fields(stored)
-        if dst_mode.name != "AES256":
-            fields[KEY_ETAG] = self.rand(16).hex()
-        elif current_mode_md5(stored):  # S3: a copy under SSE-S3 has the MD5 of its content as ETag
-            fields[KEY_ETAG] = stored.fields[KEY_ETAG]
-        else:
-            fields[KEY_ETAG] = await self._plaintext_md5(src.ref, stored, key)
-        fields.update(sealed.fields)
-        user = stored.user if meta is None else meta.metadata
-        base = replace(info.meta, tagging=tagging) if meta is None else replace(meta, tagging=tagging)
-        stored_meta = replace(base, metadata=to_backend_metadata(user, fields))
-        result = await self.conditions.written(precondition, self.backend.copy_object(
-            src.ref.bucket, src.ref.key, dst.bucket, dst.key, stored_meta, info.version_id, condition))
-        etag = fields.get(KEY_ETAG, result.etag)
-        self.listing.put(dst.bucket, dst.key, result.etag, stored.size, etag)
-        return Written(etag, result.version_id, self._now(), dst_mode.response_headers(sealed.fields, on_write=True))
-
-    async def _plaintext_md5(self, ref: ObjectRef, stored: Stored, key: bytes) -> str:
+    async def _plaintext_md5(self, opened: Opened) -> str:
         """MD5 of an object's plaintext, read and decrypted once (a copy into SSE-S3 from a source
-        whose ETag is not already that MD5). Reads the data; writes nothing."""
+        whose ETag is not already that MD5, the upgrade of one whose ETag was never recorded)."""
         md5 = hashlib.md5()
-        got = await self.backend.get_object(ref.bucket, ref.key, None, stored.info.version_id)
-        async for piece in decrypt_range(got.body, key, Catalog.envelope(stored, key).plan_all()):
+        stored, key = opened.stored, await self.data_key(opened)
+        envelope = Catalog.envelope(stored, key)
+        got = await self.backend.get_object(opened.ref.bucket, opened.ref.key, None, stored.info.version_id)
+        if got.info.etag != stored.info.etag:
+            await _close(got.body)
+            raise errors.PreconditionFailed("The object changed while it was being read; retry the request.")
+        async for piece in decrypt_range(got.body, key, envelope.plan_all(), trailer=self._trailer_check(key, envelope)):
             if len(piece) >= 1 << 20:  # hashlib releases the GIL for large buffers
                 await asyncio.to_thread(md5.update, piece)
             else:
                 md5.update(piece)
         return md5.hexdigest()
 
+    # copies and re-wraps: the data stays, the metadata is sealed again for its (new) name --------------
+    async def _data_fields(self, opened: Opened, envelope: fmt.Envelope) -> dict[str, str]:
+        """The version-2 envelope fields that describe the data itself and stay with it through a
+        copy or a re-wrap: format fields, trailer flags, sealed checksums, multipart id. A version-1
+        source is upgraded on the way (FORMAT.md §19.2): its envelope MAC recomputed for version 2
+        and, if multipart, a new sealed record `parts/<new id>`."""
+        stored, key = opened.stored, await self.data_key(opened)
+        kept = {k: v for k, v in stored.fields.items() if k in (fmt.KEY_TRAILER, KEY_CHECKSUMS, KEY_MPU)}
+        if stored.version == fmt.VERSION_2:
+            own = (fmt.KEY_VERSION, fmt.KEY_CHUNK_SIZE) if KEY_MPU in stored.fields else fmt.FORMAT_KEYS
+            kept.update({k: v for k, v in stored.fields.items() if k in own and k != fmt.KEY_PARTS})
+            return kept
+        upgraded = fmt.seal_envelope(replace(envelope, version=fmt.VERSION_2), key)
+        if KEY_MPU not in stored.fields:
+            return {**kept, **upgraded}
+        mpu = self.rand(16).hex()
+        await self.catalog.records.put(record_name(mpu), SHARED, {
+            "size": upgraded[fmt.KEY_SIZE], "parts": upgraded[fmt.KEY_PARTS], "mac": upgraded[fmt.KEY_MAC],
+            "etag": stored.client_etag,
+        })
+        return {**kept, fmt.KEY_VERSION: upgraded[fmt.KEY_VERSION], fmt.KEY_CHUNK_SIZE: upgraded[fmt.KEY_CHUNK_SIZE],
+                KEY_MPU: mpu}
+
+    def _etag_fields(self, ref: ObjectRef, stored: Stored) -> dict[str, str]:
+        """Where a re-wrapped object keeps its (unchanged) ETag: sealed if it is an MD5 of the
+        plaintext (whatever the mode now), in the record if it came from there, else in clear."""
+        etag = stored.client_etag
+        if stored.md5_etag:
+            return {KEY_SEALED_ETAG: seal_etag(self.catalog.keys.meta, ref.arn, etag, self.rand)}
+        if KEY_MPU in stored.fields and KEY_ETAG not in stored.fields and KEY_SEALED_ETAG not in stored.fields:
+            return {}  # the multipart record holds it
+        return {KEY_ETAG: etag}
+
+    async def copy(
+        self, src: Opened, dst: ObjectRef, modes: ModeResolver, *, meta: ObjectMeta | None, tagging: str | None,
+        precondition: Precondition | None = None,
+    ) -> Written:
+        """Server-side copy of an opened source (open(..., copy_source=True, plaintext=True)): its data
+        key re-wrapped for the target, no data re-encrypted, the metadata sealed for the new name.
+        `meta` None keeps the source's metadata (COPY); `tagging` None keeps its tags. A source that
+        predates the proxy is encrypted on the way. `precondition` is on the target (a conditional write)."""
+        if src.mode is None:
+            return await self._encrypt_copy(src, dst, modes, meta=meta, tagging=tagging, precondition=precondition)
+        stored, info = src.stored, src.stored.info
+        key = await self.data_key(src)
+        envelope = Catalog.envelope(stored, key)  # the source must be whole before it is copied
+        condition = await self.conditions.condition("copy", dst, precondition)
+        dst_mode = await self.mode_for_write(dst.bucket, modes)
+        sealed = await dst_mode.seal(dst, key)
+        fields = await self._data_fields(src, envelope)
+        if dst_mode.name != "AES256":
+            etag = fields[KEY_ETAG] = self.rand(16).hex()
+        else:  # S3: a copy under SSE-S3 has the MD5 of its content as ETag
+            etag = stored.client_etag if stored.md5_etag else await self._plaintext_md5(src)
+            fields[KEY_SEALED_ETAG] = seal_etag(self.catalog.keys.meta, dst.arn, etag, self.rand)
+        fields.update(sealed.fields)
+        user = stored.user if meta is None else meta.metadata
+        base = replace(info.meta, tagging=tagging) if meta is None else replace(meta, tagging=tagging)
+        stored_meta = self.catalog.sealed_meta(dst.bucket, dst.key, replace(base, metadata=user), fields)
+        result = await self.conditions.written(precondition, self.backend.copy_object(
+            src.ref.bucket, src.ref.key, dst.bucket, dst.key, stored_meta, info.version_id, condition))
+        self.listing.put(dst.bucket, dst.key, result.etag, stored.size, etag)
+        return Written(etag, result.version_id, self._now(), dst_mode.response_headers(sealed.fields, on_write=True))
+
     async def _encrypt_copy(
         self, src: Opened, dst: ObjectRef, modes: ModeResolver, *, meta: ObjectMeta | None, tagging: str | None,
         precondition: Precondition | None,
     ) -> Written:
         """Copy from an object that predates the proxy (plaintext in the backend): stream it through
-        the format under the target mode. In place, this is how existing data gets encrypted."""
+        the format under the target mode, one backend write. In place, this is how existing data
+        gets encrypted."""
         stored = src.stored
         condition = await self.conditions.condition("put", dst, precondition)
         mode = await self.mode_for_write(dst.bucket, modes)
         sealed = await mode.seal(dst)
-        key, size = sealed.data_key, stored.size
-        fields = {**sealed.fields, **fmt.seal_envelope(fmt.Envelope.single(size, self.chunk_size), key)}
+        size, sse_s3 = stored.size, mode.name == "AES256"
         got = await self.backend.get_object(src.ref.bucket, src.ref.key, None, stored.info.version_id)
         if got.info.etag != stored.info.etag:
             await _close(got.body)
             raise errors.PreconditionFailed("The source object changed while it was being copied; retry the request.")
-        md5 = hashlib.md5() if mode.name == "AES256" else None
+        md5 = hashlib.md5()
 
         async def tapped() -> AsyncIterator[bytes]:
             async for piece in got.body:
-                if md5 is not None:
-                    md5.update(piece)
+                md5.update(piece)
                 yield piece
 
         if tagging is None and self.backend.capabilities.tagging:  # a write does not carry tags over by itself
@@ -389,42 +541,52 @@ class ObjectStore:
             tagging = urllib.parse.urlencode(tags)
         user = stored.user if meta is None else meta.metadata
         base = replace(stored.info.meta, tagging=tagging) if meta is None else replace(meta, tagging=tagging)
-        stored_meta = replace(base, metadata=to_backend_metadata(user, fields))
-        result = await self.conditions.written(precondition, self.backend.put_object(
-            dst.bucket, dst.key, encrypt_stream(tapped(), key, chunk_size=self.chunk_size, batch_size=BATCH),
-            ciphertext_size(size, self.chunk_size), stored_meta, condition,
-        ))
-        if md5 is not None:
-            fields[KEY_ETAG] = md5.hexdigest()
-            await self._record_late(dst, replace(base, metadata=user), fields, result.etag)
-        etag = fields.get(KEY_ETAG, result.etag)
-        self.listing.put(dst.bucket, dst.key, result.etag, size, etag)
+        target = replace(base, metadata=user)
+        if sse_s3 and size <= self.small_body:  # read first: the MD5 is known before the one write
+            data = bytearray()
+            async for piece in tapped():
+                data += piece
+            result, etag = await self._write(dst, sealed, sse_s3, target, _one(bytes(data)), size, md5=md5.hexdigest(),
+                                             checksums={}, precondition=precondition, condition=condition)
+        else:
+            late = Late(md5=md5.hexdigest) if sse_s3 else Late()
+            result, etag = await self._write(dst, sealed, sse_s3, target, tapped(), size, md5=None, checksums={}, late=late,
+                                             precondition=precondition, condition=condition)
         return Written(etag, result.version_id, self._now(), mode.response_headers(sealed.fields, on_write=True))
 
     async def rewrap(
         self, ref: ObjectRef, modes: ModeResolver, target: EncryptionMode | None = None, *, expect_etag: str | None = None
     ) -> Written:
         """Re-wrap the latest version's data key under `target` (None: its own mode, newest key
-        material), metadata only: data, ETag, checksums and size unchanged. UpdateObjectEncryption
+        material), metadata only: data, ETag, checksums and size unchanged, the metadata sealed again
+        (a version-1 object comes out as version 2: the upgrade, FORMAT.md §19.2). UpdateObjectEncryption
         and `s3proxy rewrap` both come here. `expect_etag` (backend ETag) guards a concurrent writer."""
         info = await self.backend.head_object(ref.bucket, ref.key)
         if expect_etag is not None and info.etag != expect_etag:
             raise errors.PreconditionFailed("The object changed since it was listed.")
-        stored = await self.catalog.stored(info)
+        stored = await self.catalog.stored(ref.bucket, info)
         if not stored.encrypted:
             raise errors.InvalidRequest("The object is not encrypted; UpdateObjectEncryption needs an encrypted source object.")
         current = modes.for_stored(stored.fields)
         if current.name == "SSE-C":
             raise errors.InvalidRequest("UpdateObjectEncryption is not supported for objects encrypted with SSE-C.")
-        key = await current.unseal(ref, stored.fields)
-        Catalog.envelope(stored, key)  # only a whole, authentic object is re-wrapped
-        sealed = await (target or current).seal(ref, key)
-        kept = data_fields(stored)
-        fields = {**kept, **sealed.fields, KEY_ETAG: stored.etag}  # the client's ETag survives any backend copy
-        stored_meta = replace(info.meta, metadata=to_backend_metadata(stored.user, fields), tagging=None)
+        if target is not None and target.name == "AES256" and current.name != "AES256":
+            raise errors.InvalidRequest("An object encrypted with SSE-KMS cannot be changed to SSE-S3.")
+        opened = Opened(ref, stored, self.catalog.view(replace(stored, etag=""), current), current)
+        envelope = Catalog.envelope(stored, await self.data_key(opened))  # only a whole, authentic object is re-wrapped
+        if stored.etag is None:
+            opened.stored = stored = await self._etag_from_trailer(opened)
+        elif stored.version == fmt.VERSION_1 and current.name == "AES256" and not {KEY_ETAG, KEY_MPU} & set(stored.fields):
+            md5 = await self._plaintext_md5(opened)  # its MD5 was never recorded (§19.2): one whole, authenticated read
+            opened.stored = stored = replace(stored, etag=md5, md5_etag=True)
+        sealed = await (target or current).seal(ref, await self.data_key(opened))
+        fields = {**await self._data_fields(opened, envelope), **self._etag_fields(ref, stored), **sealed.fields}
+        meta = replace(info.meta, metadata=stored.user, tagging=None)
+        stored_meta = self.catalog.sealed_meta(ref.bucket, ref.key, meta, fields)
         result = await self.backend.replace_metadata(ref.bucket, ref.key, stored_meta, info.etag)
-        self.listing.put(ref.bucket, ref.key, result.etag, stored.size, stored.etag)
-        return Written(stored.etag, result.version_id, self._now(), (target or current).response_headers(sealed.fields, on_write=False))
+        self.listing.put(ref.bucket, ref.key, result.etag, stored.size, stored.client_etag)
+        return Written(stored.client_etag, result.version_id, self._now(),
+                       (target or current).response_headers(sealed.fields, on_write=False))
 
     async def delete_object(self, ref: ObjectRef, version_id: str | None = None) -> DeleteResult:
         return await self.backend.delete_object(ref.bucket, ref.key, version_id)
@@ -458,8 +620,12 @@ class ObjectStore:
                 info = replace(await self.backend.head_object(bucket, info.key, info.version_id), is_latest=info.is_latest)
             except (errors.NoSuchKey, errors.NoSuchVersion):
                 return self.catalog.view(Stored(info, {}, {}, info.size, info.etag), None)
-        stored = await self.catalog.stored(info)
-        self.listing.put(bucket, info.key, info.etag, stored.size, stored.etag)
+        stored = await self.catalog.stored(bucket, info)
+        if stored.etag is None:  # an SSE-S3 ETag in the trailer: read through the service key, once
+            ref = ObjectRef(bucket, info.key)
+            opened = Opened(ref, stored, self.catalog.view(replace(stored, etag=""), None), SseS3(self.kms))
+            stored = await self._etag_from_trailer(opened)
+        self.listing.put(bucket, info.key, info.etag, stored.size, stored.client_etag)
         return replace(self.catalog.view(stored, None), meta=ObjectMeta())
 
     async def _listed_all(self, bucket: str, infos: Sequence[ObjectInfo]) -> list[ObjectView]:

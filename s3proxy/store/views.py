@@ -7,32 +7,25 @@ escaped under `s3proxy-user-`, so no client can forge an envelope field.
 from __future__ import annotations
 
 import base64
-import binascii
 import datetime as dt
 import logging
-import os
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Callable, Mapping
-
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from typing import Any, AsyncIterator, Mapping
 
 from ..backends.base import ObjectInfo, ObjectMeta
 from ..cse import envelope as cse_envelope
 from ..format import envelope as fmt
-from ..format.envelope import KEY_ETAG, KEY_MODE, KEY_MPU
-from ..format.errors import IntegrityError
+from ..format.trailer import open_checksums, seal_checksums
 from ..kms.datakeys import DataKeySource
 from ..modes.base import ObjectRef
 from ..modes.kms_modes import service_unwrap, service_wrap
 
 log = logging.getLogger("s3proxy.store")
 
-INTERNAL = "s3proxy-"
-ESCAPED = "s3proxy-user-"
+INTERNAL = fmt.INTERNAL_PREFIX
+ESCAPED = fmt.ESCAPED_PREFIX
+__all__ = ["open_checksums", "seal_checksums"]  # sealed checksums are the format's (format/trailer.py); re-exported
 SMALL_BODY = 256 * 1024  # bodies up to this size are read before the backend write: one request, complete envelope
 
 
@@ -54,30 +47,6 @@ def split_backend_metadata(stored: Mapping[str, str]) -> tuple[dict[str, str], d
         else:
             user[k] = v
     return user, internal
-
-
-# sealed checksums -------------------------------------------------------------------------------
-
-
-def _checksum_cipher(data_key: bytes) -> AESGCM:
-    return AESGCM(HKDF(hashes.SHA256(), 32, None, b"s3proxy checksums v1").derive(data_key))
-
-
-def seal_checksums(data_key: bytes, checksums: Mapping[str, str], rand: Callable[[int], bytes] = os.urandom) -> str:
-    nonce = rand(12)
-    text = ";".join(f"{k}={v}" for k, v in sorted(checksums.items())).encode()
-    return base64.b64encode(nonce + _checksum_cipher(data_key).encrypt(nonce, text, b"")).decode()
-
-
-def open_checksums(data_key: bytes, sealed: str | None) -> dict[str, str]:
-    if not sealed:
-        return {}
-    try:
-        raw = base64.b64decode(sealed, validate=True)
-        text = _checksum_cipher(data_key).decrypt(raw[:12], raw[12:], b"").decode()
-    except (binascii.Error, ValueError, InvalidTag, UnicodeError):
-        raise IntegrityError() from None
-    return dict(item.split("=", 1) for item in text.split(";") if "=" in item)
 
 
 # client-side encryption -------------------------------------------------------------------------
@@ -102,12 +71,6 @@ def client_side_format(user: Mapping[str, str]) -> str | None:
     return None
 
 
-def current_mode_md5(stored: "Stored") -> bool:
-    """Whether the stored ETag is the MD5 of the plaintext (single-part SSE-S3, recorded)."""
-    etag = stored.fields.get(KEY_ETAG, "")
-    return stored.fields.get(KEY_MODE) == "AES256" and KEY_MPU not in stored.fields and len(etag) == 32 and "-" not in etag
-
-
 # views --------------------------------------------------------------------------------------------
 
 
@@ -129,17 +92,27 @@ class ObjectView:
 
 @dataclass(frozen=True)
 class Stored:
-    """A stored object's envelope fields (part list merged in) and what they say before any key is used."""
+    """A stored object's envelope fields (part list merged in) and what they say before any key is
+    used. Version 2: every field here was authenticated by the metadata MAC (catalog.py)."""
 
     info: ObjectInfo
     fields: Mapping[str, str]
     user: Mapping[str, str]
     size: int
-    etag: str
+    etag: str | None  # None: the ETag is in the trailer and was not read yet (SSE-S3, FORMAT.md §9)
+    version: int = 0  # the format version: 0 not an s3proxy object, 1 (unauthenticated metadata), 2
+    md5_etag: bool = False  # the ETag is the MD5 of the plaintext (S3's single-part SSE-S3 ETag)
 
     @property
     def encrypted(self) -> bool:
         return fmt.KEY_VERSION in self.fields
+
+    @property
+    def client_etag(self) -> str:
+        """The ETag, which the store resolved before showing the object (ObjectStore.open)."""
+        if self.etag is None:
+            raise ValueError("the ETag in the trailer was not read")
+        return self.etag
 
 
 @dataclass(frozen=True)

@@ -4,19 +4,35 @@ Both talk to a running proxy over its S3 API (so the proxy stays the only writer
 and audit log): rewrap calls UpdateObjectEncryption (metadata only, no data moves), and
 encrypt-existing copies each plaintext object onto itself with an SSE header (streamed through
 the proxy, guarded by copy-source-if-match so a concurrent writer's object is never clobbered).
+
+`rewrap --upgrade` brings objects still in at-rest format version 1 (HEAD says
+`x-s3proxy-format-version: 1`) to version 2 in place, metadata only (docs/FORMAT.md §19.2): an
+SSE-KMS object is re-wrapped under its own key, an SSE-S3 one under the proxy's (the proxy's
+UpdateObjectEncryption extension `<SSE-S3/>`), and the proxy seals the result. SSE-C objects need
+their customer's key, which the proxy never has: they are listed and left. The bucket's own
+records are re-sealed by the proxy the first time it reads them (GetBucketEncryption here).
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
+import hashlib
 import os
 import sys
+import threading
 import tomllib
+import urllib.error
+import urllib.parse
+import urllib.request
 from pathlib import Path
 from typing import Any
 
 import boto3
+from botocore.auth import S3SigV4Auth
+from botocore.awsrequest import AWSRequest
 from botocore.config import Config
+from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
 from .bulk import Skip, walk
@@ -27,6 +43,9 @@ def add_subcommands(sub: Any) -> None:
     _common(rewrap)
     rewrap.add_argument("--key-id", help="target KMS key (id, ARN, alias); default: each SSE-KMS object's own key, newest material")
     rewrap.add_argument("--bucket-key", action="store_true", help="use an S3 Bucket Key for the re-wrapped objects")
+    rewrap.add_argument("--upgrade", action="store_true",
+                        help="bring objects still in at-rest format version 1 to version 2 in place (metadata only); "
+                             "SSE-C objects are listed and left")
     existing = sub.add_parser("encrypt-existing", help="encrypt, in place, the objects a backend held before the proxy")
     _common(existing)
     existing.add_argument("--sse", default="AES256", choices=("AES256", "aws:kms"), help="encryption to apply")
@@ -47,7 +66,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dry-run", action="store_true", help="report what would change, change nothing")
 
 
-def client(args: argparse.Namespace):
+def credentials(args: argparse.Namespace) -> tuple[str, str]:
     access, secret = args.access_key, args.secret_key
     if not access or not secret:
         path = Path(args.data_dir) / "credentials.toml"
@@ -56,6 +75,11 @@ def client(args: argparse.Namespace):
         except (OSError, KeyError, IndexError, tomllib.TOMLDecodeError):
             raise SystemExit(f"no credentials: pass --access-key/--secret-key or a --data-dir with {path.name}") from None
         access, secret = first["access_key"], first["secret_key"]
+    return access, secret
+
+
+def client(args: argparse.Namespace):
+    access, secret = credentials(args)
     return boto3.client(
         "s3", endpoint_url=args.endpoint_url, aws_access_key_id=access, aws_secret_access_key=secret,
         region_name=args.region, config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 3, "mode": "standard"},
@@ -74,6 +98,8 @@ def _head(s3, bucket: str, key: str) -> dict | None:
 
 
 def run_rewrap(args: argparse.Namespace) -> int:
+    if args.upgrade:
+        return run_upgrade(args)
     s3 = client(args)
 
     def handle(entry: dict) -> None:
@@ -97,6 +123,74 @@ def run_rewrap(args: argparse.Namespace) -> int:
 
     report = walk(s3, args.bucket, args.prefix, handle, concurrency=args.concurrency, checkpoint=args.checkpoint, page_size=args.page_size)
     print(report.render("re-wrapped"))
+    return 1 if report.failed else 0
+
+
+FORMAT_HEADER = "x-s3proxy-format-version"
+_SSE_S3_TARGET = b'<ObjectEncryption xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><SSE-S3/></ObjectEncryption>'
+
+
+def _rewrap_sse_s3(args: argparse.Namespace, key: str) -> None:
+    """UpdateObjectEncryption with the proxy's `<SSE-S3/>` target, which boto3's model does not know:
+    one SigV4-signed request made by hand."""
+    access, secret = credentials(args)
+    url = f"{args.endpoint_url.rstrip('/')}/{urllib.parse.quote(args.bucket)}/{urllib.parse.quote(key, safe='/~')}?encryption"
+    md5 = base64.b64encode(hashlib.md5(_SSE_S3_TARGET).digest()).decode()
+    request = AWSRequest("PUT", url, data=_SSE_S3_TARGET, headers={"Content-MD5": md5, "Content-Type": "application/xml"})
+    S3SigV4Auth(Credentials(access, secret), "s3", args.region).add_auth(request)
+    prepared = request.prepare()
+    raw = urllib.request.Request(prepared.url, data=_SSE_S3_TARGET, method="PUT", headers=dict(prepared.headers))
+    try:
+        with urllib.request.urlopen(raw, timeout=120) as answer:
+            answer.read()
+    except urllib.error.HTTPError as exc:
+        body = exc.read().decode("utf-8", "replace")
+        code = body.split("<Code>", 1)[-1].split("</Code>", 1)[0] if "<Code>" in body else str(exc.code)
+        raise ClientError({"Error": {"Code": code, "Message": body[:200]}}, "UpdateObjectEncryption") from None
+
+
+def run_upgrade(args: argparse.Namespace) -> int:
+    """`rewrap --upgrade` (FORMAT.md §19.2): every version-1 object of the prefix to version 2."""
+    s3 = client(args)
+    try:
+        s3.get_bucket_encryption(Bucket=args.bucket)  # the proxy re-seals a version-1 bucket record as it reads it
+    except ClientError as exc:
+        print(f"bucket {args.bucket}: its configuration record did not read: {exc}", file=sys.stderr)
+        return 1
+    lock = threading.Lock()
+    sse_c: list[str] = []
+
+    def handle(entry: dict) -> None:
+        head = _head(s3, args.bucket, entry["Key"])
+        if head is None:
+            with lock:
+                sse_c.append(entry["Key"])
+            raise Skip("SSE-C (its version is not visible without the customer's key; left as it is)")
+        if head["ETag"] != entry["ETag"]:
+            raise Skip("changed since listed")
+        if head["ResponseMetadata"]["HTTPHeaders"].get(FORMAT_HEADER) != "1":
+            raise Skip("already format version 2" if head.get("ServerSideEncryption") else "not encrypted (use encrypt-existing)")
+        if args.dry_run:
+            raise Skip("dry run: would upgrade")
+        if head.get("ServerSideEncryption") == "aws:kms":
+            s3.update_object_encryption(
+                Bucket=args.bucket, Key=entry["Key"],
+                ObjectEncryption={"SSEKMS": {"KMSKeyArn": head["SSEKMSKeyId"],
+                                             "BucketKeyEnabled": bool(head.get("BucketKeyEnabled"))}},
+            )
+        else:
+            _rewrap_sse_s3(args, entry["Key"])
+
+    report = walk(s3, args.bucket, args.prefix, handle, concurrency=args.concurrency, checkpoint=args.checkpoint, page_size=args.page_size)
+    print(report.render("upgraded"))
+    if sse_c:
+        print(f"SSE-C objects left as they are ({len(sse_c)}): to upgrade one, copy it onto itself with its key")
+        for key in sorted(sse_c)[:50]:
+            print(f"  {key}")
+    uploads = s3.list_multipart_uploads(Bucket=args.bucket, Prefix=args.prefix).get("Uploads", [])
+    if uploads:
+        print(f"open multipart uploads ({len(uploads)}): complete or abort those begun before format 2 "
+              "before turning read_format_v1 off")
     return 1 if report.failed else 0
 
 

@@ -24,7 +24,7 @@ def body(fields: list[tuple[str, str]], file: bytes, *, filename: str | None = "
     out = b""
     for name, value in fields:
         out += f'--{B}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
-    disposition = f'form-data; name="file"' + (f'; filename="{filename}"' if filename is not None else "")
+    disposition = 'form-data; name="file"' + (f'; filename="{filename}"' if filename is not None else "")
     out += f"--{B}\r\nContent-Disposition: {disposition}\r\nContent-Type: application/octet-stream\r\n\r\n".encode()
     return out + file + b"\r\n" + after + end
 

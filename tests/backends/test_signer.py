@@ -4,7 +4,6 @@ botocore's own S3 signer on the same requests, and against the proxy's strict Si
 from __future__ import annotations
 
 import hashlib
-import time
 from typing import Any
 
 import pytest

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 from botocore.config import Config
 
 from s3proxy.app import ProxyThread
+from s3proxy.kms.keystore import sqlite_path
 from s3proxy.settings import load
 from tests.conftest import register_secret
 
@@ -96,6 +98,16 @@ def start_proxy(tmp: Path, backend: str, moto_url: str | None, **extra: str) -> 
     settings = load(flags, env={})
     thread = ProxyThread(settings).start()
     return thread, Endpoint(thread.url, backend, tmp, moto_url if backend == "s3" else None)
+
+
+def start_peer(of: Path, backend: str, moto_url: str | None, **extra: str) -> tuple[ProxyThread, Endpoint]:
+    """Another proxy as on another host: its own data dir (audit log, credentials), the same backend,
+    and the keystore and root key of the proxy on `of`, which scale-out shares (a process has its
+    own audit chain, so two proxies never share one data dir: kms/audit.py)."""
+    own = Path(tempfile.mkdtemp(prefix="peer-", dir=of.parent))
+    first = load({"data_dir": str(of)}, env={})  # where that proxy keeps its root key by default
+    return start_proxy(own, backend, moto_url, keystore_url=f"sqlite:///{sqlite_path(None, of)}",
+                       root_key_file=str(first.root_key_path), **extra)
 
 
 @pytest.fixture(scope="session", params=["fs", "s3"], ids=["fs-backend", "moto-backend"])

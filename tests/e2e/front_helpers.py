@@ -7,8 +7,8 @@ from __future__ import annotations
 import datetime as dt
 import http.client
 import os
-import re
 import queue
+import re
 import signal
 import socket
 import subprocess

@@ -18,6 +18,7 @@ from botocore.exceptions import ClientError
 
 from s3proxy.format.chunks import DEFAULT_CHUNK_SIZE
 from s3proxy.format.sizes import ciphertext_size
+from s3proxy.format.trailer import TRAILER_SIZE
 from s3proxy.store import SMALL_BODY
 
 from .conftest import OTHER_ACCESS_KEY, OTHER_SECRET_KEY
@@ -206,8 +207,9 @@ def assert_sealed(proxy, bucket: str, key: str, plaintext: bytes, mode: str, *, 
     """What is at rest is ciphertext of the right length, carries the envelope, and no key material."""
     stored = at_rest(proxy, bucket, key)
     if not multipart:
-        # FORMAT.md §5: stored length is a pure function of the plaintext length
-        assert len(stored.body) == ciphertext_size(len(plaintext)), (len(stored.body), len(plaintext))
+        # FORMAT.md §5: stored length is a pure function of the plaintext length (and a trailer decided before the write)
+        trailer = TRAILER_SIZE if "s3proxy-tr" in stored.metadata else 0
+        assert len(stored.body) == ciphertext_size(len(plaintext)) + trailer, (len(stored.body), len(plaintext))
     if len(plaintext) >= 16:
         assert plaintext[:16] not in stored.body and plaintext[-16:] not in stored.body
     for k in ENVELOPE_KEYS:

@@ -25,7 +25,8 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from benchmarks.common import Seaweed
-from .conftest import start_proxy
+
+from .conftest import start_peer, start_proxy
 from .front_helpers import error_of, expect_error, send, signed_headers
 
 PART = 5 * 1024 * 1024
@@ -191,9 +192,8 @@ def test_two_proxies_in_front_of_one_backend_let_one_create_win(tmp_path, moto_s
     """Across proxies: the backend decides (here moto, whose PUT check runs under its own lock-free
     handler: the race result is what moto gives, measured)."""
     (tmp_path / "a").mkdir()
-    (tmp_path / "b").mkdir()
     one, a = start_proxy(tmp_path / "a", "s3", moto_server)
-    two, b = start_proxy(tmp_path / "b", "s3", moto_server)
+    two, b = start_peer(tmp_path / "a", "s3", moto_server)  # scale-out: one keystore, hence one integrity key
     try:
         clients = [_client(e) for e in (a, b)]
         bucket = f"t-{uuid.uuid4().hex[:16]}"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from .conftest import start_proxy
+from .conftest import start_peer, start_proxy
 from .sse_helpers import CustomerKey, assert_sealed, expect_error, kms_client, unique
 
 SSE_S3_DEFAULT = {"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}, "BucketKeyEnabled": False}
@@ -126,11 +126,13 @@ def test_configuration_survives_a_restart(tmp_path, moto_server, backend):
 
 
 def test_second_proxy_on_the_same_backend_sees_the_configuration(tmp_path, moto_server):
-    """Two proxies in front of one moto (separate data dirs, so separate keystores: an SSE-S3 config)."""
+    """Two proxies in front of one moto sharing one keystore, as scale-out requires (the records are
+    sealed under its integrity key, FORMAT.md §15); a proxy on another keystore cannot read them."""
     (tmp_path / "a").mkdir()
-    (tmp_path / "b").mkdir()
+    (tmp_path / "c").mkdir()
     first, a = start_proxy(tmp_path / "a", "s3", moto_server)
-    second, b = start_proxy(tmp_path / "b", "s3", moto_server)
+    second, b = start_peer(tmp_path / "a", "s3", moto_server)
+    stranger, c = start_proxy(tmp_path / "c", "s3", moto_server)
     try:
         bucket = unique("shared")
         a.client().create_bucket(Bucket=bucket)
@@ -140,10 +142,12 @@ def test_second_proxy_on_the_same_backend_sees_the_configuration(tmp_path, moto_
         assert _rule(b.client(), bucket) == rule
         expect_error(lambda: b.client().put_object(Bucket=bucket, Key="c", Body=b"x", **CustomerKey.new().args()),
                      403, "AccessDenied")
+        expect_error(lambda: c.client().get_bucket_encryption(Bucket=bucket), 500, "InternalError")
         a.client().delete_bucket_encryption(Bucket=bucket)
         # the second proxy may cache the record briefly (internal.py: ttl 5 s); it is never wrong after that
         # window, but this test asserts only what is visible without waiting: the first proxy's own view
         assert _rule(a.client(), bucket) == SSE_S3_DEFAULT
     finally:
+        stranger.stop()
         second.stop()
         first.stop()

@@ -13,7 +13,7 @@ import pytest
 
 from s3proxy.format.sizes import ciphertext_size
 
-from .sse_helpers import C, PART, CustomerKey, add_headers, assert_sealed, body_of, expect_error, unique
+from .sse_helpers import PART, C, CustomerKey, add_headers, assert_sealed, body_of, expect_error, unique
 
 UPLOAD_KEY, SOURCE_KEY, OTHER_KEY = CustomerKey.new(), CustomerKey.new(), CustomerKey.new()
 

@@ -116,7 +116,7 @@ def test_trailers_only_on_version_2_single_part_objects() -> None:
 
 
 def test_upgrade_reseals_a_v1_envelope_as_v2_and_refuses_anything_else() -> None:
-    for env in (Envelope.single(3 * C, C), Envelope.multipart([(1, 2 * C), (3, 7)], C)):
+    for env in (Envelope.single(3 * C, C, version=VERSION_1), Envelope.multipart([(1, 2 * C), (3, 7)], C, version=VERSION_1)):
         v1 = seal_envelope(env, KEY, b"c")
         v2 = upgrade_envelope(v1, KEY, b"c")
         assert v2[KEY_VERSION] == "2" and KEY_TRAILER not in v2 and v2[KEY_MAC] != v1[KEY_MAC]

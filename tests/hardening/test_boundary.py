@@ -21,8 +21,9 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from .harness import ProxyProcess, error_code, raw_request
 from tests.e2e.conftest import ACCESS_KEY, REGION, SECRET_KEY
+
+from .harness import ProxyProcess, error_code, raw_request
 
 
 def _enc(text: str) -> str:

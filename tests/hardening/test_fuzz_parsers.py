@@ -20,6 +20,7 @@ from multidict import CIMultiDict
 from s3proxy import errors
 from s3proxy.auth import body as body_mod
 from s3proxy.auth.body import open_body
+from s3proxy.auth.context import decode_query
 from s3proxy.auth.sigv4 import (
     STREAMING_SIGNED,
     STREAMING_SIGNED_TRAILER,
@@ -28,10 +29,9 @@ from s3proxy.auth.sigv4 import (
     AuthContext,
 )
 from s3proxy.auth.verify import authenticate
+from s3proxy.http.server import split_path
 from s3proxy.ops import xml
 from s3proxy.ops.headers import parse_range
-from s3proxy.auth.context import decode_query
-from s3proxy.http.server import split_path
 from tests.auth.helpers import AKID, EXAMPLE_NOW, SECRET, collect, example_store, signed_chunks, signing_key, split
 
 EXAMPLES = int(os.environ.get("S3PROXY_FUZZ_EXAMPLES", "150"))

@@ -7,14 +7,14 @@ so a change that removes it (or makes it worse) shows up here and in the documen
 from __future__ import annotations
 
 import base64
-import gc
-import warnings
 import datetime as dt
+import gc
 import hashlib
 import os
 import shutil
 import stat
 import uuid
+import warnings
 from pathlib import Path
 
 import boto3

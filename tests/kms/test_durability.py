@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from s3proxy.format.auditchain import AuditOutcome
 from s3proxy.kms.audit import FileAuditSink, verify_audit_log
 from s3proxy.kms.caller import Caller
 from s3proxy.kms.service import KeyService
@@ -66,7 +67,8 @@ def test_sigkill_mid_loop_keeps_every_acknowledged_change(tmp_path: Path, acks_b
             blob = base64.b64decode(a["blob"])
             assert svc.decrypt(ALICE, blob, {"i": str(a["i"])}).plaintext == f"p{a['i']}".encode()
         svc.create_key(ALICE)  # and the reopened keystore takes new writes
+        ik_audit = svc.integrity().keys().audit
     finally:
         svc.close()
-    ok, problems = verify_audit_log(audit_log)
-    assert ok, problems
+    verdict = verify_audit_log(audit_log, ik_audit)
+    assert verdict.outcome == AuditOutcome.INTACT, verdict.problems

@@ -212,13 +212,16 @@ def test_failure_drill(tmp_path: Path) -> None:
 
         with ThreadPoolExecutor(6) as pool:
             list(pool.map(read_back, [(u, h) for u in urls for h in (0, 1)]))
+        for n in nodes:
+            n.stop()
+        # every node's audit chain verifies (proxy 1's across its SIGKILL), keyed under the integrity
+        # key in the shared keystore
+        for i in range(3):
+            out = subprocess.run([sys.executable, "-m", "s3proxy", "audit", "verify", "--data-dir", str(tmp_path / f"node{i}"),
+                                  "--keystore-url", pg.url], capture_output=True, text=True, timeout=60)
+            assert out.returncode == 0, out.stdout + out.stderr
     finally:
         for n in nodes:
             n.stop()
         weed.stop()
         pg.close()
-    # every node's audit chain verifies (proxy 1's across its SIGKILL)
-    for i in range(3):
-        out = subprocess.run([sys.executable, "-m", "s3proxy", "audit", "verify", "--data-dir", str(tmp_path / f"node{i}")],
-                             capture_output=True, text=True, timeout=60)
-        assert out.returncode == 0, out.stdout + out.stderr

@@ -54,7 +54,7 @@ def test_each_process_has_its_own_audit_chain_and_a_second_writer_is_refused(tmp
     try:
         with pytest.raises(OSError, match="in use by another process"):
             FileAuditSink(audit_log_path(tmp_path, 1))
-        second = FileAuditSink(audit_log_path(tmp_path, 2))
+        second = FileAuditSink(audit_log_path(tmp_path, 2), ik_audit=bytes(32))  # keyed: it writes
         second.emit({"eventName": "Test"})
         second.close()
     finally:

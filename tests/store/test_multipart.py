@@ -13,6 +13,7 @@ from s3proxy.auth.body import open_body
 from s3proxy.backends.base import ObjectMeta
 from s3proxy.format.errors import IntegrityError
 from s3proxy.format.ranges import ByteRange
+from s3proxy.format.records import SHARED
 from s3proxy.modes.base import ObjectRef
 from s3proxy.ops.multipart import MIN_PART_SIZE
 from s3proxy.store import Upload
@@ -79,7 +80,7 @@ async def test_a_multipart_round_trip_reads_whole_by_range_and_by_part(world: Wo
     assert await drain(second.body) == source[1000:2501]
     with pytest.raises(errors.InvalidPartNumber):
         await world.store.read(await world.store.open(REF, modes(world, read)), part_number=3)
-    assert await world.records.get(f"uploads/{upload_id}", fresh=True) is None  # the upload's records are gone
+    assert await world.records.get(f"uploads/{upload_id}", "b", fresh=True) is None  # the upload's records are gone
 
 
 async def test_complete_checks_every_named_part(world: World) -> None:
@@ -111,7 +112,7 @@ async def test_an_upload_is_bound_to_its_bucket_and_key_and_gone_after_abort(wor
     assert await world.uploads.list_uploads("b") == []
     with pytest.raises(errors.NoSuchUpload):
         await world.uploads.open(REF, upload_id, modes(world))
-    assert await world.records.get(f"uploads/{upload_id}/1", fresh=True) is None
+    assert await world.records.get(f"uploads/{upload_id}/1", "b", fresh=True) is None
 
 
 async def test_a_complete_sse_c_upload_needs_no_customer_key_and_holds_none(world: World) -> None:
@@ -119,7 +120,7 @@ async def test_a_complete_sse_c_upload_needs_no_customer_key_and_holds_none(worl
     without the customer's key; nothing kept about the upload names that key."""
     await world.buckets.create("b", "000000000000")
     upload_id, _ = await world.uploads.create(REF, ObjectMeta(), modes(world, ssec_headers(KEY)))
-    record = await world.records.get(f"uploads/{upload_id}")
+    record = await world.records.get(f"uploads/{upload_id}", "b")
     assert KEY.hex() not in repr(record) and ssec_headers(KEY)["x-amz-server-side-encryption-customer-key"] not in repr(record)
     upload = await world.uploads.open(REF, upload_id, modes(world, ssec_headers(KEY)))
     etag = await upload_part(world, upload, 1, b"secret part")
@@ -137,7 +138,7 @@ async def test_a_changed_part_list_record_fails_the_read(world: World) -> None:
     etag = await upload_part(world, upload, 1, data_of(3000))
     await world.uploads.complete(REF, upload_id, [(1, etag)], modes(world), min_part_size=MIN_PART_SIZE)
     (name,) = [o.key for o in (await world.backend.list_objects(world.records.bucket, "parts/")).objects]
-    record = await world.records.get(name, fresh=True)
-    await world.records.put(name, {**record, "size": str(int(record["size"]) - 1)})
+    record = (await world.records.get(name, SHARED, fresh=True)).value
+    await world.records.put(name, SHARED, {**record, "size": str(int(record["size"]) - 1)})
     with pytest.raises(IntegrityError):
         await world.store.read(await world.store.open(REF, modes(world)))

@@ -31,7 +31,7 @@ from s3proxy.modes.kms_modes import BucketKeyCache
 from s3proxy.ops.call import Call
 from s3proxy.ops.common import Services
 from s3proxy.store import Buckets, Catalog, ListingCache, MultipartUploads, ObjectStore
-from s3proxy.store.conditions import ConditionalWrites, Enforcement
+from s3proxy.store.conditions import Enforcement
 
 from .backend import MemoryBackend
 from .keys import memory_data_keys
@@ -153,13 +153,15 @@ class World:
             return 1_767_225_600.0  # 2026-01-01T00:00:00Z: Last-Modified and upload times are fixed
 
         sizes: dict[str, Any] = {} if chunk_size is None else {"chunk_size": chunk_size}
-        records = InternalRecords(backend, INTERNAL_BUCKET)
+        integrity = kms.integrity()  # the integrity key and the record anchors, on the key service's keystore
+        keys = integrity.keys()
+        records = InternalRecords(backend, INTERNAL_BUCKET, ik_records=keys.records, anchors=integrity)
         buckets = Buckets(backend, records)
         listing = ListingCache()
-        catalog = Catalog(records)
-        conditional = ConditionalWrites(backend, catalog, Enforcement(backend, records.bucket, records.ensure_bucket))
-        store = ObjectStore(backend, catalog, buckets, conditional, clock=clock, listing=listing, **sizes)
-        uploads = MultipartUploads(backend, records, catalog, buckets, conditional, clock=clock, listing=listing, **sizes)
+        catalog = Catalog(records, keys)
+        enforcement = Enforcement(backend, records.bucket, records.ensure_bucket)
+        store = ObjectStore(backend, catalog, buckets, enforcement, kms=kms, clock=clock, listing=listing, **sizes)
+        uploads = MultipartUploads(backend, catalog, buckets, store.conditions, clock=clock, listing=listing, **sizes)
         bucket_keys = BucketKeyCache()
         kms.subscribe(bucket_keys.forget_key)  # a changed key's bucket keys are dropped at once
         services = Services(store=store, uploads=uploads, buckets=buckets, kms=kms, region=REGION, account_id=ACCOUNT,

@@ -30,7 +30,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from s3proxy.format.chunks import TAG_SIZE  # noqa: E402
-from s3proxy.format.envelope import KEY_CHUNK_SIZE, KEY_MAC, KEY_PARTS, KEY_SIZE, KEY_VERSION, Envelope, seal_envelope  # noqa: E402
+from s3proxy.format.envelope import KEY_CHUNK_SIZE, KEY_MAC, KEY_PARTS, KEY_SIZE, KEY_VERSION, VERSION_1, Envelope, seal_envelope  # noqa: E402
 from s3proxy.format.sizes import ciphertext_size  # noqa: E402
 from s3proxy.streams import encrypt_stream  # noqa: E402
 
@@ -58,9 +58,9 @@ async def _one(data: bytes, key: bytes, part: int, context: bytes, chunk_size: i
 def seal(parts: list[tuple[int, bytes]], key: bytes = KEY, context: bytes = b"", chunk_size: int = C) -> tuple[bytes, dict[str, str], Envelope]:
     stored = b"".join(asyncio.run(_one(d, key, p, context, chunk_size)) for p, d in parts)
     if parts[0][0] == 0:
-        env = Envelope.single(len(parts[0][1]), chunk_size)
+        env = Envelope.single(len(parts[0][1]), chunk_size, version=VERSION_1)
     else:
-        env = Envelope.multipart([(p, len(d)) for p, d in parts], chunk_size)
+        env = Envelope.multipart([(p, len(d)) for p, d in parts], chunk_size, version=VERSION_1)
     return stored, seal_envelope(env, key, context), env
 
 

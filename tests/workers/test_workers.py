@@ -34,8 +34,9 @@ def kms_client(url: str) -> Any:
 
 
 class Workers:
-    def __init__(self, data: Path, proc: ProxyProcess) -> None:
+    def __init__(self, data: Path, proc: ProxyProcess, keystore: list[str]) -> None:
         self.data, self.proc = data, proc
+        self.keystore = keystore  # the keystore flags (the audit chains' key lives there)
 
     def served_by(self, request_id: str) -> int:
         for log in sorted((self.data / "kms").glob("audit.w*.log")):
@@ -76,11 +77,9 @@ class Workers:
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def workers(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
-    extra = ["--workers", "2", "--log-level", "warning"]
-    if request.param == "postgresql":
-        extra += ["--keystore-url", request.getfixturevalue("pg_url")]
-    proc = ProxyProcess(tmp_path, extra=extra).start()
-    yield Workers(tmp_path, proc)
+    keystore = ["--keystore-url", request.getfixturevalue("pg_url")] if request.param == "postgresql" else []
+    proc = ProxyProcess(tmp_path, extra=["--workers", "2", "--log-level", "warning", *keystore]).start()
+    yield Workers(tmp_path, proc, keystore)
     proc.stop()
 
 
@@ -132,7 +131,8 @@ def test_metrics_sum_every_worker_and_audit_verify_checks_every_chain(workers: W
     assert float(line.rsplit(" ", 1)[1]) == 32.0  # every worker's count, whichever worker answered /metrics
     assert len(served) == 2, served  # the kernel handed connections to both workers
     assert sum(1 for x in text.splitlines() if x.startswith("s3proxy_inflight_requests{")) == 2  # one gauge per worker
-    out = subprocess.run([sys.executable, "-m", "s3proxy", "audit", "verify", "--data-dir", str(workers.data)],
+    out = subprocess.run([sys.executable, "-m", "s3proxy", "audit", "verify", "--data-dir", str(workers.data),
+                          *workers.keystore],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "audit.w1.log: OK" in out.stdout and "audit.w2.log: OK" in out.stdout
