@@ -40,6 +40,8 @@ PACKAGES: dict[str, tuple[str, Callable[[], str | None]]] = {
     "docker-compose": ("`docker-compose config` checks the compose file", _command_missing("docker-compose")),
     "nginx-light": ("the benchmarks' pass-through reference", _command_missing("nginx")),
     "haproxy": ("`haproxy -c` checks the load balancer of docker-compose.scale.yml", _command_missing("haproxy")),
+    "rclone": ("an interop client (tests/interop/): sync, check, SSE-C over TLS", _command_missing("rclone")),
+    "s3cmd": ("an interop client (tests/interop/): SigV2 and SigV4, sync, signed URLs", _command_missing("s3cmd")),
 }
 
 
