@@ -26,7 +26,6 @@ import os
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 from . import private
@@ -83,13 +82,14 @@ def server_context(files: TlsFiles) -> ssl.SSLContext:
 def self_signed(directory: Path, names: tuple[str, ...], *, now: dt.datetime | None = None) -> TlsFiles:
     """The local CA and server certificate in `directory`: reused when still good for `names`, else made."""
     now = now or dt.datetime.now(dt.UTC)
-    files = TlsFiles(directory / "cert.pem", directory / "key.pem", directory / "ca.pem", names)
+    ca_path = directory / "ca.pem"
+    files = TlsFiles(directory / "cert.pem", directory / "key.pem", ca_path, names)
     if _still_good(files, names, now):
         return files
     try:
         private.make_dir(directory)
         ca_pem, cert_pem, key_pem = _issue(names, now)
-        for path, data in ((files.key, key_pem), (files.cert, cert_pem), (files.ca, ca_pem)):
+        for path, data in ((files.key, key_pem), (files.cert, cert_pem), (ca_path, ca_pem)):
             temporary = path.with_name(path.name + ".tmp")
             private.write_file(temporary, data, fsync=True)
             os.replace(temporary, path)

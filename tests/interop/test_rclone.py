@@ -25,7 +25,8 @@ def mode_flags(tls_proxy, mode: str) -> tuple[list[str], dict]:
     if mode == "aws:kms":
         return ["--s3-server-side-encryption", "aws:kms", "--s3-sse-kms-key-id", tls_proxy.kms_key()], {}
     key = os.urandom(32)
-    return ["--s3-sse-customer-algorithm", "AES256", "--s3-sse-customer-key-base64", base64.b64encode(key).decode()], ssec_args(key)
+    flags = ["--s3-sse-customer-algorithm", "AES256", "--s3-sse-customer-key-base64", base64.b64encode(key).decode()]
+    return flags, ssec_args(key)
 
 
 @pytest.mark.parametrize("mode", MODES)
