@@ -81,7 +81,7 @@ def test_failure_drill(tmp_path: Path) -> None:
         for i in range(3):
             (tmp_path / f"node{i}").mkdir()
             if i:
-                shutil.copy2(tmp_path / "node0" / "root.key", tmp_path / f"node{i}" / "root.key")
+                shutil.copy2(tmp_path / "node0.root.key", tmp_path / f"node{i}.root.key")
             nodes.append(proxy(i))
         urls = [n.url for n in nodes]
         pids_before = [n.proc.pid for n in nodes]  # type: ignore[union-attr]
