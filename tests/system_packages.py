@@ -13,7 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 INSTALLED_MARK = "S3PROXY_SYSTEM_PACKAGES"
 
@@ -51,13 +51,17 @@ def missing(package: str) -> str | None:
 
 def require(package: str) -> None:
     """Skip the calling test when `package` is missing (fail when the set-up claimed it installed it)."""
+    reason = missing(package)
+    if reason is not None:
+        skip_or_fail(f"{reason}; `scripts/test` installs Debian's {package} ({PACKAGES[package][0]})")
+
+
+def skip_or_fail(message: str, mark: str = INSTALLED_MARK) -> None:
+    """Skip the calling test for want of something the set-up provides, or fail it when the set-up said it
+    provided it (environment variable `mark` = installed), so CI cannot skip silently."""
     import pytest
 
-    reason = missing(package)
-    if reason is None:
-        return
-    message = f"{reason}; `scripts/test` installs Debian's {package} ({PACKAGES[package][0]})"
-    if os.environ.get(INSTALLED_MARK) == "installed":
+    if os.environ.get(mark) == "installed":
         pytest.fail(message, pytrace=False)
     pytest.skip(message)
 

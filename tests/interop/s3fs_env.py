@@ -44,15 +44,11 @@ def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 
 def require() -> None:
-    import pytest
+    from tests.system_packages import skip_or_fail
 
     reason = missing()
-    if reason is None:
-        return
-    message = f"{reason}; `scripts/test` makes it (python3 -m tests.interop.s3fs_env)"
-    if os.environ.get(INSTALLED_MARK) == "installed":
-        pytest.fail(message, pytrace=False)
-    pytest.skip(message)
+    if reason is not None:
+        skip_or_fail(f"{reason}; `scripts/test` makes it (python3 -m tests.interop.s3fs_env)", INSTALLED_MARK)
 
 
 def install(out=sys.stderr) -> bool:
