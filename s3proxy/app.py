@@ -449,6 +449,7 @@ async def serve_until_signalled(proxy: Proxy, announce: Callable[[str], None] | 
     received: list[int] = []
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+
     def on_signal(number: int) -> None:
         received.append(number)
         stop.set()
