@@ -125,7 +125,10 @@ class SlowUpload:
         response.read()
         return response.status
 
-    def close(self) -> None:
+    def __enter__(self) -> SlowUpload:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
         self.sock.close()
 
 
@@ -139,17 +142,16 @@ def test_sigterm_lets_a_request_in_flight_finish_within_the_grace_period_and_say
     served = start_served(serve_args(tmp_path / "data", *KEYS, "--shutdown-grace", "20", "--workers", workers))
     body = os.urandom(256 * 1024)
     try:
-        upload = SlowUpload(served.url, _bucket(served.url), "slow.bin", body)
-        time.sleep(0.3)  # the request has started: headers and half the body are in
-        served.proc.send_signal(signal.SIGTERM)
-        stopping = served.wait_line(r"^s3proxy stopping \(SIGTERM\): no new connections; (.*) within 20 s", timeout=10)
-        assert stopping, served.lines
-        assert ("1 request in flight" if workers == "1" else "2 workers finish") in stopping.group(1)
-        time.sleep(0.5)
-        with pytest.raises(OSError):  # no new connections meanwhile
-            socket.create_connection(("127.0.0.1", int(served.url.rsplit(":", 1)[1])), timeout=2).recv(1)
-        assert upload.finish() == 200
-        upload.close()
+        with SlowUpload(served.url, _bucket(served.url), "slow.bin", body) as upload:
+            time.sleep(0.3)  # the request has started: headers and half the body are in
+            served.proc.send_signal(signal.SIGTERM)
+            stopping = served.wait_line(r"^s3proxy stopping \(SIGTERM\): no new connections; (.*) within 20 s", timeout=10)
+            assert stopping, served.lines
+            assert ("1 request in flight" if workers == "1" else "2 workers finish") in stopping.group(1)
+            time.sleep(0.5)
+            with pytest.raises(OSError):  # no new connections meanwhile
+                socket.create_connection(("127.0.0.1", int(served.url.rsplit(":", 1)[1])), timeout=2).close()
+            assert upload.finish() == 200
         assert served.wait_line(r"^s3proxy stopped after [\d.]+ s: every request finished", timeout=20), served.lines
     finally:
         code, err = served.stop()
@@ -166,20 +168,19 @@ def test_sigterm_lets_a_request_in_flight_finish_within_the_grace_period_and_say
 def test_a_request_still_running_after_the_grace_period_is_cut_off_and_reported(tmp_path, workers):
     served = start_served(serve_args(tmp_path / "data", *KEYS, "--shutdown-grace", "1", "--workers", workers))
     try:
-        upload = SlowUpload(served.url, _bucket(served.url), "stalled.bin", os.urandom(64 * 1024))
-        time.sleep(0.3)
-        began = time.monotonic()
-        served.proc.send_signal(signal.SIGTERM)
-        if workers == "1":
-            assert served.wait_line(r"^s3proxy stopped after [\d.]+ s: 1 request still running after 1 s cut off", timeout=15)
-        else:
-            assert served.wait_line(r"^s3proxy stopped after [\d.]+ s: 1 worker\(s\) cut off requests", timeout=25)
-        code, err = served.stop()
-        assert time.monotonic() - began < 15
-        assert code == 0, err
-        if workers == "2":
-            assert "1 request still running after 1 s cut off" in err  # the worker's own log line
-        upload.close()
+        with SlowUpload(served.url, _bucket(served.url), "stalled.bin", os.urandom(64 * 1024)):
+            time.sleep(0.3)
+            began = time.monotonic()
+            served.proc.send_signal(signal.SIGTERM)
+            if workers == "1":
+                assert served.wait_line(r"^s3proxy stopped after [\d.]+ s: 1 request still running after 1 s cut off", timeout=15)
+            else:
+                assert served.wait_line(r"^s3proxy stopped after [\d.]+ s: 1 worker\(s\) cut off requests", timeout=25)
+            code, err = served.stop()
+            assert time.monotonic() - began < 15
+            assert code == 0, err
+            if workers == "2":
+                assert "1 request still running after 1 s cut off" in err  # the worker's own log line
     finally:
         served.stop()
 
@@ -233,9 +234,9 @@ def test_tls_self_signed_serves_https_that_awscli_and_boto3_trust_through_the_pr
             assert ran.returncode == 0, ran.stderr
         assert ran.stdout == "my secret\n"
         # an untrusting client is refused: the certificate is not from a public CA
-        with pytest.raises(ssl.SSLError):
-            ssl.create_default_context().wrap_socket(socket.create_connection(("127.0.0.1", int(served.url.rsplit(":", 1)[1]))),
-                                                     server_hostname="127.0.0.1")
+        with socket.create_connection(("127.0.0.1", int(served.url.rsplit(":", 1)[1])), timeout=10) as raw:
+            with pytest.raises(ssl.SSLError):
+                ssl.create_default_context().wrap_socket(raw, server_hostname="127.0.0.1").close()
     finally:
         code, err = served.stop()
     assert code == 0, err
