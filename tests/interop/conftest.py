@@ -96,11 +96,10 @@ class Proxy:
             raise AssertionError(f"s3cmd {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr.decode(errors='replace')}")
         return proc
 
-    def minio(self):
-        import urllib3
+    def minio(self, http):
+        """minio-py's client, its requests through `http` (a urllib3 PoolManager trusting the proxy's CA)."""
         from minio import Minio
 
-        http = urllib3.PoolManager(cert_reqs="CERT_REQUIRED", ca_certs=str(self.ca), retries=False)
         return Minio(self.hostport, access_key=self.access_key, secret_key=self.secret_key, secure=True, region=REGION,
                      http_client=http)
 
@@ -136,6 +135,16 @@ def tls_proxy(request, tmp_path_factory, moto_server):
     work.mkdir()
     yield Proxy(endpoint.url, request.param, tmp / "data" / "tls" / "ca.pem", work)
     thread.stop()
+
+
+@pytest.fixture
+def minio(tls_proxy):
+    """minio-py on the proxy; its connection pool closed after the test."""
+    import urllib3
+
+    http = urllib3.PoolManager(cert_reqs="CERT_REQUIRED", ca_certs=str(tls_proxy.ca), retries=False)
+    yield tls_proxy.minio(http)
+    http.clear()
 
 
 @pytest.fixture

@@ -39,8 +39,7 @@ def read(minio, bucket: str, key: str, ssec=None, **kwargs) -> bytes:
 
 
 @pytest.mark.parametrize("mode", ["AES256", "aws:kms", "SSE-C"])
-def test_multipart_ranges_copy_and_files(tls_proxy, mode):
-    minio = tls_proxy.minio()
+def test_multipart_ranges_copy_and_files(tls_proxy, minio, mode):
     sse, ssec, read_args = sse_for(tls_proxy, mode)
     bucket = tls_proxy.bucket()
     data = os.urandom(11 * MiB)
@@ -67,8 +66,7 @@ def test_multipart_ranges_copy_and_files(tls_proxy, mode):
     assert sorted(o.object_name for o in minio.list_objects(bucket)) == ["big.bin", "copy.bin", "file.txt"]
 
 
-def test_sse_c_with_a_wrong_key_is_refused(tls_proxy):
-    minio = tls_proxy.minio()
+def test_sse_c_with_a_wrong_key_is_refused(tls_proxy, minio):
     bucket = tls_proxy.bucket()
     minio.put_object(bucket, "k", io.BytesIO(b"customer keyed"), 14, sse=SseCustomerKey(os.urandom(32)))
     with pytest.raises(S3Error) as refused:
@@ -76,8 +74,7 @@ def test_sse_c_with_a_wrong_key_is_refused(tls_proxy):
     assert refused.value.response.status == 403
 
 
-def test_presigned_get_and_put_are_logged_with_their_principal(tls_proxy, access_log):
-    minio = tls_proxy.minio()
+def test_presigned_get_and_put_are_logged_with_their_principal(tls_proxy, minio, access_log):
     bucket = tls_proxy.bucket()
     context = ssl.create_default_context(cafile=str(tls_proxy.ca))
     put_url = minio.presigned_put_object(bucket, "uploaded.txt", expires=timedelta(minutes=10))
