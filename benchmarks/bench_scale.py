@@ -221,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
                     data = tmp / label / f"p{i}"
                     if i:  # every proxy of one deployment has the same root key
                         data.mkdir(parents=True)
-                        shutil.copy2(tmp / label / "p0" / "root.key", data / "root.key")
+                        shutil.copy2(tmp / label / "p0.root.key", tmp / label / f"p{i}.root.key")  # beside each data dir
                     procs.append(start_proxy(data, weed, url, workers))
                 urls = [p.url for p in procs]  # type: ignore[attr-defined]
                 bucket = re.sub(r"[^a-z0-9]+", "-", label)

@@ -22,13 +22,14 @@ import demolib
 
 def main(argv: list[str] | None = None) -> int:
     demo, data, bucket = demolib.start(__doc__, "cse", argv)
-    key_id = demolib.new_kms_key(demo, "s3proxy demo: client-side encryption")
-    mode = demolib.Cse.with_kms(demo, key_id)
-    demolib.walkthrough(demo, mode, bucket, "secret.txt", data)
-    for situation, result in demolib.key_failures(demo, key_id, lambda: mode.get(bucket, "secret.txt")).items():
-        print(f"  client GET when {situation}: {result}")
-    stranger = demolib.Cse.with_local_key(demo, demolib.customer_key())
-    print(f"  client GET with another keyring: {demolib.outcome(lambda: stranger.get(bucket, 'secret.txt'))}")
+    with demo:
+        key_id = demolib.new_kms_key(demo, "s3proxy demo: client-side encryption")
+        mode = demolib.Cse.with_kms(demo, key_id)
+        demolib.walkthrough(demo, mode, bucket, "secret.txt", data)
+        for situation, result in demolib.key_failures(demo, key_id, lambda: mode.get(bucket, "secret.txt")).items():
+            print(f"  client GET when {situation}: {result}")
+        stranger = demolib.Cse.with_local_key(demo, demolib.customer_key())
+        print(f"  client GET with another keyring: {demolib.outcome(lambda: stranger.get(bucket, 'secret.txt'))}")
     return 0
 
 

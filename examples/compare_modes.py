@@ -15,6 +15,7 @@ The same by hand: see examples/sse_s3.py, sse_c.py, sse_kms.py and client_side.p
 
 from __future__ import annotations
 
+import argparse
 import base64
 import json
 from dataclasses import dataclass, field
@@ -40,8 +41,8 @@ class Observed:
     user_unwraps: str = ""  # "yes" / "no (<error>)" / "" when nothing to unwrap for the user
     key_control: str = ""  # "KMS key owner" when the caller's DisableKey stopped reads
     at_rest: demolib.AtRest | None = None
-    put_calls: dict[str, int] = field(default_factory=dict)
-    get_calls: dict[str, int] = field(default_factory=dict)
+    put_calls: dict[str, int] | None = field(default_factory=dict)  # None: not counted
+    get_calls: dict[str, int] | None = field(default_factory=dict)
     failures: dict[str, str] = field(default_factory=dict)
     put_mbps: float = 0.0
     get_mbps: float = 0.0
@@ -78,7 +79,9 @@ class Observed:
         )
 
 
-def calls_text(calls: dict[str, int]) -> str:
+def calls_text(calls: dict[str, int] | None) -> str:
+    if calls is None:
+        return "not counted"
     return ", ".join(f"{n}× {name}" for name, n in sorted(calls.items())) or "none"
 
 
@@ -95,13 +98,13 @@ def observe(demo: demolib.Demo, mode: demolib.Mode, bucket: str, data: bytes, ro
     seen.keyless = status if body is None else ("plaintext" if body == data else "ciphertext")
     seen.failures["reader with S3 credentials only"] = seen.keyless if body is not None else status
     seen.at_rest = demo.at_rest(bucket, key)
-    seen.user_unwraps = user_unwraps(demo, mode, bucket, key, seen)
     seen.failures["wrong key"] = wrong_key(demo, mode, bucket, key)
     key_id = getattr(mode, "key_id", None)
     if key_id:
         seen.failures.update(demolib.key_failures(demo, key_id, lambda: mode.get(bucket, key)))
         seen.failures.pop("key restored")
         seen.key_control = "KMS key owner" if seen.failures["key disabled"] != "ok" else ""
+    seen.user_unwraps = user_unwraps(demo, mode, bucket, key, seen)
     seen.put_mbps, seen.get_mbps = throughput(mode, bucket, f"{mode.label}/bench.bin", demolib.plaintext(bench_size), rounds)
     if demo.backend is not None:
         seen.failures["one byte flipped at rest"] = demolib.tamper_and_read(demo, mode, bucket, key, data)
@@ -111,8 +114,11 @@ def observe(demo: demolib.Demo, mode: demolib.Mode, bucket: str, data: bytes, ro
 def user_unwraps(demo: demolib.Demo, mode: demolib.Mode, bucket: str, key: str, seen: Observed) -> str:
     """Can the caller unwrap the stored data key with their own kms:Decrypt? (SSE-S3: no; SSE-KMS: yes.)"""
     if isinstance(mode, demolib.Cse):
-        # the client itself called kms:Decrypt on the wrapped key it stored (see the audit log)
-        return "yes" if any(k.startswith("client Decrypt") for k in seen.get_calls) else ""
+        # the client itself called kms:Decrypt on the wrapped key it stored (the audit log says who called);
+        # without the audit log: the client's reads stopped when it disabled its KMS key
+        if seen.get_calls is not None and any(k.startswith("client Decrypt") for k in seen.get_calls):
+            return "yes"
+        return "yes" if demo.audit is None and seen.failures.get("key disabled", "ok") != "ok" else ""
     meta = seen.at_rest.metadata if seen.at_rest else {}
     if "s3proxy-key" not in meta or meta.get("s3proxy-mode") == "SSE-C":
         return ""
@@ -176,6 +182,12 @@ def report_markdown(results: list[Observed], setup: str) -> str:
     return "\n".join(parts)
 
 
+def demo_counted_by_audit(results: list[Observed]) -> bool:
+    """Whether the calls say who called (the audit log's "proxy ..." / "client ..."), not /metrics' "any ..."."""
+    return not any(k.startswith("any ") for r in results for k in {**(r.put_calls or {}), **(r.get_calls or {})}) \
+        and all(r.put_calls is not None for r in results)
+
+
 def chart(results: list[Observed], path: Path) -> None:
     import matplotlib
 
@@ -213,14 +225,16 @@ def chart(results: list[Observed], path: Path) -> None:
     tp.legend()
 
     kc = axes[1][0]
-    for offset, who, colour in ((-width / 2, "proxy", "#4c72b0"), (width / 2, "client", "#dd8452")):
-        puts = [sum(n for k, n in r.put_calls.items() if k.startswith(who)) for r in results]
-        gets = [sum(n for k, n in r.get_calls.items() if k.startswith(who)) for r in results]
+    callers = (("proxy", "#4c72b0"), ("client", "#dd8452")) if demo_counted_by_audit(results) else (("any", "#55a868"),)
+    for n_caller, (who, colour) in enumerate(callers):
+        offset = (n_caller - (len(callers) - 1) / 2) * width
+        puts = [sum(n for k, n in (r.put_calls or {}).items() if k.startswith(who)) for r in results]
+        gets = [sum(n for k, n in (r.get_calls or {}).items() if k.startswith(who)) for r in results]
         kc.bar([i + offset for i in x], puts, width, color=colour, label=f"by the {who}: PUT (solid) / GET (hatched)")
         kc.bar([i + offset for i in x], gets, width, bottom=puts, color=colour, hatch="//", alpha=0.6)
     kc.set_xticks(list(x), names, rotation=15, fontsize=8)
     kc.set_ylabel("KMS calls for one PUT + one GET")
-    kc.set_title("KMS calls (from the audit log)")
+    kc.set_title("KMS calls (from the audit log)" if demo_counted_by_audit(results) else "KMS calls (from /metrics, or none counted)")
     kc.legend(fontsize=8)
 
     ov = axes[1][1]
@@ -246,7 +260,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--bench-size", type=int, default=4 * MIB, help="bytes per throughput round (default 4 MiB)")
     p.add_argument("--rounds", type=int, default=3, help="throughput rounds per mode (default 3)")
     args = p.parse_args(argv)
-    demo = demolib.Demo.from_args(args)
+    with demolib.Demo.from_args(args) as demo:
+        return compare(demo, args)
+
+
+def compare(demo: demolib.Demo, args: argparse.Namespace) -> int:
     data = demolib.plaintext(args.size)
     bucket = demo.bucket("compare")
     modes: list[demolib.Mode] = [
@@ -258,8 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     results = [observe(demo, m, bucket, data, args.rounds, args.bench_size) for m in modes]
     backend = demo.backend.describe() if demo.backend else "backend not visible"
-    audit = "KMS calls from the audit log" if demo.audit else "audit log not readable: KMS calls not counted"
-    setup = f"Proxy {args.endpoint}; {backend}; {audit}; object {args.size} B; throughput {args.rounds}× {args.bench_size} B."
+    setup = f"Proxy {args.endpoint}; {backend}; {demo.counting}; object {args.size} B; throughput {args.rounds}× {args.bench_size} B."
     markdown = report_markdown(results, setup)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "compare_modes.md").write_text(markdown, encoding="utf-8")

@@ -5,9 +5,16 @@ real boto3. To show what is *at rest* they read the backend directly, bypassing 
   * `--backend-url` (+ keys): an S3 backend (MinIO, moto, AWS) read with boto3;
   * otherwise `--data-dir` (default ./data): the embedded fs backend's SQLite index and blob
     files, opened read-only.
-KMS calls are counted from the proxy's audit log (`DATA_DIR/kms/audit.log`, one JSON line per call)
-when the data dir is readable. Credentials: --access-key/--secret-key, else AWS_ACCESS_KEY_ID /
-AWS_SECRET_ACCESS_KEY, else the pair the proxy generated in DATA_DIR/credentials.toml.
+KMS calls are counted from the proxy's audit log (`DATA_DIR/kms/audit.log`, one JSON line per call,
+which says who called: the proxy for an S3 request, or the client) when the data dir is readable;
+else from the proxy's `/metrics` (`--metrics-url`, default ENDPOINT/metrics: every caller's KMS
+operations, not told apart); else they are reported as not counted. Credentials: --access-key/
+--secret-key, else AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, else the pair the proxy generated in
+DATA_DIR/credentials.toml. HTTPS with a private CA (`s3proxy serve --tls self-signed`): AWS_CA_BUNDLE.
+
+Every example cleans up after itself: the objects and buckets it made are deleted and the KMS keys
+it made are scheduled for deletion (7 days, KMS's shortest wait; `aws kms cancel-key-deletion`
+takes one back); `--keep` leaves everything for a look.
 """
 
 from __future__ import annotations
@@ -21,6 +28,8 @@ import sqlite3
 import sys
 import time
 import tomllib
+import urllib.error
+import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,6 +69,9 @@ def parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--backend-access-key", default=os.environ.get("BACKEND_ACCESS_KEY"))
     p.add_argument("--backend-secret-key", default=os.environ.get("BACKEND_SECRET_KEY"))
     p.add_argument("--bucket", help="bucket to use (default: a new one with a random name)")
+    p.add_argument("--metrics-url", help="the proxy's Prometheus metrics, to count KMS calls when its audit log is not "
+                   "readable (default: ENDPOINT/metrics)")
+    p.add_argument("--keep", action="store_true", help="leave the buckets, objects and KMS keys made, instead of cleaning up")
     return p
 
 
@@ -172,6 +184,39 @@ class AuditLog:
         return [json.loads(line) for line in lines if line.strip()]
 
 
+class MetricsCount:
+    """KMS calls counted from the proxy's Prometheus counter s3proxy_kms_operations_total, by operation: every
+    caller's (the proxy's for S3 requests, clients'), so who called is not told ("any")."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def _read(self) -> collections.Counter[str] | None:
+        from prometheus_client.parser import text_string_to_metric_families
+
+        try:
+            with urllib.request.urlopen(self.url, timeout=10) as answer:
+                text = answer.read().decode()
+        except (OSError, urllib.error.URLError, ValueError):
+            return None
+        counts: collections.Counter[str] = collections.Counter()
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == "s3proxy_kms_operations_total":
+                    counts[f"any {sample.labels.get('operation')}"] += int(sample.value)
+        return counts
+
+    def usable(self) -> bool:
+        return self._read() is not None
+
+    def mark(self) -> collections.Counter[str]:
+        return self._read() or collections.Counter()
+
+    def since(self, mark: collections.Counter[str]) -> list[str]:
+        now = self._read() or collections.Counter()
+        return [name for name in now for _ in range(now[name] - mark.get(name, 0))]
+
+
 def who_called(record: dict[str, Any]) -> str:
     """'proxy' when s3proxy called KMS for an S3 request (CloudTrail's invokedBy / AWSService), else 'client'."""
     ident = record.get("userIdentity") or {}
@@ -193,8 +238,10 @@ class Demo:
     kms: Any
     backend: FsBackendView | S3BackendView | None
     audit: AuditLog | None
+    counter: MetricsCount | None = None  # KMS calls from /metrics, when the audit log is not readable
     out: Callable[[str], None] = print
-    buckets: list[str] = field(default_factory=list)
+    buckets: list[str] = field(default_factory=list)  # made by this run: emptied and deleted at the end
+    keys: list[str] = field(default_factory=list)  # KMS keys made by this run: scheduled for deletion at the end
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> "Demo":
@@ -214,17 +261,52 @@ class Demo:
             backend = FsBackendView(args.data_dir / "objects")
         audit_path = args.data_dir / "kms" / "audit.log"
         audit = AuditLog(audit_path) if audit_path.exists() else None
-        return cls(args, client("s3"), client("kms"), backend, audit)
+        counter = None
+        if audit is None:
+            metrics = MetricsCount(args.metrics_url or args.endpoint.rstrip("/") + "/metrics")
+            counter = metrics if metrics.usable() else None
+        return cls(args, client("s3"), client("kms"), backend, audit, counter)
+
+    @property
+    def counting(self) -> str:
+        """How KMS calls are counted, in words."""
+        if self.audit is not None:
+            return "KMS calls from the audit log"
+        if self.counter is not None:
+            return f"KMS calls from {self.counter.url} (every caller's at the time, not told apart)"
+        return "audit log and metrics not readable: KMS calls not counted"
 
     def bucket(self, label: str) -> str:
         name = self.args.bucket or f"demo-{label}-{uuid.uuid4().hex[:10]}"
         try:
             self.s3.create_bucket(Bucket=name)
+            self.buckets.append(name)
         except ClientError as exc:
             if error_code(exc) not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
                 raise
-        self.buckets.append(name)
         return name
+
+    def __enter__(self) -> "Demo":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.cleanup()
+
+    def cleanup(self) -> None:
+        """Delete the buckets this run made (with every object and upload in them) and schedule the KMS keys it
+        made for deletion; say what was done (or, with --keep, what was left)."""
+        if self.args.keep:
+            self.out(f"kept (--keep): buckets {', '.join(self.buckets) or 'none'}; KMS keys {', '.join(self.keys) or 'none'}")
+            return
+        for name in self.buckets:
+            count = empty_bucket(self.s3, name)
+            self.s3.delete_bucket(Bucket=name)
+            self.out(f"cleaned up: bucket {name} and its {count} objects deleted")
+        for key_id in self.keys:
+            self.kms.schedule_key_deletion(KeyId=key_id, PendingWindowInDays=7)
+        if self.keys:
+            self.out(f"cleaned up: KMS keys {', '.join(self.keys)} scheduled for deletion in 7 days, the shortest KMS "
+                     "allows (aws kms cancel-key-deletion --key-id KEY takes one back)")
 
     def at_rest(self, bucket: str, key: str) -> AtRest | None:
         return self.backend.read(bucket, key) if self.backend is not None else None
@@ -243,11 +325,39 @@ class Demo:
         self.out(f"    plaintext in backend bytes or metadata: {'YES' if held.shows(data) else 'no'}")
         return held
 
-    def kms_calls(self, action: Callable[[], Any]) -> tuple[Any, dict[str, int]]:
-        """Run `action` and return its result and the KMS calls it caused (empty if the audit log is not readable)."""
-        mark = self.audit.mark() if self.audit else 0
-        result = action()
-        return result, (summarise_calls(self.audit.since(mark)) if self.audit else {})
+    def kms_calls(self, action: Callable[[], Any]) -> tuple[Any, dict[str, int] | None]:
+        """Run `action` and return its result and the KMS calls it caused ({"proxy GenerateDataKey": 1, ...} from
+        the audit log; {"any GenerateDataKey": 1, ...} from /metrics), or None when they cannot be counted."""
+        if self.audit is not None:
+            mark = self.audit.mark()
+            result = action()
+            return result, summarise_calls(self.audit.since(mark))
+        if self.counter is not None:
+            before = self.counter.mark()
+            result = action()
+            return result, dict(collections.Counter(self.counter.since(before)))
+        return action(), None
+
+
+def empty_bucket(s3: Any, bucket: str) -> int:
+    """Delete every object and unfinished upload in `bucket` (the demo's buckets never have versioning on);
+    how many objects went."""
+    count = 0
+    for upload in s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []):
+        s3.abort_multipart_upload(Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        doomed = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+        if doomed:
+            s3.delete_objects(Bucket=bucket, Delete={"Objects": doomed, "Quiet": True})
+            count += len(doomed)
+    return count
+
+
+def calls_text(calls: dict[str, int] | None) -> str:
+    """KMS calls as the examples print them: a dict, 'none', or 'not counted'."""
+    if calls is None:
+        return "not counted"
+    return str(calls) if calls else "none"
 
 
 def shorten(value: str, width: int = 60) -> str:
@@ -399,7 +509,9 @@ class Cse(Mode):
 
 
 def new_kms_key(demo: Demo, description: str) -> str:
-    return demo.kms.create_key(Description=description)["KeyMetadata"]["KeyId"]
+    key_id = str(demo.kms.create_key(Description=description)["KeyMetadata"]["KeyId"])
+    demo.keys.append(key_id)
+    return key_id
 
 
 def customer_key() -> bytes:
@@ -426,9 +538,9 @@ def walkthrough(demo: Demo, mode: Mode, bucket: str, key: str, data: bytes) -> A
             out(f"  response {name}: {value}")
     else:
         out(f"  encrypted in this process before sending (format v{put['cse'].format_version}, key wrap {put['cse'].wrap_alg})")
-    out(f"  KMS calls for the PUT: {calls or 'none'}")
+    out(f"  KMS calls for the PUT: {calls_text(calls)}")
     got, calls = demo.kms_calls(lambda: mode.get(bucket, key))
-    out(f"  GET with this mode's parameters: {'the same bytes' if got == data else 'DIFFERENT bytes'}; KMS calls: {calls or 'none'}")
+    out(f"  GET with this mode's parameters: {'the same bytes' if got == data else 'DIFFERENT bytes'}; KMS calls: {calls_text(calls)}")
     status, body, headers = mode.plain_get(bucket, key)
     if body is None:
         out(f"  GET with S3 credentials only: {status}")

@@ -23,13 +23,14 @@ import demolib
 
 def main(argv: list[str] | None = None) -> int:
     demo, data, bucket = demolib.start(__doc__, "sse-c", argv)
-    mode = demolib.SseC(demo, demolib.customer_key())
-    held = demolib.walkthrough(demo, mode, bucket, "secret.txt", data)
-    wrong = demolib.SseC(demo, demolib.customer_key())
-    print(f"  GET with a wrong customer key: {demolib.outcome(lambda: wrong.get(bucket, 'secret.txt'))}")
-    if held is not None:
-        print(f"  customer key bytes anywhere at rest: {'YES' if mode.customer_key in held.body + repr(held.metadata).encode() else 'no'}")
-        print(f"  one byte flipped at rest, then GET: {demolib.tamper_and_read(demo, mode, bucket, 'secret.txt', data)}")
+    with demo:
+        mode = demolib.SseC(demo, demolib.customer_key())
+        held = demolib.walkthrough(demo, mode, bucket, "secret.txt", data)
+        wrong = demolib.SseC(demo, demolib.customer_key())
+        print(f"  GET with a wrong customer key: {demolib.outcome(lambda: wrong.get(bucket, 'secret.txt'))}")
+        if held is not None:
+            print(f"  customer key bytes anywhere at rest: {'YES' if mode.customer_key in held.body + repr(held.metadata).encode() else 'no'}")
+            print(f"  one byte flipped at rest, then GET: {demolib.tamper_and_read(demo, mode, bucket, 'secret.txt', data)}")
     return 0
 
 

@@ -24,12 +24,13 @@ import demolib
 
 def main(argv: list[str] | None = None) -> int:
     demo, data, bucket = demolib.start(__doc__, "sse-kms", argv)
-    mode = demolib.SseKms(demo, demolib.new_kms_key(demo, "s3proxy demo: SSE-KMS"))
-    held = demolib.walkthrough(demo, mode, bucket, "secret.txt", data)
-    for situation, result in demolib.key_failures(demo, mode.key_id, lambda: mode.get(bucket, "secret.txt")).items():
-        print(f"  GET when {situation}: {result}")
-    if held is not None:
-        print(f"  one byte flipped at rest, then GET: {demolib.tamper_and_read(demo, mode, bucket, 'secret.txt', data)}")
+    with demo:
+        mode = demolib.SseKms(demo, demolib.new_kms_key(demo, "s3proxy demo: SSE-KMS"))
+        held = demolib.walkthrough(demo, mode, bucket, "secret.txt", data)
+        for situation, result in demolib.key_failures(demo, mode.key_id, lambda: mode.get(bucket, "secret.txt")).items():
+            print(f"  GET when {situation}: {result}")
+        if held is not None:
+            print(f"  one byte flipped at rest, then GET: {demolib.tamper_and_read(demo, mode, bucket, 'secret.txt', data)}")
     return 0
 
 

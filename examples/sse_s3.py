@@ -22,16 +22,17 @@ import demolib
 
 def main(argv: list[str] | None = None) -> int:
     demo, data, bucket = demolib.start(__doc__, "sse-s3", argv)
-    mode = demolib.SseS3(demo)
-    held = demolib.walkthrough(demo, mode, bucket, "secret.txt", data)
-    listed = [k["KeyArn"] for k in demo.kms.list_keys()["Keys"]]
-    print(f"  who manages the key: KMS keys this user can see: {len(listed)}; none is the one that wrapped this object")
-    if held is not None:
-        wrapped = base64.b64decode(held.metadata["s3proxy-key"])
-        result = demolib.outcome(lambda: demo.kms.decrypt(
-            CiphertextBlob=wrapped, EncryptionContext={"aws:s3:arn": f"arn:aws:s3:::{bucket}/secret.txt"}))
-        print(f"  this user's kms:Decrypt of the stored wrapped key: {result} (only the proxy can unwrap it)")
-        print(f"  one byte flipped at rest, then GET: {demolib.tamper_and_read(demo, mode, bucket, 'secret.txt', data)}")
+    with demo:
+        mode = demolib.SseS3(demo)
+        held = demolib.walkthrough(demo, mode, bucket, "secret.txt", data)
+        listed = [k["KeyArn"] for k in demo.kms.list_keys()["Keys"]]
+        print(f"  who manages the key: KMS keys this user can see: {len(listed)}; none is the one that wrapped this object")
+        if held is not None:
+            wrapped = base64.b64decode(held.metadata["s3proxy-key"])
+            result = demolib.outcome(lambda: demo.kms.decrypt(
+                CiphertextBlob=wrapped, EncryptionContext={"aws:s3:arn": f"arn:aws:s3:::{bucket}/secret.txt"}))
+            print(f"  this user's kms:Decrypt of the stored wrapped key: {result} (only the proxy can unwrap it)")
+            print(f"  one byte flipped at rest, then GET: {demolib.tamper_and_read(demo, mode, bucket, 'secret.txt', data)}")
     return 0
 
 

@@ -14,19 +14,19 @@ import ssl
 import threading
 import time
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiohttp import web
 
-from . import ops, private, redact
+from . import banner, ops, private, redact, tls
 from .auth.context import AuthContext
 from .auth.credentials import Credential, CredentialStore
 from .backends.base import Backend
+from .http.authorize import S3Authorizer
 from .http.guard import Gate, GuardedRunner, Limits
 from .http.metrics import OPERATIONAL_PATHS, CountingAuditSink, InstrumentedBackend, Metrics, Readiness, build_operational_app
-from .http.authorize import S3Authorizer
 from .http.server import Frontend, Origin, build_web_app
 from .internal import InternalRecords
 from .kms.api import HANDLERS as KMS_OPERATIONS
@@ -37,7 +37,7 @@ from .kms.datakeys import DataKeySource
 from .kms.errors import KmsError, Pkcs11Error, RootKeyError
 from .kms.keystore import KeystoreUnavailable
 from .kms.service import KeyService
-from .kms.wrapping import Sealer
+from .kms.wrapping import Sealer, default_root_key
 from .modes.kms_modes import BucketKeyCache
 from .policy import FULL_ACCESS, IDENTITY_POLICY, PolicyError
 from .policy import parse as parse_policy
@@ -47,7 +47,7 @@ from .store.conditions import Enforcement
 
 log = logging.getLogger("s3proxy")
 
-CREDENTIALS_FILE = "credentials.toml"
+CREDENTIALS_FILE = banner.CREDENTIALS_FILE
 LISTEN_BACKLOG = 1024  # the listen queue of each worker's socket (`serve --workers`)
 # the metric labels an operation may take (http/metrics.py: a fixed vocabulary, never from a request)
 OPERATION_NAMES = (*ops.NAMES, "NotImplemented", *("kms:" + name for name in KMS_OPERATIONS))
@@ -62,6 +62,7 @@ class Bootstrap:
     credentials: CredentialStore
     generated: Credential | None  # a pair created on this first start, to show the operator once
     secret_keys: tuple[str, ...] = field(default=(), repr=False)  # for the log redaction
+    first_access_key: str | None = None  # what the start announces as the pair to use
 
 
 _USER_NAME = re.compile(r"^[\w+=,.@-]{1,64}$", re.ASCII)  # IAM's rule for user names
@@ -132,7 +133,8 @@ def load_credentials(settings: Settings) -> Bootstrap:
     if sources:
         _check_accounts(sources, settings.account_id)
         credentials = [_credential(e, account) for e, account, _ in sources]
-        return Bootstrap(CredentialStore(credentials), None, tuple(c.secret_key for c in credentials))
+        return Bootstrap(CredentialStore(credentials), None, tuple(c.secret_key for c in credentials),
+                         credentials[0].access_key)
     generated = Credential("S3P" + secrets.token_hex(8).upper(), secrets.token_urlsafe(30), "admin", settings.account_id)
     fd = private.open_file(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
@@ -140,7 +142,7 @@ def load_credentials(settings: Settings) -> Bootstrap:
             "# s3proxy client credentials, generated on first start\n"
             f'[[credentials]]\naccess_key = "{generated.access_key}"\nsecret_key = "{generated.secret_key}"\nuser = "admin"\n'
         )
-    return Bootstrap(CredentialStore([generated]), generated, (generated.secret_key,))
+    return Bootstrap(CredentialStore([generated]), generated, (generated.secret_key,), generated.access_key)
 
 
 def make_backend(settings: Settings, metrics: Metrics | None = None) -> Backend:
@@ -224,6 +226,19 @@ def prepare_data_dir(settings: Settings) -> None:
     if failed:
         log.warning("could not make %d paths under %s private (owned by another user?), e.g. %s",
                     len(failed), settings.data_dir, ", ".join(str(p) for p in failed[:5]))
+    beside = default_root_key(settings.data_dir)
+    if settings.root_key_file is None and not settings.root_key and settings.legacy_root_key.exists() and beside.exists():
+        raise StartupError(f"two root keys: {settings.legacy_root_key} (inside the data dir, where older versions made it) "
+                           f"and {beside}; keep the one that opens the keystore and remove the other, or name it in "
+                           "root_key_file")
+
+
+def prepare_tls(settings: Settings) -> tls.TlsFiles | None:
+    """The certificate and key to serve HTTPS with (for tls=self-signed made now, or reused), or None."""
+    try:
+        return tls.prepare(settings)
+    except tls.TlsError as exc:
+        raise StartupError(str(exc)) from None
 
 
 class Proxy:
@@ -240,6 +255,7 @@ class Proxy:
         redact.install_log_redaction([settings.backend_secret_key or "", settings.kms_secret_key or "",
                                       settings.pkcs11_pin or ""])
         prepare_data_dir(settings)
+        self.tls = prepare_tls(settings)
         self.bootstrap = load_credentials(settings)
         redact.install_log_redaction(self.bootstrap.secret_keys)
         self.metrics = metrics or Metrics(OPERATION_NAMES)
@@ -323,7 +339,7 @@ class Proxy:
 
     @property
     def url(self) -> str:
-        scheme = "https" if self.settings.tls else "http"
+        scheme = "https" if self.settings.https else "http"
         host = self.settings.host if ":" not in self.settings.host else f"[{self.settings.host}]"
         return f"{scheme}://{host}:{self.port}"
 
@@ -332,7 +348,8 @@ class Proxy:
         # auto_decompress off: Content-Encoding of a PUT is an attribute of the object, not of the transfer
         gate = Gate(self.limits, on_refuse=lambda reason: self.metrics.refused.labels(reason).inc())
         self.metrics.connections.set_function(lambda: gate.open)
-        self.runner = GuardedRunner(build_web_app(self.frontend), gate, access_log=None, shutdown_timeout=5,
+        # shutdown_timeout: what stop() leaves after its own drain is cut off within it
+        self.runner = GuardedRunner(build_web_app(self.frontend), gate, access_log=None, shutdown_timeout=1,
                                     auto_decompress=False)
         self.port = await self._listen(self.runner, self.settings.host, self.settings.port, self._ssl_context(), self._sock)
         address = self.settings.metrics_address
@@ -371,25 +388,41 @@ class Proxy:
         return f"http://{host}:{self.metrics_port}"
 
     def _ssl_context(self) -> ssl.SSLContext | None:
-        if not self.settings.tls:
+        if self.tls is None:
             return None
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         try:
-            context.load_cert_chain(str(self.settings.tls_cert), str(self.settings.tls_key))
-        except (OSError, ssl.SSLError) as exc:
-            raise StartupError(f"tls_cert/tls_key: {exc}") from None
-        return context
+            return tls.server_context(self.tls)
+        except tls.TlsError as exc:
+            raise StartupError(str(exc)) from None
 
-    async def stop(self) -> None:
+    def inflight(self) -> int:
+        """Requests being served right now (by this process)."""
+        return int(self.metrics.registry.get_sample_value("s3proxy_inflight_requests") or 0)
+
+    async def stop(self) -> int:
+        """Stop taking connections, let the requests in flight finish for up to shutdown_grace seconds
+        (/readyz answers 503 meanwhile), cut off what is left, and close; the number of requests cut off."""
         await self.readiness.stop()
-        for runner in (self.metrics_runner, self.runner):
-            if runner is not None:
-                await runner.cleanup()
+        self.readiness.problems = {"proxy": "stopping"}
+        cut_off = 0
+        if self.runner is not None:
+            # the drain is ours: aiohttp's own (cleanup's shutdown_timeout) stops reading from every
+            # connection first, so an upload whose body is still arriving could never finish
+            deadline = time.monotonic() + self.settings.shutdown_grace
+            for site in list(self.runner.sites):
+                await site.stop()
+            while self.inflight() and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+            cut_off = self.inflight()
+            await self.runner.cleanup()
+        if self.metrics_runner is not None:
+            await self.metrics_runner.cleanup()
         self.runner = self.metrics_runner = None
         await self.backend.close()
         if self.data_keys is not self.kms:
             await asyncio.to_thread(self.data_keys.close)
         self.kms.close()
+        return cut_off
 
 
 # glibc mallopt parameters (malloc.h) and the values serve() sets
@@ -427,34 +460,44 @@ def serve(settings: Settings, *, announce: Callable[[str], None] = print) -> Non
     async def main() -> None:
         proxy = Proxy(settings)
         await proxy.start()
-        announce(f"s3proxy listening on {proxy.url} (backend {settings.backend}, data {settings.data_dir})")
-        if proxy.metrics_url:
-            announce(f"metrics, health and readiness on {proxy.metrics_url}/metrics, /healthz, /readyz")
-        generated = proxy.bootstrap.generated
-        if generated is not None:
-            announce(
-                "Generated client credentials (stored in "
-                f"{settings.data_dir / CREDENTIALS_FILE}, mode 0600):\n"
-                f"  export AWS_ACCESS_KEY_ID={generated.access_key} AWS_SECRET_ACCESS_KEY={generated.secret_key}\n"
-                f"  aws --endpoint-url {proxy.url} s3 ls"
-            )
-        await serve_until_signalled(proxy)
+        lines = banner.started(settings, proxy.url, generated=proxy.bootstrap.generated, tls=proxy.tls,
+                               metrics_url=proxy.metrics_url, access_key=proxy.bootstrap.first_access_key)
+        await serve_until_signalled(proxy, announce, lines)
 
     asyncio.run(main())
 
 
-async def serve_until_signalled(proxy: Proxy) -> None:
-    """Serve until SIGINT or SIGTERM, then stop the proxy (finishing what is in flight)."""
+async def serve_until_signalled(proxy: Proxy, announce: Callable[[str], None] | None = None,
+                                opening: Sequence[str] = ()) -> int:
+    """Serve until SIGINT or SIGTERM, then stop the proxy, draining what is in flight for up to
+    shutdown_grace seconds, and say so (`announce`, else the log); the number of requests cut off.
+    `opening`: lines announced once the signals are handled (so whoever reads them may stop it)."""
     import signal
 
+    say = announce or (lambda line: log.info("%s", line))
+    received: list[int] = []
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+
+    def on_signal(number: int) -> None:
+        received.append(number)
+        stop.set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, on_signal, sig)
+    grace = proxy.settings.shutdown_grace
+    for line in opening:
+        say(line)
     try:
         await stop.wait()
-    finally:
+    except BaseException:
         await proxy.stop()
+        raise
+    say(banner.stopping(signal.Signals(received[0]).name, proxy.inflight(), grace))
+    began = time.monotonic()
+    cut_off = await proxy.stop()
+    say(banner.stopped(time.monotonic() - began, grace, cut_off))
+    return cut_off
 
 
 class ProxyThread:

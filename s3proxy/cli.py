@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Sequence
-
 from pathlib import Path
+from typing import Sequence
 
 from . import settings as settings_mod
 

@@ -18,6 +18,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .kms.wrapping import LEGACY_ROOT_KEY_NAME, root_key_location
+
 ENV_PREFIX = "S3PROXY_"
 
 
@@ -62,6 +64,13 @@ def _port(text: str) -> int:
 def _positive(value: float) -> float:
     if not value > 0:
         raise ValueError("must be a positive number")
+    return value
+
+
+def _grace(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 3600:
+        raise ValueError("must be a number of seconds from 0 to 3600")
     return value
 
 
@@ -138,9 +147,10 @@ FIELDS: tuple[Field, ...] = (
     Field("backend_secret_key", _opt(str), None, "S3 backend secret access key (backend=s3)", secret=True),
     Field("backend_timeout", lambda t: _positive(float(t)), 60.0, "seconds a backend may stay silent (connect or read) before the request fails with 503 (backend=s3)"),
     Field("backend_addressing", str, "path", "S3 backend addressing style", choices=("path", "virtual")),
+    Field("tls", str, "", "self-signed: serve HTTPS with a certificate for localhost, 127.0.0.1 and ::1 from a local CA made in DATA_DIR/tls and kept across restarts (clients trust it with AWS_CA_BUNDLE); or give tls_cert and tls_key", choices=("self-signed",)),
     Field("tls_cert", _opt(_path), None, "PEM certificate chain: serve HTTPS (with tls_key)"),
     Field("tls_key", _opt(_path), None, "PEM private key for tls_cert", secret=False),
-    Field("root_key_file", _opt(_path), None, "file holding the KMS root key (default DATA_DIR/root.key, created 0600 on first start)"),
+    Field("root_key_file", _opt(_path), None, "file holding the KMS root key, created 0600 on first start; default DATA_DIR.root.key beside the data dir, never inside it (a DATA_DIR/root.key made by an older version is still used)"),
     # keys from elsewhere (docs/KMS.md): a root key in a PKCS#11 token; SSE-KMS through an external KMS
     Field("root_key", _opt(_pkcs11_uri), None, "RFC 7512 pkcs11: URI of the KMS root key inside a PKCS#11 token, used instead of root_key_file (generated in the token, non-extractable, on first start); shown redacted, as it may hold pin-value", secret=True),
     Field("pkcs11_module", _opt(_path), None, "PKCS#11 module (.so) for root_key and for PKCS#11 custom key stores, e.g. /usr/lib/softhsm/libsofthsm2.so"),
@@ -161,6 +171,7 @@ FIELDS: tuple[Field, ...] = (
     Field("ready_interval", lambda t: _positive(float(t)), 5.0, "seconds between readiness probes of the backend and keystore (GET /readyz answers the last one)"),
     Field("metrics_listen", _listen, "", "HOST:PORT of a separate listener for /metrics, /healthz and /readyz; when set, the main port no longer serves /metrics"),
     Field("log_level", str, "info", "log level", choices=("debug", "info", "warning", "error")),
+    Field("shutdown_grace", _grace, 10.0, "seconds that requests in flight may take to finish after SIGTERM or SIGINT (no new connections are taken meanwhile); then they are cut off"),
     # scale-out (docs/SCALING.md): the shared keystore and worker processes
     Field("keystore_url", _opt(_keystore_url), None, "KMS keystore: sqlite:///PATH (default DATA_DIR/kms/keystore.sqlite3) or postgresql://... shared by many proxies (libpq URL; multi-host with target_session_attrs=read-write follows a failover; the password is better in PGPASSWORD or a passfile)", secret=True),
     Field("workers", _workers, 1, "worker processes serving the one port (serve only); each has its own audit log DATA_DIR/kms/audit.wN.log"),
@@ -233,6 +244,7 @@ class Settings:
     backend_secret_key: str | None = field(default=None, repr=False)
     backend_timeout: float = 60.0
     backend_addressing: str = "path"
+    tls: str = ""
     tls_cert: pathlib.Path | None = None
     tls_key: pathlib.Path | None = None
     root_key_file: pathlib.Path | None = None
@@ -255,13 +267,22 @@ class Settings:
     ready_interval: float = 5.0
     metrics_listen: str = ""
     log_level: str = "info"
+    shutdown_grace: float = 10.0
     keystore_url: str | None = field(default=None, repr=False)
     workers: int = 1
     credentials: tuple[CredentialEntry, ...] = ()  # from the config file's [[credentials]] tables
 
     @property
     def root_key_path(self) -> pathlib.Path:
-        return self.root_key_file or self.data_dir / "root.key"
+        """root_key_file; else the root key an older version made inside the data dir, while it is there;
+        else the default, beside the data dir (`default_root_key`)."""
+        return root_key_location(self.data_dir, self.root_key_file)
+
+    @property
+    def legacy_root_key(self) -> pathlib.Path:
+        """Where versions before 0.2 kept the root key by default: inside the data dir, so that a copy of
+        the data dir (a backup, a volume snapshot) carried the key to all of it."""
+        return self.data_dir / LEGACY_ROOT_KEY_NAME
 
     @property
     def host_domains(self) -> tuple[str, ...]:
@@ -280,14 +301,28 @@ class Settings:
         return host.strip("[]"), int(port)
 
     @property
-    def tls(self) -> bool:
-        return self.tls_cert is not None
+    def https(self) -> bool:
+        return self.tls_cert is not None or self.tls == "self-signed"
+
+
+def _shown_default(f: Field) -> str:
+    """The default as `--help` shows it ('' when there is none to show)."""
+    if f.default is None or f.default == "":
+        return ""
+    if isinstance(f.default, bool):
+        return "true" if f.default else "false"
+    return str(f.default)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """One flag per field; unset flags stay None so lower layers show through."""
+    """One flag per field, its help naming the default and the environment variable; unset flags stay
+    None so lower layers show through."""
     for f in FIELDS:
-        parser.add_argument(f.flag, dest=f.name, default=None, help=f"{f.help} [env {f.env}]", metavar=f.name.upper())
+        default = _shown_default(f)
+        shown = f" (default: {default})" if default else ""
+        text = f"{f.help}{shown} [env {f.env}]".replace("%", "%%")  # argparse %-formats help
+        metavar = "{" + ",".join(f.choices) + "}" if f.choices else f.name.upper()
+        parser.add_argument(f.flag, dest=f.name, default=None, help=text, metavar=metavar)
 
 
 def load(
@@ -345,6 +380,8 @@ def _validate(s: Settings) -> None:
         raise SettingsError("give root_key (a PKCS#11 token) or root_key_file, not both")
     if s.kms_url and not (s.kms_access_key and s.kms_secret_key):
         raise SettingsError("kms_url needs kms_access_key and kms_secret_key (the proxy's own credentials there)")
+    if s.tls and s.tls_cert is not None:
+        raise SettingsError("tls=self-signed makes its own certificate: give it or tls_cert/tls_key, not both")
     if s.backend == "s3" and not s.backend_url:
         raise SettingsError("backend=s3 needs backend_url (S3PROXY_BACKEND_URL)")
     if not (len(s.account_id) == 12 and s.account_id.isdigit()):

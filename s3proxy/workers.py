@@ -12,8 +12,9 @@ keystore (SQLite's file locks, or PostgreSQL) and the backend, so a change made 
 reaches the others as it reaches other proxies (docs/SCALING.md).
 
 Signals to the supervisor:
-- SIGTERM, SIGINT: each worker stops accepting, finishes what is in flight (up to 5 s) and exits;
-  then the supervisor exits 0.
+- SIGTERM, SIGINT: each worker stops accepting, finishes what is in flight (up to `shutdown_grace`
+  seconds; then it cuts off what is left, logs how many, and exits with EXIT_CUT_OFF) and exits;
+  then the supervisor says how it ended and exits 0.
 - SIGHUP: reload. Settings are read again (file and environment) and workers are restarted one at
   a time (stopped gracefully, then started with the new settings and the same audit chain) while
   the others serve; a changed `workers` adds or stops workers. Connections the kernel had queued
@@ -51,6 +52,7 @@ from .settings import Settings
 log = logging.getLogger("s3proxy.workers")
 
 READY = b"R"
+EXIT_CUT_OFF = 4  # a worker that had to cut off requests still running after the grace period
 _PR_SET_PDEATHSIG = 1
 
 
@@ -105,15 +107,17 @@ def bind(host: str, port: int, *, listen: bool) -> socket.socket:
     return sock
 
 
-def prepare_once(settings: Settings) -> object:
-    """What the workers must not race for: data dir, credentials, root key, keystore tables, service key."""
-    from .app import StartupError, load_credentials, prepare_data_dir
+def prepare_once(settings: Settings) -> tuple[object, object]:
+    """What the workers must not race for: data dir, TLS files, credentials, root key, keystore tables,
+    service key; (the credentials bootstrap, the TLS files)."""
+    from .app import StartupError, load_credentials, prepare_data_dir, prepare_tls
     from .kms.audit import MemoryAuditSink
     from .kms.errors import RootKeyError
     from .kms.keystore import KeystoreUnavailable
     from .kms.service import KeyService
 
     prepare_data_dir(settings)
+    tls_files = prepare_tls(settings)
     bootstrap = load_credentials(settings)
     try:
         service = KeyService.open(settings.data_dir, settings.root_key_path, region=settings.region,
@@ -125,7 +129,7 @@ def prepare_once(settings: Settings) -> object:
         service.service_key()
     finally:
         service.close()
-    return bootstrap
+    return bootstrap, tls_files
 
 
 def _die_with_parent() -> None:
@@ -144,17 +148,16 @@ def _worker(settings: Settings, index: int, port: int, ready_fd: int) -> int:
     _die_with_parent()
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
-    async def main() -> None:
+    async def main() -> int:
         sock = bind(settings.host, port, listen=True)
         proxy = Proxy(settings, worker=index, metrics=shared_metrics(), sock=sock)  # type: ignore[arg-type]
         await proxy.start()
         os.write(ready_fd, READY)
         os.close(ready_fd)
-        await serve_until_signalled(proxy)
+        return await serve_until_signalled(proxy, lambda line: log.info("worker %d: %s", index, line))
 
     try:
-        asyncio.run(main())
-        return 0
+        return EXIT_CUT_OFF if asyncio.run(main()) else 0
     except StartupError as exc:
         print(f"s3proxy worker {index}: cannot start: {exc}", file=sys.stderr)
         return 3
@@ -211,18 +214,20 @@ class Supervisor:
         worker.ready_fd = -1
         return ok
 
-    def stop(self, worker: Worker, timeout: float = 30.0) -> None:
+    def stop(self, worker: Worker) -> int | None:
+        """SIGTERM, then SIGKILL if it has not exited 15 s after its grace period; its exit code (None: gone)."""
         try:
             os.kill(worker.pid, signal.SIGTERM)
         except ProcessLookupError:
-            return
-        deadline = time.monotonic() + timeout
+            return None
+        deadline = time.monotonic() + self.settings.shutdown_grace + 15
         while time.monotonic() < deadline:
-            if os.waitpid(worker.pid, os.WNOHANG)[0]:
-                return
+            pid, status = os.waitpid(worker.pid, os.WNOHANG)
+            if pid:
+                return os.waitstatus_to_exitcode(status)
             time.sleep(0.02)
         os.kill(worker.pid, signal.SIGKILL)
-        os.waitpid(worker.pid, 0)
+        return os.waitstatus_to_exitcode(os.waitpid(worker.pid, 0)[1])
 
     def reload(self) -> None:
         if self.reload_settings is not None:
@@ -248,7 +253,7 @@ class Supervisor:
                 log.error("reload: worker %d did not start (see its message)", index)
         log.info("reloaded: %d workers", len(self.workers))
 
-    def run(self, ready: Callable[[], None] = lambda: None) -> int:
+    def run(self, ready: Callable[[], None] = lambda: None, announce: Callable[[str], None] = print) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, lambda number, _frame: self.signals.append(number))
         for index in range(1, self.settings.workers + 1):
@@ -263,7 +268,16 @@ class Supervisor:
                 if number == signal.SIGHUP:
                     self.reload()
                 else:
-                    self.shutdown()
+                    from . import banner
+
+                    grace = self.settings.shutdown_grace
+                    announce(banner.stopping(signal.Signals(number).name, 0, grace, workers=len(self.workers)))
+                    began = time.monotonic()
+                    cut = self.shutdown()
+                    announce(banner.stopped(time.monotonic() - began, grace, 0) if not cut else
+                             f"s3proxy stopped after {time.monotonic() - began:.1f} s: {cut} worker(s) cut off requests "
+                             f"still running after {grace:g} s (their log lines say how many)")
+                    sys.stdout.flush()
                     return 0
             self.reap()
             time.sleep(0.05)
@@ -296,50 +310,47 @@ class Supervisor:
                 if not self.wait_ready(self.spawn(index)):
                     log.error("worker %d did not start again", index)
 
-    def shutdown(self) -> None:
+    def shutdown(self) -> int:
+        """Stop every worker (all at once, each draining); how many had to cut off requests."""
         for worker in list(self.workers.values()):
             try:
                 os.kill(worker.pid, signal.SIGTERM)
             except ProcessLookupError:
                 pass
-        for worker in list(self.workers.values()):
-            self.stop(worker)
+        codes = [self.stop(worker) for worker in list(self.workers.values())]
         self.workers.clear()
+        return sum(code == EXIT_CUT_OFF for code in codes)
 
 
 def serve_workers(settings: Settings, *, reload: Callable[[], Settings] | None = None,
                   announce: Callable[[str], None] = print) -> int:
     """Run `settings.workers` worker processes until SIGTERM/SIGINT; the exit code."""
-    from .app import CREDENTIALS_FILE, StartupError, tune_malloc
+    from . import banner
+    from .app import StartupError, tune_malloc
 
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(process)d %(message)s")
     tune_malloc()
     metrics_dir = tempfile.mkdtemp(prefix="s3proxy-metrics-")
     enable_shared_metrics(metrics_dir)
     try:
-        bootstrap = prepare_once(settings)
+        bootstrap, tls_files = prepare_once(settings)
         try:
             sock = bind(settings.host, settings.port, listen=False)
         except OSError as exc:
             raise StartupError(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}") from None
-        scheme = "https" if settings.tls else "http"
+        scheme = "https" if settings.https else "http"
         host = settings.host if ":" not in settings.host else f"[{settings.host}]"
         url = f"{scheme}://{host}:{sock.getsockname()[1]}"
         generated = getattr(bootstrap, "generated", None)
 
         def ready() -> None:  # every worker listens: as the single process, announce then
-            announce(f"s3proxy listening on {url} (backend {settings.backend}, data {settings.data_dir}, "
-                     f"{settings.workers} workers)")
-            if generated is not None:
-                announce(
-                    f"Generated client credentials (stored in {settings.data_dir / CREDENTIALS_FILE}, mode 0600):\n"
-                    f"  export AWS_ACCESS_KEY_ID={generated.access_key} AWS_SECRET_ACCESS_KEY={generated.secret_key}\n"
-                    f"  aws --endpoint-url {url} s3 ls"
-                )
+            for line in banner.started(settings, url, generated=generated, tls=tls_files,  # type: ignore[arg-type]
+                                       workers=settings.workers, access_key=getattr(bootstrap, "first_access_key", None)):
+                announce(line)
             sys.stdout.flush()
 
         try:
-            return Supervisor(settings, sock, reload).run(ready)
+            return Supervisor(settings, sock, reload).run(ready, announce)
         finally:
             sock.close()
     finally:

@@ -123,9 +123,10 @@ _TIERS = {
             "kms/test_keystore_care.py", "tools/test_bulk_tools.py", "app/test_observability.py",
             "app/test_malloc_tuning.py", "ops/test_update_object_encryption.py",
             "backends/test_s3_backend.py", "backends/test_backend_contract.py"),
-    # other implementations, run for real against ours: official SDKs, awscli, the README and examples
+    # other implementations, run for real against ours: official SDKs, awscli, the README and examples, and the
+    # clients people bring (interop/: rclone, s3cmd, minio-py, s3fs)
     "interop": ("cse/test_official_ruby.py", "cse/test_official_python.py", "kms/test_s3_encryption_client.py",
-                "e2e/test_sse_awscli.py", "test_examples.py", "test_docs.py"),
+                "e2e/test_sse_awscli.py", "test_examples.py", "test_docs.py", "interop/"),
     # what ships beside the code: container files, benchmarks, published results
     "packaging": ("test_docker.py", "test_docker_scale.py", "test_benchmarks_smoke.py", "test_publish_smoke.py"),
 }

@@ -13,7 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 INSTALLED_MARK = "S3PROXY_SYSTEM_PACKAGES"
 
@@ -52,6 +52,8 @@ PACKAGES: dict[str, tuple[str, Callable[[], str | None]]] = {
     "openssl": ("wraps key material in AWS's import walkthrough", _command_missing("openssl")),
     "xxd": ("hex-encodes the AES key in AWS's RSA_AES_KEY_WRAP import walkthrough", _command_missing("xxd")),
     "softhsm2": ("a PKCS#11 token: the KMS root key and key store in hardware", _softhsm2_missing),
+    "rclone": ("an interop client (tests/interop/): sync, check, SSE-C over TLS", _command_missing("rclone")),
+    "s3cmd": ("an interop client (tests/interop/): SigV2 and SigV4, sync, signed URLs", _command_missing("s3cmd")),
 }
 
 
@@ -61,13 +63,17 @@ def missing(package: str) -> str | None:
 
 def require(package: str) -> None:
     """Skip the calling test when `package` is missing (fail when the set-up claimed it installed it)."""
+    reason = missing(package)
+    if reason is not None:
+        skip_or_fail(f"{reason}; `scripts/test` installs Debian's {package} ({PACKAGES[package][0]})")
+
+
+def skip_or_fail(message: str, mark: str = INSTALLED_MARK) -> None:
+    """Skip the calling test for want of something the set-up provides, or fail it when the set-up said it
+    provided it (environment variable `mark` = installed), so CI cannot skip silently."""
     import pytest
 
-    reason = missing(package)
-    if reason is None:
-        return
-    message = f"{reason}; `scripts/test` installs Debian's {package} ({PACKAGES[package][0]})"
-    if os.environ.get(INSTALLED_MARK) == "installed":
+    if os.environ.get(mark) == "installed":
         pytest.fail(message, pytrace=False)
     pytest.skip(message)
 

@@ -71,14 +71,29 @@ def recipe_env(tmp_path_factory):
         shim = shims / name
         shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m {module} "$@"\n')
         shim.chmod(shim.stat().st_mode | stat.S_IXUSR)
+    scratch = tmp_path_factory.mktemp("tmpdir")  # where mktemp makes the awscli recipe's scratch dir
     env = {**os.environ, "PATH": f"{shims}{os.pathsep}{os.environ['PATH']}", "AWS_ENDPOINT_URL": thread.url,
-           "AWS_DEFAULT_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": ACCESS, "AWS_SECRET_ACCESS_KEY": SECRET}
+           "AWS_DEFAULT_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": ACCESS, "AWS_SECRET_ACCESS_KEY": SECRET,
+           "TMPDIR": str(scratch)}
     yield cwd, env
     thread.stop()
 
 
-def test_awscli_recipes_run(recipe_env):
+def _what_is_left(cwd: Path, env: dict[str, str]) -> tuple[list[str], list[str], list[str], list[str]]:
+    """(files in the recipes' directory, in their TMPDIR, buckets in the proxy, its aliases and keys not pending deletion)."""
+    import boto3
+
+    s3, kms = (boto3.client(service, endpoint_url=env["AWS_ENDPOINT_URL"], region_name="us-east-1",
+                            aws_access_key_id=ACCESS, aws_secret_access_key=SECRET) for service in ("s3", "kms"))
+    live = [k["KeyId"] for k in kms.list_keys()["Keys"]
+            if kms.describe_key(KeyId=k["KeyId"])["KeyMetadata"]["KeyState"] != "PendingDeletion"]
+    return (sorted(p.name for p in cwd.iterdir()), sorted(p.name for p in Path(env["TMPDIR"]).iterdir()),
+            [b["Name"] for b in s3.list_buckets()["Buckets"]], [a["AliasName"] for a in kms.list_aliases()["Aliases"]] + live)
+
+
+def test_awscli_recipes_run_in_a_scratch_dir_and_leave_nothing_behind(recipe_env):
     cwd, env = recipe_env
+    before = _what_is_left(cwd, env)
     proc = subprocess.run(["bash", "-euo", "pipefail", "-c", recipe("awscli")], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=110)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -86,9 +101,21 @@ def test_awscli_recipes_run(recipe_env):
     assert out.count("my secret") == 4  # sse-kms cp -, sse-c cp -, kms decrypt, cse get
     assert '"AES256"' in out and '"Enabled"' in out and "alias/recipes" in out
     assert "OK" in out and "chain intact" in out  # s3proxy audit verify
+    assert "remove_bucket: recipes" in out
+    assert _what_is_left(cwd, env) == before  # no secret.txt, sse-c.key or blob.*, here or in TMPDIR; nothing in the proxy
 
 
-def test_boto3_recipes_run(recipe_env):
+def test_boto3_recipes_run_and_leave_nothing_behind(recipe_env):
     cwd, env = recipe_env
+    before = _what_is_left(cwd, env)
     proc = subprocess.run([sys.executable, "-c", recipe("boto3")], cwd=cwd, env=env, capture_output=True, text=True, timeout=110)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert _what_is_left(cwd, env) == before
+
+
+def test_gitignore_covers_what_the_quick_start_and_demo_create():
+    """`s3proxy serve` in the checkout makes data/ and data.root.key; the demo writes report/; the awscli
+    recipe, run the old way in the checkout, made sse-c.key (a raw key)."""
+    made = ["data/credentials.toml", "data.root.key", "report/compare_modes.md", "sse-c.key", ".venv/s3fs/bin/python"]
+    proc = subprocess.run(["git", "check-ignore", "--no-index", *made], cwd=ROOT, capture_output=True, text=True)
+    assert proc.stdout.split() == made, proc.stdout + proc.stderr

@@ -45,14 +45,38 @@ class Target:
     cwd: Path
     env: dict[str, str] = field(default_factory=dict)
 
-    def run(self, script: str, *extra: str, timeout: float = 110) -> str:
+    def run(self, script: str, *extra: str, timeout: float = 110, args: list[str] | None = None) -> str:
+        """Run an example; unless --keep, check it left no bucket and no live KMS key of its own behind."""
         env = {**os.environ, **self.env}
         env.pop("AWS_ACCESS_KEY_ID", None)
         env.pop("AWS_SECRET_ACCESS_KEY", None)
-        proc = subprocess.run([sys.executable, str(EXAMPLES / script), *self.args, *extra], cwd=self.cwd, env=env,
-                              capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run([sys.executable, str(EXAMPLES / script), *(self.args if args is None else args), *extra],
+                              cwd=self.cwd, env=env, capture_output=True, text=True, timeout=timeout)
         assert proc.returncode == 0, f"{script} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+        if "--keep" not in extra:
+            assert self.leftovers() == ([], []), proc.stdout
         return proc.stdout
+
+    def client(self, service: str):
+        import tomllib
+
+        import boto3
+
+        first = tomllib.loads((self.cwd / "data" / "credentials.toml").read_text())["credentials"][0] \
+            if "--access-key" not in self.args else {"access_key": ACCESS, "secret_key": SECRET}
+        return boto3.client(service, endpoint_url=self.args[self.args.index("--endpoint") + 1], region_name="us-east-1",
+                            aws_access_key_id=first["access_key"], aws_secret_access_key=first["secret_key"])
+
+    def leftovers(self) -> tuple[list[str], list[str]]:
+        """(the demo buckets that exist, the demo KMS keys not pending deletion)."""
+        buckets = [b["Name"] for b in self.client("s3").list_buckets()["Buckets"] if b["Name"].startswith("demo-")]
+        kms = self.client("kms")
+        live = []
+        for key in kms.list_keys()["Keys"]:
+            meta = kms.describe_key(KeyId=key["KeyId"])["KeyMetadata"]
+            if meta["Description"].startswith("s3proxy demo") and meta["KeyState"] != "PendingDeletion":
+                live.append(key["KeyId"])
+        return buckets, live
 
 
 @pytest.fixture(scope="module")
@@ -141,7 +165,7 @@ def test_client_side_example(target):
 def test_compare_modes_writes_table_markdown_and_chart(target, tmp_path):
     out_dir = tmp_path / f"report-{uuid.uuid4().hex[:6]}"
     out = target.run("compare_modes.py", "--out", str(out_dir), "--bench-size", str(256 * 1024), "--rounds", "1")
-    summary = json.loads(out.strip().splitlines()[-1])["summary"]
+    summary = json.loads(next(line for line in out.splitlines() if line.startswith('{"summary"')))["summary"]
     cells = {mode: tuple(row.values()) for mode, row in summary.items()}
     # each cell was computed from observations; they must be what the README's table promises, which is
     # the seed's table (shared/seed) with s3proxy as "the server" and the KMS-keyed CSE row added
@@ -158,3 +182,34 @@ def test_compare_modes_writes_table_markdown_and_chart(target, tmp_path):
     with Image.open(out_dir / "compare_modes.png") as image:
         image.verify()
         assert image.format == "PNG" and image.size[0] > 800 and image.size[1] > 600
+
+
+def test_an_example_that_cannot_read_the_audit_log_counts_kms_calls_from_metrics(moto_proxy, tmp_path):
+    """Against a proxy elsewhere (its data dir not readable here): KMS calls come from /metrics, and
+    without those either they are "not counted", never "none"."""
+    elsewhere = list(moto_proxy.args)
+    elsewhere[elsewhere.index("--data-dir") + 1] = str(tmp_path)  # no audit log there
+    out = moto_proxy.run("sse_kms.py", args=elsewhere)
+    assert "KMS calls for the PUT: {'any GenerateDataKey': 1}" in out
+    assert "KMS calls: {'any Decrypt': 1}" in out
+    out = moto_proxy.run("sse_kms.py", "--metrics-url", "http://127.0.0.1:9/metrics", args=elsewhere)
+    assert "KMS calls for the PUT: not counted" in out and "KMS calls: not counted" in out
+    # the comparison still fills every cell of the README's table from what it observes
+    out = moto_proxy.run("compare_modes.py", "--out", str(tmp_path / "report"), "--bench-size", "65536", "--rounds", "1",
+                         args=elsewhere)
+    summary = json.loads(next(line for line in out.splitlines() if line.startswith('{"summary"')))["summary"]
+    assert {mode: tuple(row.values()) for mode, row in summary.items()} == readme_table()
+    assert "KMS calls from http://127.0.0.1:" in (tmp_path / "report" / "compare_modes.md").read_text()
+
+
+def test_examples_clean_up_after_themselves_unless_kept(moto_proxy):
+    out = moto_proxy.run("sse_kms.py")
+    assert "cleaned up: bucket demo-sse-kms-" in out and "scheduled for deletion in 7 days" in out
+    out = moto_proxy.run("sse_s3.py", "--keep")
+    assert "kept (--keep): buckets demo-sse-s3-" in out
+    left, _ = moto_proxy.leftovers()
+    assert len(left) == 1
+    s3 = moto_proxy.client("s3")
+    for obj in s3.list_objects_v2(Bucket=left[0]).get("Contents", []):
+        s3.delete_object(Bucket=left[0], Key=obj["Key"])
+    s3.delete_bucket(Bucket=left[0])

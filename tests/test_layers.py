@@ -19,6 +19,8 @@ LAYERS: list[tuple[str, ...]] = [
     ("cli",),  # the command line
     ("workers",),  # serve --workers N: the supervisor that forks one composed proxy per worker
     ("app",),  # the composition root: the only place that names concrete classes
+    ("banner",),  # what serve tells the operator at start and at shutdown
+    ("tls",),  # the listener's certificate: the operator's, or a self-signed one made in the data dir
     ("settings",),  # one validated settings tree (it checks a keystore URL with the KMS's own parser)
     ("tools",),  # operator tooling (s3proxy rewrap, encrypt-existing, ...)
     ("http",),  # the front door: pipeline, middleware, sending replies

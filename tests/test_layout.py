@@ -18,7 +18,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 TESTS = ROOT / "tests"
-CROSS_CUTTING = {"e2e", "hardening", "scale", "twins", "vectors"}
+CROSS_CUTTING = {"e2e", "hardening", "interop", "scale", "twins", "vectors"}
 
 
 def packages() -> set[str]:

@@ -18,7 +18,6 @@ from typing import Mapping, Protocol, Sequence, runtime_checkable
 
 from ..buffers import Body
 
-
 # the standard headers S3 stores with an object and returns on GET/HEAD
 CONTENT_HEADERS = (
     "content-type",

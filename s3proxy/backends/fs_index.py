@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 from s3proxy import errors
-from s3proxy.private import prepare_sqlite
 from s3proxy.backends import common
 from s3proxy.backends.base import BucketInfo, ObjectInfo, ObjectMeta, PartInfo, UploadInfo, WriteCondition
+from s3proxy.private import prepare_sqlite
 
 Blobs = list[tuple[str, int]]  # ordered (blob name, size)
 # rows fetched per listing query: small first, since a delimited listing seeks often and reads little

@@ -27,8 +27,6 @@ from yarl import URL
 
 from s3proxy import errors
 from s3proxy.backends import common, http1, s3_versions, s3_xml
-from s3proxy.backends.signer import EMPTY_SHA256, UNSIGNED_PAYLOAD, Signer, query_strings, quote_path
-from s3proxy.backends.listing import common_prefix
 from s3proxy.backends.base import (
     Body,
     BucketInfo,
@@ -44,6 +42,8 @@ from s3proxy.backends.base import (
     VersionListResult,
     WriteCondition,
 )
+from s3proxy.backends.listing import common_prefix
+from s3proxy.backends.signer import EMPTY_SHA256, UNSIGNED_PAYLOAD, Signer, query_strings, quote_path
 
 _RETRY_STATUS = (500, 503)
 _WITH_BODY = ("PUT", "POST")  # sent with a Content-Length even when empty (S3 answers 411 without one)
@@ -137,7 +137,7 @@ class S3Backend:
         call = _Call("PUT", bucket, key, headers=headers, stream=body, size=size)
         resp = await self._send(call)
         resp.release()
-        return PutResult(s3_xml.etag(resp.headers.get("ETag", "")), resp.headers.get("x-amz-version-id"))
+        return PutResult(s3_xml.etag(resp.headers.get("ETag", "")), _written_version(resp))
 
     async def get_object(self, bucket: str, key: str, range: tuple[int, int] | None = None,
                          version_id: str | None = None) -> GetResult:
@@ -174,7 +174,7 @@ class S3Backend:
             headers["x-amz-tagging-directive"] = "REPLACE"
         resp = await self._send(_Call("PUT", dst_bucket, dst_key, headers=headers), missing=errors.NoSuchKey)
         etag = s3_xml.result_etag(await _read_all(resp))
-        return PutResult(etag, resp.headers.get("x-amz-version-id"))
+        return PutResult(etag, _written_version(resp))
 
     async def replace_metadata(self, bucket: str, key: str, meta: ObjectMeta, if_etag: str) -> PutResult:
         """A conditional copy onto itself (S3 has no metadata-only update); tags are kept."""
@@ -186,7 +186,7 @@ class S3Backend:
         }
         resp = await self._send(_Call("PUT", bucket, key, headers=headers), missing=errors.NoSuchKey)
         etag = s3_xml.result_etag(await _read_all(resp))
-        return PutResult(etag, resp.headers.get("x-amz-version-id"))
+        return PutResult(etag, _written_version(resp))
 
     async def list_objects(self, bucket: str, prefix: str = "", delimiter: str = "", after: str = "",
                            max_keys: int = 1000) -> ListResult:
@@ -220,7 +220,7 @@ class S3Backend:
                      body=s3_xml.complete_document(parts))
         resp = await self._send(call, missing=errors.NoSuchUpload)
         etag = s3_xml.result_etag(await _read_all(resp))
-        return PutResult(etag, resp.headers.get("x-amz-version-id"))
+        return PutResult(etag, _written_version(resp))
 
     async def abort_multipart(self, bucket: str, key: str, upload_id: str) -> None:
         await self._read(_Call("DELETE", bucket, key, [("uploadId", upload_id)]), missing=errors.NoSuchUpload)
@@ -354,6 +354,15 @@ def _conditional(condition: WriteCondition | None) -> dict[str, str]:
     if condition.if_match is not None:
         return {"if-match": f'"{condition.if_match}"'}
     return {"if-none-match": "*"} if condition.if_none_match else {}
+
+
+def _written_version(resp: http1.Response) -> str | None:
+    """The version id a write made, None for the null version: S3 sends none for a bucket that never
+    had versioning, but moto answers CompleteMultipartUpload with `x-amz-version-id: null` there and
+    then refuses `versionId=null`, which clients (rclone) send back when they are given one. The
+    null version is the latest once written, so it is addressed without a version id."""
+    version = resp.headers.get("x-amz-version-id")
+    return None if version in (None, "", common.NULL_VERSION) else version
 
 
 def _version(version_id: str | None) -> list[tuple[str, str]]:

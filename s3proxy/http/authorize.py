@@ -38,13 +38,13 @@ from collections.abc import Callable, Mapping, Sequence
 
 from .. import errors
 from ..auth.credentials import Credential
+from ..modes.base import ObjectRef
 from ..ops.call import Call
 from ..ops.objects import parse_copy_source, parse_tag_set
 from ..policy import BUCKET_POLICY, Match, Outcome, Policy, Principal, Request, decide, evaluate, parse_stored, time_context
 from ..policy.public import is_public, without_public
 from ..store import MultipartUploads, ObjectStore
 from ..store.bucket_access import BucketAccess
-from ..modes.base import ObjectRef
 
 log = logging.getLogger(__name__)
 

@@ -50,7 +50,7 @@ from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 from ..private import make_dir, open_file, write_file
 from .errors import KeystoreConflict
 from .keystore import Entry, Keystore, open_keystore, sqlite_path
-from .wrapping import ROOT_KEY_BYTES, Sealer, load_root_key, write_root_key
+from .wrapping import ROOT_KEY_BYTES, Sealer, load_root_key, root_key_location, write_root_key
 
 MAGIC = b"S3PXKMS1"
 _HEADER = len(MAGIC) + 16 + 12
@@ -145,7 +145,7 @@ def backup(data_dir: Path, out: Path, passphrase: bytes, *, root_key_file: Path 
            clock: Callable[[], float] | None = None, keystore_url: str | None = None) -> Manifest:
     path = keystore_path(data_dir, keystore_url)
     db = _snapshot(path) if path is not None else _export(str(keystore_url), Path(data_dir))
-    keyring = load_root_key(root_key_file or Path(data_dir) / "root.key", create=False) if include_root_key else b""
+    keyring = load_root_key(root_key_location(data_dir, root_key_file), create=False) if include_root_key else b""
     now = dt.datetime.fromtimestamp(clock() if clock else dt.datetime.now().timestamp(), dt.UTC)
     manifest = Manifest(FORMAT, now.isoformat(), _count_entries(db), hashlib.sha256(db).hexdigest(), include_root_key)
     meta = json.dumps(manifest.__dict__, sort_keys=True).encode()
@@ -190,7 +190,7 @@ def restore(path: Path, passphrase: bytes, data_dir: Path, *, root_key_file: Pat
             keystore_url: str | None = None) -> Manifest:
     manifest, db, keyring = open_archive(path, passphrase)
     target = keystore_path(data_dir, keystore_url)
-    root_path = root_key_file or Path(data_dir) / "root.key"
+    root_path = root_key_location(data_dir, root_key_file)
     if target is None:
         _restore_into_database(str(keystore_url), Path(data_dir), _archived_entries(db), force=force)
     else:
@@ -239,7 +239,7 @@ def check_root_key(data_dir: Path, root_path: Path, keystore_url: str | None = N
 def rotate_root_key(data_dir: Path, root_key_file: Path | None = None, *, rand: Callable[[int], bytes] = os.urandom,
                     keystore_url: str | None = None) -> int:
     """New root key first in the keyring, every entry re-sealed under it; the count re-sealed."""
-    root_path = root_key_file or Path(data_dir) / "root.key"
+    root_path = root_key_location(data_dir, root_key_file)
     keyring = load_root_key(root_path, create=False)
     check_root_key(data_dir, root_path, keystore_url)  # never rotate a keystore the current keyring cannot open
     write_root_key(root_path, rand(ROOT_KEY_BYTES) + keyring[: ROOT_KEY_BYTES * 7])
@@ -248,7 +248,7 @@ def rotate_root_key(data_dir: Path, root_key_file: Path | None = None, *, rand: 
 
 def finish_rotation(data_dir: Path, root_key_file: Path | None = None, *, keystore_url: str | None = None) -> int:
     """Re-seal what is left under the current key, then keep only that key in the file."""
-    root_path = root_key_file or Path(data_dir) / "root.key"
+    root_path = root_key_location(data_dir, root_key_file)
     count = _reseal(data_dir, root_path, keystore_url)
     write_root_key(root_path, load_root_key(root_path, create=False)[:ROOT_KEY_BYTES])
     check_root_key(data_dir, root_path, keystore_url)

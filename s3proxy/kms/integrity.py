@@ -32,7 +32,7 @@ from ..format.keys import IntegrityKeys, integrity_keys
 from .errors import KeystoreConflict, RootKeyError
 from .keystore import open_keystore, sqlite_path
 from .keystore.base import Keystore
-from .wrapping import Sealer, load_root_key
+from .wrapping import Sealer, load_root_key, root_key_location
 
 IK_ENTRY = "i/integrity-key"
 ANCHOR_PREFIX = "i/anchor/"
@@ -115,7 +115,7 @@ def read_integrity_keys(data_dir: Path, root_key_file: Path | None = None, *, ke
     """IK's sub-keys from the keystore `keystore_url` names (default the data dir's SQLite file) and the
     root key (the file, or `sealer` over a PKCS#11 token), read only (for `s3proxy audit verify`):
     creates nothing. IntegrityKeyMissing names what is missing; RootKeyError if the key does not fit."""
-    root_path = root_key_file or Path(data_dir) / "root.key"
+    root_path = root_key_location(data_dir, root_key_file)
     local = sqlite_path(keystore_url, Path(data_dir))
     if local is not None and not local.exists():
         raise IntegrityKeyMissing(f"no keystore at {local.resolve()}")

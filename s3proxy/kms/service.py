@@ -44,7 +44,7 @@ from .keystore import open_keystore
 from .keystore.base import Keystore
 from .policy import Grant
 from .registry import Registry
-from .wrapping import Sealer, load_root_key
+from .wrapping import Sealer, load_root_key, root_key_location
 
 log = logging.getLogger("s3proxy.kms")
 
@@ -63,7 +63,7 @@ class KeyService:
         under the root key file, or by `sealer` (a root key in a PKCS#11 token: then no root key file is
         read or made)."""
         data_dir = Path(data_dir)
-        root_path = Path(root_key_file) if root_key_file else data_dir / "root.key"
+        root_path = root_key_location(data_dir, root_key_file)
         if sealer is None:
             sealer = Sealer(load_root_key(root_path, rand=rand), rand=rand,
                             reload=lambda: load_root_key(root_path, create=False))

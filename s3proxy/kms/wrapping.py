@@ -43,6 +43,28 @@ _ZERO_IV = bytes(12)
 _DERIVE_LABEL = b"s3proxy-kms-encrypt-v1"
 
 
+LEGACY_ROOT_KEY_NAME = "root.key"
+ROOT_KEY_SUFFIX = ".root.key"
+
+
+def default_root_key(data_dir: Path) -> Path:
+    """The root key's default place: DATA_DIR.root.key, beside the data dir (`data` -> `data.root.key`),
+    so that copying or backing up the data dir never takes the key along."""
+    data_dir = Path(data_dir)
+    if data_dir.name in ("", ".", ".."):
+        data_dir = Path(os.path.abspath(data_dir))
+    return data_dir.with_name(data_dir.name + ROOT_KEY_SUFFIX) if data_dir.name else data_dir / LEGACY_ROOT_KEY_NAME
+
+
+def root_key_location(data_dir: Path, root_key_file: Path | None = None) -> Path:
+    """`root_key_file` when given; else the root key an older version made inside the data dir, while it
+    is there; else the default beside the data dir (`default_root_key`)."""
+    if root_key_file is not None:
+        return Path(root_key_file)
+    legacy = Path(data_dir) / LEGACY_ROOT_KEY_NAME
+    return legacy if legacy.exists() else default_root_key(Path(data_dir))
+
+
 def load_root_key(path: Path, *, create: bool = True, rand: Callable[[int], bytes] = os.urandom) -> bytes:
     """Read the root key file (created 0600 with fresh random bytes if absent and `create`).
 

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from .. import errors
-from . import xml
-from .headers import object_meta, parse_range
-from .call import Call
 from ..format.ranges import ByteRange
 from ..modes.base import ObjectRef
+from . import xml
+from .call import Call
 from .common import Services, int_param, precondition, quote_etag, ref_of, url_encoder
-from .reply import Reply, empty_reply, xml_reply
+from .headers import object_meta, parse_range
 from .objects import copy_source_check, parse_copy_source
+from .reply import Reply, empty_reply, xml_reply
 
 MIN_PART_SIZE = 5 * 1024 * 1024
 MAX_PART_NUMBER = 10000

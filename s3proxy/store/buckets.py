@@ -12,10 +12,10 @@ records its owner; deleting a configuration or a bucket leaves a tombstone.
 from __future__ import annotations
 
 from .. import errors
+from ..auth.credentials import DEFAULT_ACCOUNT
 from ..backends.base import Backend, BucketInfo, Capabilities
 from ..internal import BUCKET_ENCRYPTION, InternalRecords
 from ..modes.resolve import BucketEncryption
-from ..auth.credentials import DEFAULT_ACCOUNT
 from .bucket_access import BucketAccess
 
 

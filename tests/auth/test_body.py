@@ -21,7 +21,15 @@ from s3proxy.auth.body import MalformedTrailerError, open_body
 from s3proxy.auth.sigv4 import AuthContext
 
 from .helpers import (
-    AKID, SECRET, _FlowControl, collect, example_store, headers, signed_chunks, signing_key, split,
+    AKID,
+    SECRET,
+    _FlowControl,
+    collect,
+    example_store,
+    headers,
+    signed_chunks,
+    signing_key,
+    split,
     unsigned_chunks,
 )
 

@@ -193,10 +193,11 @@ def test_boto3_presigned_put_over_real_http(servers):
 def test_signed_aws_chunked_over_real_http_chunked_transfer(servers):
     """STREAMING-AWS4-HMAC-SHA256-PAYLOAD as the Java/Go SDKs send it, sent with Transfer-Encoding: chunked."""
     endpoint, _, cert = servers
+    from urllib.parse import urlsplit
+
     from botocore.auth import S3SigV4Auth
     from botocore.awsrequest import AWSRequest
     from botocore.credentials import Credentials
-    from urllib.parse import urlsplit
 
     data = os.urandom(200_000)
     request = AWSRequest(method="PUT", url=f"{endpoint}/bucket/chunked", headers={

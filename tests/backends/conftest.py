@@ -14,8 +14,8 @@ import pytest
 
 from s3proxy.backends.base import Backend
 from s3proxy.backends.fs import FsBackend
-from tests.twins.backend import MemoryBackend
 from s3proxy.backends.s3 import S3Backend
+from tests.twins.backend import MemoryBackend
 
 KINDS = ["fs", "memory", "s3"]
 

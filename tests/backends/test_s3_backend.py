@@ -6,8 +6,8 @@ A small real aiohttp server on loopback plays a misbehaving S3 endpoint and reco
 from __future__ import annotations
 
 import socket
-from dataclasses import dataclass, field
 import tracemalloc
+from dataclasses import dataclass, field
 from typing import Any, AsyncIterator
 
 import pytest

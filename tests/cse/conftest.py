@@ -13,8 +13,8 @@ from typing import Any
 import boto3
 import pytest
 
-from tests.system_packages import require
 from tests.e2e.conftest import ACCESS_KEY, SECRET_KEY, start_proxy
+from tests.system_packages import require
 
 
 @dataclass(frozen=True)

@@ -205,9 +205,10 @@ class Served:
                 return int(line.split()[1]) * 1024
         raise AssertionError("no VmHWM in /proc status")
 
-    def stop(self) -> tuple[int, str]:
-        """SIGTERM, wait; (exit status, stderr)."""
-        if self.proc.poll() is None:
+    def stop(self, *, signalled: bool = False) -> tuple[int, str]:
+        """SIGTERM (unless the test `signalled` it already: a second one could land while it exits), wait;
+        (exit status, stderr)."""
+        if self.proc.poll() is None and not signalled:
             self.proc.send_signal(signal.SIGTERM)
         try:
             _, err = self.proc.communicate(timeout=30)

@@ -22,20 +22,45 @@ def _run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "s3proxy", *args], capture_output=True, text=True, timeout=timeout)
 
 
+def _printed_block(served, first_line: str, timeout: float = 30) -> str:
+    """The indented lines printed after the line matching `first_line`: what a newcomer copies."""
+    assert served.wait_line(first_line, timeout=timeout), served.lines
+    assert served.wait_line(r"^stop with Ctrl-C", timeout=timeout), served.lines
+    at = next(i for i, line in enumerate(served.lines) if re.search(first_line, line))
+    block = []
+    for line in served.lines[at + 1:]:
+        if not line.startswith("  "):
+            break
+        block.append(line.strip())
+    return "\n".join(block)
+
+
+def _run_block(block: str, tmp_path, *, cwd=None) -> subprocess.CompletedProcess:
+    """The printed lines in bash, with `aws` on PATH and nothing of AWS in the environment but what they export."""
+    shims = tmp_path / "bin"
+    shims.mkdir(exist_ok=True)
+    shim = shims / "aws"
+    shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m awscli "$@"\n')
+    shim.chmod(0o755)
+    env = {"PATH": f"{shims}:/usr/bin:/bin", "AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+           "AWS_EC2_METADATA_DISABLED": "true", "PYTHONPATH": os.environ.get("PYTHONPATH", ""), "HOME": str(tmp_path)}
+    return subprocess.run(["bash", "-euo", "pipefail", "-c", block], env=env, capture_output=True, text=True, timeout=120,
+                          cwd=cwd)
+
+
 @pytest.mark.slow
-def test_first_start_generates_credentials_0600_and_a_second_start_reuses_them(tmp_path):
+def test_first_start_prints_a_ready_export_block_and_a_restart_says_where_the_credentials_are(tmp_path):
     data = tmp_path / "fresh"
     first = start_served(serve_args(data))
     try:
-        exported = first.wait_line(r"AWS_ACCESS_KEY_ID=(\S+) AWS_SECRET_ACCESS_KEY=(\S+)", timeout=30)
-        assert exported, first.lines
-        access_key, secret_key = exported.groups()
-        awscli = first.wait_line(r"aws --endpoint-url (\S+) s3 ls", timeout=10)
-        assert awscli and awscli.group(1) == first.url, first.lines
-        # the printed pair works against the printed endpoint
-        s3 = client_for(first.url, access_key, secret_key)
-        s3.create_bucket(Bucket="newcomer")
-        s3.put_object(Bucket="newcomer", Key="hello.txt", Body=b"hi")
+        block = _printed_block(first, r"^Generated client credentials, stored in")
+        access_key, secret_key = re.search(r"AWS_ACCESS_KEY_ID=(\S+) AWS_SECRET_ACCESS_KEY=(\S+)", block).groups()
+        assert f"AWS_ENDPOINT_URL={first.url} AWS_DEFAULT_REGION={REGION}" in block
+        client_for(first.url, access_key, secret_key).create_bucket(Bucket="seen-by-awscli")
+        # the block as printed, pasted into a shell: S3 and the KMS (which needs the region) both answer
+        ran = _run_block(block, tmp_path)
+        assert ran.returncode == 0, ran.stderr
+        assert "seen-by-awscli" in ran.stdout and '"Keys"' in ran.stdout
     finally:
         code, err = first.stop()
     assert code == 0, err
@@ -45,33 +70,16 @@ def test_first_start_generates_credentials_0600_and_a_second_start_reuses_them(t
 
     second = start_served(serve_args(data))
     try:
-        # no new pair is announced, and the old one still opens the old data
-        assert second.wait_line(r"AWS_ACCESS_KEY_ID", timeout=2) is None
-        assert client_for(second.url, access_key, secret_key).get_object(Bucket="newcomer", Key="hello.txt")["Body"].read() == b"hi"
+        block = _printed_block(second, rf"^client credentials: {re.escape(str(stored))}")
+        assert secret_key not in "\n".join(second.lines)  # shown once, on the start that made it
+        # the restart's block reads the secret from the file; it opens the old data
+        ran = _run_block(block + "\naws s3 ls", tmp_path)
+        assert ran.returncode == 0, ran.stderr
+        assert "seen-by-awscli" in ran.stdout
     finally:
         code, err = second.stop()
     assert code == 0, err
     assert "Traceback" not in err
-
-
-@pytest.mark.slow
-def test_printed_awscli_line_works(tmp_path):
-    # the line a newcomer copies: export the pair, then `aws --endpoint-url URL s3 ls`
-    served = start_served(serve_args(tmp_path / "data"))
-    try:
-        exported = served.wait_line(r"AWS_ACCESS_KEY_ID=(\S+) AWS_SECRET_ACCESS_KEY=(\S+)", timeout=30)
-        line = served.wait_line(r"(aws --endpoint-url \S+ s3 ls)", timeout=10).group(1)
-        access_key, secret_key = exported.groups()
-        client_for(served.url, access_key, secret_key).create_bucket(Bucket="seen-by-awscli")
-        env = {"AWS_ACCESS_KEY_ID": access_key, "AWS_SECRET_ACCESS_KEY": secret_key, "AWS_DEFAULT_REGION": REGION,
-               "AWS_CONFIG_FILE": "/dev/null", "AWS_SHARED_CREDENTIALS_FILE": "/dev/null", "PATH": "/usr/bin:/bin",
-               "AWS_EC2_METADATA_DISABLED": "true"}
-        env["PYTHONPATH"] = os.environ.get("PYTHONPATH", "")
-        proc = subprocess.run([sys.executable, "-m", "awscli", *line.split()[1:]], env=env, capture_output=True, text=True, timeout=60)
-        assert proc.returncode == 0, proc.stderr
-        assert "seen-by-awscli" in proc.stdout
-    finally:
-        served.stop()
 
 
 def _one_line_failure(proc: subprocess.CompletedProcess) -> str:

@@ -7,13 +7,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from typing import Any
-from typing import AsyncIterable, AsyncIterator, Iterable, Sequence
+from typing import Any, AsyncIterable, AsyncIterator, Iterable, Sequence
 
 from hypothesis import strategies as st
 
-from s3proxy.streams import decrypt_range, encrypt_stream
 from s3proxy.format.envelope import Envelope
+from s3proxy.streams import decrypt_range, encrypt_stream
 
 
 async def pieces(data: bytes, cuts: Iterable[int] = ()) -> AsyncIterator[bytes]:

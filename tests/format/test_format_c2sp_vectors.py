@@ -16,8 +16,8 @@ import zlib
 from typing import Any
 
 import pytest
-
 from format_helpers import collect, run, steps
+
 from s3proxy.format.chunks import AEAD_KEY_SIZES, C2SP_CHUNK_SIZE, COMMITMENT_SIZE, SALT_SIZE, PartCipher, derive
 from s3proxy.format.errors import IntegrityError
 from s3proxy.streams import decrypt_chunks

@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 
 import pytest
+from format_helpers import encrypt_object, objects_and_ranges, read_range
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from format_helpers import encrypt_object, objects_and_ranges, read_range
 from s3proxy.format.chunks import TAG_SIZE
 from s3proxy.format.envelope import decode_parts, encode_parts
 from s3proxy.format.errors import IntegrityError

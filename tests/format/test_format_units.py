@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 
 import pytest
-
 from format_helpers import collect, encrypt, encrypt_object, pieces, read_range, run
+
 from s3proxy.format.chunks import DEFAULT_CHUNK_SIZE, TAG_SIZE, PartCipher, derive, part_context, part_salt
 from s3proxy.format.envelope import (
     KEY_MAC,

@@ -11,8 +11,8 @@ import pathlib
 from typing import Any
 
 import pytest
-
 from format_helpers import collect, encrypt, pieces, run, steps
+
 from s3proxy.format.auditchain import verify_audit_chain
 from s3proxy.format.envelope import (
     KEY_CHECKSUMS,

@@ -90,9 +90,10 @@ def test_every_file_the_proxy_writes_is_private(tmp_path, umask):
     finally:
         log = stop(proxy)
     stopped = walk_modes(data)
-    for expected in ("credentials.toml", "root.key", "kms/keystore.sqlite3", "kms/audit.log", "kms/audit.log.head",
+    for expected in ("credentials.toml", "kms/keystore.sqlite3", "kms/audit.log", "kms/audit.log.head",
                      "objects/index.sqlite3", "objects/blobs", "objects/tmp"):
         assert expected in stopped, (expected, sorted(stopped))
+    assert stat.S_IMODE((tmp_path / "data.root.key").stat().st_mode) == 0o600  # beside the data dir
     assert len([p for p in stopped if p.startswith("objects/blobs/") and p.count("/") == 3]) >= 4  # blobs, parts, a copy
     assert not_private(data) == {}
     assert TIGHTENED not in log  # a new data dir has nothing to tighten
@@ -115,13 +116,13 @@ def test_kms_care_commands_write_private_files(tmp_path, umask):
     cli("backup", str(archive))
     assert stat.S_IMODE(archive.stat().st_mode) == 0o600
     restored = tmp_path / "restored"
-    subprocess.run(["cp", "-p", str(data / "root.key"), str(tmp_path / "root.key")], check=True)
+    subprocess.run(["cp", "-p", str(tmp_path / "data.root.key"), str(tmp_path / "root.key")], check=True)
     done = subprocess.run([sys.executable, "-m", "s3proxy", "kms", "restore", str(archive), "--data-dir", str(restored),
                            "--root-key-file", str(tmp_path / "root.key")], env=env, umask=umask, capture_output=True, timeout=120)
     assert done.returncode == 0, done.stderr.decode()
     assert not_private(restored) == {}
     cli("rotate-root-key")
-    assert stat.S_IMODE((data / "root.key").stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "data.root.key").stat().st_mode) == 0o600
     assert not_private(data) == {}
 
 
@@ -154,11 +155,11 @@ def test_a_loose_root_key_is_refused_not_quietly_tightened(tmp_path):
     """A root key others could read may have been read: KMS refuses it (chmod 600 by hand, after thinking)."""
     data = tmp_path / "data"
     stop(serve(data, 0o022))
-    (data / "root.key").chmod(0o644)
+    (tmp_path / "data.root.key").chmod(0o644)
     done = subprocess.run([sys.executable, "-m", "s3proxy", "serve", "--port", "0", "--data-dir", str(data)],
                           capture_output=True, timeout=60)
     assert done.returncode == 1 and b"chmod 600" in done.stderr, done.stderr
-    assert stat.S_IMODE((data / "root.key").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "data.root.key").stat().st_mode) == 0o644
 
 
 def test_tightening_never_follows_a_symbolic_link(tmp_path):

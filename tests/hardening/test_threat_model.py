@@ -263,9 +263,9 @@ def test_data_dir_copy_without_the_root_key_holds_no_plaintext_and_decrypts_noth
         thread.stop()
 
 
-def test_data_dir_copy_with_the_default_root_key_decrypts_everything(tmp_path):
-    """Limitation: by default root.key lives in the data dir; whoever copies the whole dir has every key.
-    Operators must keep root_key_file elsewhere (or back it up apart) when the data dir may leak."""
+def test_data_dir_copy_in_the_default_layout_carries_no_root_key_and_opens_nothing(tmp_path):
+    """By default the root key sits beside the data dir (DATA_DIR.root.key), never inside it: a copy
+    of the data dir (a backup, a volume snapshot, a stolen disk image of it) brings no key along."""
     (tmp_path / "data").mkdir()
     thread, ep = start_proxy(tmp_path / "data", "fs", None)
     try:
@@ -273,8 +273,28 @@ def test_data_dir_copy_with_the_default_root_key_decrypts_everything(tmp_path):
         ep.client().put_object(Bucket="dd-bucket", Key="k", Body=b"secret", ServerSideEncryption="aws:kms")
     finally:
         thread.stop()
+    assert (tmp_path / "data.root.key").exists()
+    assert not [p for p in _files(tmp_path / "data") if p.name.endswith("root.key")]
     shutil.copytree(tmp_path / "data", tmp_path / "stolen")
-    thread, ep = start_proxy(tmp_path / "stolen", "fs", None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        with pytest.raises(StartupError, match="root key does not match"):  # its own new root key opens nothing
+            start_proxy(tmp_path / "stolen", "fs", None)
+        gc.collect()
+
+
+def test_data_dir_copy_with_the_root_key_inside_decrypts_everything(tmp_path):
+    """Limitation: a root key kept inside the data dir (where versions before 0.2 made it, and still
+    used there; or root_key_file pointed inside) goes wherever the data dir goes."""
+    (tmp_path / "data").mkdir()
+    thread, ep = start_proxy(tmp_path / "data", "fs", None, root_key_file=str(tmp_path / "data" / "root.key"))
+    try:
+        ep.client().create_bucket(Bucket="dd-bucket")
+        ep.client().put_object(Bucket="dd-bucket", Key="k", Body=b"secret", ServerSideEncryption="aws:kms")
+    finally:
+        thread.stop()
+    shutil.copytree(tmp_path / "data", tmp_path / "stolen")
+    thread, ep = start_proxy(tmp_path / "stolen", "fs", None)  # the old default place is still honoured
     try:
         assert ep.client().get_object(Bucket="dd-bucket", Key="k")["Body"].read() == b"secret"
     finally:
@@ -289,7 +309,7 @@ def test_generated_client_credentials_and_root_key_are_owner_only(tmp_path):
     (tmp_path / "d2").mkdir()
     thread, _ = start_proxy(tmp_path / "d2", "fs", None)
     thread.stop()
-    assert stat.S_IMODE((tmp_path / "d2" / "root.key").stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "d2.root.key").stat().st_mode) == 0o600
 
 
 def test_regression_refusing_a_wrong_root_key_leaks_the_audit_log_and_keystore_handles(tmp_path):

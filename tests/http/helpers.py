@@ -17,7 +17,8 @@ from s3proxy.auth.context import AuthContext
 from s3proxy.auth.credentials import Credential, CredentialStore
 from s3proxy.http.metrics import Metrics
 from s3proxy.http.server import Authorizer, Frontend, Handler, Origin, build_web_app
-from s3proxy.kms.api import HANDLERS as KMS_OPERATIONS, KmsApi
+from s3proxy.kms.api import HANDLERS as KMS_OPERATIONS
+from s3proxy.kms.api import KmsApi
 from s3proxy.kms.caller import Caller
 from tests.twins import ALICE, BOB, REGION, World
 

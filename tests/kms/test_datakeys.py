@@ -6,10 +6,14 @@ import pytest
 
 from s3proxy.kms.caller import Caller
 from s3proxy.kms.datakeys import DataKeySource
-from tests.kms.helpers import memory_data_keys
 from s3proxy.kms.errors import (
-    AccessDeniedException, DisabledException, InvalidCiphertextException, KMSInvalidStateException, NotFoundException,
+    AccessDeniedException,
+    DisabledException,
+    InvalidCiphertextException,
+    KMSInvalidStateException,
+    NotFoundException,
 )
+from tests.kms.helpers import memory_data_keys
 
 S3 = "s3.us-east-1.amazonaws.com"
 ALICE = Caller("AKIAALICE", "alice", "000000000000", source_ip="10.0.0.1", user_agent="ua", request_id="req-1", via_service=S3)

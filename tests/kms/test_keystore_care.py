@@ -60,10 +60,10 @@ def test_backup_wipe_restore_and_every_object_reads_again(tmp_path):
     assert kms_cli(data, "verify-backup", str(archive)).returncode == 0
     assert kms_cli(data, "restore", str(archive)).returncode == 1  # never over a keystore silently
     shutil.rmtree(data / "kms")
-    (data / "root.key").unlink()
+    (tmp_path / "data.root.key").unlink()
     restored = kms_cli(data, "restore", str(archive))
     assert restored.returncode == 0, restored.stderr.decode()
-    assert (data / "root.key").stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "data.root.key").stat().st_mode & 0o777 == 0o600
     thread, endpoint = start_proxy(data, "fs", None)
     try:
         _read_all(endpoint, objects)
@@ -93,10 +93,10 @@ def test_root_key_rotation_while_a_proxy_keeps_serving(tmp_path):
     thread, endpoint = start_proxy(data, "fs", None)
     try:
         objects = _populate(endpoint)
-        old_root = (data / "root.key").read_bytes()
+        old_root = (tmp_path / "data.root.key").read_bytes()
         rotated = kms_cli(data, "rotate-root-key")
         assert rotated.returncode == 0, rotated.stderr.decode()
-        assert (data / "root.key").read_bytes()[32:] == old_root  # keyring: new key first, old kept
+        assert (tmp_path / "data.root.key").read_bytes()[32:] == old_root  # keyring: new key first, old kept
         # the running proxy goes on: data path, a key update (CAS conflict -> re-read under the new key), new keys
         _read_all(endpoint, objects)
         kms = endpoint.client("kms")
@@ -109,7 +109,7 @@ def test_root_key_rotation_while_a_proxy_keeps_serving(tmp_path):
         objects[f"{bucket}/after"] = (b"after rotation", {})
         finished = kms_cli(data, "rotate-root-key", "--finish")
         assert finished.returncode == 0, finished.stderr.decode()
-        assert len((data / "root.key").read_bytes()) == 32 and (data / "root.key").read_bytes() != old_root
+        assert len((tmp_path / "data.root.key").read_bytes()) == 32 and (tmp_path / "data.root.key").read_bytes() != old_root
     finally:
         thread.stop()
     thread, endpoint = start_proxy(data, "fs", None)  # only the new root key now
@@ -125,7 +125,7 @@ def test_a_root_key_that_does_not_match_the_keystore_is_refused_at_start(tmp_pat
     data.mkdir()
     thread, _ = start_proxy(data, "fs", None)
     thread.stop()
-    (data / "root.key").write_bytes(os.urandom(32))
+    (tmp_path / "data.root.key").write_bytes(os.urandom(32))
     out = subprocess.run([sys.executable, "-m", "s3proxy", "serve", "--data-dir", str(data), "--port", "0"],
                          capture_output=True, timeout=60)
     assert out.returncode == 1

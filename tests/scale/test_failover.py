@@ -88,8 +88,9 @@ def test_promotion_during_load_loses_no_acknowledged_key(tmp_path: Path) -> None
         from s3proxy.kms.audit import MemoryAuditSink
         from s3proxy.kms.caller import Caller
         from s3proxy.kms.service import KeyService
+        from s3proxy.kms.wrapping import default_root_key
 
-        fresh = KeyService.open(tmp_path, keystore_url=standby.url, audit=MemoryAuditSink())
+        fresh = KeyService.open(tmp_path, default_root_key(tmp_path), keystore_url=standby.url, audit=MemoryAuditSink())
         try:
             alice = Caller("AKIAS3PROXYTEST0001", "alice", "000000000000")
             for key, plain, blob in acked:

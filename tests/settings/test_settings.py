@@ -10,9 +10,13 @@ import pytest
 from s3proxy import settings
 
 
-def test_defaults_are_the_embedded_setup() -> None:
+def test_defaults_are_the_embedded_setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
     s = settings.load({}, env={})
-    assert (s.host, s.port, s.backend, s.ssec_over_http, s.sigv2, s.tls) == ("127.0.0.1", 8080, "fs", "loopback", True, False)
+    assert (s.host, s.port, s.backend, s.ssec_over_http, s.sigv2, s.https) == ("127.0.0.1", 8080, "fs", "loopback", True, False)
+    assert s.root_key_path == Path("data.root.key")  # beside the data dir, never inside it
+    Path("data").mkdir()
+    Path("data/root.key").write_bytes(b"")  # an older version's key inside the data dir is still used
     assert s.root_key_path == Path("data") / "root.key"
 
 

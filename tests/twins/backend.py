@@ -19,6 +19,7 @@ from typing import AsyncIterator, Iterator, Sequence
 from s3proxy import errors
 from s3proxy.backends import common
 from s3proxy.backends.base import (
+    Body,
     BucketInfo,
     Capabilities,
     DeleteResult,
@@ -31,7 +32,6 @@ from s3proxy.backends.base import (
     UploadInfo,
     VersionListResult,
     WriteCondition,
-    Body,
 )
 from s3proxy.backends.listing import list_page
 

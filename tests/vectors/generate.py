@@ -37,6 +37,7 @@ from s3proxy.streams import encrypt_stream  # noqa: E402
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(ROOT / "tests" / "format")]
 import vectors_v2  # noqa: E402
+
 KEY = bytes(range(32))
 OTHER_KEY = bytes(range(32, 64))
 CONTEXT = b"bucket\x00key\x00v1"
