@@ -204,6 +204,23 @@ class InternalRecords:
                 return
         await self.put_bucket_record(kind, bucket, None)
 
+    async def buckets_with(self, kind: str) -> set[str]:
+        """The buckets that have a record of `kind`, tombstones included, as the backend lists them (a
+        superset of those with a live record; a name a backend holder adds or removes here only
+        changes which requests read the record itself, which is checked as above)."""
+        prefix = f"{kind}/"
+        names: set[str] = set()
+        after = ""
+        while True:
+            try:
+                page = await self.backend.list_objects(self.bucket, prefix=prefix, after=after)
+            except errors.NoSuchBucket:
+                return names
+            names.update(o.key[len(prefix):] for o in page.objects)
+            if not page.is_truncated or not page.objects:
+                return names
+            after = page.objects[-1].key
+
     async def _write_generation(self, name: str, bucket: str, value: dict[str, Any], generation: int) -> None:
         await self.put(name, bucket, value, generation=generation)  # the record first, then its anchor (§15)
         await asyncio.to_thread(self._anchors.advance, name, generation)

@@ -152,6 +152,7 @@ class S3Authorizer:
         if operation == "CreateBucket":
             self._identity_only(call, "s3:CreateBucket", f"arn:aws:s3:::{bucket}")
             return
+        await self._reachable_anonymously(call, bucket)
         owner = await self.access.owner(bucket)
         if owner is None:
             raise errors.NoSuchBucket(BucketName=bucket)
@@ -173,11 +174,19 @@ class S3Authorizer:
     async def _check_source(self, call: Call) -> None:
         src_bucket, src_key, src_version = parse_copy_source(call.headers["x-amz-copy-source"])
         self._refuse_internal(src_bucket)
+        await self._reachable_anonymously(call, src_bucket)
         owner = await self.access.owner(src_bucket)
         if owner is None:
             raise errors.NoSuchBucket(BucketName=src_bucket)
         action = "s3:GetObjectVersion" if src_version is not None else "s3:GetObject"
         await self._check(call, "CopySource", action, src_bucket, src_key, owner, version=src_version)
+
+    async def _reachable_anonymously(self, call: Call, bucket: str) -> None:
+        """Only a bucket policy can grant an anonymous request: on a bucket without one it is refused
+        here, before the bucket's records or the backend are read (whether the bucket exists is not
+        told either: AccessDenied, where AWS would say NoSuchBucket)."""
+        if call.auth.anonymous and not await self.access.may_be_public(bucket):
+            raise errors.AccessDenied()
 
     def _refuse_internal(self, bucket: str) -> None:
         if bucket.lower() == self.internal or urllib.parse.unquote(bucket).lower() == self.internal:

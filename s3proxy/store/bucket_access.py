@@ -12,6 +12,12 @@ backend directly) belongs to the proxy's default account (`account_id`). A bucke
 Block Public Access record blocks everything public (new buckets, as on AWS since April 2023, and
 older ones alike); DeletePublicAccessBlock records a configuration of four false flags marked
 absent, which GetPublicAccessBlock answers as S3 does for a bucket without one.
+
+An anonymous request can be granted only by a bucket policy (ACLs are BucketOwnerEnforced), so
+`may_be_public` answers from the set of buckets that have a policy record, listed from the hidden
+bucket at most once per record lifetime (5 s) whatever the number of anonymous requests: a
+request naming any other bucket is refused before any record, keystore anchor or backend is
+read, and leaves nothing cached (issue 14: anonymous requests cost O(1) and leave no state).
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from ..backends.base import Backend
 from ..format.errors import IntegrityError
 from ..internal import InternalRecords
 
+log = logging.getLogger("s3proxy.access")
 integrity_log = logging.getLogger("s3proxy.integrity")
 
 FLAGS = ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets")
@@ -59,6 +66,9 @@ class BucketAccess:
         self.records = records
         self.default_account = default_account
         self._creating: set[str] = set()  # buckets this proxy is creating: no owner yet, and no one may use them
+        self._with_policy: set[str] = set()  # buckets with a policy record (or a tombstone): see may_be_public
+        self._listed_at: float | None = None
+        self._listing = asyncio.Lock()
 
     async def owner(self, bucket: str) -> str | None:
         """The account that owns `bucket`; None when no such bucket exists (or it is being created here)."""
@@ -101,12 +111,31 @@ class BucketAccess:
     async def set_owner(self, bucket: str, account: str) -> None:
         await self.records.put_bucket_record(OWNER, bucket, {"account": account})
 
+    async def may_be_public(self, bucket: str) -> bool:
+        """False when `bucket` has no bucket policy, so nothing can grant an anonymous request on it.
+        The buckets with one are listed at most once per record lifetime (single-flight); a policy put
+        on another proxy counts here within that lifetime, as every bucket record does. A listing that
+        fails leaves the last answer in place until the next lifetime (anonymous requests are refused,
+        not retried against a failing backend)."""
+        records = self.records
+        if self._listed_at is None or records.clock() - self._listed_at >= records.ttl:
+            async with self._listing:
+                if self._listed_at is None or records.clock() - self._listed_at >= records.ttl:
+                    try:
+                        self._with_policy |= await records.buckets_with(POLICY)
+                    except (errors.S3Error, OSError) as exc:  # TimeoutError is an OSError
+                        log.warning("listing the buckets with a policy failed (%s); anonymous requests are "
+                                    "refused on buckets not yet known to have one", type(exc).__name__)
+                    self._listed_at = records.clock()
+        return bucket in self._with_policy
+
     async def policy(self, bucket: str) -> str | None:
         found = await self.records.bucket_record(POLICY, bucket)
         return str(found["policy"]) if found else None
 
     async def put_policy(self, bucket: str, text: str) -> None:
         await self.records.put_bucket_record(POLICY, bucket, {"policy": text})
+        self._with_policy.add(bucket)
 
     async def delete_policy(self, bucket: str) -> None:
         await self.records.put_bucket_record(POLICY, bucket, None)  # a tombstone
