@@ -377,7 +377,7 @@ class Proxy:
                 raise StartupError(f"port {port} on {host} is already in use") from None
             raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
         server = site._server  # the bound socket tells the real port when port 0 was asked
-        return server.sockets[0].getsockname()[1] if server and server.sockets else port
+        return server.sockets[0].getsockname()[1] if isinstance(server, asyncio.Server) and server.sockets else port
 
     @property
     def metrics_url(self) -> str | None:

@@ -84,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .kms.audit import audit_log_path, audit_logs, run_audit_verify
         from .kms.integrity import read_integrity_keys
 
-        def keys():
+        def keys() -> bytes:
             return read_integrity_keys(settings.data_dir, settings.root_key_path, keystore_url=settings.keystore_url,
                                        sealer=root_sealer(settings)).audit
 

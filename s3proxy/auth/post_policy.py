@@ -107,8 +107,12 @@ def _verify_v4(form: Mapping[str, str], store: CredentialStore, region: str) -> 
     if algorithm != ALGORITHM:
         raise errors.InvalidArgument(f'X-Amz-Algorithm only supports "{ALGORITHM}"', ArgumentName="X-Amz-Algorithm", ArgumentValue=algorithm)
     parts = credential_text.split("/")
-    bad = lambda message, **extra: errors.InvalidArgument(message, ArgumentName="X-Amz-Credential",  # noqa: E731
-                                                          ArgumentValue=credential_text, **extra)
+
+    def bad(message: str, **extra: str) -> errors.S3Error:
+        error = errors.InvalidArgument(message, ArgumentName="X-Amz-Credential", ArgumentValue=credential_text)
+        error.fields.update(extra)
+        return error
+
     if len(parts) != 5:
         raise bad('the Credential is mal-formed; expecting "<YOUR-AKID>/YYYYMMDD/REGION/SERVICE/aws4_request".')
     access_key, date, scope_region, service, terminator = parts

@@ -207,12 +207,12 @@ def amz_date_to_epoch(amz_date: str) -> float | None:
     found = _AMZ_DATE.match(amz_date)
     if found is None:
         return None
-    fields = tuple(int(g) for g in found.groups())
+    year, month, day, hour, minute, second = (int(g) for g in found.groups())
     try:
-        dt.datetime(*fields)  # a real date and time (no month 13, no 25:00)
+        dt.datetime(year, month, day, hour, minute, second)  # a real date and time (no month 13, no 25:00)
     except ValueError:
         return None
-    return float(calendar.timegm(fields + (0, 0, 0)))
+    return float(calendar.timegm((year, month, day, hour, minute, second, 0, 0, 0)))
 
 
 def _iso(epoch: float) -> str:
@@ -242,11 +242,13 @@ class _Malformed:
         self.presigned = presigned
 
     def __call__(self, detail: str, **fields: str) -> errors.S3Error:
+        error: errors.S3Error
         if self.presigned:
-            return errors.AuthorizationQueryParametersError(
-                "Error parsing the X-Amz-Credential parameter; " + detail, **fields
-            )
-        return errors.AuthorizationHeaderMalformed("The authorization header is malformed; " + detail, **fields)
+            error = errors.AuthorizationQueryParametersError("Error parsing the X-Amz-Credential parameter; " + detail)
+        else:
+            error = errors.AuthorizationHeaderMalformed("The authorization header is malformed; " + detail)
+        error.fields.update(fields)
+        return error
 
 
 def unsupported_mechanism() -> errors.S3Error:
@@ -397,10 +399,9 @@ def _check_time(signed: _Signed, expires: int | None, now: float, raw_time: str)
     if when - now > MAX_SKEW_SECONDS:
         raise errors.AccessDenied("Request is not valid yet")
     if now > when + expires:
-        raise errors.AccessDenied(
-            "Request has expired",
-            **{"X-Amz-Expires": str(expires), "Expires": _iso(when + expires), "ServerTime": _iso(now)},
-        )
+        expired = errors.AccessDenied("Request has expired")
+        expired.fields.update({"X-Amz-Expires": str(expires), "Expires": _iso(when + expires), "ServerTime": _iso(now)})
+        raise expired
 
 
 def _payload_hash(signed: _Signed, headers: Mapping[str, str], body: bytes | None) -> str:

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from s3proxy import errors
 from s3proxy.backends.base import ListResult, ObjectInfo, VersionListResult, WriteCondition
 from s3proxy.backends.listing import Page, common_prefix
-from s3proxy.buffers import Body
+from s3proxy.buffers import Body, Buffer
 
 MIN_PART_SIZE = 5 * 1024 * 1024  # every part but the last, as S3 requires
 MAX_PART_NUMBER = 10_000
@@ -185,14 +185,14 @@ class ClosingBody:
     fs bodies release their blob pins, S3 bodies their pooled connection, even if nobody iterates them.
     """
 
-    def __init__(self, chunks: AsyncIterator[bytes], release: Callable[[], None]) -> None:
+    def __init__(self, chunks: AsyncIterator[Buffer], release: Callable[[], None]) -> None:
         self._chunks = chunks
         self._release: Callable[[], None] | None = release
 
     def __aiter__(self) -> "ClosingBody":
         return self
 
-    async def __anext__(self) -> bytes:
+    async def __anext__(self) -> Buffer:
         try:
             return await self._chunks.__anext__()
         except BaseException:

@@ -28,7 +28,6 @@ from yarl import URL
 from s3proxy import errors
 from s3proxy.backends import common, http1, s3_versions, s3_xml
 from s3proxy.backends.base import (
-    Body,
     BucketInfo,
     Capabilities,
     DeleteResult,
@@ -43,6 +42,7 @@ from s3proxy.backends.base import (
     WriteCondition,
 )
 from s3proxy.backends.listing import common_prefix
+from s3proxy.buffers import Body
 from s3proxy.backends.signer import EMPTY_SHA256, UNSIGNED_PAYLOAD, Signer, query_strings, quote_path
 
 _RETRY_STATUS = (500, 503)

@@ -169,7 +169,10 @@ def list_versions(body: bytes) -> VersionListResult:
         root = ET.fromstring(body)
     except ET.ParseError as exc:
         raise errors.InternalError("The storage backend sent unreadable XML.") from exc
-    get = lambda node, name, default="": (node.findtext(_NS + name) or node.findtext(name) or default)  # noqa: E731
+
+    def get(node: ET.Element, name: str, default: str = "") -> str:
+        return node.findtext(_NS + name) or node.findtext(name) or default
+
     encoded = get(root, "EncodingType") == "url"
     versions: list[ObjectInfo] = []
     prefixes: list[str] = []
@@ -231,7 +234,8 @@ def tags(body: bytes) -> list[tuple[str, str]]:
 
 def _document(root: str, content: dict[str, Any]) -> bytes:
     doc = {root: {"@xmlns": "http://s3.amazonaws.com/doc/2006-03-01/", **content}}
-    return xmltodict.unparse(doc).encode()
+    text: str = xmltodict.unparse(doc)
+    return text.encode()
 
 
 def complete_document(parts_: Sequence[tuple[int, str]]) -> bytes:

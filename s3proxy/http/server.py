@@ -151,7 +151,8 @@ class Frontend:
             return await operational_response(raw_path, self.metrics, self.ready)
         exchange = Exchange(self.request_id())
         started = time.monotonic()
-        status, response_headers, sent = 499, {}, 0
+        status, sent = 499, 0
+        response_headers: Mapping[str, str] = {}
         self.metrics.inflight.inc()
         try:
             kms = "x-amz-target" in request.headers

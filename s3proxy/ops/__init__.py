@@ -14,7 +14,7 @@ from typing import Awaitable, Callable
 from .. import errors
 from . import access, attributes, buckets, encryption, listing, multipart, objects, post_object
 from .call import Call
-from .common import Services
+from .common import Services as Services  # re-exported: the app builds one
 from .reply import Reply
 
 Handler = Callable[[Services, Call], Awaitable[Reply]]

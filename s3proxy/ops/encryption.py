@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from .. import errors
 from ..modes.kms_modes import SseKms, SseS3
 from ..modes.resolve import BucketEncryption
@@ -42,8 +44,8 @@ def parse_configuration(data: bytes) -> BucketEncryption:
     return BucketEncryption(algorithm, key_id, bucket_key == "true", blocked)
 
 
-def render_configuration(config: BucketEncryption) -> dict:
-    rule: dict = {
+def render_configuration(config: BucketEncryption) -> dict[str, Any]:
+    rule: dict[str, Any] = {
         "ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": config.algorithm, "KMSMasterKeyID": config.kms_key_id},
         "BucketKeyEnabled": config.bucket_key,
     }

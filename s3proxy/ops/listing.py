@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from .. import errors
+from ..store import ObjectView
 from .call import Call
 from .common import Services, bucket_of, int_param, quote_etag, url_encoder
 from .reply import Reply, xml_reply
@@ -13,10 +16,11 @@ from .reply import Reply, xml_reply
 MAX_KEYS = 1000
 
 
-def _contents(views, enc, owner=None):
+def _contents(views: Sequence[ObjectView], enc: Callable[[str | None], str | None],
+              owner: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
     out = []
     for v in views:
-        item = {
+        item: dict[str, Any] = {
             "Key": enc(v.key),
             "LastModified": v.last_modified,
             "ETag": quote_etag(v.etag),

@@ -67,7 +67,7 @@ async def upload_part_copy(s: Services, call: Call) -> Reply:
     try:
         copy_source_check(call, src.view)  # only after an SSE-C source's key was checked
         if byte_range is not None and byte_range.last is not None and byte_range.last >= src.view.size:
-            raise errors.InvalidArgument(f"Range specified is not valid for source object of size: {src.view.size}", ArgumentName="x-amz-copy-source-range", ArgumentValue=range_header)
+            raise errors.InvalidArgument(f"Range specified is not valid for source object of size: {src.view.size}", ArgumentName="x-amz-copy-source-range", ArgumentValue=range_header or "")
     except BaseException:
         await src.close()
         raise

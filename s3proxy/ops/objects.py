@@ -13,7 +13,7 @@ from multidict import CIMultiDict
 from .. import errors
 from ..format.ranges import ByteRange
 from ..modes.base import ObjectRef
-from ..store import Catalog, ObjectView
+from ..store import Catalog, ObjectView, Written
 from ..store.objects import part_span
 from . import xml
 from .call import Call
@@ -45,7 +45,7 @@ def view_headers(view: ObjectView) -> CIMultiDict[str]:
     return headers
 
 
-def _written_headers(written) -> dict[str, str]:
+def _written_headers(written: Written) -> dict[str, str]:
     headers = {"ETag": quote_etag(written.etag)}
     if written.version_id:
         headers["x-amz-version-id"] = written.version_id
@@ -209,7 +209,7 @@ async def delete_objects(s: Services, call: Call) -> Reply:
             continue
         if quiet:
             continue
-        entry = {"Key": key, "VersionId": version}
+        entry: dict[str, str | bool | None] = {"Key": key, "VersionId": version}
         if result is not None and result.delete_marker:
             entry.update({"DeleteMarker": True, "DeleteMarkerVersionId": result.version_id})
         deleted.append(entry)

@@ -144,7 +144,9 @@ class BucketAccess:
         found = await self.records.bucket_record(PUBLIC_ACCESS_BLOCK, bucket)
         if not found:
             return PublicAccessBlock()
-        return PublicAccessBlock(*(bool(found.get(flag, True)) for flag in FLAGS), configured=bool(found.get("configured", True)))
+        block_acls, ignore_acls, block_policy, restrict_buckets = (bool(found.get(flag, True)) for flag in FLAGS)
+        return PublicAccessBlock(block_acls, ignore_acls, block_policy, restrict_buckets,
+                                 configured=bool(found.get("configured", True)))
 
     async def put_public_access_block(self, bucket: str, config: PublicAccessBlock) -> None:
         await self.records.put_bucket_record(PUBLIC_ACCESS_BLOCK, bucket, {**config.flags, "configured": config.configured})

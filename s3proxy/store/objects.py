@@ -531,7 +531,7 @@ class ObjectStore:
             raise errors.PreconditionFailed("The source object changed while it was being copied; retry the request.")
         md5 = hashlib.md5()
 
-        async def tapped() -> AsyncIterator[bytes]:
+        async def tapped() -> Body:
             async for piece in got.body:
                 md5.update(piece)
                 yield piece

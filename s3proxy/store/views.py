@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Mapping
 
 from ..backends.base import ObjectInfo, ObjectMeta
+from ..buffers import Body
 from ..cse import envelope as cse_envelope
 from ..format import envelope as fmt
 from ..format.trailer import open_checksums, seal_checksums
@@ -118,7 +119,7 @@ class Stored:
 @dataclass(frozen=True)
 class Download:
     view: ObjectView
-    body: AsyncIterator[bytes]
+    body: Body
     range: tuple[int, int] | None  # inclusive plaintext offsets when a range was served
     parts_count: int | None = None  # ?partNumber=N of a multipart object: how many parts it has
 
@@ -176,7 +177,7 @@ async def _one(data: bytes) -> AsyncIterator[bytes]:
     yield data
 
 
-async def _hashed(source: AsyncIterator[bytes], md5: Any) -> AsyncIterator[bytes]:
+async def _hashed(source: Body, md5: Any) -> Body:
     """Pass `source` through, feeding `md5` (if any) on the way."""
     async for piece in source:
         if md5 is not None:

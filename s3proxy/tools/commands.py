@@ -78,7 +78,7 @@ def credentials(args: argparse.Namespace) -> tuple[str, str]:
     return access, secret
 
 
-def client(args: argparse.Namespace):
+def client(args: argparse.Namespace) -> Any:  # a boto3 S3 client (boto3 has no type hints)
     access, secret = credentials(args)
     return boto3.client(
         "s3", endpoint_url=args.endpoint_url, aws_access_key_id=access, aws_secret_access_key=secret,
@@ -87,10 +87,11 @@ def client(args: argparse.Namespace):
     )
 
 
-def _head(s3, bucket: str, key: str) -> dict | None:
+def _head(s3: Any, bucket: str, key: str) -> dict[str, Any] | None:
     """HEAD, or None for an SSE-C object (S3 answers a bare 400 to a HEAD without its key)."""
     try:
-        return s3.head_object(Bucket=bucket, Key=key)
+        head: dict[str, Any] = s3.head_object(Bucket=bucket, Key=key)
+        return head
     except ClientError as exc:
         if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 400:
             return None
@@ -102,7 +103,7 @@ def run_rewrap(args: argparse.Namespace) -> int:
         return run_upgrade(args)
     s3 = client(args)
 
-    def handle(entry: dict) -> None:
+    def handle(entry: dict[str, Any]) -> None:
         head = _head(s3, args.bucket, entry["Key"])
         if head is None:
             raise Skip("SSE-C (the customer's key is not the proxy's to re-wrap)")
@@ -160,7 +161,7 @@ def run_upgrade(args: argparse.Namespace) -> int:
     lock = threading.Lock()
     sse_c: list[str] = []
 
-    def handle(entry: dict) -> None:
+    def handle(entry: dict[str, Any]) -> None:
         head = _head(s3, args.bucket, entry["Key"])
         if head is None:
             with lock:
@@ -197,7 +198,7 @@ def run_upgrade(args: argparse.Namespace) -> int:
 def run_encrypt_existing(args: argparse.Namespace) -> int:
     s3 = client(args)
 
-    def handle(entry: dict) -> None:
+    def handle(entry: dict[str, Any]) -> None:
         head = _head(s3, args.bucket, entry["Key"])
         if head is None or "ServerSideEncryption" in head or "SSECustomerAlgorithm" in head:
             raise Skip("already encrypted")
