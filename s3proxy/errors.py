@@ -6,7 +6,8 @@ that maps them onto this tree. The HTTP layer renders an S3Error as AWS's XML er
 
 from __future__ import annotations
 
-from typing import ClassVar, Mapping
+from collections.abc import Mapping
+from typing import ClassVar
 
 
 class S3Error(Exception):

@@ -24,7 +24,7 @@ import logging
 import re
 import threading
 import urllib.parse
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 from aiohttp.http_exceptions import HttpProcessingError
 

@@ -39,7 +39,8 @@ import base64
 import binascii
 import hashlib
 import re
-from typing import AsyncIterator, Awaitable, Iterable, Mapping, Protocol, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping
+from typing import Protocol, TypeVar
 
 import aiohttp
 from aiohttp import http_exceptions

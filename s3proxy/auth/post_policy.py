@@ -26,8 +26,9 @@ import hashlib
 import hmac
 import json
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from .. import errors
 from .context import AuthContext
@@ -79,7 +80,7 @@ def authenticate_post(fields: Sequence[tuple[str, str]], *, bucket: str, size: i
         raise errors.AccessDenied()
     policy = parse_policy(form["policy"])
     check_policy(policy, fields, bucket=bucket, size=size, now=now, exempt=exempt)
-    amz_date = form.get("x-amz-date") or dt.datetime.fromtimestamp(now, dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    amz_date = form.get("x-amz-date") or dt.datetime.fromtimestamp(now, dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     return AuthContext(credential=credential, service="s3", region=region, amz_date=amz_date, scope=context[0],
                        content_sha256="UNSIGNED-PAYLOAD", presigned=False, signing_key=b"",
                        signature_version=context[1])
@@ -194,7 +195,7 @@ def parse_policy(text: str) -> Policy:
     if not isinstance(expiration, str) or not _EXPIRATION.match(expiration):
         raise _invalid(f"Invalid 'expiration' value: '{expiration}'")
     try:
-        when = dt.datetime.strptime(expiration[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=dt.timezone.utc)
+        when = dt.datetime.strptime(expiration[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=dt.UTC)
     except ValueError:
         raise _invalid(f"Invalid 'expiration' value: '{expiration}'") from None
     if not isinstance(doc["conditions"], list):

@@ -34,7 +34,7 @@ import hashlib
 import hmac
 import time
 import urllib.parse
-from typing import Mapping
+from collections.abc import Mapping
 
 from .. import errors
 from .context import AuthContext, decode_query

@@ -51,8 +51,8 @@ import email.utils
 import hashlib
 import hmac
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 from urllib.parse import quote, unquote, unquote_to_bytes
 
 __all__ = ["AuthContext", "verify"]  # AuthContext re-exported: body decoding and tests name it here
@@ -216,7 +216,7 @@ def amz_date_to_epoch(amz_date: str) -> float | None:
 
 
 def _iso(epoch: float) -> str:
-    return dt.datetime.fromtimestamp(epoch, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 # --- the parsed request ------------------------------------------------------------------------
@@ -321,7 +321,7 @@ def _request_date(headers: Mapping[str, str]) -> str:
         raise missing from None
     if when is None or when.tzinfo is None:
         raise missing
-    return when.astimezone(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return when.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
 def _parse_query_auth(params: dict[str, str]) -> tuple[_Signed, int]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import urllib.parse
-from typing import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
@@ -34,12 +34,12 @@ def new_id(rand: Rand) -> str:
 
 def timestamp(clock: Clock) -> dt.datetime:
     """Now, aware UTC, at the millisecond precision S3 shows."""
-    now = dt.datetime.fromtimestamp(clock(), dt.timezone.utc)
+    now = dt.datetime.fromtimestamp(clock(), dt.UTC)
     return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
 def from_epoch(seconds: float) -> dt.datetime:
-    return dt.datetime.fromtimestamp(seconds, dt.timezone.utc)
+    return dt.datetime.fromtimestamp(seconds, dt.UTC)
 
 
 class VersionIds:
@@ -189,7 +189,7 @@ class ClosingBody:
         self._chunks = chunks
         self._release: Callable[[], None] | None = release
 
-    def __aiter__(self) -> "ClosingBody":
+    def __aiter__(self) -> ClosingBody:
         return self
 
     async def __anext__(self) -> Buffer:

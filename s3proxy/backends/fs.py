@@ -26,8 +26,9 @@ import os
 import shutil
 import threading
 import time
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
-from typing import AsyncIterator, BinaryIO, Sequence
+from typing import BinaryIO
 
 from s3proxy import errors
 from s3proxy.backends import common

@@ -15,9 +15,9 @@ import itertools
 import json
 import sqlite3
 import threading
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
 
 from s3proxy import errors
 from s3proxy.backends import common

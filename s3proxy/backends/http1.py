@@ -33,7 +33,7 @@ import asyncio
 import collections
 import ssl
 import time
-from typing import AsyncIterable, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterable, Awaitable, Callable, Mapping
 
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
@@ -335,7 +335,7 @@ class _Connection(asyncio.BufferedProtocol):
 class Response:
     """A response whose body is read piece by piece; release() hands its connection back (or closes it)."""
 
-    def __init__(self, conn: _Connection, pool: "Pool", head: tuple[int, str, CIMultiDict[str]], timeout: float) -> None:
+    def __init__(self, conn: _Connection, pool: Pool, head: tuple[int, str, CIMultiDict[str]], timeout: float) -> None:
         """Holds one of the pool's permits until released."""
         self._conn: _Connection | None = conn
         self._pool = pool
@@ -343,7 +343,7 @@ class Response:
         self.status, self.reason, headers = head
         self.headers = CIMultiDictProxy(headers)
 
-    def __aiter__(self) -> "Response":
+    def __aiter__(self) -> Response:
         return self
 
     async def __anext__(self) -> memoryview:
@@ -426,7 +426,7 @@ class Pool:
             self._permits.release()
             raise
 
-    async def _exchange(self, conn: _Connection, method: str, message: bytes, sending: "_Sending | None") -> Response:
+    async def _exchange(self, conn: _Connection, method: str, message: bytes, sending: _Sending | None) -> Response:
         try:
             if sending is None:
                 conn.send(message, method == "HEAD")

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -177,7 +178,7 @@ class Readiness:
             self._answered.set()
             try:
                 await asyncio.wait_for(self._stopping.wait(), self.interval)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     async def __call__(self) -> dict[str, str]:
@@ -185,7 +186,7 @@ class Readiness:
         if not self._answered.is_set():
             try:
                 await asyncio.wait_for(self._answered.wait(), 15)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
         return self.problems
 

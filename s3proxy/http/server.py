@@ -26,8 +26,9 @@ import os
 import re
 import time
 import urllib.parse
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Mapping, Protocol
+from typing import Any, Protocol
 
 from aiohttp import web
 from multidict import CIMultiDict, MultiDict

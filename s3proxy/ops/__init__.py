@@ -9,7 +9,7 @@ door its map from operation name to handler.
 from __future__ import annotations
 
 import functools
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 from .. import errors
 from . import access, attributes, buckets, encryption, listing, multipart, objects, post_object

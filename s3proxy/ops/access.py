@@ -13,7 +13,8 @@ Anything else is AccessControlListNotSupported, as S3 answers it.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from .. import errors
 from ..policy import BUCKET_POLICY, Policy, PolicyError, parse

@@ -8,7 +8,8 @@ uploaded with a flexible checksum; TotalPartsCount always). SSE-C objects need t
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from .. import errors
 from ..auth.checksums import DISPLAY_NAMES

@@ -5,8 +5,9 @@ from __future__ import annotations
 import hashlib
 import re
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from .. import errors
 from ..kms.datakeys import DataKeySource

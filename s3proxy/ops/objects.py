@@ -6,7 +6,7 @@ import base64
 import binascii
 import dataclasses
 import urllib.parse
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 from multidict import CIMultiDict
 

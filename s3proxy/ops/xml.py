@@ -4,8 +4,9 @@ within per-document limits, in slices small enough that one document never stall
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping, NoReturn
+from typing import Any, NoReturn
 from xml.parsers import expat
 from xml.parsers.expat import ExpatError
 
@@ -41,7 +42,7 @@ def _clean(value: Any) -> Any:
 
 def iso8601(when: dt.datetime) -> str:
     """S3's timestamp form in XML: 2009-10-12T17:50:30.000Z."""
-    return when.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
+    return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
 
 
 @dataclass(frozen=True)

@@ -104,7 +104,7 @@ class BucketAccess:
 
         return dict(zip(buckets, await asyncio.gather(*(one(b) for b in buckets))))
 
-    def creating(self, bucket: str) -> "_Creating":
+    def creating(self, bucket: str) -> _Creating:
         """While a bucket is being created here, it has no owner (see `owner`)."""
         return _Creating(self._creating, bucket)
 

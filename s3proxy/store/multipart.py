@@ -22,8 +22,9 @@ import datetime as dt
 import hashlib
 import logging
 import os
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 from .. import errors
 from ..auth.body import RequestBody
@@ -92,7 +93,7 @@ class MultipartUploads:
         self.rand = rand
 
     def _now(self) -> dt.datetime:
-        return dt.datetime.fromtimestamp(self.clock(), dt.timezone.utc)
+        return dt.datetime.fromtimestamp(self.clock(), dt.UTC)
 
     async def create(self, ref: ObjectRef, meta: ObjectMeta, modes: ModeResolver) -> tuple[str, dict[str, str]]:
         mode = modes.for_write(await self.buckets.default_encryption(ref.bucket))

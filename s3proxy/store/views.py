@@ -10,8 +10,9 @@ import base64
 import datetime as dt
 import logging
 from collections import OrderedDict
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Mapping
+from typing import Any
 
 from ..backends.base import ObjectInfo, ObjectMeta
 from ..buffers import Body

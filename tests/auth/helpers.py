@@ -8,7 +8,7 @@ import calendar
 import hashlib
 import hmac
 import time
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import aiohttp
 from multidict import CIMultiDict

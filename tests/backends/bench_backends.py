@@ -11,8 +11,8 @@ import asyncio
 import resource
 import tempfile
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -111,7 +111,7 @@ async def test_put_get_head_roundtrip_with_metadata(backend: Backend, unique_buc
         assert dict(i.meta.metadata) == {"envelope": "abc=", "x-y": "1"}
         assert i.meta.headers["content-type"] == "text/plain"
         assert i.meta.headers["cache-control"] == "no-cache"
-        assert abs(i.last_modified - dt.datetime.now(dt.timezone.utc)) < dt.timedelta(minutes=5)
+        assert abs(i.last_modified - dt.datetime.now(dt.UTC)) < dt.timedelta(minutes=5)
 
 
 async def test_empty_object(backend: Backend, unique_bucket: str) -> None:

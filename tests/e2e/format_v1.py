@@ -13,7 +13,8 @@ import base64
 import hashlib
 import json
 import os
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 from s3proxy.format import envelope as fmt
 from s3proxy.format.chunks import DEFAULT_CHUNK_SIZE

@@ -19,7 +19,7 @@ import pytest
 from .v2_helpers import COPY_SOURCE_KEY, MODES, Raw, fetch, make_rig, new_bucket, once, refused, rewrite, store
 
 HEADERS = dict(ContentType="text/plain", ContentEncoding="identity", ContentDisposition="inline", ContentLanguage="en",
-               CacheControl="max-age=60", Expires=dt.datetime(2031, 5, 6, tzinfo=dt.timezone.utc))
+               CacheControl="max-age=60", Expires=dt.datetime(2031, 5, 6, tzinfo=dt.UTC))
 METADATA = {"colour": "blue", "shape": "round"}
 
 

@@ -182,7 +182,7 @@ def test_body_shorter_than_content_length_is_incomplete_body(proxy, bucket):
 
 
 def _chunked_upload(proxy, bucket: str, key: str, pieces: list[bytes], *, corrupt: bool) -> object:
-    when = dt.datetime.now(dt.timezone.utc)
+    when = dt.datetime.now(dt.UTC)
     amz_date, day = when.strftime("%Y%m%dT%H%M%SZ"), when.strftime("%Y%m%d")
     scope = f"{day}/{REGION}/s3/aws4_request"
     decoded = sum(map(len, pieces))

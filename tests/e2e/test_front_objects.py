@@ -120,7 +120,7 @@ def test_response_overrides(s3, obj):
         Bucket=bucket, Key=key,
         ResponseContentType="text/x-test", ResponseContentDisposition='attachment; filename="x.txt"',
         ResponseContentLanguage="de", ResponseCacheControl="no-store", ResponseContentEncoding="identity",
-        ResponseExpires=dt.datetime(2030, 1, 1, tzinfo=dt.timezone.utc),
+        ResponseExpires=dt.datetime(2030, 1, 1, tzinfo=dt.UTC),
     )
     assert resp["ContentDisposition"] == 'attachment; filename="x.txt"'
     assert resp["ContentLanguage"] == "de"
@@ -133,7 +133,7 @@ def test_response_overrides(s3, obj):
 def test_metadata_and_content_headers_round_trip(s3, bucket):
     put = dict(
         ContentType="application/x-custom", ContentDisposition="inline", ContentLanguage="fr",
-        CacheControl="max-age=60", ContentEncoding="identity", Expires=dt.datetime(2031, 5, 6, tzinfo=dt.timezone.utc),
+        CacheControl="max-age=60", ContentEncoding="identity", Expires=dt.datetime(2031, 5, 6, tzinfo=dt.UTC),
         Metadata={"color": "blue", "multi-word": "a b c"},
     )
     s3.put_object(Bucket=bucket, Key="m", Body=b"meta", **put)

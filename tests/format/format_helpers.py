@@ -7,7 +7,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from typing import Any, AsyncIterable, AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
+from typing import Any
 
 from hypothesis import strategies as st
 

@@ -23,10 +23,10 @@ import threading
 import time
 import urllib.parse
 import urllib.request
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from http.client import HTTPResponse
 from pathlib import Path
-from typing import Callable, Mapping
 
 import aiohttp
 import boto3
@@ -77,7 +77,7 @@ class FaultHop:
         self.seen: list[tuple[str, str]] = []
         self.url = ""
 
-    def start(self) -> "FaultHop":
+    def start(self) -> FaultHop:
         self._thread.start()
         self.url = asyncio.run_coroutine_threadsafe(self._boot(), self.loop).result(30)
         return self
@@ -236,7 +236,7 @@ def sigv4_headers(method: str, url: str, *, body: bytes = b"", headers: Mapping[
     """Headers of a SigV4-signed request, computed here from the AWS docs so tests can sign hostile
     requests (odd paths, odd headers) that boto3 would refuse to build. `url` is sent as written."""
     parts = urllib.parse.urlsplit(url)
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     amz_date = now.strftime("%Y%m%dT%H%M%SZ")
     scope = f"{amz_date[:8]}/{REGION}/{service}/aws4_request"
     out = {k.lower(): v for k, v in (headers or {}).items()}
@@ -318,7 +318,7 @@ class ProxyProcess:
     url: str = ""
     printed: list[str] = field(default_factory=list)
 
-    def start(self) -> "ProxyProcess":
+    def start(self) -> ProxyProcess:
         keys = [] if self.generate_credentials else ["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY]
         cmd = [sys.executable, "-u", "-m", "s3proxy", "serve", "--port", "0", "--host", "127.0.0.1",
                "--data-dir", str(self.data_dir), *keys, "--log-level", self.log_level, *self.extra]

@@ -20,9 +20,9 @@ import time
 import urllib.parse
 import urllib.request
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import Iterator
 
 import psutil
 import pytest
@@ -69,7 +69,7 @@ class RssPeak:
         while not self._stop.wait(0.02):
             self.peak = max(self.peak, self.process.memory_info().rss)
 
-    def __enter__(self) -> "RssPeak":
+    def __enter__(self) -> RssPeak:
         self._thread.start()
         return self
 
@@ -169,7 +169,7 @@ class _Responses:
         response.begin()
         return response.status, response.read()
 
-    def __enter__(self) -> "_Responses":
+    def __enter__(self) -> _Responses:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -245,7 +245,7 @@ def _closed_after(sock: socket.socket, dribble: bytes | None, limit: float) -> f
             data = sock.recv(65536)
             if data == b"" or b"HTTP/1.1 " in data:  # closed, or answered (then closed)
                 return time.monotonic() - started
-        except socket.timeout:
+        except TimeoutError:
             continue
         except OSError:
             return time.monotonic() - started

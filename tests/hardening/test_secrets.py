@@ -185,7 +185,7 @@ def test_bad_copy_source_ssec_key(proxy, case):
 
 
 def scope() -> str:
-    return f"{dt.datetime.now(dt.timezone.utc):%Y%m%d}/{REGION}/s3/aws4_request"
+    return f"{dt.datetime.now(dt.UTC):%Y%m%d}/{REGION}/s3/aws4_request"
 
 
 AUTHORIZATIONS = {
@@ -207,7 +207,7 @@ AUTHORIZATIONS = {
 @pytest.mark.parametrize("shape", list(AUTHORIZATIONS))
 def test_authorization_header_signature(proxy, shape):
     secret = marker()
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     headers = [("Host", "x"), ("Date", f"{now:%a, %d %b %Y %H:%M:%S GMT}"), ("Authorization", AUTHORIZATIONS[shape](secret))]
     if not shape.startswith("sigv2"):  # SigV2 reads x-amz-date before Date, in Date's format
         headers += [("x-amz-date", f"{now:%Y%m%dT%H%M%SZ}"), ("x-amz-content-sha256", hashlib.sha256(b"").hexdigest())]
@@ -235,7 +235,7 @@ def test_kms_api_authorization(proxy):
 
 
 def presigned_v4(secret: str, *, token: str | None = None, extra: str = "") -> str:
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     query = {
         "X-Amz-Algorithm": "AWS4-HMAC-SHA256", "X-Amz-Credential": f"{ACCESS_KEY}/{scope()}",
         "X-Amz-Date": f"{now:%Y%m%dT%H%M%SZ}", "X-Amz-Expires": "300", "X-Amz-SignedHeaders": "host",

@@ -16,8 +16,9 @@ import asyncio
 import base64
 import hashlib
 import inspect
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import pytest
 from multidict import CIMultiDict, MultiDict
@@ -145,7 +146,7 @@ class World:
     services: Services
 
     @classmethod
-    def build(cls, *, ssec_over_http: str = "loopback", chunk_size: int | None = None) -> "World":
+    def build(cls, *, ssec_over_http: str = "loopback", chunk_size: int | None = None) -> World:
         backend = MemoryBackend()
         kms = memory_data_keys(ACCOUNT, REGION)
 

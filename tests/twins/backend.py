@@ -13,8 +13,8 @@ import bisect
 import hashlib
 import os
 import time
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from typing import AsyncIterator, Iterator, Sequence
 
 from s3proxy import errors
 from s3proxy.backends import common
