@@ -511,7 +511,7 @@ def verify(
         uris.append(raw_path or "/")  # a path sent exactly as the client signed it; it decodes alike
     candidates = [(uri, query, pairs) for uri in uris for query, pairs in query_readings(raw_query, drop)]
     first_string_to_sign = ""
-    for uri, query, pairs in candidates:
+    for uri, query, pairs in candidates:  # noqa: B007 - after the break, `pairs` is the reading that matched
         canonical = "\n".join((method.upper(), uri, query, header_block, signed_list, payload_hash))
         string_to_sign = _string_to_sign(signed.amz_date, scope, canonical)
         first_string_to_sign = first_string_to_sign or string_to_sign

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import itertools
 import urllib.parse
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 
@@ -119,7 +120,7 @@ def check_complete(
     if not requested:
         raise errors.MalformedXML()
     numbers = [n for n, _ in requested]
-    if any(b <= a for a, b in zip(numbers, numbers[1:])):
+    if any(b <= a for a, b in itertools.pairwise(numbers)):
         raise errors.InvalidPartOrder()
     for number, etag in requested:
         have = stored.get(number)

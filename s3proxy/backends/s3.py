@@ -240,7 +240,7 @@ class S3Backend:
         markers: tuple[str, str] | None = ("", "")
         while markers is not None:
             query = [("uploads", ""), ("encoding-type", "url"), ("prefix", prefix)]
-            query += [(n, v) for n, v in zip(("key-marker", "upload-id-marker"), markers) if v]
+            query += [(n, v) for n, v in zip(("key-marker", "upload-id-marker"), markers, strict=True) if v]
             page, markers = s3_xml.uploads(await self._read(_Call("GET", bucket, query=query)))
             found += page
         return found

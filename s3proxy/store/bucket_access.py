@@ -48,7 +48,7 @@ class PublicAccessBlock:
     @property
     def flags(self) -> dict[str, bool]:
         return dict(zip(FLAGS, (self.block_public_acls, self.ignore_public_acls, self.block_public_policy,
-                                self.restrict_public_buckets)))
+                                self.restrict_public_buckets), strict=True))
 
 
 NO_CONFIGURATION = PublicAccessBlock(False, False, False, False, configured=False)
@@ -102,7 +102,7 @@ class BucketAccess:
                     return None
             return str(found["account"]) if found else self.default_account
 
-        return dict(zip(buckets, await asyncio.gather(*(one(b) for b in buckets))))
+        return dict(zip(buckets, await asyncio.gather(*(one(b) for b in buckets)), strict=True))
 
     def creating(self, bucket: str) -> _Creating:
         """While a bucket is being created here, it has no owner (see `owner`)."""

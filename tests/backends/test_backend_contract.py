@@ -379,7 +379,7 @@ async def test_version_listing_pages(backend: Backend, unique_bucket: str) -> No
     await backend.put_bucket_versioning(unique_bucket, "Enabled")
     expected = []
     for key in ("a", "a/b", "b"):
-        for n in range(3):
+        for _ in range(3):
             expected.append((key, (await backend.put_object(unique_bucket, key, body_of(b"x"), 1, ObjectMeta())).version_id))
     expected = [(k, v) for key in ("a", "a/b", "b") for k, v in reversed([e for e in expected if e[0] == key])]
     seen: list[tuple[str, str | None]] = []
@@ -403,7 +403,7 @@ async def test_version_markers_are_positions_when_their_versions_are_deleted(bac
     await backend.create_bucket(unique_bucket)
     await backend.put_bucket_versioning(unique_bucket, "Enabled")
     for key in ("a", "a/b", "b", "c"):
-        for n in range(3):
+        for _ in range(3):
             await backend.put_object(unique_bucket, key, body_of(b"x"), 1, ObjectMeta())
     await backend.delete_object(unique_bucket, "b")  # a delete marker on top
     total = len((await backend.list_object_versions(unique_bucket)).versions)
@@ -411,7 +411,7 @@ async def test_version_markers_are_positions_when_their_versions_are_deleted(bac
     for size in (1, 2, 3, 5):
         if size > 1:  # refill for the next round
             for key in ("a", "a/b", "b", "c"):
-                for n in range(3):
+                for _ in range(3):
                     await backend.put_object(unique_bucket, key, body_of(b"x"), 1, ObjectMeta())
         key_marker = vid_marker = ""
         deleted = 0

@@ -21,6 +21,7 @@ import boto3
 import pytest
 import requests
 from botocore.config import Config
+from botocore.exceptions import ClientError
 
 from .conftest import ACCESS_KEY, REGION, SECRET_KEY, start_proxy
 from .front_helpers import client_for, serve_args, start_served
@@ -100,8 +101,9 @@ def test_sse_kms_and_ssec_fields(proxy, s3, bucket):
     assert r.status_code == 204, r.text
     assert r.headers["x-amz-server-side-encryption-customer-key-MD5"] == key.md5
     assert s3.get_object(Bucket=bucket, Key="ssec", **key.args())["Body"].read() == b"customer body"
-    with pytest.raises(Exception):
+    with pytest.raises(ClientError) as refused:
         s3.get_object(Bucket=bucket, Key="ssec")  # the key is required, as for a PUT with SSE-C
+    assert refused.value.response["Error"]["Code"] == "InvalidRequest"
 
 
 def test_bucket_default_encryption_applies(proxy, s3, bucket):

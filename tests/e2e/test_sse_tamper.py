@@ -82,7 +82,7 @@ def test_tampered_body_is_never_returned(proxy, s3, bucket, mode, edit):
     read_fails(lambda: s3.get_object(Bucket=bucket, Key="obj", **read_args))
     # a ranged GET reads only its chunks: it is refused, or (away from the damage) exactly right
     for first, last in ((0, 99), (2 * C - 5, 2 * C + 5), (SIZE - 3, SIZE - 1)):
-        read_fails(lambda: s3.get_object(Bucket=bucket, Key="obj", Range=f"bytes={first}-{last}", **read_args),
+        read_fails(lambda first=first, last=last: s3.get_object(Bucket=bucket, Key="obj", Range=f"bytes={first}-{last}", **read_args),
                    expected=data[first : last + 1])
 
 

@@ -147,7 +147,7 @@ def test_any_path_splits_or_is_invalid_uri(raw_path):
 @example("&&=&=%")
 def test_any_query_parses_or_is_invalid_argument(raw_query):
     for plus_is_space in (True, False):
-        _only_s3_errors(lambda q: decode_query(q, plus_is_space=plus_is_space), raw_query)
+        _only_s3_errors(lambda q, plus=plus_is_space: decode_query(q, plus_is_space=plus), raw_query)
 
 
 # --- SigV4: header and presigned --------------------------------------------------------------------

@@ -73,7 +73,7 @@ async def test_the_access_log_has_one_json_line_per_request_with_its_principal(w
             refused = await client.send("GET", "/", credential=Credential(ALICE.access_key, "wrong secret", "alice"))
             kms = await client.kms("ListKeys", b"{}")
     lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "s3proxy.access"]
-    assert [(l["request_id"], l["op"], l["status"], l["access_key"], l["principal"]) for l in lines] == [
+    assert [(e["request_id"], e["op"], e["status"], e["access_key"], e["principal"]) for e in lines] == [
         (ok.headers["x-amz-request-id"], "ListBuckets", 200, BOB.access_key, "arn:aws:iam::000000000000:user/bob"),
         (refused.headers["x-amz-request-id"], "-", 403, ALICE.access_key, None),  # named by its header, not proven
         (kms.headers["x-amzn-RequestId"], "kms:ListKeys", 200, ALICE.access_key, "arn:aws:iam::000000000000:user/alice"),

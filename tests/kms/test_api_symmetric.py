@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 
 import pytest
 from botocore.exceptions import ClientError, ParamValidationError
@@ -136,7 +137,7 @@ def test_limits(alice, kms, key) -> None:
     from s3proxy.kms.caller import Caller
 
     caller = Caller("AKIAALICE000000000001", "alice", "000000000000")
-    body = ('{"KeyId":"%s","Plaintext":"%s"}' % (key["KeyId"], base64.b64encode(b"x" * 4097).decode())).encode()
+    body = json.dumps({"KeyId": key["KeyId"], "Plaintext": base64.b64encode(b"x" * 4097).decode()}, separators=(",", ":")).encode()
     status, out = kms.api.dispatch("TrentService.Encrypt", body, caller)
     assert status == 400 and b"ValidationException" in out
     for n in (0, 1025):
