@@ -112,7 +112,9 @@ async def read_form(source: Source, content_type: str | None, content_length: in
             raise malformed() from None
         after = await pre.exactly(2)
         if after == b"--":  # the close delimiter, and no file
-            raise errors.InvalidArgument("POST requires exactly one file upload per request.", ArgumentName="file", ArgumentValue="0")
+            raise errors.InvalidArgument(
+                "POST requires exactly one file upload per request.", ArgumentName="file", ArgumentValue="0"
+            )
         if after != b"\r\n":
             raise malformed()
     left = content_length - pre.consumed

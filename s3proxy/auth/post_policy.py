@@ -97,8 +97,11 @@ def _required(form: Mapping[str, str], name: str) -> str:
     value = form.get(name)
     if not value:
         shown = _SHOWN[name]
-        raise errors.InvalidArgument(f"Bucket POST must contain a field named '{shown}'.  If it is specified, please check the order of the fields.",
-                                     ArgumentName=shown, ArgumentValue="")
+        raise errors.InvalidArgument(
+            f"Bucket POST must contain a field named '{shown}'.  If it is specified, please check the order of the fields.",
+            ArgumentName=shown,
+            ArgumentValue="",
+        )
     return value
 
 
@@ -106,7 +109,9 @@ def _verify_v4(form: Mapping[str, str], store: CredentialStore, region: str) -> 
     algorithm, credential_text, amz_date, signature = (_required(form, f) for f in V4_FIELDS)
     policy = _required(form, "policy")
     if algorithm != ALGORITHM:
-        raise errors.InvalidArgument(f'X-Amz-Algorithm only supports "{ALGORITHM}"', ArgumentName="X-Amz-Algorithm", ArgumentValue=algorithm)
+        raise errors.InvalidArgument(
+            f'X-Amz-Algorithm only supports "{ALGORITHM}"', ArgumentName="X-Amz-Algorithm", ArgumentValue=algorithm
+        )
     parts = credential_text.split("/")
 
     def bad(message: str, **extra: str) -> errors.S3Error:
@@ -128,7 +133,9 @@ def _verify_v4(form: Mapping[str, str], store: CredentialStore, region: str) -> 
     if terminator != TERMINATOR:
         raise bad(f'incorrect terminal "{terminator}". This endpoint uses "{TERMINATOR}".')
     if amz_date_to_epoch(amz_date) is None:
-        raise errors.InvalidArgument("X-Amz-Date must be formated via ISO8601 Long format", ArgumentName="X-Amz-Date", ArgumentValue=amz_date)
+        raise errors.InvalidArgument(
+            "X-Amz-Date must be formated via ISO8601 Long format", ArgumentName="X-Amz-Date", ArgumentValue=amz_date
+        )
     credential = _credential(store, access_key)
     key = derive_signing_key(credential.secret_key, date, region, "s3")
     expected = hmac.new(key, policy.encode("utf-8"), hashlib.sha256).hexdigest()

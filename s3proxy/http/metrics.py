@@ -75,7 +75,9 @@ class Metrics:
         self.bytes_out = Counter("s3proxy_sent_bytes", "Response body bytes sent", ["operation"], registry=r)
         self.inflight = Gauge("s3proxy_inflight_requests", "Requests being served", registry=r)
         self.connections = Gauge("s3proxy_open_connections", "Client connections open on the main listener", registry=r)
-        self.refused = Counter("s3proxy_connections_refused", "Connections answered and closed by a limit", ["reason"], registry=r)
+        self.refused = Counter(
+            "s3proxy_connections_refused", "Connections answered and closed by a limit", ["reason"], registry=r
+        )
         self.kms = Counter("s3proxy_kms_operations", "KMS operations (API and data path)", ["operation", "outcome"], registry=r)
         self.backend_errors = Counter("s3proxy_backend_errors", "Errors from backend calls", ["call", "code"], registry=r)
         self.backend_retries = Counter("s3proxy_backend_retries", "Backend requests retried", ["method", "reason"], registry=r)
@@ -212,5 +214,9 @@ async def operational_response(
         return web.json_response({"status": "alive"})
     started = time.monotonic()
     problems = await ready()
-    body = {"status": "ready" if not problems else "not ready", "problems": problems, "ms": round((time.monotonic() - started) * 1000, 1)}
+    body = {
+        "status": "ready" if not problems else "not ready",
+        "problems": problems,
+        "ms": round((time.monotonic() - started) * 1000, 1),
+    }
     return web.json_response(body, status=200 if not problems else 503)

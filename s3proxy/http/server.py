@@ -11,9 +11,10 @@ Routing comes before authorization because an authorization decision is about an
 (s3:GetObject) on a resource (the object's ARN), which routing names. The KMS API is a route of
 its own (X-Amz-Target: TrentService.*): SigV4 service `kms`, JSON errors, and the key service's
 own policy decisions. So is POST Object (a browser upload): it is authenticated by the fields of
-its form (auth/post_policy.py), then authorized and dispatched as PostObject. Around the pipeline, as middleware: the request id, metrics, the access log
-and error rendering (AWS's XML error document; nothing of a secret in it, s3proxy.redact). The
-Reply is sent by s3proxy.http.respond, which owns streaming and abort.
+its form (auth/post_policy.py), then authorized and dispatched as PostObject. Around the pipeline,
+as middleware: the request id, metrics, the access log and error rendering (AWS's XML error
+document; nothing of a secret in it, s3proxy.redact). The Reply is sent by s3proxy.http.respond,
+which owns streaming and abort.
 """
 
 from __future__ import annotations

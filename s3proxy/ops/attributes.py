@@ -39,7 +39,9 @@ def _int_header(headers: Mapping[str, str], name: str, default: int) -> int:
         return default
     raw = raw.strip()
     if not (raw.isascii() and raw.isdigit()) or len(raw) > 10 or int(raw) > 2**31 - 1:
-        raise errors.InvalidArgument(f"Provided {name} not an integer or within integer range", ArgumentName=name, ArgumentValue=raw)
+        raise errors.InvalidArgument(
+            f"Provided {name} not an integer or within integer range", ArgumentName=name, ArgumentValue=raw
+        )
     return int(raw)
 
 

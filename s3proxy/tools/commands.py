@@ -41,7 +41,9 @@ from .bulk import Skip, walk
 def add_subcommands(sub: Any) -> None:
     rewrap = sub.add_parser("rewrap", help="re-wrap every object's data key under a KMS key (metadata only)")
     _common(rewrap)
-    rewrap.add_argument("--key-id", help="target KMS key (id, ARN, alias); default: each SSE-KMS object's own key, newest material")
+    rewrap.add_argument(
+        "--key-id", help="target KMS key (id, ARN, alias); default: each SSE-KMS object's own key, newest material"
+    )
     rewrap.add_argument("--bucket-key", action="store_true", help="use an S3 Bucket Key for the re-wrapped objects")
     rewrap.add_argument("--upgrade", action="store_true",
                         help="bring objects still in at-rest format version 1 to version 2 in place (metadata only); "
@@ -56,7 +58,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("bucket")
     p.add_argument("--prefix", default="")
     p.add_argument("--endpoint-url", default=os.environ.get("S3PROXY_URL", "http://127.0.0.1:8080"))
-    p.add_argument("--data-dir", default=os.environ.get("S3PROXY_DATA_DIR", "data"), help="to read credentials.toml when no keys are given")
+    p.add_argument(
+        "--data-dir", default=os.environ.get("S3PROXY_DATA_DIR", "data"), help="to read credentials.toml when no keys are given"
+    )
     p.add_argument("--access-key", default=os.environ.get("AWS_ACCESS_KEY_ID"))
     p.add_argument("--secret-key", default=os.environ.get("AWS_SECRET_ACCESS_KEY"))
     p.add_argument("--region", default=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"))
@@ -122,7 +126,9 @@ def run_rewrap(args: argparse.Namespace) -> int:
             ObjectEncryption={"SSEKMS": {"KMSKeyArn": target, "BucketKeyEnabled": bool(args.bucket_key)}},
         )
 
-    report = walk(s3, args.bucket, args.prefix, handle, concurrency=args.concurrency, checkpoint=args.checkpoint, page_size=args.page_size)
+    report = walk(
+        s3, args.bucket, args.prefix, handle, concurrency=args.concurrency, checkpoint=args.checkpoint, page_size=args.page_size
+    )
     print(report.render("re-wrapped"))
     return 1 if report.failed else 0
 
@@ -182,7 +188,9 @@ def run_upgrade(args: argparse.Namespace) -> int:
         else:
             _rewrap_sse_s3(args, entry["Key"])
 
-    report = walk(s3, args.bucket, args.prefix, handle, concurrency=args.concurrency, checkpoint=args.checkpoint, page_size=args.page_size)
+    report = walk(
+        s3, args.bucket, args.prefix, handle, concurrency=args.concurrency, checkpoint=args.checkpoint, page_size=args.page_size
+    )
     print(report.render("upgraded"))
     if sse_c:
         print(f"SSE-C objects left as they are ({len(sse_c)}): to upgrade one, copy it onto itself with its key")
@@ -217,7 +225,9 @@ def run_encrypt_existing(args: argparse.Namespace) -> int:
                 raise Skip("changed meanwhile (left to its new writer)") from None
             raise
 
-    report = walk(s3, args.bucket, args.prefix, handle, concurrency=args.concurrency, checkpoint=args.checkpoint, page_size=args.page_size)
+    report = walk(
+        s3, args.bucket, args.prefix, handle, concurrency=args.concurrency, checkpoint=args.checkpoint, page_size=args.page_size
+    )
     print(report.render("encrypted"))
     return 1 if report.failed else 0
 
