@@ -64,7 +64,9 @@ def recipe(kind: str) -> str:
 def recipe_env(tmp_path_factory):
     """A proxy like the README's (fs backend, data in ./data), `aws` and `s3proxy` on PATH, the README's exports."""
     cwd = tmp_path_factory.mktemp("recipes")
-    thread = ProxyThread(load({"port": "0", "data_dir": str(cwd / "data"), "access_key": ACCESS, "secret_key": SECRET}, env={})).start()
+    thread = ProxyThread(
+        load({"port": "0", "data_dir": str(cwd / "data"), "access_key": ACCESS, "secret_key": SECRET}, env={})
+    ).start()
     shims = cwd / "bin"
     shims.mkdir()
     for name, module in (("aws", "awscli"), ("s3proxy", "s3proxy")):

@@ -41,7 +41,9 @@ from .helpers import AKID, SECRET, example_store, signed_chunks, signing_key
 async def _handle(request: web.Request) -> web.Response:
     try:
         raw_path, _, raw_query = request.raw_path.partition("?")
-        ctx = authenticate(request.method, raw_path, raw_query, request.headers, example_store(), now=time.time(), region="us-east-1")
+        ctx = authenticate(
+            request.method, raw_path, raw_query, request.headers, example_store(), now=time.time(), region="us-east-1"
+        )
         echo = {"mode": ctx.content_sha256, "presigned": ctx.presigned}
         if request.method in ("PUT", "POST"):
             body = open_body(ctx, request.headers, request.content, want_md5=True)

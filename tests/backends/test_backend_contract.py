@@ -266,7 +266,9 @@ async def test_multipart_parts_out_of_order(backend: Backend, unique_bucket: str
         etags[number] = await backend.upload_part(unique_bucket, "big/ü", upload, number, body_of(data, MIB), len(data))
     parts = await backend.list_parts(unique_bucket, "big/ü", upload)
     assert [(p.part_number, p.size, p.etag) for p in parts] == [(n, s, etags[n]) for n, s in ((1, PART), (2, PART), (3, 1000))]
-    result = await backend.complete_multipart(unique_bucket, "big/ü", upload, [(1, etags[1]), (2, f'"{etags[2]}"'), (3, etags[3])])
+    result = await backend.complete_multipart(
+        unique_bucket, "big/ü", upload, [(1, etags[1]), (2, f'"{etags[2]}"'), (3, etags[3])]
+    )
     assert result.etag.endswith("-3")
     got = await backend.get_object(unique_bucket, "big/ü")
     assert got.info.size == 2 * PART + 1000
@@ -456,9 +458,13 @@ async def test_conditional_writes(backend: Backend, unique_bucket: str) -> None:
     with pytest.raises(errors.PreconditionFailed):
         await backend.copy_object(unique_bucket, "k", unique_bucket, "k", ObjectMeta({"a": "1"}), condition=create)
     with pytest.raises(errors.PreconditionFailed):
-        await backend.copy_object(unique_bucket, "k", unique_bucket, "k", ObjectMeta({"a": "1"}), condition=WriteCondition(if_match=second.etag))
+        await backend.copy_object(
+            unique_bucket, "k", unique_bucket, "k", ObjectMeta({"a": "1"}), condition=WriteCondition(if_match=second.etag)
+        )
     await backend.copy_object(unique_bucket, "k", unique_bucket, "copy", ObjectMeta(), condition=create)
-    await backend.copy_object(unique_bucket, "k", unique_bucket, "k", ObjectMeta({"a": "1"}), condition=WriteCondition(if_match=done.etag))
+    await backend.copy_object(
+        unique_bucket, "k", unique_bucket, "k", ObjectMeta({"a": "1"}), condition=WriteCondition(if_match=done.etag)
+    )
     # a delete marker is no current object
     await backend.put_bucket_versioning(unique_bucket, "Enabled")
     await backend.delete_object(unique_bucket, "copy")

@@ -71,7 +71,9 @@ def put_v1(rig: Rig, bucket: str, key: str, data: bytes, mode: str, *, kms_key: 
         fields[fmt.KEY_ETAG] = etag
     if checksums:
         fields[fmt.KEY_CHECKSUMS] = seal_checksums(k, checksums)
-    put = rig.backend().put_object(Bucket=bucket, Key=key, Body=_encrypt(data, k), Metadata={**_user(metadata), **fields}, **headers)
+    put = rig.backend().put_object(
+        Bucket=bucket, Key=key, Body=_encrypt(data, k), Metadata={**_user(metadata), **fields}, **headers
+    )
     return etag if fmt.KEY_ETAG in fields else put["ETag"].strip('"')
 
 

@@ -244,21 +244,30 @@ def sigv4_headers(method: str, url: str, *, body: bytes = b"", headers: Mapping[
     out["x-amz-date"] = amz_date
     out["x-amz-content-sha256"] = payload_hash or hashlib.sha256(body).hexdigest()
     signed = sorted(out)
-    canonical_uri = "/".join(urllib.parse.quote(urllib.parse.unquote_to_bytes(s), safe="") for s in (parts.path or "/").split("/"))
+    canonical_uri = "/".join(
+        urllib.parse.quote(urllib.parse.unquote_to_bytes(s), safe="") for s in (parts.path or "/").split("/")
+    )
     pairs = sorted(
-        (urllib.parse.quote(urllib.parse.unquote_to_bytes(n), safe=""), urllib.parse.quote(urllib.parse.unquote_to_bytes(v), safe=""))
+        (
+            urllib.parse.quote(urllib.parse.unquote_to_bytes(n), safe=""),
+            urllib.parse.quote(urllib.parse.unquote_to_bytes(v), safe=""),
+        )
         for n, _, v in (p.partition("=") for p in parts.query.split("&") if p)
     )
     canonical = "\n".join([
         method, canonical_uri, "&".join(f"{n}={v}" for n, v in pairs),
         "".join(f"{h}:{' '.join(out[h].split())}\n" for h in signed), ";".join(signed), out["x-amz-content-sha256"],
     ])
-    sts = "\n".join(["AWS4-HMAC-SHA256", amz_date, scope, hashlib.sha256(canonical.encode("utf-8", "surrogateescape")).hexdigest()])
+    sts = "\n".join(
+        ["AWS4-HMAC-SHA256", amz_date, scope, hashlib.sha256(canonical.encode("utf-8", "surrogateescape")).hexdigest()]
+    )
     key = ("AWS4" + secret_key).encode()
     for piece in (amz_date[:8], REGION, service, "aws4_request"):
         key = hmac.new(key, piece.encode(), hashlib.sha256).digest()
     signature = hmac.new(key, sts.encode(), hashlib.sha256).hexdigest()
-    out["authorization"] = f"AWS4-HMAC-SHA256 Credential={access_key}/{scope}, SignedHeaders={';'.join(signed)}, Signature={signature}"
+    out["authorization"] = (
+        f"AWS4-HMAC-SHA256 Credential={access_key}/{scope}, SignedHeaders={';'.join(signed)}, Signature={signature}"
+    )
     return out
 
 

@@ -66,7 +66,9 @@ async def test_metrics_count_by_operation_status_and_mode(world: World) -> None:
     assert sample(front, "s3proxy_inflight_requests") == 0
 
 
-async def test_the_access_log_has_one_json_line_per_request_with_its_principal(world: World, caplog: pytest.LogCaptureFixture) -> None:
+async def test_the_access_log_has_one_json_line_per_request_with_its_principal(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
     async with served(frontend(world)) as client:
         with caplog.at_level(logging.INFO, logger="s3proxy.access"):
             ok = await client.send("GET", "/", credential=BOB)

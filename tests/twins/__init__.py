@@ -127,9 +127,19 @@ def make_call(bucket: str | None, key: str | None = None, *, query: Iterable[tup
     sent: CIMultiDict[str] = CIMultiDict(headers or {})
     if "content-length" not in sent and "x-amz-decoded-content-length" not in sent:
         sent["Content-Length"] = str(len(body))
-    return Call(request_id=request_id, auth=auth_context(credential, pairs), caller=caller_of(credential, request_id, secure=secure),
-                bucket=bucket, key=key, query=MultiDict(pairs), headers=sent, content=BytesStream(body),
-                secure=secure, loopback=loopback, remote="127.0.0.1" if loopback else "203.0.113.9")
+    return Call(
+        request_id=request_id,
+        auth=auth_context(credential, pairs),
+        caller=caller_of(credential, request_id, secure=secure),
+        bucket=bucket,
+        key=key,
+        query=MultiDict(pairs),
+        headers=sent,
+        content=BytesStream(body),
+        secure=secure,
+        loopback=loopback,
+        remote="127.0.0.1" if loopback else "203.0.113.9",
+    )
 
 
 @dataclass
