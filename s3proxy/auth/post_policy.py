@@ -115,9 +115,7 @@ def _verify_v4(form: Mapping[str, str], store: CredentialStore, region: str) -> 
     parts = credential_text.split("/")
 
     def bad(message: str, **extra: str) -> errors.S3Error:
-        error = errors.InvalidArgument(message, ArgumentName="X-Amz-Credential", ArgumentValue=credential_text)
-        error.fields.update(extra)
-        return error
+        return errors.InvalidArgument(message, ArgumentName="X-Amz-Credential", ArgumentValue=credential_text).with_fields(extra)
 
     if len(parts) != 5:
         raise bad('the Credential is mal-formed; expecting "<YOUR-AKID>/YYYYMMDD/REGION/SERVICE/aws4_request".')

@@ -242,13 +242,10 @@ class _Malformed:
         self.presigned = presigned
 
     def __call__(self, detail: str, **fields: str) -> errors.S3Error:
-        error: errors.S3Error
         if self.presigned:
-            error = errors.AuthorizationQueryParametersError("Error parsing the X-Amz-Credential parameter; " + detail)
-        else:
-            error = errors.AuthorizationHeaderMalformed("The authorization header is malformed; " + detail)
-        error.fields.update(fields)
-        return error
+            message = "Error parsing the X-Amz-Credential parameter; " + detail
+            return errors.AuthorizationQueryParametersError(message).with_fields(fields)
+        return errors.AuthorizationHeaderMalformed("The authorization header is malformed; " + detail).with_fields(fields)
 
 
 def unsupported_mechanism() -> errors.S3Error:
@@ -399,9 +396,9 @@ def _check_time(signed: _Signed, expires: int | None, now: float, raw_time: str)
     if when - now > MAX_SKEW_SECONDS:
         raise errors.AccessDenied("Request is not valid yet")
     if now > when + expires:
-        expired = errors.AccessDenied("Request has expired")
-        expired.fields.update({"X-Amz-Expires": str(expires), "Expires": _iso(when + expires), "ServerTime": _iso(now)})
-        raise expired
+        raise errors.AccessDenied("Request has expired").with_fields(
+            {"X-Amz-Expires": str(expires), "Expires": _iso(when + expires), "ServerTime": _iso(now)}
+        )
 
 
 def _payload_hash(signed: _Signed, headers: Mapping[str, str], body: bytes | None) -> str:
