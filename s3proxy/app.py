@@ -305,8 +305,9 @@ class Proxy:
             self.bootstrap.credentials,
             region=settings.region,
             caller_of=caller_for,
-            authorizer=S3Authorizer(buckets.access, internal_bucket=settings.internal_bucket, store=self.store,
-                                    uploads=uploads, clock=clock),
+            authorizer=S3Authorizer(
+                buckets.access, internal_bucket=settings.internal_bucket, store=self.store, uploads=uploads, clock=clock
+            ),
             kms_api=KmsApi(self.kms),
             clock=clock,
             metrics=self.metrics,
@@ -314,7 +315,9 @@ class Proxy:
             virtual_host_domains=settings.host_domains,
             sigv2=settings.sigv2,
             # with a separate operational listener, /metrics is served there only
-            operational_paths=tuple(p for p in OPERATIONAL_PATHS if p != "/metrics") if settings.metrics_address else OPERATIONAL_PATHS,
+            operational_paths=(
+                tuple(p for p in OPERATIONAL_PATHS if p != "/metrics") if settings.metrics_address else OPERATIONAL_PATHS
+            ),
         )
         self.limits = Limits(header_bytes=settings.max_header_bytes, header_timeout=settings.header_timeout,
                              idle_timeout=settings.idle_timeout, max_connections=settings.max_connections)
@@ -377,7 +380,7 @@ class Proxy:
                 raise StartupError(f"port {port} on {host} is already in use") from None
             raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
         server = site._server  # the bound socket tells the real port when port 0 was asked
-        return server.sockets[0].getsockname()[1] if server and server.sockets else port
+        return server.sockets[0].getsockname()[1] if isinstance(server, asyncio.Server) and server.sockets else port
 
     @property
     def metrics_url(self) -> str | None:

@@ -11,7 +11,7 @@ view (a consumer, an asyncio transport's queue).
 
 from __future__ import annotations
 
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 # The one buffer type bodies are made of, from the backends through the streams to the client: a
 # piece may be a view of a larger (recycled) buffer, and is never written while viewed.

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from . import settings as settings_mod
 
@@ -43,13 +43,21 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         settings_mod.add_arguments(p)
         if name != "rotate-root-key":
             p.add_argument("archive", help="archive file")
-            p.add_argument("--passphrase-file", help="file holding the archive passphrase (default: env S3PROXY_BACKUP_PASSPHRASE)")
+            p.add_argument(
+                "--passphrase-file", help="file holding the archive passphrase (default: env S3PROXY_BACKUP_PASSPHRASE)"
+            )
         if name == "backup":
-            p.add_argument("--include-root-key", action="store_true", help="also archive the root keyring (guard the archive like the root key)")
+            p.add_argument(
+                "--include-root-key",
+                action="store_true",
+                help="also archive the root keyring (guard the archive like the root key)",
+            )
         if name == "restore":
             p.add_argument("--force", action="store_true", help="replace an existing keystore")
         if name == "rotate-root-key":
-            p.add_argument("--finish", action="store_true", help="after proxies picked up the new key: re-seal the rest, drop old keys")
+            p.add_argument(
+                "--finish", action="store_true", help="after proxies picked up the new key: re-seal the rest, drop old keys"
+            )
     if command not in _PLAIN_COMMANDS:
         from .cse import cli as cse_cli
         from .tools import commands as tool_commands
@@ -84,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .kms.audit import audit_log_path, audit_logs, run_audit_verify
         from .kms.integrity import read_integrity_keys
 
-        def keys():
+        def keys() -> bytes:
             return read_integrity_keys(settings.data_dir, settings.root_key_path, keystore_url=settings.keystore_url,
                                        sealer=root_sealer(settings)).audit
 
@@ -136,14 +144,21 @@ def run_kms(args: argparse.Namespace, settings: settings_mod.Settings) -> int:
             passphrase = os.environ.get("S3PROXY_BACKUP_PASSPHRASE", "").encode()
         archive = Path(args.archive)
         if args.kms_command == "backup":
-            m = care.backup(settings.data_dir, archive, passphrase, root_key_file=settings.root_key_path, include_root_key=args.include_root_key,
-                            keystore_url=settings.keystore_url)
+            m = care.backup(
+                settings.data_dir,
+                archive,
+                passphrase,
+                root_key_file=settings.root_key_path,
+                include_root_key=args.include_root_key,
+                keystore_url=settings.keystore_url,
+            )
         elif args.kms_command == "verify-backup":
             m = care.open_archive(archive, passphrase)[0]
         else:
             m = care.restore(archive, passphrase, settings.data_dir, root_key_file=settings.root_key_path, force=args.force,
                              keystore_url=settings.keystore_url)
-        print(f"{args.kms_command}: ok ({m.entries} entries, made {m.created}, root key {'included' if m.root_key else 'not included'})")
+        root_key = "included" if m.root_key else "not included"
+        print(f"{args.kms_command}: ok ({m.entries} entries, made {m.created}, root key {root_key})")
         return 0
     except (care.BackupError, RootKeyError, OSError, KmsError, RuntimeError) as exc:
         print(f"s3proxy kms {args.kms_command}: {exc}", file=sys.stderr)

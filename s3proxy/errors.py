@@ -6,7 +6,8 @@ that maps them onto this tree. The HTTP layer renders an S3Error as AWS's XML er
 
 from __future__ import annotations
 
-from typing import ClassVar, Mapping
+from collections.abc import Mapping
+from typing import ClassVar, Self
 
 
 class S3Error(Exception):
@@ -30,6 +31,12 @@ class S3Error(Exception):
         # extra XML elements AWS adds to some errors (BucketName, Key, ArgumentName, ...)
         self.fields = {k: str(v) for k, v in fields.items()}
         super().__init__(self.text)
+
+    def with_fields(self, fields: Mapping[str, str]) -> Self:
+        """This error with more extra elements: for names that are not Python identifiers (X-Amz-Expires),
+        or names chosen at run time."""
+        self.fields.update({k: str(v) for k, v in fields.items()})
+        return self
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.code}, {self.status}, {self.text!r})"

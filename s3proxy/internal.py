@@ -29,8 +29,9 @@ import json
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Callable, Mapping, Protocol
+from typing import Any, Protocol
 
 from . import errors
 from .backends.base import Backend, ObjectMeta

@@ -24,7 +24,7 @@ import logging
 import re
 import threading
 import urllib.parse
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 from aiohttp.http_exceptions import HttpProcessingError
 
@@ -88,7 +88,9 @@ def scrub(text: str, secrets: Iterable[str]) -> str:
     return text
 
 
-def scrub_error(message: str, fields: Mapping[str, str], headers: Mapping[str, str], raw_query: str) -> tuple[str, dict[str, str]]:
+def scrub_error(
+    message: str, fields: Mapping[str, str], headers: Mapping[str, str], raw_query: str
+) -> tuple[str, dict[str, str]]:
     """An error's message and extra fields with every secret of the request masked."""
     secrets = request_secrets(headers, raw_query)
     return scrub(message, secrets), {k: scrub(v, secrets) for k, v in fields.items()}

@@ -16,7 +16,7 @@ import tomllib
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from .kms.wrapping import LEGACY_ROOT_KEY_NAME, root_key_location
 
@@ -243,7 +243,7 @@ class Settings:
     backend_access_key: str | None = None
     backend_secret_key: str | None = field(default=None, repr=False)
     backend_timeout: float = 60.0
-    backend_addressing: str = "path"
+    backend_addressing: Literal["path", "virtual"] = "path"  # Field "backend_addressing" checks the choice
     tls: str = ""
     tls_cert: pathlib.Path | None = None
     tls_key: pathlib.Path | None = None

@@ -20,7 +20,7 @@ Yielded items are bytes-like (bytes or memoryview slices of bytes); `bytes(x)` i
 
 from __future__ import annotations
 
-from typing import AsyncIterable, AsyncIterator, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 
 from s3proxy.buffers import Buffer, Recycler
 from s3proxy.format.chunks import DEFAULT_CHUNK_SIZE, TAG_SIZE, PartCipher

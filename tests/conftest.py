@@ -119,8 +119,8 @@ _TIERS = {
     # live servers on loopback (the proxy, moto, SeaweedFS) driven by real clients and tools
     # (and, beside the unit tests of their package: the operator tools, keystore care and observability
     # against a running proxy, UpdateObjectEncryption through boto3, malloc tuning measured in fresh interpreters)
-    "e2e": ("e2e/", "hardening/", "cse/", "scale/", "workers/test_workers.py", "auth/test_e2e.py", "kms/test_through_proxy.py", "kms/test_cli.py",
-            "kms/test_keystore_care.py", "tools/test_bulk_tools.py", "app/test_observability.py",
+    "e2e": ("e2e/", "hardening/", "cse/", "scale/", "workers/test_workers.py", "auth/test_e2e.py", "kms/test_through_proxy.py",
+            "kms/test_cli.py", "kms/test_keystore_care.py", "tools/test_bulk_tools.py", "app/test_observability.py",
             "app/test_malloc_tuning.py", "ops/test_update_object_encryption.py",
             "backends/test_s3_backend.py", "backends/test_backend_contract.py"),
     # other implementations, run for real against ours: official SDKs, awscli, the README and examples, and the

@@ -34,11 +34,22 @@ def run_script(name: str, tmp_path: Path, *extra: str) -> tuple[dict, str]:
 
 def assert_sane(row: dict, direct: bool) -> None:
     where = (row["backend"], row["mode"])
-    for figure in ("put_mbs", "get_mbs", "small_put_ops", "small_get_ops", "peak_rss_mib", "proxy_cpu_per_gb_put", "proxy_cpu_per_gb_get"):
+    for figure in (
+        "put_mbs",
+        "get_mbs",
+        "small_put_ops",
+        "small_get_ops",
+        "peak_rss_mib",
+        "proxy_cpu_per_gb_put",
+        "proxy_cpu_per_gb_get",
+    ):
         assert row["proxy"][figure] is not None and row["proxy"][figure] >= 0, (where, figure)
     for figure in ("put_mbs", "get_mbs", "small_put_ops", "small_get_ops", "small_head_ops", "small_range_ops"):
         assert row["proxy"][figure] > 0, (where, figure)
-        assert (row["direct"][figure] > 0 and row["ratio"][figure] > 0) if direct else row["ratio"][figure] is None, (where, figure)
+        assert (row["direct"][figure] > 0 and row["ratio"][figure] > 0) if direct else row["ratio"][figure] is None, (
+            where,
+            figure,
+        )
     for op in OPS:
         # metered (CPU times tick in 10 ms: a few dozen of nginx's operations may read as 0)
         assert row["proxy"]["proxy_ms_per_op"][op] >= 0, (where, op)

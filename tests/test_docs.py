@@ -23,10 +23,12 @@ ACCESS, SECRET = "AKIARECIPES000000001", "recipes-secret-key-0001/abcdefghijklmn
 
 
 def test_readme_starts_with_the_two_commands():
-    """The proxy's first command and the test command, exactly (.ci/run runs the second one)."""
+    """The proxy's first command and the test command, exactly (.ci/run runs the second one, then the
+    static checks tests/test_static.py also runs)."""
     commands = [line.strip() for line in README.splitlines() if line.startswith("    ")][:2]
     assert commands == ["python3 -m pip install -e . && s3proxy serve", "scripts/test"]
-    assert (ROOT / ".ci/run").read_text().strip().endswith("\nscripts/test"), ".ci/run must run the README's test command"
+    steps = [line for line in (ROOT / ".ci/run").read_text().splitlines() if line and not line.startswith("#")]
+    assert steps[-3:] == ["scripts/test", "python3 -m mypy s3proxy", "python3 -m ruff check s3proxy tests"], steps
     assert README.index("## Quick start") < README.index("## What it is")
 
 
@@ -64,7 +66,9 @@ def recipe(kind: str) -> str:
 def recipe_env(tmp_path_factory):
     """A proxy like the README's (fs backend, data in ./data), `aws` and `s3proxy` on PATH, the README's exports."""
     cwd = tmp_path_factory.mktemp("recipes")
-    thread = ProxyThread(load({"port": "0", "data_dir": str(cwd / "data"), "access_key": ACCESS, "secret_key": SECRET}, env={})).start()
+    thread = ProxyThread(
+        load({"port": "0", "data_dir": str(cwd / "data"), "access_key": ACCESS, "secret_key": SECRET}, env={})
+    ).start()
     shims = cwd / "bin"
     shims.mkdir()
     for name, module in (("aws", "awscli"), ("s3proxy", "s3proxy")):

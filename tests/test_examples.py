@@ -104,8 +104,26 @@ def moto_proxy(tmp_path_factory, moto_server):
     settings = load({"port": "0", "data_dir": str(data), "access_key": ACCESS, "secret_key": SECRET, "backend": "s3",
                      "backend_url": moto_server, "backend_access_key": "backend", "backend_secret_key": "backend"}, env={})
     thread = ProxyThread(settings).start()
-    yield Target("moto", ["--endpoint", thread.url, "--access-key", ACCESS, "--secret-key", SECRET, "--data-dir", str(data),
-                          "--backend-url", moto_server, "--backend-access-key", "backend", "--backend-secret-key", "backend"], data)
+    yield Target(
+        "moto",
+        [
+            "--endpoint",
+            thread.url,
+            "--access-key",
+            ACCESS,
+            "--secret-key",
+            SECRET,
+            "--data-dir",
+            str(data),
+            "--backend-url",
+            moto_server,
+            "--backend-access-key",
+            "backend",
+            "--backend-secret-key",
+            "backend",
+        ],
+        data,
+    )
     thread.stop()
 
 
@@ -173,7 +191,9 @@ def test_compare_modes_writes_table_markdown_and_chart(target, tmp_path):
     assert cells["SSE-S3"] == ("server (s3proxy)", "server (s3proxy keystore)", "server (s3proxy)", "Server")
     assert cells["CSE (client key)"] == ("client", "client", "client", "Client")
     markdown = (out_dir / "compare_modes.md").read_text()
-    assert "| | En/decrypt | Secret key - storage | Secret key - management | Server or Client Encryption |" in markdown.replace("|  |", "| |")
+    assert "| | En/decrypt | Secret key - storage | Secret key - management | Server or Client Encryption |" in markdown.replace(
+        "|  |", "| |"
+    )
     assert markdown.count("**absent**") == 5 and "**FOUND**" not in markdown
     assert "| SSE-C | HTTP 400 InvalidRequest | HTTP 403 AccessDenied |" in markdown
     assert "HTTP 400 KMS.DisabledException | HTTP 400 KMS.KMSInvalidStateException | HTTP 403 AccessDenied |" in markdown

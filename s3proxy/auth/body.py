@@ -39,7 +39,8 @@ import base64
 import binascii
 import hashlib
 import re
-from typing import AsyncIterator, Awaitable, Iterable, Mapping, Protocol, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping
+from typing import Protocol, TypeVar
 
 import aiohttp
 from aiohttp import http_exceptions
@@ -362,7 +363,9 @@ class RequestBody:
                 self._digests.remove(chunk_hash)
             if self._signed_chunks:
                 digest = chunk_hash.hexdigest() if chunk_hash is not None else EMPTY_SHA256
-                expected = sign(self._auth.signing_key, chunk_string_to_sign(self._auth.amz_date, self._auth.scope, previous, digest))
+                expected = sign(
+                    self._auth.signing_key, chunk_string_to_sign(self._auth.amz_date, self._auth.scope, previous, digest)
+                )
                 if not signatures_equal(expected, provided):
                     raise errors.SignatureDoesNotMatch(
                         "The request signature we calculated does not match the signature you provided. "
@@ -418,7 +421,9 @@ class RequestBody:
         if self._signed_chunks:
             canonical = "".join(f"{name}:{value}\n" for name, value in trailers.items())
             digest = hashlib.sha256(canonical.encode("ascii")).hexdigest()
-            expected = sign(self._auth.signing_key, trailer_string_to_sign(self._auth.amz_date, self._auth.scope, previous, digest))
+            expected = sign(
+                self._auth.signing_key, trailer_string_to_sign(self._auth.amz_date, self._auth.scope, previous, digest)
+            )
             if signature is None or not signatures_equal(expected, signature):
                 raise errors.SignatureDoesNotMatch()
         elif signature is not None:

@@ -13,7 +13,8 @@ import base64
 import binascii
 import hashlib
 import zlib
-from typing import Callable, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
 try:  # optional accelerated CRCs
     from awscrt import checksums as _crt

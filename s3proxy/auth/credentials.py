@@ -8,8 +8,8 @@ when none was configured). Secrets never appear in a repr.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
 
 from ..policy import FULL_ACCESS, Policy, unique_id
 

@@ -73,7 +73,7 @@ class Form:
     fields: list[tuple[str, str]]  # (name as sent, value) in form order, `${filename}` expanded
     filename: str | None  # the file part's filename parameter (None: it had none)
     size: int  # the file's length in bytes
-    stream: "FileStream"
+    stream: FileStream
     pre_data: int = 0  # bytes before the file's content
     _by_name: dict[str, str] = field(default_factory=dict, repr=False)
 
@@ -112,7 +112,9 @@ async def read_form(source: Source, content_type: str | None, content_length: in
             raise malformed() from None
         after = await pre.exactly(2)
         if after == b"--":  # the close delimiter, and no file
-            raise errors.InvalidArgument("POST requires exactly one file upload per request.", ArgumentName="file", ArgumentValue="0")
+            raise errors.InvalidArgument(
+                "POST requires exactly one file upload per request.", ArgumentName="file", ArgumentValue="0"
+            )
         if after != b"\r\n":
             raise malformed()
     left = content_length - pre.consumed
@@ -133,7 +135,7 @@ async def read_form(source: Source, content_type: str | None, content_length: in
     return Form(fields, filename, stream.size, stream, pre.consumed)
 
 
-async def _part_headers(pre: "_Pre") -> tuple[str, str | None]:
+async def _part_headers(pre: _Pre) -> tuple[str, str | None]:
     """(name, filename) of a form-data part, from its header lines."""
     disposition = None
     while line := (await pre.line()).rstrip(b"\r\n"):

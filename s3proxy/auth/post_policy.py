@@ -26,8 +26,9 @@ import hashlib
 import hmac
 import json
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from .. import errors
 from .context import AuthContext
@@ -79,7 +80,7 @@ def authenticate_post(fields: Sequence[tuple[str, str]], *, bucket: str, size: i
         raise errors.AccessDenied()
     policy = parse_policy(form["policy"])
     check_policy(policy, fields, bucket=bucket, size=size, now=now, exempt=exempt)
-    amz_date = form.get("x-amz-date") or dt.datetime.fromtimestamp(now, dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    amz_date = form.get("x-amz-date") or dt.datetime.fromtimestamp(now, dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     return AuthContext(credential=credential, service="s3", region=region, amz_date=amz_date, scope=context[0],
                        content_sha256="UNSIGNED-PAYLOAD", presigned=False, signing_key=b"",
                        signature_version=context[1])
@@ -96,8 +97,11 @@ def _required(form: Mapping[str, str], name: str) -> str:
     value = form.get(name)
     if not value:
         shown = _SHOWN[name]
-        raise errors.InvalidArgument(f"Bucket POST must contain a field named '{shown}'.  If it is specified, please check the order of the fields.",
-                                     ArgumentName=shown, ArgumentValue="")
+        raise errors.InvalidArgument(
+            f"Bucket POST must contain a field named '{shown}'.  If it is specified, please check the order of the fields.",
+            ArgumentName=shown,
+            ArgumentValue="",
+        )
     return value
 
 
@@ -105,10 +109,14 @@ def _verify_v4(form: Mapping[str, str], store: CredentialStore, region: str) -> 
     algorithm, credential_text, amz_date, signature = (_required(form, f) for f in V4_FIELDS)
     policy = _required(form, "policy")
     if algorithm != ALGORITHM:
-        raise errors.InvalidArgument(f'X-Amz-Algorithm only supports "{ALGORITHM}"', ArgumentName="X-Amz-Algorithm", ArgumentValue=algorithm)
+        raise errors.InvalidArgument(
+            f'X-Amz-Algorithm only supports "{ALGORITHM}"', ArgumentName="X-Amz-Algorithm", ArgumentValue=algorithm
+        )
     parts = credential_text.split("/")
-    bad = lambda message, **extra: errors.InvalidArgument(message, ArgumentName="X-Amz-Credential",  # noqa: E731
-                                                          ArgumentValue=credential_text, **extra)
+
+    def bad(message: str, **extra: str) -> errors.S3Error:
+        return errors.InvalidArgument(message, ArgumentName="X-Amz-Credential", ArgumentValue=credential_text).with_fields(extra)
+
     if len(parts) != 5:
         raise bad('the Credential is mal-formed; expecting "<YOUR-AKID>/YYYYMMDD/REGION/SERVICE/aws4_request".')
     access_key, date, scope_region, service, terminator = parts
@@ -123,7 +131,9 @@ def _verify_v4(form: Mapping[str, str], store: CredentialStore, region: str) -> 
     if terminator != TERMINATOR:
         raise bad(f'incorrect terminal "{terminator}". This endpoint uses "{TERMINATOR}".')
     if amz_date_to_epoch(amz_date) is None:
-        raise errors.InvalidArgument("X-Amz-Date must be formated via ISO8601 Long format", ArgumentName="X-Amz-Date", ArgumentValue=amz_date)
+        raise errors.InvalidArgument(
+            "X-Amz-Date must be formated via ISO8601 Long format", ArgumentName="X-Amz-Date", ArgumentValue=amz_date
+        )
     credential = _credential(store, access_key)
     key = derive_signing_key(credential.secret_key, date, region, "s3")
     expected = hmac.new(key, policy.encode("utf-8"), hashlib.sha256).hexdigest()
@@ -190,7 +200,7 @@ def parse_policy(text: str) -> Policy:
     if not isinstance(expiration, str) or not _EXPIRATION.match(expiration):
         raise _invalid(f"Invalid 'expiration' value: '{expiration}'")
     try:
-        when = dt.datetime.strptime(expiration[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=dt.timezone.utc)
+        when = dt.datetime.strptime(expiration[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=dt.UTC)
     except ValueError:
         raise _invalid(f"Invalid 'expiration' value: '{expiration}'") from None
     if not isinstance(doc["conditions"], list):

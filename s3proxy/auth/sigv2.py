@@ -34,7 +34,7 @@ import hashlib
 import hmac
 import time
 import urllib.parse
-from typing import Mapping
+from collections.abc import Mapping
 
 from .. import errors
 from .context import AuthContext, decode_query
@@ -104,8 +104,11 @@ def verify(
         if when is None:
             raise errors.AccessDenied("AWS authentication requires a valid Date or x-amz-date header")
         if abs(now - when) > MAX_SKEW:
-            raise errors.RequestTimeTooSkewed(RequestTime=headers.get("x-amz-date") or headers.get("date", ""),
-                                              ServerTime=email.utils.formatdate(now, usegmt=True), MaxAllowedSkewMilliseconds="900000")
+            raise errors.RequestTimeTooSkewed(
+                RequestTime=headers.get("x-amz-date") or headers.get("date", ""),
+                ServerTime=email.utils.formatdate(now, usegmt=True),
+                MaxAllowedSkewMilliseconds="900000",
+            )
         query_amz: dict[str, str] = {}
     else:
         access_key, signature, date = params["AWSAccessKeyId"], params["Signature"], params.get("Expires", "")
@@ -115,7 +118,9 @@ def verify(
             raise errors.AccessDenied("Request has expired", Expires=email.utils.formatdate(int(date), usegmt=True),
                                       ServerTime=email.utils.formatdate(now, usegmt=True))
         query_amz = {k: v for k, v in params.items() if k.lower().startswith("x-amz-")}
-        raw_query = "&".join(p for p in raw_query.split("&") if p.partition("=")[0] not in ("AWSAccessKeyId", "Signature", "Expires"))
+        raw_query = "&".join(
+            p for p in raw_query.split("&") if p.partition("=")[0] not in ("AWSAccessKeyId", "Signature", "Expires")
+        )
     credential = store.lookup(access_key)
     if credential is None:
         raise errors.InvalidAccessKeyId(AWSAccessKeyId=access_key)

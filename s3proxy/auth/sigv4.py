@@ -51,8 +51,8 @@ import email.utils
 import hashlib
 import hmac
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 from urllib.parse import quote, unquote, unquote_to_bytes
 
 __all__ = ["AuthContext", "verify"]  # AuthContext re-exported: body decoding and tests name it here
@@ -207,16 +207,16 @@ def amz_date_to_epoch(amz_date: str) -> float | None:
     found = _AMZ_DATE.match(amz_date)
     if found is None:
         return None
-    fields = tuple(int(g) for g in found.groups())
+    year, month, day, hour, minute, second = (int(g) for g in found.groups())
     try:
-        dt.datetime(*fields)  # a real date and time (no month 13, no 25:00)
+        dt.datetime(year, month, day, hour, minute, second)  # a real date and time (no month 13, no 25:00)
     except ValueError:
         return None
-    return float(calendar.timegm(fields + (0, 0, 0)))
+    return float(calendar.timegm((year, month, day, hour, minute, second, 0, 0, 0)))
 
 
 def _iso(epoch: float) -> str:
-    return dt.datetime.fromtimestamp(epoch, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 # --- the parsed request ------------------------------------------------------------------------
@@ -243,10 +243,9 @@ class _Malformed:
 
     def __call__(self, detail: str, **fields: str) -> errors.S3Error:
         if self.presigned:
-            return errors.AuthorizationQueryParametersError(
-                "Error parsing the X-Amz-Credential parameter; " + detail, **fields
-            )
-        return errors.AuthorizationHeaderMalformed("The authorization header is malformed; " + detail, **fields)
+            message = "Error parsing the X-Amz-Credential parameter; " + detail
+            return errors.AuthorizationQueryParametersError(message).with_fields(fields)
+        return errors.AuthorizationHeaderMalformed("The authorization header is malformed; " + detail).with_fields(fields)
 
 
 def unsupported_mechanism() -> errors.S3Error:
@@ -319,7 +318,7 @@ def _request_date(headers: Mapping[str, str]) -> str:
         raise missing from None
     if when is None or when.tzinfo is None:
         raise missing
-    return when.astimezone(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return when.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
 def _parse_query_auth(params: dict[str, str]) -> tuple[_Signed, int]:
@@ -397,9 +396,8 @@ def _check_time(signed: _Signed, expires: int | None, now: float, raw_time: str)
     if when - now > MAX_SKEW_SECONDS:
         raise errors.AccessDenied("Request is not valid yet")
     if now > when + expires:
-        raise errors.AccessDenied(
-            "Request has expired",
-            **{"X-Amz-Expires": str(expires), "Expires": _iso(when + expires), "ServerTime": _iso(now)},
+        raise errors.AccessDenied("Request has expired").with_fields(
+            {"X-Amz-Expires": str(expires), "Expires": _iso(when + expires), "ServerTime": _iso(now)}
         )
 
 
@@ -510,7 +508,7 @@ def verify(
         uris.append(raw_path or "/")  # a path sent exactly as the client signed it; it decodes alike
     candidates = [(uri, query, pairs) for uri in uris for query, pairs in query_readings(raw_query, drop)]
     first_string_to_sign = ""
-    for uri, query, pairs in candidates:
+    for uri, query, pairs in candidates:  # noqa: B007 - after the break, `pairs` is the reading that matched
         canonical = "\n".join((method.upper(), uri, query, header_block, signed_list, payload_hash))
         string_to_sign = _string_to_sign(signed.amz_date, scope, canonical)
         first_string_to_sign = first_string_to_sign or string_to_sign

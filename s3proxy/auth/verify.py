@@ -8,7 +8,7 @@ for S3 only, and only while the `sigv2` setting allows it.
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 from .. import errors
 from . import sigv2, sigv4

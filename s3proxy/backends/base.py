@@ -13,8 +13,9 @@ cache-control, expires) travel in `ObjectMeta.headers`, lower-case names.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Mapping, Protocol, Sequence, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from ..buffers import Body
 

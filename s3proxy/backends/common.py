@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import itertools
 import urllib.parse
-from typing import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from s3proxy import errors
 from s3proxy.backends.base import ListResult, ObjectInfo, VersionListResult, WriteCondition
 from s3proxy.backends.listing import Page, common_prefix
-from s3proxy.buffers import Body
+from s3proxy.buffers import Body, Buffer
 
 MIN_PART_SIZE = 5 * 1024 * 1024  # every part but the last, as S3 requires
 MAX_PART_NUMBER = 10_000
@@ -34,12 +35,12 @@ def new_id(rand: Rand) -> str:
 
 def timestamp(clock: Clock) -> dt.datetime:
     """Now, aware UTC, at the millisecond precision S3 shows."""
-    now = dt.datetime.fromtimestamp(clock(), dt.timezone.utc)
+    now = dt.datetime.fromtimestamp(clock(), dt.UTC)
     return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
 def from_epoch(seconds: float) -> dt.datetime:
-    return dt.datetime.fromtimestamp(seconds, dt.timezone.utc)
+    return dt.datetime.fromtimestamp(seconds, dt.UTC)
 
 
 class VersionIds:
@@ -119,7 +120,7 @@ def check_complete(
     if not requested:
         raise errors.MalformedXML()
     numbers = [n for n, _ in requested]
-    if any(b <= a for a, b in zip(numbers, numbers[1:])):
+    if any(b <= a for a, b in itertools.pairwise(numbers)):
         raise errors.InvalidPartOrder()
     for number, etag in requested:
         have = stored.get(number)
@@ -185,14 +186,14 @@ class ClosingBody:
     fs bodies release their blob pins, S3 bodies their pooled connection, even if nobody iterates them.
     """
 
-    def __init__(self, chunks: AsyncIterator[bytes], release: Callable[[], None]) -> None:
+    def __init__(self, chunks: AsyncIterator[Buffer], release: Callable[[], None]) -> None:
         self._chunks = chunks
         self._release: Callable[[], None] | None = release
 
-    def __aiter__(self) -> "ClosingBody":
+    def __aiter__(self) -> ClosingBody:
         return self
 
-    async def __anext__(self) -> bytes:
+    async def __anext__(self) -> Buffer:
         try:
             return await self._chunks.__anext__()
         except BaseException:

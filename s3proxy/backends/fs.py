@@ -26,13 +26,13 @@ import os
 import shutil
 import threading
 import time
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
-from typing import AsyncIterator, BinaryIO, Sequence
+from typing import BinaryIO
 
 from s3proxy import errors
 from s3proxy.backends import common
 from s3proxy.backends.base import (
-    Body,
     BucketInfo,
     Capabilities,
     DeleteResult,
@@ -48,6 +48,7 @@ from s3proxy.backends.base import (
 )
 from s3proxy.backends.fs_index import Blobs, Index, NewVersion, Version
 from s3proxy.backends.listing import list_page
+from s3proxy.buffers import Body
 from s3proxy.private import make_dir, open_file
 
 CHUNK = 1 << 20

@@ -15,9 +15,9 @@ import itertools
 import json
 import sqlite3
 import threading
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
 
 from s3proxy import errors
 from s3proxy.backends import common
@@ -126,7 +126,7 @@ class Index:
                 raise
             self._db.execute("COMMIT")
 
-    def locked(self) -> contextlib.AbstractContextManager[None]:
+    def locked(self) -> contextlib.AbstractContextManager[object]:
         """Hold the index still (e.g. to look up a row and pin its blobs as one step)."""
         return self._lock
 
@@ -272,7 +272,8 @@ class Index:
         _versioning(self._db, bucket)
 
         def seek(start: str, inclusive: bool) -> Iterator[tuple[str, ObjectInfo]]:
-            where, args = ("key >= ?" if inclusive else "key > ?"), (start,)
+            where = "key >= ?" if inclusive else "key > ?"
+            args: tuple[str | int, ...] = (start,)
             for batch in _batches():
                 rows = self._db.execute(f"SELECT {_LISTED} FROM objects WHERE bucket = ? AND ({where})"
                                         " ORDER BY key, seq DESC LIMIT ?", (bucket, *args, batch)).fetchall()
@@ -368,7 +369,8 @@ def _versioning(db: sqlite3.Connection, bucket: str) -> str | None:
     row = db.execute("SELECT versioning FROM buckets WHERE name = ?", (bucket,)).fetchone()
     if row is None:
         raise errors.NoSuchBucket(BucketName=bucket)
-    return row[0]
+    versioning: str | None = row[0]
+    return versioning
 
 
 def _check(db: sqlite3.Connection, bucket: str, key: str, condition: WriteCondition | None) -> None:

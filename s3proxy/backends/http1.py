@@ -33,12 +33,12 @@ import asyncio
 import collections
 import ssl
 import time
-from typing import AsyncIterable, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterable, Awaitable, Callable, Mapping
 
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-from s3proxy.buffers import Recycler
+from s3proxy.buffers import Buffer, Recycler
 
 BUFFER = 1024 * 1024  # a receive buffer while a large body is due; the kernel fills it across several reads
 SMALL_BUFFER = 64 * 1024  # one for heads and small bodies
@@ -162,7 +162,7 @@ class _Connection(asyncio.BufferedProtocol):
             self._paused = False
             self.transport.resume_reading()
 
-    async def write(self, data: bytes | memoryview, timeout: float) -> None:
+    async def write(self, data: Buffer, timeout: float) -> None:
         """More of the request body; waits (at most `timeout`) while the socket holds back what was written."""
         if self._failure is not None:
             raise self._failure
@@ -335,7 +335,7 @@ class _Connection(asyncio.BufferedProtocol):
 class Response:
     """A response whose body is read piece by piece; release() hands its connection back (or closes it)."""
 
-    def __init__(self, conn: _Connection, pool: "Pool", head: tuple[int, str, CIMultiDict[str]], timeout: float) -> None:
+    def __init__(self, conn: _Connection, pool: Pool, head: tuple[int, str, CIMultiDict[str]], timeout: float) -> None:
         """Holds one of the pool's permits until released."""
         self._conn: _Connection | None = conn
         self._pool = pool
@@ -343,7 +343,7 @@ class Response:
         self.status, self.reason, headers = head
         self.headers = CIMultiDictProxy(headers)
 
-    def __aiter__(self) -> "Response":
+    def __aiter__(self) -> Response:
         return self
 
     async def __anext__(self) -> memoryview:
@@ -399,7 +399,7 @@ class Pool:
         return await self.request("GET", (url.scheme, url.raw_host, url.port), url.raw_path_qs, headers)
 
     async def request(self, method: str, origin: Origin, target: str, headers: Mapping[str, str], body: bytes = b"",
-                      stream: AsyncIterable[bytes | memoryview] | None = None) -> Response:
+                      stream: AsyncIterable[Buffer] | None = None) -> Response:
         """Send a request; the response once its head arrived, its body unread.
 
         `headers` are sent as given and must hold Host, and Content-Length when there is a body
@@ -426,7 +426,7 @@ class Pool:
             self._permits.release()
             raise
 
-    async def _exchange(self, conn: _Connection, method: str, message: bytes, sending: "_Sending | None") -> Response:
+    async def _exchange(self, conn: _Connection, method: str, message: bytes, sending: _Sending | None) -> Response:
         try:
             if sending is None:
                 conn.send(message, method == "HEAD")
@@ -494,7 +494,7 @@ class _Sending:
 
     __slots__ = ("cut_short", "started", "stream")
 
-    def __init__(self, stream: AsyncIterable[bytes | memoryview]) -> None:
+    def __init__(self, stream: AsyncIterable[Buffer]) -> None:
         self.stream = stream
         self.started = False
         self.cut_short = False

@@ -9,8 +9,9 @@ delimited listing of a huge folder costs one seek per prefix, not one step per k
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Generic, Iterable, Iterator, TypeVar
+from typing import Generic, TypeVar
 
 T = TypeVar("T")
 Seek = Callable[[str, bool], Iterable[tuple[str, T]]]

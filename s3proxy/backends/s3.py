@@ -20,15 +20,15 @@ import functools
 import hashlib
 import random
 import urllib.parse
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import AsyncIterator, Awaitable, Callable, Literal, Mapping, Sequence
+from typing import Literal
 
 from yarl import URL
 
 from s3proxy import errors
 from s3proxy.backends import common, http1, s3_versions, s3_xml
 from s3proxy.backends.base import (
-    Body,
     BucketInfo,
     Capabilities,
     DeleteResult,
@@ -44,6 +44,7 @@ from s3proxy.backends.base import (
 )
 from s3proxy.backends.listing import common_prefix
 from s3proxy.backends.signer import EMPTY_SHA256, UNSIGNED_PAYLOAD, Signer, query_strings, quote_path
+from s3proxy.buffers import Body
 
 _RETRY_STATUS = (500, 503)
 _WITH_BODY = ("PUT", "POST")  # sent with a Content-Length even when empty (S3 answers 411 without one)
@@ -239,7 +240,7 @@ class S3Backend:
         markers: tuple[str, str] | None = ("", "")
         while markers is not None:
             query = [("uploads", ""), ("encoding-type", "url"), ("prefix", prefix)]
-            query += [(n, v) for n, v in zip(("key-marker", "upload-id-marker"), markers) if v]
+            query += [(n, v) for n, v in zip(("key-marker", "upload-id-marker"), markers, strict=True) if v]
             page, markers = s3_xml.uploads(await self._read(_Call("GET", bucket, query=query)))
             found += page
         return found
@@ -293,7 +294,7 @@ class S3Backend:
             last = attempt == attempts - 1
             try:
                 resp = await self._once(call)
-            except (OSError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, OSError) as exc:
                 if isinstance(exc.__cause__, errors.S3Error):  # the streamed body refused itself (a digest, a form)
                     raise exc.__cause__ from None
                 if last:
@@ -343,7 +344,7 @@ async def _pieces(resp: http1.Response) -> AsyncIterator[memoryview]:
     try:
         async for piece in resp:
             yield piece
-    except (OSError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, OSError) as exc:
         raise errors.InternalError("The storage backend broke off the transfer.") from exc
 
 
@@ -382,7 +383,7 @@ def _size_and_range(resp: http1.Response) -> tuple[int, tuple[int, int] | None]:
 async def _read_all(resp: http1.Response) -> bytes:
     try:
         return await resp.read()
-    except (OSError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, OSError) as exc:
         raise errors.ServiceUnavailable("The storage backend broke off the response.") from exc
     finally:
         resp.release()

@@ -22,7 +22,7 @@ which name no version) keeps the server's own markers at its ends.
 
 from __future__ import annotations
 
-from typing import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from s3proxy.backends.base import ObjectInfo, VersionListResult
 from s3proxy.backends.common import resumes_inside

@@ -11,7 +11,8 @@ import datetime as dt
 import email.utils
 import urllib.parse
 import xml.etree.ElementTree as ET
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import xmltodict
 
@@ -79,16 +80,16 @@ _MONTHS = {name: number for number, name in enumerate(
 
 def http_time(value: str | None) -> dt.datetime:
     if not value:
-        return dt.datetime.now(dt.timezone.utc)
+        return dt.datetime.now(dt.UTC)
     parts = value.split()
     if len(parts) == 6 and parts[5] == "GMT" and parts[2] in _MONTHS:  # what S3 sends: Wed, 02 Dec 2026 10:00:00 GMT
         try:
             hour, minute, second = parts[4].split(":")
             return dt.datetime(int(parts[3]), _MONTHS[parts[2]], int(parts[1]), int(hour), int(minute), int(second),
-                               tzinfo=dt.timezone.utc)
+                               tzinfo=dt.UTC)
         except ValueError:
             pass
-    return email.utils.parsedate_to_datetime(value).astimezone(dt.timezone.utc)
+    return email.utils.parsedate_to_datetime(value).astimezone(dt.UTC)
 
 
 def key(value: str, encoded: bool) -> str:
@@ -169,7 +170,10 @@ def list_versions(body: bytes) -> VersionListResult:
         root = ET.fromstring(body)
     except ET.ParseError as exc:
         raise errors.InternalError("The storage backend sent unreadable XML.") from exc
-    get = lambda node, name, default="": (node.findtext(_NS + name) or node.findtext(name) or default)  # noqa: E731
+
+    def get(node: ET.Element, name: str, default: str = "") -> str:
+        return node.findtext(_NS + name) or node.findtext(name) or default
+
     encoded = get(root, "EncodingType") == "url"
     versions: list[ObjectInfo] = []
     prefixes: list[str] = []
@@ -231,7 +235,8 @@ def tags(body: bytes) -> list[tuple[str, str]]:
 
 def _document(root: str, content: dict[str, Any]) -> bytes:
     doc = {root: {"@xmlns": "http://s3.amazonaws.com/doc/2006-03-01/", **content}}
-    return xmltodict.unparse(doc).encode()
+    text: str = xmltodict.unparse(doc)
+    return text.encode()
 
 
 def complete_document(parts_: Sequence[tuple[int, str]]) -> bytes:

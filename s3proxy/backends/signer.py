@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from typing import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from urllib.parse import quote
 
 from s3proxy.auth.sigv4 import ALGORITHM, EMPTY_SHA256, TERMINATOR, UNSIGNED_PAYLOAD, derive_signing_key, sign

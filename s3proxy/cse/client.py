@@ -200,7 +200,7 @@ class CseClient:
         )
 
     def _put_multipart(self, bucket: str, key: str, body: IO[bytes], encryptor: Any,
-                       read_ahead: list[bytearray], env: Envelope, extra: dict[str, Any]) -> PutResult:
+                       read_ahead: list[bytes | bytearray], env: Envelope, extra: dict[str, Any]) -> PutResult:
         upload_id = self.s3.create_multipart_upload(Bucket=bucket, Key=key, **extra)["UploadId"]
         parts: list[dict[str, Any]] = []
         plain_total = cipher_total = 0

@@ -20,7 +20,14 @@ from dataclasses import dataclass, field
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes, padding
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.ciphers import (
+    AEADDecryptionContext,
+    AEADEncryptionContext,
+    Cipher,
+    CipherContext,
+    algorithms,
+    modes,
+)
 from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
 
 from s3proxy.cse.envelope import CEK_CBC, CEK_GCM, CEK_V3_COMMITTING, Envelope
@@ -60,14 +67,14 @@ class ContentParams:
 class BodyEncryptor:
     """Encrypts a body piece by piece; `finalize()` returns the tag to append."""
 
-    _ctx: object = field(repr=False)
+    _ctx: AEADEncryptionContext = field(repr=False)
 
     def update(self, data: bytes) -> bytes:
-        return self._ctx.update(data)  # type: ignore[attr-defined]
+        return self._ctx.update(data)
 
     def finalize(self) -> bytes:
-        self._ctx.finalize()  # type: ignore[attr-defined]
-        return self._ctx.tag  # type: ignore[attr-defined]
+        self._ctx.finalize()
+        return self._ctx.tag
 
 
 def start_encryption(version: int, data_key: bytes,
@@ -93,7 +100,7 @@ def cek_alg_for(version: int) -> str:
 class BodyDecryptor:
     """Decrypts a body piece by piece; the last `tail_bytes` of the body go to `finalize`, which authenticates."""
 
-    def __init__(self, ctx: object, tail_bytes: int, unpadder: object | None = None) -> None:
+    def __init__(self, ctx: CipherContext, tail_bytes: int, unpadder: padding.PaddingContext | None = None) -> None:
         self._ctx = ctx
         self.tail_bytes = tail_bytes
         self._unpad = unpadder
@@ -102,16 +109,18 @@ class BodyDecryptor:
         return f"BodyDecryptor(tail_bytes={self.tail_bytes})"
 
     def update(self, data: bytes) -> bytes:
-        out = self._ctx.update(data)  # type: ignore[attr-defined]
-        return self._unpad.update(out) if self._unpad is not None else out  # type: ignore[attr-defined]
+        out = self._ctx.update(data)
+        return self._unpad.update(out) if self._unpad is not None else out
 
-    def finalize(self, tail: bytes) -> bytes:
+    def finalize(self, tail: bytes | bytearray) -> bytes:
         """Check the tag (GCM) or the padding (CBC); raises DecryptionFailed, never returns wrong plaintext."""
         try:
             if self._unpad is None:
-                return self._ctx.finalize_with_tag(bytes(tail))  # type: ignore[attr-defined]
-            out = self._ctx.finalize()  # type: ignore[attr-defined]
-            return self._unpad.update(out) + self._unpad.finalize()  # type: ignore[attr-defined]
+                # only GCM bodies come without an unpadder (start_decryption)
+                assert isinstance(self._ctx, AEADDecryptionContext)
+                return self._ctx.finalize_with_tag(bytes(tail))
+            out = self._ctx.finalize()
+            return self._unpad.update(out) + self._unpad.finalize()
         except (InvalidTag, ValueError):
             raise DecryptionFailed() from None
 
@@ -132,15 +141,15 @@ def start_decryption(env: Envelope, data_key: bytes) -> BodyDecryptor:
     """A body decryptor for `env`; for v3 the key commitment is checked before any byte is decrypted."""
     if env.cek_alg in (CEK_V3_COMMITTING, CEK_GCM):
         key, iv = _gcm_key_and_iv(env, data_key)
-        ctx = Cipher(algorithms.AES(key), modes.GCM(iv)).decryptor()
+        gcm = Cipher(algorithms.AES(key), modes.GCM(iv)).decryptor()
         if env.cek_alg == CEK_V3_COMMITTING:
-            ctx.authenticate_additional_data(V3_SUITE_ID)
-        return BodyDecryptor(ctx, TAG_BYTES)
+            gcm.authenticate_additional_data(V3_SUITE_ID)
+        return BodyDecryptor(gcm, TAG_BYTES)
     if env.cek_alg == CEK_CBC:
         if len(env.iv) != CBC_IV_BYTES:
             raise DecryptionFailed()
-        ctx = Cipher(algorithms.AES(data_key), modes.CBC(env.iv)).decryptor()
-        return BodyDecryptor(ctx, 0, padding.PKCS7(128).unpadder())
+        cbc = Cipher(algorithms.AES(data_key), modes.CBC(env.iv)).decryptor()
+        return BodyDecryptor(cbc, 0, padding.PKCS7(128).unpadder())
     raise UnsupportedAlgorithm(f"content algorithm {env.cek_alg!r}")
 
 

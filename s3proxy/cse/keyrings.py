@@ -88,7 +88,8 @@ class KmsKeyring:
 
     def _call(self, op: str, **kwargs: Any) -> dict[str, Any]:
         try:
-            return getattr(self._kms, op)(**kwargs)
+            answer: dict[str, Any] = getattr(self._kms, op)(**kwargs)
+            return answer
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
             if code in _KMS_AUTH_FAILURES:
@@ -124,7 +125,7 @@ class KmsKeyring:
         kwargs: dict[str, Any] = {"CiphertextBlob": env.wrapped_key, "EncryptionContext": stored}
         if self.key_id is not None:
             kwargs["KeyId"] = self.key_id
-        key = self._call("decrypt", **kwargs)["Plaintext"]
+        key: bytes = self._call("decrypt", **kwargs)["Plaintext"]
         if len(key) != DATA_KEY_BYTES:
             raise DecryptionFailed()
         return key

@@ -200,7 +200,9 @@ class S3Authorizer:
         identity = credential.policy
         if identity.allows_all:
             return
-        request = Request(principal_of(credential), action, resource, self._context(call, "", None) if identity.reads_context else {})
+        request = Request(
+            principal_of(credential), action, resource, self._context(call, "", None) if identity.reads_context else {}
+        )
         found = evaluate(identity, request)
         if found is not Match.ALLOW:
             outcome = Outcome.DENIED_BY_IDENTITY if found is Match.DENY else Outcome.NO_IDENTITY_ALLOW

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -74,7 +75,9 @@ class Metrics:
         self.bytes_out = Counter("s3proxy_sent_bytes", "Response body bytes sent", ["operation"], registry=r)
         self.inflight = Gauge("s3proxy_inflight_requests", "Requests being served", registry=r)
         self.connections = Gauge("s3proxy_open_connections", "Client connections open on the main listener", registry=r)
-        self.refused = Counter("s3proxy_connections_refused", "Connections answered and closed by a limit", ["reason"], registry=r)
+        self.refused = Counter(
+            "s3proxy_connections_refused", "Connections answered and closed by a limit", ["reason"], registry=r
+        )
         self.kms = Counter("s3proxy_kms_operations", "KMS operations (API and data path)", ["operation", "outcome"], registry=r)
         self.backend_errors = Counter("s3proxy_backend_errors", "Errors from backend calls", ["call", "code"], registry=r)
         self.backend_retries = Counter("s3proxy_backend_retries", "Backend requests retried", ["method", "reason"], registry=r)
@@ -177,7 +180,7 @@ class Readiness:
             self._answered.set()
             try:
                 await asyncio.wait_for(self._stopping.wait(), self.interval)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     async def __call__(self) -> dict[str, str]:
@@ -185,7 +188,7 @@ class Readiness:
         if not self._answered.is_set():
             try:
                 await asyncio.wait_for(self._answered.wait(), 15)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
         return self.problems
 
@@ -211,5 +214,9 @@ async def operational_response(
         return web.json_response({"status": "alive"})
     started = time.monotonic()
     problems = await ready()
-    body = {"status": "ready" if not problems else "not ready", "problems": problems, "ms": round((time.monotonic() - started) * 1000, 1)}
+    body = {
+        "status": "ready" if not problems else "not ready",
+        "problems": problems,
+        "ms": round((time.monotonic() - started) * 1000, 1),
+    }
     return web.json_response(body, status=200 if not problems else 503)

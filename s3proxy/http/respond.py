@@ -17,7 +17,7 @@ Rules every streamed body follows (an object GET, today):
 from __future__ import annotations
 
 import logging
-from typing import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 

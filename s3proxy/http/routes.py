@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 from .. import errors
 
@@ -63,7 +63,11 @@ def _bucket_route(method: str, q: Mapping[str, str]) -> str:
                 return op
         return "ListObjectsV2" if q.get("list-type") == "2" else "ListObjects"
     if method == "PUT":
-        for sub, op in (("versioning", "PutBucketVersioning"), ("encryption", "PutBucketEncryption"), ("tagging", "PutBucketTagging")):
+        for sub, op in (
+            ("versioning", "PutBucketVersioning"),
+            ("encryption", "PutBucketEncryption"),
+            ("tagging", "PutBucketTagging"),
+        ):
             if sub in q:
                 return op
         return "CreateBucket"

@@ -11,9 +11,10 @@ Routing comes before authorization because an authorization decision is about an
 (s3:GetObject) on a resource (the object's ARN), which routing names. The KMS API is a route of
 its own (X-Amz-Target: TrentService.*): SigV4 service `kms`, JSON errors, and the key service's
 own policy decisions. So is POST Object (a browser upload): it is authenticated by the fields of
-its form (auth/post_policy.py), then authorized and dispatched as PostObject. Around the pipeline, as middleware: the request id, metrics, the access log
-and error rendering (AWS's XML error document; nothing of a secret in it, s3proxy.redact). The
-Reply is sent by s3proxy.http.respond, which owns streaming and abort.
+its form (auth/post_policy.py), then authorized and dispatched as PostObject. Around the pipeline,
+as middleware: the request id, metrics, the access log and error rendering (AWS's XML error
+document; nothing of a secret in it, s3proxy.redact). The Reply is sent by s3proxy.http.respond,
+which owns streaming and abort.
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ import os
 import re
 import time
 import urllib.parse
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Mapping, Protocol
+from typing import Any, Protocol
 
 from aiohttp import web
 from multidict import CIMultiDict, MultiDict
@@ -151,7 +153,8 @@ class Frontend:
             return await operational_response(raw_path, self.metrics, self.ready)
         exchange = Exchange(self.request_id())
         started = time.monotonic()
-        status, response_headers, sent = 499, {}, 0
+        status, sent = 499, 0
+        response_headers: Mapping[str, str] = {}
         self.metrics.inflight.inc()
         try:
             kms = "x-amz-target" in request.headers

@@ -59,3 +59,7 @@ class DataKeySource(Protocol):
     def service_caller(self, request_id: str | None = None) -> Caller:
         """The principal the proxy uses with its service key."""
         ...
+
+    def close(self) -> None:
+        """Let go of what the source holds (files, connections); called once, at shutdown."""
+        ...

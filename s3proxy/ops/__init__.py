@@ -9,12 +9,12 @@ door its map from operation name to handler.
 from __future__ import annotations
 
 import functools
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 from .. import errors
 from . import access, attributes, buckets, encryption, listing, multipart, objects, post_object
 from .call import Call
-from .common import Services
+from .common import Services as Services  # re-exported: the app builds one
 from .reply import Reply
 
 Handler = Callable[[Services, Call], Awaitable[Reply]]

@@ -13,10 +13,11 @@ Anything else is AccessControlListNotSupported, as S3 answers it.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from .. import errors
-from ..policy import BUCKET_POLICY, PolicyError, parse
+from ..policy import BUCKET_POLICY, Policy, PolicyError, parse
 from ..policy.public import is_public
 from ..store.bucket_access import FLAGS, NO_CONFIGURATION, PublicAccessBlock
 from . import xml
@@ -40,7 +41,7 @@ XSI = "http://www.w3.org/2001/XMLSchema-instance"
 
 # --- bucket policies ---------------------------------------------------------------------------------------
 
-def check_policy(bucket: str, text: str):
+def check_policy(bucket: str, text: str) -> Policy:
     """The policy `text` for `bucket`, parsed; MalformedPolicy unless every element is exact and it
     names only this bucket and its objects."""
     if not text.lstrip().startswith("{"):

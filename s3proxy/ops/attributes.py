@@ -8,7 +8,8 @@ uploaded with a flexible checksum; TotalPartsCount always). SSE-C objects need t
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from .. import errors
 from ..auth.checksums import DISPLAY_NAMES
@@ -38,7 +39,9 @@ def _int_header(headers: Mapping[str, str], name: str, default: int) -> int:
         return default
     raw = raw.strip()
     if not (raw.isascii() and raw.isdigit()) or len(raw) > 10 or int(raw) > 2**31 - 1:
-        raise errors.InvalidArgument(f"Provided {name} not an integer or within integer range", ArgumentName=name, ArgumentValue=raw)
+        raise errors.InvalidArgument(
+            f"Provided {name} not an integer or within integer range", ArgumentName=name, ArgumentValue=raw
+        )
     return int(raw)
 
 

@@ -8,8 +8,9 @@ back into the server: the body stream is the one piece of the connection a Call 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Mapping
+from typing import Any
 
 from multidict import MultiDict
 

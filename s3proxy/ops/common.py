@@ -5,8 +5,9 @@ from __future__ import annotations
 import hashlib
 import re
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from .. import errors
 from ..kms.datakeys import DataKeySource
@@ -118,9 +119,13 @@ def int_param(call: Call, name: str, default: int, *, low: int = 0, high: int | 
     try:
         value = int(raw)
     except ValueError:
-        raise errors.InvalidArgument(f"Provided {name} not an integer or within integer range", ArgumentName=name, ArgumentValue=raw) from None
+        raise errors.InvalidArgument(
+            f"Provided {name} not an integer or within integer range", ArgumentName=name, ArgumentValue=raw
+        ) from None
     if value < low:
-        raise errors.InvalidArgument(f"Argument {name} must be an integer between {low} and 2147483647", ArgumentName=name, ArgumentValue=raw)
+        raise errors.InvalidArgument(
+            f"Argument {name} must be an integer between {low} and 2147483647", ArgumentName=name, ArgumentValue=raw
+        )
     return value if high is None else min(value, high)
 
 
@@ -130,7 +135,9 @@ def url_encoder(call: Call) -> Callable[[str | None], str | None]:
     if encoding is None:
         return lambda s: s
     if encoding != "url":
-        raise errors.InvalidArgument("Invalid Encoding Method specified in Request", ArgumentName="encoding-type", ArgumentValue=encoding)
+        raise errors.InvalidArgument(
+            "Invalid Encoding Method specified in Request", ArgumentName="encoding-type", ArgumentValue=encoding
+        )
     return lambda s: None if s is None else urllib.parse.quote(s, safe="/")
 
 

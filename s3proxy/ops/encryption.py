@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from .. import errors
 from ..modes.kms_modes import SseKms, SseS3
 from ..modes.resolve import BucketEncryption
@@ -31,19 +33,24 @@ def parse_configuration(data: bytes) -> BucketEncryption:
     if algorithm == "aws:kms:dsse":
         raise errors.NotImplemented("Dual-layer server-side encryption (aws:kms:dsse) is not supported by s3proxy")
     if key_id and algorithm != "aws:kms":
-        raise errors.InvalidArgument("a KMSMasterKeyID is not applicable if the default sse algorithm is not aws:kms or aws:kms:dsse", ArgumentName="ApplyServerSideEncryptionByDefault")
+        raise errors.InvalidArgument(
+            "a KMSMasterKeyID is not applicable if the default sse algorithm is not aws:kms or aws:kms:dsse",
+            ArgumentName="ApplyServerSideEncryptionByDefault",
+        )
     bucket_key = xml.text(rule.get("BucketKeyEnabled")).lower()
     if bucket_key not in ("", "true", "false"):
         raise errors.MalformedXML()
     blocked_doc = rule.get("BlockedEncryptionTypes")
-    blocked = tuple(xml.text(t) for t in xml.as_list(blocked_doc.get("EncryptionType") if isinstance(blocked_doc, dict) else None))
+    blocked = tuple(
+        xml.text(t) for t in xml.as_list(blocked_doc.get("EncryptionType") if isinstance(blocked_doc, dict) else None)
+    )
     if any(t not in ENCRYPTION_TYPES for t in blocked):
         raise errors.MalformedXML()
     return BucketEncryption(algorithm, key_id, bucket_key == "true", blocked)
 
 
-def render_configuration(config: BucketEncryption) -> dict:
-    rule: dict = {
+def render_configuration(config: BucketEncryption) -> dict[str, Any]:
+    rule: dict[str, Any] = {
         "ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": config.algorithm, "KMSMasterKeyID": config.kms_key_id},
         "BucketKeyEnabled": config.bucket_key,
     }

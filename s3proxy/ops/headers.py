@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import email.utils
 import re
-from typing import Mapping
+from collections.abc import Mapping
 
 from .. import errors
 from ..backends.base import CONTENT_HEADERS, ObjectMeta
@@ -35,7 +35,7 @@ def parse_range(value: str | None) -> ByteRange | None:
 
 
 def http_date(when: dt.datetime) -> str:
-    return email.utils.format_datetime(when.astimezone(dt.timezone.utc), usegmt=True)
+    return email.utils.format_datetime(when.astimezone(dt.UTC), usegmt=True)
 
 
 def parse_http_date(value: str | None) -> dt.datetime | None:
@@ -46,7 +46,7 @@ def parse_http_date(value: str | None) -> dt.datetime | None:
     except (TypeError, ValueError, IndexError):
         return None
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=dt.timezone.utc)
+        parsed = parsed.replace(tzinfo=dt.UTC)
     return parsed
 
 

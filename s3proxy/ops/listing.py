@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from .. import errors
+from ..store import ObjectView
 from .call import Call
 from .common import Services, bucket_of, int_param, quote_etag, url_encoder
 from .reply import Reply, xml_reply
@@ -13,10 +16,11 @@ from .reply import Reply, xml_reply
 MAX_KEYS = 1000
 
 
-def _contents(views, enc, owner=None):
+def _contents(views: Sequence[ObjectView], enc: Callable[[str | None], str | None],
+              owner: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
     out = []
     for v in views:
-        item = {
+        item: dict[str, Any] = {
             "Key": enc(v.key),
             "LastModified": v.last_modified,
             "ETag": quote_etag(v.etag),
@@ -121,7 +125,13 @@ async def list_object_versions(s: Services, call: Call) -> Reply:
     owner = s.owner(call)
     versions, markers = [], []
     for v in views:
-        common = {"Key": enc(v.key), "VersionId": v.version_id or "null", "IsLatest": v.is_latest, "LastModified": v.last_modified, "Owner": owner}
+        common = {
+            "Key": enc(v.key),
+            "VersionId": v.version_id or "null",
+            "IsLatest": v.is_latest,
+            "LastModified": v.last_modified,
+            "Owner": owner,
+        }
         if v.delete_marker:
             markers.append(common)
         else:
@@ -156,7 +166,9 @@ async def list_multipart_uploads(s: Services, call: Call) -> Reply:
     max_uploads = int_param(call, "max-uploads", 1000, high=1000)
     uploads = sorted(await s.uploads.list_uploads(bucket, prefix), key=lambda u: (u.key, u.initiated, u.upload_id))
     if key_marker:
-        uploads = [u for u in uploads if u.key > key_marker or (u.key == key_marker and upload_marker and u.upload_id > upload_marker)]
+        uploads = [
+            u for u in uploads if u.key > key_marker or (u.key == key_marker and upload_marker and u.upload_id > upload_marker)
+        ]
     prefixes: list[str] = []
     chosen = []
     for u in uploads:
@@ -185,7 +197,14 @@ async def list_multipart_uploads(s: Services, call: Call) -> Reply:
             "IsTruncated": truncated,
             "EncodingType": call.query.get("encoding-type"),
             "Upload": [
-                {"Key": enc(u.key), "UploadId": u.upload_id, "Initiator": owner, "Owner": owner, "StorageClass": "STANDARD", "Initiated": u.initiated}
+                {
+                    "Key": enc(u.key),
+                    "UploadId": u.upload_id,
+                    "Initiator": owner,
+                    "Owner": owner,
+                    "StorageClass": "STANDARD",
+                    "Initiated": u.initiated,
+                }
                 for u in page
             ],
             "CommonPrefixes": [{"Prefix": enc(p)} for p in prefixes],

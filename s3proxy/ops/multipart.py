@@ -39,7 +39,9 @@ def _upload_id(call: Call) -> str:
 async def create_multipart_upload(s: Services, call: Call) -> Reply:
     ref = ref_of(call)
     upload_id, headers = await s.uploads.create(ref, object_meta(call.headers), s.modes(call))
-    return xml_reply("InitiateMultipartUploadResult", {"Bucket": ref.bucket, "Key": ref.key, "UploadId": upload_id}, headers=headers)
+    return xml_reply(
+        "InitiateMultipartUploadResult", {"Bucket": ref.bucket, "Key": ref.key, "UploadId": upload_id}, headers=headers
+    )
 
 
 async def upload_part(s: Services, call: Call) -> Reply:
@@ -59,7 +61,12 @@ async def upload_part_copy(s: Services, call: Call) -> Reply:
     range_header = call.headers.get("x-amz-copy-source-range")
     byte_range = parse_range(range_header) if range_header else None
     if range_header and (byte_range is None or byte_range.first is None or byte_range.last is None):
-        raise errors.InvalidArgument("The x-amz-copy-source-range value must be of the form bytes=first-last where first and last are the zero-based offsets of the first and last bytes to copy", ArgumentName="x-amz-copy-source-range", ArgumentValue=range_header)
+        raise errors.InvalidArgument(
+            "The x-amz-copy-source-range value must be of the form bytes=first-last where first and last are the "
+            "zero-based offsets of the first and last bytes to copy",
+            ArgumentName="x-amz-copy-source-range",
+            ArgumentValue=range_header,
+        )
 
     modes = s.modes(call)
     upload = await s.uploads.open(ref, upload_id, modes)
@@ -67,7 +74,11 @@ async def upload_part_copy(s: Services, call: Call) -> Reply:
     try:
         copy_source_check(call, src.view)  # only after an SSE-C source's key was checked
         if byte_range is not None and byte_range.last is not None and byte_range.last >= src.view.size:
-            raise errors.InvalidArgument(f"Range specified is not valid for source object of size: {src.view.size}", ArgumentName="x-amz-copy-source-range", ArgumentValue=range_header)
+            raise errors.InvalidArgument(
+                f"Range specified is not valid for source object of size: {src.view.size}",
+                ArgumentName="x-amz-copy-source-range",
+                ArgumentValue=range_header or "",
+            )
     except BaseException:
         await src.close()
         raise

@@ -6,14 +6,14 @@ import base64
 import binascii
 import dataclasses
 import urllib.parse
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 from multidict import CIMultiDict
 
 from .. import errors
 from ..format.ranges import ByteRange
 from ..modes.base import ObjectRef
-from ..store import Catalog, ObjectView
+from ..store import Catalog, ObjectView, Written
 from ..store.objects import part_span
 from . import xml
 from .call import Call
@@ -45,7 +45,7 @@ def view_headers(view: ObjectView) -> CIMultiDict[str]:
     return headers
 
 
-def _written_headers(written) -> dict[str, str]:
+def _written_headers(written: Written) -> dict[str, str]:
     headers = {"ETag": quote_etag(written.etag)}
     if written.version_id:
         headers["x-amz-version-id"] = written.version_id
@@ -99,7 +99,9 @@ def _part_number(call: Call) -> int | None:
     if "range" in call.headers:
         raise errors.InvalidRequest("Cannot specify both Range header and partNumber query parameter")
     if not (raw.isascii() and raw.isdigit() and 1 <= int(raw) <= 10000):
-        raise errors.InvalidArgument("Part number must be an integer between 1 and 10000, inclusive", ArgumentName="partNumber", ArgumentValue=raw)
+        raise errors.InvalidArgument(
+            "Part number must be an integer between 1 and 10000, inclusive", ArgumentName="partNumber", ArgumentValue=raw
+        )
     return int(raw)
 
 
@@ -182,9 +184,16 @@ async def delete_object(s: Services, call: Call) -> Reply:
     return empty_reply(204, headers)
 
 
+# DeleteObjects needs one of these: Content-MD5 or a flexible checksum (named, or announced for the trailer)
+_DELETE_INTEGRITY_HEADERS = (
+    "content-md5", "x-amz-checksum-crc32", "x-amz-checksum-crc32c", "x-amz-checksum-sha1", "x-amz-checksum-sha256",
+    "x-amz-checksum-crc64nvme", "x-amz-sdk-checksum-algorithm", "x-amz-trailer",
+)
+
+
 async def delete_objects(s: Services, call: Call) -> Reply:
     bucket = bucket_of(call)
-    if not any(h in call.headers for h in ("content-md5", "x-amz-checksum-crc32", "x-amz-checksum-crc32c", "x-amz-checksum-sha1", "x-amz-checksum-sha256", "x-amz-checksum-crc64nvme", "x-amz-sdk-checksum-algorithm", "x-amz-trailer")):
+    if not any(h in call.headers for h in _DELETE_INTEGRITY_HEADERS):
         raise errors.InvalidRequest("Missing required header for this request: Content-MD5")
     doc = await call.read_xml("Delete")
     objects = xml.as_list(doc.get("Object"))
@@ -209,7 +218,7 @@ async def delete_objects(s: Services, call: Call) -> Reply:
             continue
         if quiet:
             continue
-        entry = {"Key": key, "VersionId": version}
+        entry: dict[str, str | bool | None] = {"Key": key, "VersionId": version}
         if result is not None and result.delete_marker:
             entry.update({"DeleteMarker": True, "DeleteMarkerVersionId": result.version_id})
         deleted.append(entry)
@@ -226,7 +235,11 @@ def parse_copy_source(value: str) -> tuple[str, str, str | None]:
     path = path.removeprefix("/")
     bucket, sep, key = path.partition("/")
     if not bucket or not sep or not key:
-        raise errors.InvalidArgument("Copy Source must mention the source bucket and key: sourcebucket/sourcekey", ArgumentName="x-amz-copy-source", ArgumentValue=value)
+        raise errors.InvalidArgument(
+            "Copy Source must mention the source bucket and key: sourcebucket/sourcekey",
+            ArgumentName="x-amz-copy-source",
+            ArgumentValue=value,
+        )
     version = urllib.parse.parse_qs(query).get("versionId", [None])[0] if query else None
     return bucket, key, version
 
@@ -243,13 +256,22 @@ async def copy_object(s: Services, call: Call) -> Reply:
     src_bucket, src_key, src_version = parse_copy_source(call.headers["x-amz-copy-source"])
     directive = call.headers.get("x-amz-metadata-directive", "COPY").upper()
     if directive not in ("COPY", "REPLACE"):
-        raise errors.InvalidArgument("Unknown metadata directive.", ArgumentName="x-amz-metadata-directive", ArgumentValue=directive)
+        raise errors.InvalidArgument(
+            "Unknown metadata directive.", ArgumentName="x-amz-metadata-directive", ArgumentValue=directive
+        )
     tagging_directive = call.headers.get("x-amz-tagging-directive", "COPY").upper()
     if tagging_directive not in ("COPY", "REPLACE"):
-        raise errors.InvalidArgument("Unknown tagging directive.", ArgumentName="x-amz-tagging-directive", ArgumentValue=tagging_directive)
+        raise errors.InvalidArgument(
+            "Unknown tagging directive.", ArgumentName="x-amz-tagging-directive", ArgumentValue=tagging_directive
+        )
     meta = object_meta(call.headers) if directive == "REPLACE" else None
     target_class = storage_class(call.headers)
-    if (src_bucket, src_key) == (bucket, key) and src_version is None and directive == "COPY" and not _changes_object(call.headers):
+    if (
+        (src_bucket, src_key) == (bucket, key)
+        and src_version is None
+        and directive == "COPY"
+        and not _changes_object(call.headers)
+    ):
         raise errors.InvalidRequest(
             "This copy request is illegal because it is trying to copy an object to itself without changing the "
             "object's metadata, storage class, website redirect location or encryption attributes."
@@ -259,7 +281,8 @@ async def copy_object(s: Services, call: Call) -> Reply:
     src = await s.store.open(ObjectRef(src_bucket, src_key), modes, version_id=src_version, copy_source=True, plaintext=True)
     try:
         copy_source_check(call, src.view)  # only after an SSE-C source's key was checked (store.open)
-        if meta is None:  # COPY keeps metadata and content headers; the storage class is the request's (S3: STANDARD unless named)
+        # COPY keeps metadata and content headers; the storage class is the request's (S3: STANDARD unless named)
+        if meta is None:
             meta = dataclasses.replace(src.view.meta, storage_class=target_class, tagging=None)
         written = await s.store.copy(
             src, ObjectRef(bucket, key), modes, meta=meta,
@@ -273,7 +296,9 @@ async def copy_object(s: Services, call: Call) -> Reply:
         headers["x-amz-copy-source-version-id"] = src_view.version_id
     if written.version_id:
         headers["x-amz-version-id"] = written.version_id
-    return xml_reply("CopyObjectResult", {"LastModified": written.last_modified, "ETag": quote_etag(written.etag)}, headers=headers)
+    return xml_reply(
+        "CopyObjectResult", {"LastModified": written.last_modified, "ETag": quote_etag(written.etag)}, headers=headers
+    )
 
 
 def _changes_object(headers: Mapping[str, str]) -> bool:

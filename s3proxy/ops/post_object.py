@@ -62,8 +62,11 @@ def _check_fields(form: Form, bucket: str) -> None:
 def _key(form: Form) -> str:
     key = form.get("key")
     if key is None:
-        raise errors.InvalidArgument("Bucket POST must contain a field named 'key'.  If it is specified, please check the order of the fields.",
-                                     ArgumentName="key", ArgumentValue="")
+        raise errors.InvalidArgument(
+            "Bucket POST must contain a field named 'key'.  If it is specified, please check the order of the fields.",
+            ArgumentName="key",
+            ArgumentValue="",
+        )
     if not key:
         raise errors.InvalidArgument("User key must have a length greater than 0.", ArgumentName="key", ArgumentValue="")
     if len(key.encode("utf-8")) > MAX_KEY_BYTES:

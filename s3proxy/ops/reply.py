@@ -7,8 +7,9 @@ it: s3proxy.http.respond). A HEAD answer has no body but the `length` a GET woul
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Mapping
+from typing import Any
 
 from ..buffers import Buffer
 from . import xml

@@ -4,8 +4,9 @@ within per-document limits, in slices small enough that one document never stall
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, NoReturn
 from xml.parsers import expat
 from xml.parsers.expat import ExpatError
 
@@ -21,7 +22,7 @@ def render(root: str, body: Mapping[str, Any], *, namespace: str | None = S3_NS)
     content = {k: v for k, v in body.items() if v is not None}
     if namespace:
         content = {"@xmlns": namespace, **content}
-    text = xmltodict.unparse({root: _clean(content)}, full_document=True, short_empty_elements=False)
+    text: str = xmltodict.unparse({root: _clean(content)}, full_document=True, short_empty_elements=False)
     text = text.replace('<?xml version="1.0" encoding="utf-8"?>', '<?xml version="1.0" encoding="UTF-8"?>', 1)
     # bytes a client sent that were not UTF-8 (kept escaped by aiohttp) are shown escaped, not crashed on
     return text.encode("utf-8", "backslashreplace")
@@ -41,7 +42,7 @@ def _clean(value: Any) -> Any:
 
 def iso8601(when: dt.datetime) -> str:
     """S3's timestamp form in XML: 2009-10-12T17:50:30.000Z."""
-    return when.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
+    return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
 
 
 @dataclass(frozen=True)
@@ -161,7 +162,7 @@ class Reader:
             parent[name] = [parent[name], value]
 
 
-def _refuse(*_: Any) -> None:
+def _refuse(*_: Any) -> NoReturn:
     raise errors.MalformedXML()
 
 

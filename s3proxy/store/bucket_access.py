@@ -48,7 +48,7 @@ class PublicAccessBlock:
     @property
     def flags(self) -> dict[str, bool]:
         return dict(zip(FLAGS, (self.block_public_acls, self.ignore_public_acls, self.block_public_policy,
-                                self.restrict_public_buckets)))
+                                self.restrict_public_buckets), strict=True))
 
 
 NO_CONFIGURATION = PublicAccessBlock(False, False, False, False, configured=False)
@@ -102,9 +102,9 @@ class BucketAccess:
                     return None
             return str(found["account"]) if found else self.default_account
 
-        return dict(zip(buckets, await asyncio.gather(*(one(b) for b in buckets))))
+        return dict(zip(buckets, await asyncio.gather(*(one(b) for b in buckets)), strict=True))
 
-    def creating(self, bucket: str) -> "_Creating":
+    def creating(self, bucket: str) -> _Creating:
         """While a bucket is being created here, it has no owner (see `owner`)."""
         return _Creating(self._creating, bucket)
 
@@ -144,7 +144,9 @@ class BucketAccess:
         found = await self.records.bucket_record(PUBLIC_ACCESS_BLOCK, bucket)
         if not found:
             return PublicAccessBlock()
-        return PublicAccessBlock(*(bool(found.get(flag, True)) for flag in FLAGS), configured=bool(found.get("configured", True)))
+        block_acls, ignore_acls, block_policy, restrict_buckets = (bool(found.get(flag, True)) for flag in FLAGS)
+        return PublicAccessBlock(block_acls, ignore_acls, block_policy, restrict_buckets,
+                                 configured=bool(found.get("configured", True)))
 
     async def put_public_access_block(self, bucket: str, config: PublicAccessBlock) -> None:
         await self.records.put_bucket_record(PUBLIC_ACCESS_BLOCK, bucket, {**config.flags, "configured": config.configured})

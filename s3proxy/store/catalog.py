@@ -12,8 +12,8 @@ setting `read_format_v1` allows it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
-from typing import Mapping
 
 from .. import errors
 from ..backends.base import ObjectInfo, ObjectMeta

@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import AsyncIterator, Awaitable, Callable, Mapping, TypeVar
+from typing import TypeVar
 
 from .. import errors
 from ..backends.base import Backend, ObjectInfo, ObjectMeta, WriteCondition

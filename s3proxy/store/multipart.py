@@ -22,8 +22,9 @@ import datetime as dt
 import hashlib
 import logging
 import os
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 from .. import errors
 from ..auth.body import RequestBody
@@ -92,7 +93,7 @@ class MultipartUploads:
         self.rand = rand
 
     def _now(self) -> dt.datetime:
-        return dt.datetime.fromtimestamp(self.clock(), dt.timezone.utc)
+        return dt.datetime.fromtimestamp(self.clock(), dt.UTC)
 
     async def create(self, ref: ObjectRef, meta: ObjectMeta, modes: ModeResolver) -> tuple[str, dict[str, str]]:
         mode = modes.for_write(await self.buckets.default_encryption(ref.bucket))
@@ -148,7 +149,9 @@ class MultipartUploads:
         flexible checksums, which are kept sealed under the data key (GetObjectAttributes shows them)."""
         ref, chunk = upload.ref, int(upload.fields[fmt.KEY_CHUNK_SIZE])
         stream = encrypt_stream(plain, upload.data_key, part_number=number, chunk_size=chunk, batch_size=BATCH)
-        backend_etag = await self.backend.upload_part(ref.bucket, ref.key, upload.upload_id, number, stream, ciphertext_size(size, chunk))
+        backend_etag = await self.backend.upload_part(
+            ref.bucket, ref.key, upload.upload_id, number, stream, ciphertext_size(size, chunk)
+        )
         etag = md5() if md5 is not None else self.rand(16).hex()
         name, value = f"uploads/{upload.upload_id}/{number}", {"etag": etag, "backend": backend_etag}
         if (sums := checksums()) and not upload.legacy:
@@ -223,7 +226,9 @@ class MultipartUploads:
             if found is None or found[0].etag != etag:
                 raise errors.InvalidPart(UploadId=upload_id, PartNumber=str(number), ETag=etag)
             if i < len(requested) - 1 and found[0].size < min_part_size:
-                raise errors.EntityTooSmall(ProposedSize=str(found[0].size), MinSizeAllowed=str(min_part_size), PartNumber=str(number), ETag=etag)
+                raise errors.EntityTooSmall(
+                    ProposedSize=str(found[0].size), MinSizeAllowed=str(min_part_size), PartNumber=str(number), ETag=etag
+                )
         condition = await self.conditions.condition("complete", ref, precondition)
         version = fmt.VERSION_1 if legacy else fmt.VERSION_2
         envelope = fmt.Envelope.multipart([(n, uploaded[n][0].size) for n, _ in requested], int(fields[fmt.KEY_CHUNK_SIZE]),

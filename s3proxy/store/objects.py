@@ -27,8 +27,9 @@ import hashlib
 import logging
 import os
 import urllib.parse
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, AsyncIterator, Callable, Mapping, Sequence
+from typing import Any
 
 from .. import errors
 from ..auth.body import RequestBody
@@ -180,7 +181,7 @@ class ObjectStore:
         self.listing = listing or ListingCache()
 
     def _now(self) -> dt.datetime:
-        return dt.datetime.fromtimestamp(self.clock(), dt.timezone.utc)
+        return dt.datetime.fromtimestamp(self.clock(), dt.UTC)
 
     # writes ------------------------------------------------------------------------------------------
     async def mode_for_write(self, bucket: str, modes: ModeResolver) -> EncryptionMode:
@@ -531,7 +532,7 @@ class ObjectStore:
             raise errors.PreconditionFailed("The source object changed while it was being copied; retry the request.")
         md5 = hashlib.md5()
 
-        async def tapped() -> AsyncIterator[bytes]:
+        async def tapped() -> Body:
             async for piece in got.body:
                 md5.update(piece)
                 yield piece

@@ -10,10 +10,12 @@ import base64
 import datetime as dt
 import logging
 from collections import OrderedDict
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Mapping
+from typing import Any
 
 from ..backends.base import ObjectInfo, ObjectMeta
+from ..buffers import Body
 from ..cse import envelope as cse_envelope
 from ..format import envelope as fmt
 from ..format.trailer import open_checksums, seal_checksums
@@ -118,7 +120,7 @@ class Stored:
 @dataclass(frozen=True)
 class Download:
     view: ObjectView
-    body: AsyncIterator[bytes]
+    body: Body
     range: tuple[int, int] | None  # inclusive plaintext offsets when a range was served
     parts_count: int | None = None  # ?partNumber=N of a multipart object: how many parts it has
 
@@ -176,7 +178,7 @@ async def _one(data: bytes) -> AsyncIterator[bytes]:
     yield data
 
 
-async def _hashed(source: AsyncIterator[bytes], md5: Any) -> AsyncIterator[bytes]:
+async def _hashed(source: Body, md5: Any) -> Body:
     """Pass `source` through, feeding `md5` (if any) on the way."""
     async for piece in source:
         if md5 is not None:

@@ -14,9 +14,10 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, TextIO
+from typing import Any, TextIO
 
 from botocore.exceptions import ClientError
 
@@ -30,7 +31,7 @@ class Skip(Exception):
 @dataclass
 class Report:
     done: int = 0
-    skipped: Counter = field(default_factory=Counter)
+    skipped: Counter[str] = field(default_factory=Counter)
     failed: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -80,10 +81,10 @@ def error_code(exc: Exception) -> str:
 
 
 def walk(
-    s3,
+    s3: Any,  # a boto3 S3 client (boto3 has no type hints)
     bucket: str,
     prefix: str,
-    handle: Callable[[dict], None],
+    handle: Callable[[dict[str, Any]], None],
     *,
     concurrency: int = 8,
     checkpoint: Path | None = None,
@@ -100,7 +101,7 @@ def walk(
     report = Report()
     lock = threading.Lock()
 
-    def one(entry: dict) -> None:
+    def one(entry: dict[str, Any]) -> None:
         try:
             handle(entry)
         except Skip as why:
@@ -125,13 +126,13 @@ def walk(
     return report
 
 
-def _pages(s3, bucket: str, prefix: str, start_after: str, page_size: int):
-    kwargs = {"Bucket": bucket, "Prefix": prefix, "PaginationConfig": {"PageSize": page_size}}
+def _pages(s3: Any, bucket: str, prefix: str, start_after: str, page_size: int) -> Iterator[list[dict[str, Any]]]:
+    kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "PaginationConfig": {"PageSize": page_size}}
     if start_after:
         kwargs["StartAfter"] = start_after
     for page in s3.get_paginator("list_objects_v2").paginate(**kwargs):
         yield page.get("Contents", [])
 
 
-def _count(s3, bucket: str, prefix: str, start_after: str, page_size: int) -> int:
+def _count(s3: Any, bucket: str, prefix: str, start_after: str, page_size: int) -> int:
     return sum(len(page) for page in _pages(s3, bucket, prefix, start_after, page_size))

@@ -41,7 +41,9 @@ from .bulk import Skip, walk
 def add_subcommands(sub: Any) -> None:
     rewrap = sub.add_parser("rewrap", help="re-wrap every object's data key under a KMS key (metadata only)")
     _common(rewrap)
-    rewrap.add_argument("--key-id", help="target KMS key (id, ARN, alias); default: each SSE-KMS object's own key, newest material")
+    rewrap.add_argument(
+        "--key-id", help="target KMS key (id, ARN, alias); default: each SSE-KMS object's own key, newest material"
+    )
     rewrap.add_argument("--bucket-key", action="store_true", help="use an S3 Bucket Key for the re-wrapped objects")
     rewrap.add_argument("--upgrade", action="store_true",
                         help="bring objects still in at-rest format version 1 to version 2 in place (metadata only); "
@@ -56,7 +58,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("bucket")
     p.add_argument("--prefix", default="")
     p.add_argument("--endpoint-url", default=os.environ.get("S3PROXY_URL", "http://127.0.0.1:8080"))
-    p.add_argument("--data-dir", default=os.environ.get("S3PROXY_DATA_DIR", "data"), help="to read credentials.toml when no keys are given")
+    p.add_argument(
+        "--data-dir", default=os.environ.get("S3PROXY_DATA_DIR", "data"), help="to read credentials.toml when no keys are given"
+    )
     p.add_argument("--access-key", default=os.environ.get("AWS_ACCESS_KEY_ID"))
     p.add_argument("--secret-key", default=os.environ.get("AWS_SECRET_ACCESS_KEY"))
     p.add_argument("--region", default=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"))
@@ -78,7 +82,7 @@ def credentials(args: argparse.Namespace) -> tuple[str, str]:
     return access, secret
 
 
-def client(args: argparse.Namespace):
+def client(args: argparse.Namespace) -> Any:  # a boto3 S3 client (boto3 has no type hints)
     access, secret = credentials(args)
     return boto3.client(
         "s3", endpoint_url=args.endpoint_url, aws_access_key_id=access, aws_secret_access_key=secret,
@@ -87,10 +91,11 @@ def client(args: argparse.Namespace):
     )
 
 
-def _head(s3, bucket: str, key: str) -> dict | None:
+def _head(s3: Any, bucket: str, key: str) -> dict[str, Any] | None:
     """HEAD, or None for an SSE-C object (S3 answers a bare 400 to a HEAD without its key)."""
     try:
-        return s3.head_object(Bucket=bucket, Key=key)
+        head: dict[str, Any] = s3.head_object(Bucket=bucket, Key=key)
+        return head
     except ClientError as exc:
         if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 400:
             return None
@@ -102,7 +107,7 @@ def run_rewrap(args: argparse.Namespace) -> int:
         return run_upgrade(args)
     s3 = client(args)
 
-    def handle(entry: dict) -> None:
+    def handle(entry: dict[str, Any]) -> None:
         head = _head(s3, args.bucket, entry["Key"])
         if head is None:
             raise Skip("SSE-C (the customer's key is not the proxy's to re-wrap)")
@@ -121,7 +126,9 @@ def run_rewrap(args: argparse.Namespace) -> int:
             ObjectEncryption={"SSEKMS": {"KMSKeyArn": target, "BucketKeyEnabled": bool(args.bucket_key)}},
         )
 
-    report = walk(s3, args.bucket, args.prefix, handle, concurrency=args.concurrency, checkpoint=args.checkpoint, page_size=args.page_size)
+    report = walk(
+        s3, args.bucket, args.prefix, handle, concurrency=args.concurrency, checkpoint=args.checkpoint, page_size=args.page_size
+    )
     print(report.render("re-wrapped"))
     return 1 if report.failed else 0
 
@@ -160,7 +167,7 @@ def run_upgrade(args: argparse.Namespace) -> int:
     lock = threading.Lock()
     sse_c: list[str] = []
 
-    def handle(entry: dict) -> None:
+    def handle(entry: dict[str, Any]) -> None:
         head = _head(s3, args.bucket, entry["Key"])
         if head is None:
             with lock:
@@ -181,7 +188,9 @@ def run_upgrade(args: argparse.Namespace) -> int:
         else:
             _rewrap_sse_s3(args, entry["Key"])
 
-    report = walk(s3, args.bucket, args.prefix, handle, concurrency=args.concurrency, checkpoint=args.checkpoint, page_size=args.page_size)
+    report = walk(
+        s3, args.bucket, args.prefix, handle, concurrency=args.concurrency, checkpoint=args.checkpoint, page_size=args.page_size
+    )
     print(report.render("upgraded"))
     if sse_c:
         print(f"SSE-C objects left as they are ({len(sse_c)}): to upgrade one, copy it onto itself with its key")
@@ -197,7 +206,7 @@ def run_upgrade(args: argparse.Namespace) -> int:
 def run_encrypt_existing(args: argparse.Namespace) -> int:
     s3 = client(args)
 
-    def handle(entry: dict) -> None:
+    def handle(entry: dict[str, Any]) -> None:
         head = _head(s3, args.bucket, entry["Key"])
         if head is None or "ServerSideEncryption" in head or "SSECustomerAlgorithm" in head:
             raise Skip("already encrypted")
@@ -216,7 +225,9 @@ def run_encrypt_existing(args: argparse.Namespace) -> int:
                 raise Skip("changed meanwhile (left to its new writer)") from None
             raise
 
-    report = walk(s3, args.bucket, args.prefix, handle, concurrency=args.concurrency, checkpoint=args.checkpoint, page_size=args.page_size)
+    report = walk(
+        s3, args.bucket, args.prefix, handle, concurrency=args.concurrency, checkpoint=args.checkpoint, page_size=args.page_size
+    )
     print(report.render("encrypted"))
     return 1 if report.failed else 0
 

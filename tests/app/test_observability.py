@@ -15,7 +15,9 @@ from tests.e2e.conftest import start_proxy
 
 def _samples(url: str) -> dict[tuple[str, tuple], float]:
     text = urllib.request.urlopen(url + "/metrics").read().decode()
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value for fam in text_string_to_metric_families(text) for s in fam.samples}
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value for fam in text_string_to_metric_families(text) for s in fam.samples
+    }
 
 
 def test_metrics_count_requests_by_operation_status_and_mode_bytes_and_kms(fs_proxy):

@@ -7,8 +7,9 @@ import asyncio
 import calendar
 import hashlib
 import hmac
+import itertools
 import time
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import aiohttp
 from multidict import CIMultiDict
@@ -97,7 +98,7 @@ class _FlowControl:
 def split(data: bytes, cuts: Iterable[int]) -> list[bytes]:
     points = sorted({c for c in cuts if 0 < c < len(data)})
     edges = [0, *points, len(data)]
-    return [data[a:b] for a, b in zip(edges, edges[1:]) if b > a]
+    return [data[a:b] for a, b in itertools.pairwise(edges) if b > a]
 
 
 async def collect(make_body, pieces: Sequence[bytes]):  # type: ignore[no-untyped-def]

@@ -41,7 +41,9 @@ from .helpers import AKID, SECRET, example_store, signed_chunks, signing_key
 async def _handle(request: web.Request) -> web.Response:
     try:
         raw_path, _, raw_query = request.raw_path.partition("?")
-        ctx = authenticate(request.method, raw_path, raw_query, request.headers, example_store(), now=time.time(), region="us-east-1")
+        ctx = authenticate(
+            request.method, raw_path, raw_query, request.headers, example_store(), now=time.time(), region="us-east-1"
+        )
         echo = {"mode": ctx.content_sha256, "presigned": ctx.presigned}
         if request.method in ("PUT", "POST"):
             body = open_body(ctx, request.headers, request.content, want_md5=True)
@@ -60,7 +62,7 @@ async def _handle(request: web.Request) -> web.Response:
 def _self_signed(tmp_path) -> tuple[str, str]:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     cert = (
         x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
         .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))

@@ -107,7 +107,11 @@ def test_the_fields_before_the_file_are_limited_to_20_kib():
 def test_no_file_and_broken_forms():
     no_file = f'--{B}\r\nContent-Disposition: form-data; name="key"\r\n\r\nk\r\n--{B}--\r\n'.encode()
     err = refused(no_file)
-    assert (err.code, err.text, err.fields["ArgumentName"]) == ("InvalidArgument", "POST requires exactly one file upload per request.", "file")
+    assert (err.code, err.text, err.fields["ArgumentName"]) == (
+        "InvalidArgument",
+        "POST requires exactly one file upload per request.",
+        "file",
+    )
     assert refused(b"garbage" + body([], b"x")).code == "MalformedPOSTRequest"  # not starting with the delimiter
     attachment = body([("key", "k")], b"x").replace(b'form-data; name="file"', b'attachment; name="file"')
     assert refused(attachment).code == "MalformedPOSTRequest"

@@ -35,7 +35,7 @@ AWS_POLICY = (
 )
 AWS_POLICY_B64 = base64.b64encode(AWS_POLICY.encode()).decode()
 AWS_SIGNATURE = "8afdbf4008c03f22c2cd3cdb72e4afbb1f6a588f3255ac628749a66d7f09699e"
-BEFORE_EXPIRY = dt.datetime(2015, 12, 29, 12, tzinfo=dt.timezone.utc).timestamp()
+BEFORE_EXPIRY = dt.datetime(2015, 12, 29, 12, tzinfo=dt.UTC).timestamp()
 
 
 def aws_form(**changes: str) -> list[tuple[str, str]]:
@@ -77,7 +77,7 @@ def test_botocore_offline_vector_verifies():
               ("x-amz-credential", "AKIAIOSFODNN7EXAMPLE/20151229/us-east-1/s3/aws4_request"),
               ("x-amz-date", "20151229T000000Z"), ("policy", base64.b64encode(policy.encode()).decode()),
               ("x-amz-signature", "3364624b39010d9b06f5d9b8c9a18a6e478d261c048159c92f2fd6fa885f14e6")]
-    assert authenticate(fields, now=dt.datetime(2015, 12, 29, 0, 30, tzinfo=dt.timezone.utc).timestamp()).signature_version == 4
+    assert authenticate(fields, now=dt.datetime(2015, 12, 29, 0, 30, tzinfo=dt.UTC).timestamp()).signature_version == 4
 
 
 def test_a_wrong_signature_shows_the_policy_as_the_string_signed():
@@ -93,7 +93,7 @@ def test_the_policy_is_signed_as_received():
 
 
 def test_expired():
-    err = failure(authenticate, aws_form(), now=dt.datetime(2016, 1, 1, tzinfo=dt.timezone.utc).timestamp())
+    err = failure(authenticate, aws_form(), now=dt.datetime(2016, 1, 1, tzinfo=dt.UTC).timestamp())
     assert (err.code, err.status, err.text) == ("AccessDenied", 403, "Invalid according to Policy: Policy expired.")
 
 
@@ -129,14 +129,21 @@ def test_an_unnamed_field_is_an_extra_input_field():
 def test_missing_signature_fields_are_named():
     err = failure(authenticate, aws_form(**{"X-Amz-Signature": None}))
     assert (err.code, err.status) == ("InvalidArgument", 400)
-    assert err.text == "Bucket POST must contain a field named 'X-Amz-Signature'.  If it is specified, please check the order of the fields."
+    assert (
+        err.text
+        == "Bucket POST must contain a field named 'X-Amz-Signature'.  If it is specified, please check the order of the fields."
+    )
     assert failure(authenticate, aws_form(**{"X-Amz-Algorithm": None})).fields["ArgumentName"] == "X-Amz-Algorithm"
 
 
 def test_scope_and_key_errors():
     wrong_region = aws_form(**{"X-Amz-Credential": "AKIAIOSFODNN7EXAMPLE/20151229/eu-west-1/s3/aws4_request"})
     err = failure(authenticate, wrong_region)
-    assert (err.code, err.text, err.fields["Region"]) == ("InvalidArgument", "the region 'eu-west-1' is wrong; expecting 'us-east-1'", "us-east-1")
+    assert (err.code, err.text, err.fields["Region"]) == (
+        "InvalidArgument",
+        "the region 'eu-west-1' is wrong; expecting 'us-east-1'",
+        "us-east-1",
+    )
     unknown = aws_form(**{"X-Amz-Credential": "AKIAUNKNOWN000000000/20151229/us-east-1/s3/aws4_request"})
     assert (failure(authenticate, unknown).code, failure(authenticate, unknown).status) == ("InvalidAccessKeyId", 403)
     assert failure(authenticate, aws_form(**{"X-Amz-Date": "2015-12-29"})).fields["ArgumentName"] == "X-Amz-Date"
@@ -176,25 +183,51 @@ def test_content_length_range(size, code, fields):
         authenticate(_v2_form(V2_POLICY), bucket="b", size=edge)
 
 
-@pytest.mark.parametrize("doc, message", [
-    (b"not json", "Invalid Policy: Invalid JSON."),
-    (b'{"conditions": []}', "Invalid Policy: Policy missing expiration."),
-    (b'{"expiration": "2030-01-01T00:00:00Z"}', "Invalid Policy: Policy missing conditions."),
-    (b'{"expiration": "2030-01-01T00:00:00Z", "conditions": {}}', "Invalid Policy: Invalid 'conditions' value: must be a List."),
-    (b'{"expiration": "2030-01-01 00:00:00", "conditions": []}', "Invalid Policy: Invalid 'expiration' value: '2030-01-01 00:00:00'"),
-    (b'{"expiration": "2030-01-01T00:00:00+02:00", "conditions": []}', "Invalid Policy: Invalid 'expiration' value: '2030-01-01T00:00:00+02:00'"),
-    (b'{"Statement": [], "expiration": "2030-01-01T00:00:00Z", "conditions": []}', "Invalid Policy: Unexpected: 'statement'"),
-    (b'{"expiration": "2030-01-01T00:00:00Z", "conditions": [{}]}',
-     "Invalid Policy: Invalid Simple-Condition: Simple-Conditions must have exactly one property specified."),
-    (b'{"expiration": "2030-01-01T00:00:00Z", "conditions": [{"Content-Length": 6199034}]}',
-     "Invalid Policy: Invalid Simple-Condition: value must be a string."),
-    (b'{"expiration": "2030-01-01T00:00:00Z", "conditions": [["content-length-range", 0, 512.0]]}', "Invalid Policy: Invalid JSON."),
-    (b'{"expiration": "2030-01-01T00:00:00Z", "conditions": [[]]}', "Invalid Policy: Invalid Condition: missing operation identifier."),
-    (b'{"expiration": "2030-01-01T00:00:00Z", "conditions": [["matches", "$key", "x"]]}',
-     "Invalid Policy: Invalid Condition: unknown operation 'matches'."),
-    (b'{"expiration": "2030-01-01T00:00:00Z", "conditions": [["content-length-range", 0]]}',
-     "Invalid Policy: Invalid content-length-range: wrong number of arguments."),
-])
+@pytest.mark.parametrize(
+    "doc, message",
+    [
+        (b"not json", "Invalid Policy: Invalid JSON."),
+        (b'{"conditions": []}', "Invalid Policy: Policy missing expiration."),
+        (b'{"expiration": "2030-01-01T00:00:00Z"}', "Invalid Policy: Policy missing conditions."),
+        (
+            b'{"expiration": "2030-01-01T00:00:00Z", "conditions": {}}',
+            "Invalid Policy: Invalid 'conditions' value: must be a List.",
+        ),
+        (
+            b'{"expiration": "2030-01-01 00:00:00", "conditions": []}',
+            "Invalid Policy: Invalid 'expiration' value: '2030-01-01 00:00:00'",
+        ),
+        (
+            b'{"expiration": "2030-01-01T00:00:00+02:00", "conditions": []}',
+            "Invalid Policy: Invalid 'expiration' value: '2030-01-01T00:00:00+02:00'",
+        ),
+        (b'{"Statement": [], "expiration": "2030-01-01T00:00:00Z", "conditions": []}', "Invalid Policy: Unexpected: 'statement'"),
+        (
+            b'{"expiration": "2030-01-01T00:00:00Z", "conditions": [{}]}',
+            "Invalid Policy: Invalid Simple-Condition: Simple-Conditions must have exactly one property specified.",
+        ),
+        (
+            b'{"expiration": "2030-01-01T00:00:00Z", "conditions": [{"Content-Length": 6199034}]}',
+            "Invalid Policy: Invalid Simple-Condition: value must be a string.",
+        ),
+        (
+            b'{"expiration": "2030-01-01T00:00:00Z", "conditions": [["content-length-range", 0, 512.0]]}',
+            "Invalid Policy: Invalid JSON.",
+        ),
+        (
+            b'{"expiration": "2030-01-01T00:00:00Z", "conditions": [[]]}',
+            "Invalid Policy: Invalid Condition: missing operation identifier.",
+        ),
+        (
+            b'{"expiration": "2030-01-01T00:00:00Z", "conditions": [["matches", "$key", "x"]]}',
+            "Invalid Policy: Invalid Condition: unknown operation 'matches'.",
+        ),
+        (
+            b'{"expiration": "2030-01-01T00:00:00Z", "conditions": [["content-length-range", 0]]}',
+            "Invalid Policy: Invalid content-length-range: wrong number of arguments.",
+        ),
+    ],
+)
 def test_malformed_policies(doc, message):
     err = failure(parse_policy, base64.b64encode(doc).decode())
     assert (err.code, err.status, err.text) == ("InvalidPolicyDocument", 400, message)
@@ -205,14 +238,16 @@ def test_names_compare_without_case_values_with():
     policy = parse_policy(base64.b64encode(json.dumps({"expiration": "2030-01-01T00:00:00Z", "conditions": [
         {"bUcKeT": "b"}, ["StArTs-WiTh", "$KeY", "foo"], ["eq", "$Success_Action_Status", "201"],
         ["content-length-range", "5", "10"]]}).encode()).decode())
-    now = dt.datetime(2029, 1, 1, tzinfo=dt.timezone.utc).timestamp()
+    now = dt.datetime(2029, 1, 1, tzinfo=dt.UTC).timestamp()
     check_policy(policy, [("kEy", "foo.txt"), ("SUCCESS_ACTION_STATUS", "201")], bucket="b", size=5, now=now, exempt=set())
-    err = failure(check_policy, policy, [("key", "FOO.txt"), ("success_action_status", "201")], bucket="b", size=5, now=now, exempt=set())
+    err = failure(
+        check_policy, policy, [("key", "FOO.txt"), ("success_action_status", "201")], bucket="b", size=5, now=now, exempt=set()
+    )
     assert err.code == "AccessDenied"
 
 
 def test_a_name_without_dollar_and_a_bound_that_is_no_number_fail_as_conditions():
-    now = dt.datetime(2029, 1, 1, tzinfo=dt.timezone.utc).timestamp()
+    now = dt.datetime(2029, 1, 1, tzinfo=dt.UTC).timestamp()
     for condition, shown in ((["eq", "key", "k"], '["eq", "key", "k"]'),
                              (["content-length-range", "test", "10"], '["content-length-range", "test", "10"]')):
         policy = parse_policy(base64.b64encode(json.dumps({"expiration": "2030-01-01T00:00:00Z", "conditions": [

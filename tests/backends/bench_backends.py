@@ -11,8 +11,8 @@ import asyncio
 import resource
 import tempfile
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
@@ -55,10 +55,10 @@ async def bench_fs(root: Path, size: int, keys: int) -> None:
         await fs.start()
         await fs.create_bucket("b")
         tag = "fsync" if fsync else "no fsync"
-        await measure(f"fs put ({tag})", size, lambda: fs.put_object("b", "big", body(size), size, ObjectMeta()))
-        await measure(f"fs get ({tag})", size, lambda: fs.get_object("b", "big"))
+        await measure(f"fs put ({tag})", size, lambda fs=fs: fs.put_object("b", "big", body(size), size, ObjectMeta()))
+        await measure(f"fs get ({tag})", size, lambda fs=fs: fs.get_object("b", "big"))
         got = await fs.get_object("b", "big")
-        await measure(f"fs get body ({tag})", size, lambda: drain(got.body))
+        await measure(f"fs get body ({tag})", size, lambda got=got: drain(got.body))
         await fs.close()
     fs = FsBackend(root / "keys", fsync=False)
     await fs.start()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -111,7 +111,7 @@ async def test_put_get_head_roundtrip_with_metadata(backend: Backend, unique_buc
         assert dict(i.meta.metadata) == {"envelope": "abc=", "x-y": "1"}
         assert i.meta.headers["content-type"] == "text/plain"
         assert i.meta.headers["cache-control"] == "no-cache"
-        assert abs(i.last_modified - dt.datetime.now(dt.timezone.utc)) < dt.timedelta(minutes=5)
+        assert abs(i.last_modified - dt.datetime.now(dt.UTC)) < dt.timedelta(minutes=5)
 
 
 async def test_empty_object(backend: Backend, unique_bucket: str) -> None:
@@ -266,7 +266,9 @@ async def test_multipart_parts_out_of_order(backend: Backend, unique_bucket: str
         etags[number] = await backend.upload_part(unique_bucket, "big/ü", upload, number, body_of(data, MIB), len(data))
     parts = await backend.list_parts(unique_bucket, "big/ü", upload)
     assert [(p.part_number, p.size, p.etag) for p in parts] == [(n, s, etags[n]) for n, s in ((1, PART), (2, PART), (3, 1000))]
-    result = await backend.complete_multipart(unique_bucket, "big/ü", upload, [(1, etags[1]), (2, f'"{etags[2]}"'), (3, etags[3])])
+    result = await backend.complete_multipart(
+        unique_bucket, "big/ü", upload, [(1, etags[1]), (2, f'"{etags[2]}"'), (3, etags[3])]
+    )
     assert result.etag.endswith("-3")
     got = await backend.get_object(unique_bucket, "big/ü")
     assert got.info.size == 2 * PART + 1000
@@ -379,7 +381,7 @@ async def test_version_listing_pages(backend: Backend, unique_bucket: str) -> No
     await backend.put_bucket_versioning(unique_bucket, "Enabled")
     expected = []
     for key in ("a", "a/b", "b"):
-        for n in range(3):
+        for _ in range(3):
             expected.append((key, (await backend.put_object(unique_bucket, key, body_of(b"x"), 1, ObjectMeta())).version_id))
     expected = [(k, v) for key in ("a", "a/b", "b") for k, v in reversed([e for e in expected if e[0] == key])]
     seen: list[tuple[str, str | None]] = []
@@ -403,7 +405,7 @@ async def test_version_markers_are_positions_when_their_versions_are_deleted(bac
     await backend.create_bucket(unique_bucket)
     await backend.put_bucket_versioning(unique_bucket, "Enabled")
     for key in ("a", "a/b", "b", "c"):
-        for n in range(3):
+        for _ in range(3):
             await backend.put_object(unique_bucket, key, body_of(b"x"), 1, ObjectMeta())
     await backend.delete_object(unique_bucket, "b")  # a delete marker on top
     total = len((await backend.list_object_versions(unique_bucket)).versions)
@@ -411,7 +413,7 @@ async def test_version_markers_are_positions_when_their_versions_are_deleted(bac
     for size in (1, 2, 3, 5):
         if size > 1:  # refill for the next round
             for key in ("a", "a/b", "b", "c"):
-                for n in range(3):
+                for _ in range(3):
                     await backend.put_object(unique_bucket, key, body_of(b"x"), 1, ObjectMeta())
         key_marker = vid_marker = ""
         deleted = 0
@@ -456,9 +458,13 @@ async def test_conditional_writes(backend: Backend, unique_bucket: str) -> None:
     with pytest.raises(errors.PreconditionFailed):
         await backend.copy_object(unique_bucket, "k", unique_bucket, "k", ObjectMeta({"a": "1"}), condition=create)
     with pytest.raises(errors.PreconditionFailed):
-        await backend.copy_object(unique_bucket, "k", unique_bucket, "k", ObjectMeta({"a": "1"}), condition=WriteCondition(if_match=second.etag))
+        await backend.copy_object(
+            unique_bucket, "k", unique_bucket, "k", ObjectMeta({"a": "1"}), condition=WriteCondition(if_match=second.etag)
+        )
     await backend.copy_object(unique_bucket, "k", unique_bucket, "copy", ObjectMeta(), condition=create)
-    await backend.copy_object(unique_bucket, "k", unique_bucket, "k", ObjectMeta({"a": "1"}), condition=WriteCondition(if_match=done.etag))
+    await backend.copy_object(
+        unique_bucket, "k", unique_bucket, "k", ObjectMeta({"a": "1"}), condition=WriteCondition(if_match=done.etag)
+    )
     # a delete marker is no current object
     await backend.put_bucket_versioning(unique_bucket, "Enabled")
     await backend.delete_object(unique_bucket, "copy")

@@ -6,8 +6,8 @@ import asyncio
 import os
 import re
 import tracemalloc
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import AsyncIterator
 
 import pytest
 
@@ -184,7 +184,7 @@ async def test_copy_and_complete_do_not_copy_bytes(tmp_path: Path) -> None:
         await fs.create_bucket("b")
         upload = await fs.create_multipart("b", "m", ObjectMeta())
         etags = [await fs.upload_part("b", "m", upload, n, body_of(b"p%d" % n), 2) for n in (1, 2)]
-        await fs.complete_multipart("b", "m", upload, list(zip((1, 2), etags)))
+        await fs.complete_multipart("b", "m", upload, list(zip((1, 2), etags, strict=True)))
         parts_on_disk = blobs(tmp_path)
         assert len(parts_on_disk) == 2  # the object is its parts, in order
         await fs.copy_object("b", "m", "b", "c", ObjectMeta())

@@ -12,8 +12,8 @@ import asyncio
 import datetime
 import ssl
 import tracemalloc
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Awaitable, Callable
 
 import pytest
 from aiohttp import web
@@ -39,7 +39,7 @@ class RawServer:
         self.connections = 0
         self.requests: list[bytes] = []
 
-    async def __aenter__(self) -> "RawServer":
+    async def __aenter__(self) -> RawServer:
         self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
         self.url = URL(f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}/b/k")
         return self
@@ -399,7 +399,7 @@ async def test_pieces_stay_valid_while_kept_and_memory_stays_bounded_when_not() 
 async def test_tls(tmp_path: Path) -> None:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
             .serial_number(1).not_valid_before(now - datetime.timedelta(days=1))
             .not_valid_after(now + datetime.timedelta(days=1))

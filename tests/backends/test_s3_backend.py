@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import socket
 import tracemalloc
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator
+from typing import Any
 
 import pytest
 from aiohttp import web

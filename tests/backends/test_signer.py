@@ -47,19 +47,49 @@ def test_keys_are_encoded_as_the_documented_examples_send_them() -> None:
 # (method, host, key or None, query pairs, headers, payload: bytes (hashed) | None (none) | "stream")
 BOTOCORE_CASES: list[tuple[str, str, str | None, list[tuple[str, str]], dict[str, str], Any]] = [
     ("GET", "127.0.0.1:9000", "plain.txt", [], {}, None),
-    ("PUT", "127.0.0.1:9000", "with space/and+plus%and%25.txt", [], {"content-length": "11", "x-amz-meta-note": "  two   spaces "}, "stream"),
-    ("PUT", "s3.example.com", "ünïcödé/ключ/鍵", [], {"content-length": "5", "content-type": "text/plain; charset=utf-8",
-                                                     "x-amz-meta-ключ": "значение"}, "stream"),
+    (
+        "PUT",
+        "127.0.0.1:9000",
+        "with space/and+plus%and%25.txt",
+        [],
+        {"content-length": "11", "x-amz-meta-note": "  two   spaces "},
+        "stream",
+    ),
+    (
+        "PUT",
+        "s3.example.com",
+        "ünïcödé/ключ/鍵",
+        [],
+        {"content-length": "5", "content-type": "text/plain; charset=utf-8", "x-amz-meta-ключ": "значение"},
+        "stream",
+    ),
     ("GET", "127.0.0.1:9000", "dots/../and/./slashes//x", [("versionId", "a=b/c+d")], {"range": "bytes=0-9"}, None),
     ("HEAD", "[::1]:9000", "~tilde~!$'()*,;:@", [], {}, None),
     ("DELETE", "127.0.0.1:9000", "k", [("uploadId", "2~u/+=")], {}, None),
     ("POST", "127.0.0.1:9000", "k", [("uploads", "")], {"content-length": "0", "x-amz-tagging": "a=b&c=d%20e"}, None),
     ("POST", "127.0.0.1:9000", "k", [("uploadId", "u")], {"content-length": "20", "content-md5": "x"}, b"<Complete></Complete>"),
     ("PUT", "127.0.0.1:9000", "k", [("tagging", ""), ("versionId", "v1")], {"content-length": "9"}, b"<Tagging/>"),
-    ("GET", "127.0.0.1:9000", None, [("list-type", "2"), ("encoding-type", "url"), ("prefix", "a b/✓"), ("delimiter", "/"),
-                                     ("start-after", "x\U0010ffff")], {}, None),
-    ("PUT", "127.0.0.1:9000", "dst", [], {"content-length": "0", "x-amz-copy-source": "/b/src%20key?versionId=v",
-                                          "x-amz-metadata-directive": "REPLACE", "x-amz-copy-source-if-match": '"etag"'}, None),
+    (
+        "GET",
+        "127.0.0.1:9000",
+        None,
+        [("list-type", "2"), ("encoding-type", "url"), ("prefix", "a b/✓"), ("delimiter", "/"), ("start-after", "x\U0010ffff")],
+        {},
+        None,
+    ),
+    (
+        "PUT",
+        "127.0.0.1:9000",
+        "dst",
+        [],
+        {
+            "content-length": "0",
+            "x-amz-copy-source": "/b/src%20key?versionId=v",
+            "x-amz-metadata-directive": "REPLACE",
+            "x-amz-copy-source-if-match": '"etag"',
+        },
+        None,
+    ),
 ]
 
 
@@ -76,8 +106,9 @@ def _botocore_authorization(method: str, url: str, headers: dict[str, str], body
 
 
 @pytest.mark.parametrize("method,host,key,query,headers,payload", BOTOCORE_CASES)
-def test_signatures_equal_botocores_for_the_same_request(method: str, host: str, key: str | None,
-                                                         query: list[tuple[str, str]], headers: dict[str, str], payload: Any) -> None:
+def test_signatures_equal_botocores_for_the_same_request(
+    method: str, host: str, key: str | None, query: list[tuple[str, str]], headers: dict[str, str], payload: Any
+) -> None:
     path = "/bucket" + ("" if key is None else "/" + quote_path(key))
     sent, canonical = query_strings(query)
     body = payload if isinstance(payload, bytes) else b""
@@ -114,7 +145,9 @@ def test_a_header_named_twice_or_no_host_is_refused_and_the_secret_never_shows()
 
 
 def test_every_header_sent_is_signed() -> None:
-    out = Signer("AK", "SK", "r").sign("PUT", "/b/k", "", {"Host": "h", "Content-Length": "3", "x-amz-meta-m": "v"}, UNSIGNED_PAYLOAD)
+    out = Signer("AK", "SK", "r").sign(
+        "PUT", "/b/k", "", {"Host": "h", "Content-Length": "3", "x-amz-meta-m": "v"}, UNSIGNED_PAYLOAD
+    )
     signed = out["authorization"].split("SignedHeaders=", 1)[1].split(",", 1)[0].split(";")
     assert sorted(n for n in out if n != "authorization") == signed
 
@@ -142,8 +175,9 @@ async def test_backend_requests_verify_at_a_strict_sigv4_server(tmp_path: Any) -
             assert b"".join([bytes(p) async for p in got.body]) == b"ell"
             assert await backend.get_object_tagging("signed", key) == [("a", "b"), ("c", "d")]
         listed = await backend.list_objects("signed", prefix="", delimiter="/")
-        assert sorted([o.key for o in listed.objects] + listed.common_prefixes) == sorted(["plain", "with space", "a+b=c&d",
-                                                                                          "100%25 and %", "ünïcödé/", "~tilde~!$'()*,;:@"])
+        assert sorted([o.key for o in listed.objects] + listed.common_prefixes) == sorted(
+            ["plain", "with space", "a+b=c&d", "100%25 and %", "ünïcödé/", "~tilde~!$'()*,;:@"]
+        )
         await backend.copy_object("signed", "a+b=c&d", "signed", "copy of +", ObjectMeta())
         upload = await backend.create_multipart("signed", "multi part", ObjectMeta())
         etag = await backend.upload_part("signed", "multi part", upload, 1, _body(b"part"), 4)

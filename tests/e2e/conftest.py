@@ -58,7 +58,9 @@ class Endpoint:
             "s3", endpoint_url=self.backend_url, aws_access_key_id="backend", aws_secret_access_key="backend", region_name=REGION
         )
 
-    def aws(self, *args: str, check: bool = True, input: bytes | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    def aws(
+        self, *args: str, check: bool = True, input: bytes | None = None, timeout: float = 120
+    ) -> subprocess.CompletedProcess:
         """Run the real awscli (v1, from PyPI) against the proxy."""
         env = dict(os.environ)
         env.update(
@@ -90,7 +92,8 @@ def start_proxy(tmp: Path, backend: str, moto_url: str | None, **extra: str) -> 
     credentials_file = tmp / "users.toml"
     credentials_file.write_text(
         f'[[credentials]]\naccess_key = "{ACCESS_KEY}"\nsecret_key = "{SECRET_KEY}"\nuser = "alice"\naccount = "{ACCOUNT}"\n'
-        f'[[credentials]]\naccess_key = "{OTHER_ACCESS_KEY}"\nsecret_key = "{OTHER_SECRET_KEY}"\nuser = "bob"\naccount = "{ACCOUNT}"\n'
+        f'[[credentials]]\naccess_key = "{OTHER_ACCESS_KEY}"\nsecret_key = "{OTHER_SECRET_KEY}"\n'
+        f'user = "bob"\naccount = "{ACCOUNT}"\n'
     )
     flags.pop("access_key")
     flags.pop("secret_key")

@@ -13,7 +13,8 @@ import base64
 import hashlib
 import json
 import os
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 from s3proxy.format import envelope as fmt
 from s3proxy.format.chunks import DEFAULT_CHUNK_SIZE
@@ -70,7 +71,9 @@ def put_v1(rig: Rig, bucket: str, key: str, data: bytes, mode: str, *, kms_key: 
         fields[fmt.KEY_ETAG] = etag
     if checksums:
         fields[fmt.KEY_CHECKSUMS] = seal_checksums(k, checksums)
-    put = rig.backend().put_object(Bucket=bucket, Key=key, Body=_encrypt(data, k), Metadata={**_user(metadata), **fields}, **headers)
+    put = rig.backend().put_object(
+        Bucket=bucket, Key=key, Body=_encrypt(data, k), Metadata={**_user(metadata), **fields}, **headers
+    )
     return etag if fmt.KEY_ETAG in fields else put["ETag"].strip('"')
 
 

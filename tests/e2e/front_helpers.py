@@ -106,7 +106,7 @@ def signed_headers(
     when: dt.datetime | None = None,
 ) -> dict[str, str]:
     """Headers (Authorization, X-Amz-Date, X-Amz-Content-SHA256 + yours) signing `method path` for `url`."""
-    when = when or dt.datetime.now(dt.timezone.utc)
+    when = when or dt.datetime.now(dt.UTC)
     request = AWSRequest(method=method, url=url + path, headers=dict(headers or {}))
     request.headers["Host"] = urllib.parse.urlsplit(url).netloc
     _Signer(Credentials(access_key, secret_key), payload_hash, when).add_auth(request)

@@ -267,8 +267,22 @@ def test_a_public_policy_needs_block_public_access_off(proxy: Proxy) -> None:
 def test_the_owners_administrators_are_never_locked_out_of_the_bucket_policy(proxy: Proxy) -> None:
     alice = proxy.s3["alice"]
     bucket = new_bucket(proxy)
-    alice.put_bucket_policy(Bucket=bucket, Policy=json.dumps({"Version": "2012-10-17", "Statement": [
-        {"Effect": "Deny", "Principal": "*", "Action": "s3:*", "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"]}]}))
+    alice.put_bucket_policy(
+        Bucket=bucket,
+        Policy=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Deny",
+                        "Principal": "*",
+                        "Action": "s3:*",
+                        "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"],
+                    }
+                ],
+            }
+        ),
+    )
     assert code(lambda: alice.put_object(Bucket=bucket, Key="k", Body=b"x")) == "AccessDenied"
     assert code(lambda: alice.list_objects_v2(Bucket=bucket)) == "AccessDenied"
     alice.delete_bucket_policy(Bucket=bucket)  # as AWS's root user could
@@ -340,12 +354,24 @@ def test_acls_are_answered_as_bucket_owner_enforced(proxy: Proxy) -> None:
     alice.put_bucket_acl(Bucket=bucket, ACL="private")
     alice.put_object_acl(Bucket=bucket, Key="k", AccessControlPolicy={
         "Owner": owner, "Grants": [{"Grantee": {"ID": owner["ID"], "Type": "CanonicalUser"}, "Permission": "FULL_CONTROL"}]})
-    for call in (lambda: alice.put_object_acl(Bucket=bucket, Key="k", ACL="public-read"),
-                 lambda: alice.put_bucket_acl(Bucket=bucket, ACL="public-read-write"),
-                 lambda: alice.put_object(Bucket=bucket, Key="p", Body=b"x", ACL="public-read"),
-                 lambda: alice.put_object(Bucket=bucket, Key="p", Body=b"x", GrantRead='uri="http://acs.amazonaws.com/groups/global/AllUsers"'),
-                 lambda: alice.put_object_acl(Bucket=bucket, Key="k", AccessControlPolicy={"Owner": owner, "Grants": [
-                     {"Grantee": {"Type": "Group", "URI": "http://acs.amazonaws.com/groups/global/AllUsers"}, "Permission": "READ"}]})):
+    for call in (
+        lambda: alice.put_object_acl(Bucket=bucket, Key="k", ACL="public-read"),
+        lambda: alice.put_bucket_acl(Bucket=bucket, ACL="public-read-write"),
+        lambda: alice.put_object(Bucket=bucket, Key="p", Body=b"x", ACL="public-read"),
+        lambda: alice.put_object(
+            Bucket=bucket, Key="p", Body=b"x", GrantRead='uri="http://acs.amazonaws.com/groups/global/AllUsers"'
+        ),
+        lambda: alice.put_object_acl(
+            Bucket=bucket,
+            Key="k",
+            AccessControlPolicy={
+                "Owner": owner,
+                "Grants": [
+                    {"Grantee": {"Type": "Group", "URI": "http://acs.amazonaws.com/groups/global/AllUsers"}, "Permission": "READ"}
+                ],
+            },
+        ),
+    ):
         assert code(call) == "AccessControlListNotSupported"
     assert code(lambda: alice.create_bucket(Bucket=f"at-{uuid.uuid4().hex[:12]}", ACL="public-read")) == \
         "InvalidBucketAclWithObjectOwnership"

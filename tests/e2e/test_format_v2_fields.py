@@ -19,7 +19,7 @@ import pytest
 from .v2_helpers import COPY_SOURCE_KEY, MODES, Raw, fetch, make_rig, new_bucket, once, refused, rewrite, store
 
 HEADERS = dict(ContentType="text/plain", ContentEncoding="identity", ContentDisposition="inline", ContentLanguage="en",
-               CacheControl="max-age=60", Expires=dt.datetime(2031, 5, 6, tzinfo=dt.timezone.utc))
+               CacheControl="max-age=60", Expires=dt.datetime(2031, 5, 6, tzinfo=dt.UTC))
 METADATA = {"colour": "blue", "shape": "round"}
 
 
@@ -73,14 +73,14 @@ def test_every_returned_field_edited_in_the_backend_is_refused_by_get_head_listi
         rewrite(backend, bucket, name, lambda raw, edit=edit: edit(raw, other))
     s3.put_object(Bucket=bucket, Key="untouched", Body=body, **put_args)
     for name in EDITS:
-        refused(lambda: s3.get_object(Bucket=bucket, Key=name, **read_args))
-        refused(lambda: s3.head_object(Bucket=bucket, Key=name, **read_args))
-        refused(lambda: s3.copy_object(Bucket=bucket, Key=f"copy-of/{name}", CopySource={"Bucket": bucket, "Key": name},
+        refused(lambda name=name: s3.get_object(Bucket=bucket, Key=name, **read_args))
+        refused(lambda name=name: s3.head_object(Bucket=bucket, Key=name, **read_args))
+        refused(lambda name=name: s3.copy_object(Bucket=bucket, Key=f"copy-of/{name}", CopySource={"Bucket": bucket, "Key": name},
                                        **copy_args, **put_args))
     with rig.fresh() as another:  # a proxy that never saw these objects lists them from the backend
         s3b = once(another)
         for name in EDITS:
-            refused(lambda: s3b.list_objects_v2(Bucket=bucket, Prefix=name))
+            refused(lambda name=name: s3b.list_objects_v2(Bucket=bucket, Prefix=name))
         assert [o["Key"] for o in s3b.list_objects_v2(Bucket=bucket, Prefix="untouched")["Contents"]] == ["untouched"]
         assert s3b.get_object(Bucket=bucket, Key="other", **read_args)["Body"].read() == body
 
@@ -114,8 +114,8 @@ def test_spliced_moved_or_relabelled_objects_answer_internal_error_never_a_kms_e
     store(backend, bucket, "relabelled", raw.edited(metadata={"s3proxy-mode": relabelled}))
     for bucket_name, key in ((bucket, "moved"), (elsewhere, "original"), (bucket, "relabelled")):
         for args in ({}, read_args):
-            refused(lambda: s3.get_object(Bucket=bucket_name, Key=key, **args))
-            refused(lambda: s3.head_object(Bucket=bucket_name, Key=key, **args))
+            refused(lambda b=bucket_name, k=key, a=args: s3.get_object(Bucket=b, Key=k, **a))
+            refused(lambda b=bucket_name, k=key, a=args: s3.head_object(Bucket=b, Key=k, **a))
     assert s3.get_object(Bucket=bucket, Key="original", **read_args)["Body"].read() == b"original data"
 
 

@@ -113,7 +113,11 @@ def _sources(rig, bucket: str) -> dict[str, tuple[bytes, dict, str]]:
     for mode, (put_args, read_args) in MODES.items():
         for shape, data in (("small", os.urandom(1000)), ("trailer", os.urandom(MB))):
             key = f"{mode}-{shape}"
-            out[key] = (data, read_args, s3.put_object(Bucket=bucket, Key=key, Body=data, Metadata={"m": key}, **put_args)["ETag"])
+            out[key] = (
+                data,
+                read_args,
+                s3.put_object(Bucket=bucket, Key=key, Body=data, Metadata={"m": key}, **put_args)["ETag"],
+            )
         key = f"{mode}-multipart"
         up = s3.create_multipart_upload(Bucket=bucket, Key=key, Metadata={"m": key}, **put_args)["UploadId"]
         parts = [os.urandom(5 * MB), os.urandom(100)]

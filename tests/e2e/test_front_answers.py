@@ -94,7 +94,9 @@ def _upload(s3, bucket, key, parts=2):
     listed = []
     for n in range(1, parts + 1):
         body = bytes([n]) * (PART if n < parts else 10)
-        listed.append({"PartNumber": n, "ETag": s3.upload_part(Bucket=bucket, Key=key, UploadId=upload, PartNumber=n, Body=body)["ETag"]})
+        listed.append(
+            {"PartNumber": n, "ETag": s3.upload_part(Bucket=bucket, Key=key, UploadId=upload, PartNumber=n, Body=body)["ETag"]}
+        )
     return upload, {"Parts": listed}
 
 
@@ -109,12 +111,18 @@ def test_resent_complete_returns_the_same_result(s3, bucket):
     assert s3.get_object(Bucket=bucket, Key="mpu")["Body"].read()[-10:] == bytes([2]) * 10
     # a different part list is not the same request: the upload is gone
     other = {"Parts": parts["Parts"][:1]}
-    expect_error("NoSuchUpload", 404, s3.complete_multipart_upload, Bucket=bucket, Key="mpu", UploadId=upload, MultipartUpload=other)
+    expect_error(
+        "NoSuchUpload", 404, s3.complete_multipart_upload, Bucket=bucket, Key="mpu", UploadId=upload, MultipartUpload=other
+    )
     # nor is the same upload id on another key
-    expect_error("NoSuchUpload", 404, s3.complete_multipart_upload, Bucket=bucket, Key="other", UploadId=upload, MultipartUpload=parts)
+    expect_error(
+        "NoSuchUpload", 404, s3.complete_multipart_upload, Bucket=bucket, Key="other", UploadId=upload, MultipartUpload=parts
+    )
     # once the object was overwritten, the upload is no longer what the key holds
     s3.put_object(Bucket=bucket, Key="mpu", Body=b"new")
-    expect_error("NoSuchUpload", 404, s3.complete_multipart_upload, Bucket=bucket, Key="mpu", UploadId=upload, MultipartUpload=parts)
+    expect_error(
+        "NoSuchUpload", 404, s3.complete_multipart_upload, Bucket=bucket, Key="mpu", UploadId=upload, MultipartUpload=parts
+    )
 
 
 def test_a_large_put_whose_body_fails_its_digest_is_bad_digest(s3, bucket):

@@ -182,7 +182,7 @@ def test_body_shorter_than_content_length_is_incomplete_body(proxy, bucket):
 
 
 def _chunked_upload(proxy, bucket: str, key: str, pieces: list[bytes], *, corrupt: bool) -> object:
-    when = dt.datetime.now(dt.timezone.utc)
+    when = dt.datetime.now(dt.UTC)
     amz_date, day = when.strftime("%Y%m%dT%H%M%SZ"), when.strftime("%Y%m%d")
     scope = f"{day}/{REGION}/s3/aws4_request"
     decoded = sum(map(len, pieces))
@@ -190,8 +190,16 @@ def _chunked_upload(proxy, bucket: str, key: str, pieces: list[bytes], *, corrup
     body_len = len(signed_chunks(b"k" * 32, "0" * 64, pieces, amz_date=amz_date, scope=scope))
     path = f"/{bucket}/{key}"
     headers = signed_headers(
-        proxy.url, "PUT", path, payload_hash="STREAMING-AWS4-HMAC-SHA256-PAYLOAD", when=when,
-        headers={"Content-Encoding": "aws-chunked", "x-amz-decoded-content-length": str(decoded), "Content-Length": str(body_len)},
+        proxy.url,
+        "PUT",
+        path,
+        payload_hash="STREAMING-AWS4-HMAC-SHA256-PAYLOAD",
+        when=when,
+        headers={
+            "Content-Encoding": "aws-chunked",
+            "x-amz-decoded-content-length": str(decoded),
+            "Content-Length": str(body_len),
+        },
     )
     key_bytes = signing_key(SECRET_KEY + ("-wrong" if corrupt else ""), day)
     body = signed_chunks(key_bytes, seed_signature(headers), pieces, amz_date=amz_date, scope=scope)

@@ -72,7 +72,9 @@ def test_put_if_none_match(s3, bucket):
 
 def test_put_if_match(s3, bucket):
     first = s3.put_object(Bucket=bucket, Key="k", Body=b"first")["ETag"]
-    err = expect_error("PreconditionFailed", 412, s3.put_object, Bucket=bucket, Key="k", Body=b"x", IfMatch='"0123456789abcdef0123456789abcdef"')
+    err = expect_error(
+        "PreconditionFailed", 412, s3.put_object, Bucket=bucket, Key="k", Body=b"x", IfMatch='"0123456789abcdef0123456789abcdef"'
+    )
     assert err.response["Error"]["Condition"] == "If-Match"
     second = s3.put_object(Bucket=bucket, Key="k", Body=b"second", IfMatch=first)["ETag"]  # the client's ETag, quoted
     assert s3.put_object(Bucket=bucket, Key="k", Body=b"third", IfMatch=second.strip('"'))  # or bare
@@ -159,7 +161,15 @@ def test_complete_and_copy_if_match_where_the_backend_enforces_them(proxy, s3, b
     assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == b"mpu"
     copied = cases[1](IfMatch=done["ETag"])
     assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == b"source" and copied["CopyObjectResult"]["ETag"]
-    expect_error("NoSuchKey", 404, s3.copy_object, Bucket=bucket, Key="absent", CopySource={"Bucket": bucket, "Key": "src"}, IfMatch=current)
+    expect_error(
+        "NoSuchKey",
+        404,
+        s3.copy_object,
+        Bucket=bucket,
+        Key="absent",
+        CopySource={"Bucket": bucket, "Key": "src"},
+        IfMatch=current,
+    )
     assert s3.copy_object(Bucket=bucket, Key="fresh", CopySource={"Bucket": bucket, "Key": "src"}, IfNoneMatch="*")
 
 

@@ -23,7 +23,9 @@ MAX_GROWTH = 24 * MiB
 
 @pytest.fixture
 def served(tmp_path):
-    proc = start_served(serve_args(tmp_path / "data", "--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY, "--log-level", "warning"))
+    proc = start_served(
+        serve_args(tmp_path / "data", "--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY, "--log-level", "warning")
+    )
     yield proc
     proc.stop()
 

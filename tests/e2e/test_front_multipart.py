@@ -30,7 +30,9 @@ def test_multipart_several_parts_over_5_mib(s3, bucket):
     parts = [os.urandom(5 * MiB + 1), os.urandom(5 * MiB + 17), os.urandom(123)]  # two full parts, a short last
     up = s3.create_multipart_upload(Bucket=bucket, Key="big", ContentType="application/x-big", Metadata={"m": "1"})
     uid = up["UploadId"]
-    etags = [s3.upload_part(Bucket=bucket, Key="big", UploadId=uid, PartNumber=i + 1, Body=p)["ETag"] for i, p in enumerate(parts)]
+    etags = [
+        s3.upload_part(Bucket=bucket, Key="big", UploadId=uid, PartNumber=i + 1, Body=p)["ETag"] for i, p in enumerate(parts)
+    ]
     listed = s3.list_parts(Bucket=bucket, Key="big", UploadId=uid)
     assert [(p["PartNumber"], p["ETag"], p["Size"]) for p in listed["Parts"]] == [
         (i + 1, etags[i], len(p)) for i, p in enumerate(parts)
@@ -86,8 +88,14 @@ def test_part_and_multipart_etags_are_md5s_of_the_plaintext_not_of_the_stored_ci
     done = s3.complete_multipart_upload(Bucket=bucket, Key="dst", UploadId=uid,
                                         MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": sent}]})
     uid = s3.create_multipart_upload(Bucket=bucket, Key="copied")["UploadId"]
-    copied = s3.upload_part_copy(Bucket=bucket, Key="copied", UploadId=uid, PartNumber=1,
-                                 CopySource={"Bucket": bucket, "Key": "src"}, CopySourceRange="bytes=100-199")["CopyPartResult"]["ETag"]
+    copied = s3.upload_part_copy(
+        Bucket=bucket,
+        Key="copied",
+        UploadId=uid,
+        PartNumber=1,
+        CopySource={"Bucket": bucket, "Key": "src"},
+        CopySourceRange="bytes=100-199",
+    )["CopyPartResult"]["ETag"]
     assert sent == f'"{hashlib.md5(source).hexdigest()}"'
     assert copied == f'"{hashlib.md5(source[100:200]).hexdigest()}"'
     assert done["ETag"] == _multipart_etag([source])

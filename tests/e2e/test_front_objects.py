@@ -120,7 +120,7 @@ def test_response_overrides(s3, obj):
         Bucket=bucket, Key=key,
         ResponseContentType="text/x-test", ResponseContentDisposition='attachment; filename="x.txt"',
         ResponseContentLanguage="de", ResponseCacheControl="no-store", ResponseContentEncoding="identity",
-        ResponseExpires=dt.datetime(2030, 1, 1, tzinfo=dt.timezone.utc),
+        ResponseExpires=dt.datetime(2030, 1, 1, tzinfo=dt.UTC),
     )
     assert resp["ContentDisposition"] == 'attachment; filename="x.txt"'
     assert resp["ContentLanguage"] == "de"
@@ -133,7 +133,7 @@ def test_response_overrides(s3, obj):
 def test_metadata_and_content_headers_round_trip(s3, bucket):
     put = dict(
         ContentType="application/x-custom", ContentDisposition="inline", ContentLanguage="fr",
-        CacheControl="max-age=60", ContentEncoding="identity", Expires=dt.datetime(2031, 5, 6, tzinfo=dt.timezone.utc),
+        CacheControl="max-age=60", ContentEncoding="identity", Expires=dt.datetime(2031, 5, 6, tzinfo=dt.UTC),
         Metadata={"color": "blue", "multi-word": "a b c"},
     )
     s3.put_object(Bucket=bucket, Key="m", Body=b"meta", **put)
@@ -204,7 +204,9 @@ def test_copy_object_directives_and_encoded_source(s3, bucket):
     got = s3.get_object(Bucket=bucket, Key="replaced")
     assert got["Body"].read() == b"copy me" and got["Metadata"] == {"b": "2"}
     # copying onto itself without changing anything is InvalidRequest (S3 CopyObject)
-    expect_error("InvalidRequest", 400, s3.copy_object, Bucket=bucket, Key="copied", CopySource={"Bucket": bucket, "Key": "copied"})
+    expect_error(
+        "InvalidRequest", 400, s3.copy_object, Bucket=bucket, Key="copied", CopySource={"Bucket": bucket, "Key": "copied"}
+    )
     # ...and with REPLACE it is how S3 updates metadata in place
     s3.copy_object(Bucket=bucket, Key="copied", CopySource={"Bucket": bucket, "Key": "copied"},
                    MetadataDirective="REPLACE", Metadata={"c": "3"})
@@ -230,7 +232,10 @@ def test_copy_source_conditionals(s3, obj):
 
 def test_object_tagging(s3, bucket):
     s3.put_object(Bucket=bucket, Key="t", Body=b"x", Tagging="a=1&b=two")
-    assert sorted((t["Key"], t["Value"]) for t in s3.get_object_tagging(Bucket=bucket, Key="t")["TagSet"]) == [("a", "1"), ("b", "two")]
+    assert sorted((t["Key"], t["Value"]) for t in s3.get_object_tagging(Bucket=bucket, Key="t")["TagSet"]) == [
+        ("a", "1"),
+        ("b", "two"),
+    ]
     s3.put_object_tagging(Bucket=bucket, Key="t", Tagging={"TagSet": [{"Key": "c", "Value": "3"}]})
     assert s3.get_object_tagging(Bucket=bucket, Key="t")["TagSet"] == [{"Key": "c", "Value": "3"}]
     # tag count limit is 10 (S3 user guide, "Categorizing your storage using tags")
@@ -314,7 +319,9 @@ def test_awscli_s3api_object_calls(proxy, bucket, tmp_path):
     put = json.loads(proxy.aws("s3api", "put-object", "--bucket", bucket, "--key", "cli/obj", "--body", str(src),
                                "--metadata", "k=v").stdout)
     out = tmp_path / "out.bin"
-    got = json.loads(proxy.aws("s3api", "get-object", "--bucket", bucket, "--key", "cli/obj", "--range", "bytes=5-9", str(out)).stdout)
+    got = json.loads(
+        proxy.aws("s3api", "get-object", "--bucket", bucket, "--key", "cli/obj", "--range", "bytes=5-9", str(out)).stdout
+    )
     assert got["ContentRange"] == "bytes 5-9/3000" and got["ETag"] == put["ETag"] and got["Metadata"] == {"k": "v"}
     assert out.read_bytes() == src.read_bytes()[5:10]
     failed = proxy.aws("s3api", "get-object", "--bucket", bucket, "--key", "cli/none", str(out), check=False)
@@ -338,5 +345,7 @@ def test_stored_content_type_replaces_the_default_instead_of_doubling_the_header
     assert content_type(s3.head_object(Bucket=bucket, Key="ct2")) == "application/json"
     uid = s3.create_multipart_upload(Bucket=bucket, Key="ct3", ContentType="application/x-big")["UploadId"]
     etag = s3.upload_part(Bucket=bucket, Key="ct3", UploadId=uid, PartNumber=1, Body=b"p")["ETag"]
-    s3.complete_multipart_upload(Bucket=bucket, Key="ct3", UploadId=uid, MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": etag}]})
+    s3.complete_multipart_upload(
+        Bucket=bucket, Key="ct3", UploadId=uid, MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": etag}]}
+    )
     assert content_type(s3.head_object(Bucket=bucket, Key="ct3")) == "application/x-big"

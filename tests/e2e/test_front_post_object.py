@@ -21,6 +21,7 @@ import boto3
 import pytest
 import requests
 from botocore.config import Config
+from botocore.exceptions import ClientError
 
 from .conftest import ACCESS_KEY, REGION, SECRET_KEY, start_proxy
 from .front_helpers import client_for, serve_args, start_served
@@ -34,7 +35,9 @@ def _presigner(proxy, version: str = "s3v4"):
                         region_name=REGION, config=Config(signature_version=version, s3={"addressing_style": "path"}))
 
 
-def _post(post: dict, body: bytes = b"hello", *, filename: str = "hello.txt", extra: dict | None = None, **kwargs) -> requests.Response:
+def _post(
+    post: dict, body: bytes = b"hello", *, filename: str = "hello.txt", extra: dict | None = None, **kwargs
+) -> requests.Response:
     fields = {**post["fields"], **(extra or {})}
     return requests.post(post["url"], data=fields, files={"file": (filename, body)}, allow_redirects=False, timeout=60, **kwargs)
 
@@ -59,8 +62,13 @@ def test_presigned_post_upload(proxy, s3, bucket, version):
 
 
 def test_fields_shape_the_object_and_201_answers_a_document(proxy, s3, bucket):
-    fields = {"Content-Type": "text/plain", "x-amz-meta-owner": "mary", "success_action_status": "201",
-              "Cache-Control": "no-cache", "tagging": "<Tagging><TagSet><Tag><Key>t</Key><Value>v</Value></Tag></TagSet></Tagging>"}
+    fields = {
+        "Content-Type": "text/plain",
+        "x-amz-meta-owner": "mary",
+        "success_action_status": "201",
+        "Cache-Control": "no-cache",
+        "tagging": "<Tagging><TagSet><Tag><Key>t</Key><Value>v</Value></Tag></TagSet></Tagging>",
+    }
     conditions = [{"Content-Type": "text/plain"}, ["starts-with", "$x-amz-meta-owner", ""], {"success_action_status": "201"},
                   ["starts-with", "$Cache-Control", ""], ["starts-with", "$tagging", ""]]
     post = _presigner(proxy).generate_presigned_post(bucket, "doc.txt", Fields=fields, Conditions=conditions)
@@ -100,8 +108,9 @@ def test_sse_kms_and_ssec_fields(proxy, s3, bucket):
     assert r.status_code == 204, r.text
     assert r.headers["x-amz-server-side-encryption-customer-key-MD5"] == key.md5
     assert s3.get_object(Bucket=bucket, Key="ssec", **key.args())["Body"].read() == b"customer body"
-    with pytest.raises(Exception):
+    with pytest.raises(ClientError) as refused:
         s3.get_object(Bucket=bucket, Key="ssec")  # the key is required, as for a PUT with SSE-C
+    assert refused.value.response["Error"]["Code"] == "InvalidRequest"
 
 
 def test_bucket_default_encryption_applies(proxy, s3, bucket):
@@ -123,7 +132,11 @@ def test_expired_policy(proxy, bucket):
 def test_wrong_starts_with(proxy, s3, bucket):
     post = _presigner(proxy).generate_presigned_post(bucket, "user/mary/${filename}")
     r = _post(post, extra={"key": "user/eve/evil.txt"})
-    assert _error(r) == (403, "AccessDenied", 'Invalid according to Policy: Policy Condition failed: ["starts-with", "$key", "user/mary/"]')
+    assert _error(r) == (
+        403,
+        "AccessDenied",
+        'Invalid according to Policy: Policy Condition failed: ["starts-with", "$key", "user/mary/"]',
+    )
     assert s3.list_objects_v2(Bucket=bucket)["KeyCount"] == 0
 
 
@@ -170,7 +183,9 @@ def test_unknown_access_key_and_anonymous(proxy, bucket):
 
 
 def test_not_a_form_and_no_file(proxy, bucket):
-    r = requests.post(f"{proxy.url}/{bucket}", data=b"key=k", headers={"Content-Type": "application/x-www-form-urlencoded"}, timeout=30)
+    r = requests.post(
+        f"{proxy.url}/{bucket}", data=b"key=k", headers={"Content-Type": "application/x-www-form-urlencoded"}, timeout=30
+    )
     assert _error(r) == (412, "PreconditionFailed", "At least one of the pre-conditions you specified did not hold")
     assert b"<Condition>Bucket POST must be of the enclosure-type multipart/form-data</Condition>" in r.content
     post = _presigner(proxy).generate_presigned_post(bucket, "k")
@@ -235,14 +250,18 @@ def test_a_field_after_a_small_file_is_ignored_as_s3_does(proxy, s3, bucket):
 
 def test_a_content_md5_field_is_checked(proxy, s3, bucket):
     good = base64.b64encode(hashlib.md5(b"checked").digest()).decode()
-    post = _presigner(proxy).generate_presigned_post(bucket, "md5", Fields={"Content-MD5": good}, Conditions=[{"Content-MD5": good}])
+    post = _presigner(proxy).generate_presigned_post(
+        bucket, "md5", Fields={"Content-MD5": good}, Conditions=[{"Content-MD5": good}]
+    )
     assert _post(post, b"checked").status_code == 204
     assert _error(_post(post, b"tampered"))[:2] == (400, "BadDigest")
 
 
 @pytest.mark.slow
 def test_a_64_mib_post_keeps_peak_memory_flat(tmp_path):
-    served = start_served(serve_args(tmp_path / "data", "--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY, "--log-level", "warning"))
+    served = start_served(
+        serve_args(tmp_path / "data", "--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY, "--log-level", "warning")
+    )
     try:
         s3 = client_for(served.url, ACCESS_KEY, SECRET_KEY)
         s3.create_bucket(Bucket="mem")

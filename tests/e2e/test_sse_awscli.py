@@ -82,7 +82,17 @@ def test_cli_copy_with_sse_c_copy_source(proxy, bucket, files):
     aws_cli(proxy, "s3", "cp", f"s3://{bucket}/src", f"s3://{bucket}/to-ssec", *source, "--sse-c", "AES256",
               "--sse-c-key", f"fileb://{tmp / 'other'}")
     aws_cli(proxy, "s3", "cp", f"s3://{bucket}/src", f"s3://{bucket}/to-kms", *source, "--sse", "aws:kms")
-    aws_cli(proxy, "s3", "cp", f"s3://{bucket}/to-ssec", str(tmp / "a.out"), "--sse-c", "AES256", "--sse-c-key", f"fileb://{tmp / 'other'}")
+    aws_cli(
+        proxy,
+        "s3",
+        "cp",
+        f"s3://{bucket}/to-ssec",
+        str(tmp / "a.out"),
+        "--sse-c",
+        "AES256",
+        "--sse-c-key",
+        f"fileb://{tmp / 'other'}",
+    )
     assert (tmp / "a.out").read_bytes() == data == s3.get_object(Bucket=bucket, Key="to-kms")["Body"].read()
     assert_sealed(proxy, bucket, "to-ssec", data, "SSE-C", secrets=(key.raw, other.raw))
     assert_sealed(proxy, bucket, "to-kms", data, "aws:kms", secrets=(key.raw,))

@@ -83,7 +83,9 @@ def test_ssec_key_rotation_by_in_place_copy(proxy, copy_bucket):
     old, new = CustomerKey.new(), CustomerKey.new()
     key, data = unique("rotate"), body_of(70000, "rotate")
     s3.put_object(Bucket=copy_bucket, Key=key, Body=data, **old.args())
-    s3.copy_object(Bucket=copy_bucket, Key=key, CopySource={"Bucket": copy_bucket, "Key": key}, **old.copy_source_args(), **new.args())
+    s3.copy_object(
+        Bucket=copy_bucket, Key=key, CopySource={"Bucket": copy_bucket, "Key": key}, **old.copy_source_args(), **new.args()
+    )
     assert s3.get_object(Bucket=copy_bucket, Key=key, **new.args())["Body"].read() == data
     expect_error(lambda: s3.get_object(Bucket=copy_bucket, Key=key, **old.args()), 403, "AccessDenied")
     assert_sealed(proxy, copy_bucket, key, data, "SSE-C", secrets=(old.raw, new.raw))

@@ -128,7 +128,10 @@ def test_the_right_key_gets_the_answer_about_the_object(world, case):
 @pytest.mark.parametrize("which", ["none", "wrong"])
 def test_copy_source_precondition_waits_for_the_source_key(world, which):
     """CopyObject from an SSE-C source: a failing x-amz-copy-source-if-match is 412 only with the key."""
-    copy = {"x-amz-copy-source": f"/{world.bucket}/{world.multipart}", "x-amz-copy-source-if-match": '"0123456789abcdef0123456789abcdef"'}
+    copy = {
+        "x-amz-copy-source": f"/{world.bucket}/{world.multipart}",
+        "x-amz-copy-source-if-match": '"0123456789abcdef0123456789abcdef"',
+    }
     status, headers, body = send(world, "PUT", unique("copy"), "", {**copy, **key_headers(world, which, CPSRC)})
     assert_refused(world, status, headers, body, which, "PUT")
     status, _, body = send(world, "PUT", unique("copy"), "", {**copy, **key_headers(world, "right", CPSRC)})

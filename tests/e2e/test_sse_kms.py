@@ -220,7 +220,9 @@ def test_dsse_is_not_implemented(s3, bucket):
     for call in (
         lambda: s3.put_object(Bucket=bucket, Key="d", Body=b"x", ServerSideEncryption="aws:kms:dsse"),
         lambda: s3.create_multipart_upload(Bucket=bucket, Key="d", ServerSideEncryption="aws:kms:dsse"),
-        lambda: s3.copy_object(Bucket=bucket, Key="d", CopySource={"Bucket": bucket, "Key": "src"}, ServerSideEncryption="aws:kms:dsse"),
+        lambda: s3.copy_object(
+            Bucket=bucket, Key="d", CopySource={"Bucket": bucket, "Key": "src"}, ServerSideEncryption="aws:kms:dsse"
+        ),
     ):
         expect_error(call, 501, "NotImplemented")
     assert [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]] == ["src"]

@@ -44,7 +44,9 @@ def test_multipart_etags_are_not_the_backends(proxy, s3, bucket, mode):
     backend = proxy.backend_client()
     parts = []
     for n, size in ((1, PART), (2, 10)):
-        etag = s3.upload_part(Bucket=bucket, Key="mpu", UploadId=upload, PartNumber=n, Body=body_of(size, str(n)), **read_args)["ETag"]
+        etag = s3.upload_part(Bucket=bucket, Key="mpu", UploadId=upload, PartNumber=n, Body=body_of(size, str(n)), **read_args)[
+            "ETag"
+        ]
         parts.append({"PartNumber": n, "ETag": etag})
     backend_parts = backend.list_parts(Bucket=bucket, Key="mpu", UploadId=upload)["Parts"]
     assert {p["ETag"] for p in parts}.isdisjoint({p["ETag"] for p in backend_parts})

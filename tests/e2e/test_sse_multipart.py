@@ -64,8 +64,13 @@ def test_multipart_in_every_mode(proxy, mpu_bucket, mode):
     assert [(p["PartNumber"], p["Size"]) for p in listed["Parts"]] == [(1, sizes[0]), (2, sizes[1])]  # plaintext sizes
 
     etags = [p1["ETag"], p2["CopyPartResult"]["ETag"]]
-    done = s3.complete_multipart_upload(Bucket=mpu_bucket, Key=key, UploadId=upload, **part_args,
-                                        MultipartUpload={"Parts": [{"PartNumber": i + 1, "ETag": e} for i, e in enumerate(etags)]})
+    done = s3.complete_multipart_upload(
+        Bucket=mpu_bucket,
+        Key=key,
+        UploadId=upload,
+        **part_args,
+        MultipartUpload={"Parts": [{"PartNumber": i + 1, "ETag": e} for i, e in enumerate(etags)]},
+    )
     assert done["ETag"].strip('"').endswith("-2")  # §1.3: multipart ETags are `-N`
     headers = done["ResponseMetadata"]["HTTPHeaders"]
     assert not any("customer" in h for h in headers)  # §1.1: Complete does not echo SSE-C [L]
@@ -105,9 +110,19 @@ def test_ssec_part_without_key(proxy, mpu_bucket, ssec_upload):
     s3 = proxy.client()
     expect_error(lambda: s3.upload_part(Bucket=mpu_bucket, Key=key, UploadId=upload, PartNumber=1, Body=b"x"),
                  400, "InvalidRequest", INITIATE)
-    expect_error(lambda: s3.upload_part_copy(Bucket=mpu_bucket, Key=key, UploadId=upload, PartNumber=1,
-                                             CopySource={"Bucket": mpu_bucket, "Key": "ssec-source"}, **SOURCE_KEY.copy_source_args()),
-                 400, "InvalidRequest", INITIATE)
+    expect_error(
+        lambda: s3.upload_part_copy(
+            Bucket=mpu_bucket,
+            Key=key,
+            UploadId=upload,
+            PartNumber=1,
+            CopySource={"Bucket": mpu_bucket, "Key": "ssec-source"},
+            **SOURCE_KEY.copy_source_args(),
+        ),
+        400,
+        "InvalidRequest",
+        INITIATE,
+    )
 
 
 def test_ssec_part_with_a_different_key(proxy, mpu_bucket, ssec_upload):
@@ -128,8 +143,12 @@ def test_part_with_key_on_an_upload_without_ssec(proxy, mpu_bucket):
     key = unique("plain-mpu")
     upload = s3.create_multipart_upload(Bucket=mpu_bucket, Key=key)["UploadId"]
     try:
-        expect_error(lambda: s3.upload_part(Bucket=mpu_bucket, Key=key, UploadId=upload, PartNumber=1, Body=b"x", **UPLOAD_KEY.args()),
-                     400, "InvalidRequest", INITIATE)
+        expect_error(
+            lambda: s3.upload_part(Bucket=mpu_bucket, Key=key, UploadId=upload, PartNumber=1, Body=b"x", **UPLOAD_KEY.args()),
+            400,
+            "InvalidRequest",
+            INITIATE,
+        )
     finally:
         s3.abort_multipart_upload(Bucket=mpu_bucket, Key=key, UploadId=upload)
 
@@ -171,7 +190,9 @@ def test_ssec_complete_without_the_key_succeeds_as_s3_did_before_sdks_sent_it(pr
     s3 = proxy.client(request_checksum_calculation="when_required")
     key = unique("ssec-complete")
     upload = s3.create_multipart_upload(Bucket=mpu_bucket, Key=key, **UPLOAD_KEY.args())["UploadId"]
-    etag = s3.upload_part(Bucket=mpu_bucket, Key=key, UploadId=upload, PartNumber=1, Body=b"only part", **UPLOAD_KEY.args())["ETag"]
+    etag = s3.upload_part(Bucket=mpu_bucket, Key=key, UploadId=upload, PartNumber=1, Body=b"only part", **UPLOAD_KEY.args())[
+        "ETag"
+    ]
     s3.complete_multipart_upload(Bucket=mpu_bucket, Key=key, UploadId=upload,
                                  MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": etag}]})
     assert s3.get_object(Bucket=mpu_bucket, Key=key, **UPLOAD_KEY.args())["Body"].read() == b"only part"

@@ -70,7 +70,9 @@ EDITS = {
 
 # The chunk format is the same in every mode: every edit under SSE-S3, two representative ones
 # (mid-stream failure, whole chunks dropped) under the modes whose keys come from elsewhere.
-CASES = [("sse-s3", e) for e in EDITS] + [(m, e) for m in ("sse-kms", "sse-c") for e in ("flip-third-chunk", "truncate-at-chunk-boundary")]
+CASES = [("sse-s3", e) for e in EDITS] + [
+    (m, e) for m in ("sse-kms", "sse-c") for e in ("flip-third-chunk", "truncate-at-chunk-boundary")
+]
 
 
 @pytest.mark.parametrize("mode,edit", CASES, ids=[f"{m}-{e}" for m, e in CASES])
@@ -82,8 +84,10 @@ def test_tampered_body_is_never_returned(proxy, s3, bucket, mode, edit):
     read_fails(lambda: s3.get_object(Bucket=bucket, Key="obj", **read_args))
     # a ranged GET reads only its chunks: it is refused, or (away from the damage) exactly right
     for first, last in ((0, 99), (2 * C - 5, 2 * C + 5), (SIZE - 3, SIZE - 1)):
-        read_fails(lambda: s3.get_object(Bucket=bucket, Key="obj", Range=f"bytes={first}-{last}", **read_args),
-                   expected=data[first : last + 1])
+        read_fails(
+            lambda first=first, last=last: s3.get_object(Bucket=bucket, Key="obj", Range=f"bytes={first}-{last}", **read_args),
+            expected=data[first : last + 1],
+        )
 
 
 @pytest.fixture
@@ -162,5 +166,7 @@ def test_kms_object_relabelled_as_sse_s3_at_rest_does_not_bypass_the_key_policy(
     alice.put_object(Bucket=bucket, Key="obj", Body=b"alice only", ServerSideEncryption="aws:kms", SSEKMSKeyId=key_id)
     expect_error(lambda: bob.get_object(Bucket=bucket, Key="obj"), 403, "AccessDenied")
     stored = at_rest(proxy, bucket, "obj")
-    proxy.backend_client().put_object(Bucket=bucket, Key="obj", Body=stored.body, Metadata={**stored.metadata, "s3proxy-mode": "AES256"})
+    proxy.backend_client().put_object(
+        Bucket=bucket, Key="obj", Body=stored.body, Metadata={**stored.metadata, "s3proxy-mode": "AES256"}
+    )
     read_fails(lambda: bob.get_object(Bucket=bucket, Key="obj"))

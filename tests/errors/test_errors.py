@@ -25,7 +25,12 @@ def test_classes_carry_the_aws_code_and_status(name: str, code: str, status: int
 
 def test_an_error_keeps_its_message_resource_headers_and_fields_as_strings() -> None:
     exc = errors.InvalidArgument("Bad.", resource="/b/k", headers={"x-amz-h": "v"}, ArgumentName="n", Size=5)
-    assert (exc.text, exc.resource, exc.headers, exc.fields) == ("Bad.", "/b/k", {"x-amz-h": "v"}, {"ArgumentName": "n", "Size": "5"})
+    assert (exc.text, exc.resource, exc.headers, exc.fields) == (
+        "Bad.",
+        "/b/k",
+        {"x-amz-h": "v"},
+        {"ArgumentName": "n", "Size": "5"},
+    )
     assert errors.NoSuchKey().text == "The specified key does not exist."
     assert repr(exc) == "InvalidArgument(InvalidArgument, 400, 'Bad.')"
 

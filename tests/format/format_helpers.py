@@ -7,7 +7,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from typing import Any, AsyncIterable, AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
+from typing import Any
 
 from hypothesis import strategies as st
 
@@ -38,7 +39,13 @@ def run(coro):  # noqa: ANN001, ANN201 - thin wrapper
 
 
 def encrypt(data: bytes, key: bytes, *, part_number: int = 0, context: bytes = b"", chunk_size: int, step: int = 4096) -> bytes:
-    return run(collect(encrypt_stream(steps(data, step) if data else pieces(b""), key, part_number=part_number, context=context, chunk_size=chunk_size)))
+    return run(
+        collect(
+            encrypt_stream(
+                steps(data, step) if data else pieces(b""), key, part_number=part_number, context=context, chunk_size=chunk_size
+            )
+        )
+    )
 
 
 def encrypt_object(

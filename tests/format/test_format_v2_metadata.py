@@ -75,7 +75,12 @@ def test_seal_uses_a_fresh_salt_and_binds_label_and_aad() -> None:
     one, two = seal(IK, b"l", b"secret", b"aad"), seal(IK, b"l", b"secret", b"aad")
     assert one != two and one[:16] != two[:16] and len(one) == 16 + 6 + 16
     assert open_sealed(IK, b"l", one, b"aad", "f") == b"secret"
-    for prk, label, data, aad in ((IK, b"m", one, b"aad"), (IK, b"l", one, b"aa"), (KEYS.meta, b"l", one, b"aad"), (IK, b"l", one[:31], b"aad")):
+    for prk, label, data, aad in (
+        (IK, b"m", one, b"aad"),
+        (IK, b"l", one, b"aa"),
+        (KEYS.meta, b"l", one, b"aad"),
+        (IK, b"l", one[:31], b"aad"),
+    ):
         with pytest.raises(IntegrityError) as caught:
             open_sealed(prk, label, data, aad, "f")
         assert caught.value.field == "f"
@@ -202,7 +207,8 @@ def test_surrogate_escaped_bytes_are_bound_as_received() -> None:
         ({KEY_MPU: "ab" * 16}, (KEY_ETAG, KEY_SIZE, KEY_MAC), ETAG_RECORD),
         ({KEY_MPU: "ab" * 16}, (KEY_SIZE, KEY_MAC), ETAG_CLEAR),  # a copy of a multipart object
         ({KEY_SEALED_ETAG: "S"}, (KEY_ETAG,), ETAG_SEALED),  # an SSE-S3 object re-wrapped to SSE-KMS keeps its MD5
-        ({KEY_SEALED_ETAG: "S", "s3proxy-mode": "AES256", KEY_TRAILER: "1"}, (KEY_ETAG,), ETAG_SEALED),  # a copy keeps the trailer
+        # a copy keeps the trailer
+        ({KEY_SEALED_ETAG: "S", "s3proxy-mode": "AES256", KEY_TRAILER: "1"}, (KEY_ETAG,), ETAG_SEALED),
         ({KEY_TRAILER: "1"}, (), ETAG_CLEAR),  # an SSE-S3 trailer object copied into SSE-KMS: a new random ETag
     ],
 )

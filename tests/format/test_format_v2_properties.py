@@ -60,7 +60,11 @@ def test_any_flipped_bit_in_any_bound_field_fails(obj, data) -> None:  # noqa: A
     arn, meta, headers = obj
     stored = seal_metadata(KEYS.meta, arn, meta, headers)
     assert open_metadata(KEYS.meta, arn, stored, headers) == 2
-    target = data.draw(st.sampled_from(["arn", "meta key", "meta value", "header value", "mac"] if headers else ["arn", "meta key", "meta value", "mac"]))
+    target = data.draw(
+        st.sampled_from(
+            ["arn", "meta key", "meta value", "header value", "mac"] if headers else ["arn", "meta key", "meta value", "mac"]
+        )
+    )
     if target == "arn":
         arn = flip(arn, data)
     elif target == "mac":

@@ -242,4 +242,6 @@ def test_committed_vectors_equal_what_the_generator_builds() -> None:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     for kind, vectors in module.build().items():
-        assert (VECTORS / f"{kind}.json").read_text() == module.dump(vectors), f"{kind}.json is stale: run tests/vectors/generate.py"
+        assert (VECTORS / f"{kind}.json").read_text() == module.dump(vectors), (
+            f"{kind}.json is stale: run tests/vectors/generate.py"
+        )

@@ -23,10 +23,10 @@ import threading
 import time
 import urllib.parse
 import urllib.request
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from http.client import HTTPResponse
 from pathlib import Path
-from typing import Callable, Mapping
 
 import aiohttp
 import boto3
@@ -77,7 +77,7 @@ class FaultHop:
         self.seen: list[tuple[str, str]] = []
         self.url = ""
 
-    def start(self) -> "FaultHop":
+    def start(self) -> FaultHop:
         self._thread.start()
         self.url = asyncio.run_coroutine_threadsafe(self._boot(), self.loop).result(30)
         return self
@@ -236,7 +236,7 @@ def sigv4_headers(method: str, url: str, *, body: bytes = b"", headers: Mapping[
     """Headers of a SigV4-signed request, computed here from the AWS docs so tests can sign hostile
     requests (odd paths, odd headers) that boto3 would refuse to build. `url` is sent as written."""
     parts = urllib.parse.urlsplit(url)
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     amz_date = now.strftime("%Y%m%dT%H%M%SZ")
     scope = f"{amz_date[:8]}/{REGION}/{service}/aws4_request"
     out = {k.lower(): v for k, v in (headers or {}).items()}
@@ -244,21 +244,30 @@ def sigv4_headers(method: str, url: str, *, body: bytes = b"", headers: Mapping[
     out["x-amz-date"] = amz_date
     out["x-amz-content-sha256"] = payload_hash or hashlib.sha256(body).hexdigest()
     signed = sorted(out)
-    canonical_uri = "/".join(urllib.parse.quote(urllib.parse.unquote_to_bytes(s), safe="") for s in (parts.path or "/").split("/"))
+    canonical_uri = "/".join(
+        urllib.parse.quote(urllib.parse.unquote_to_bytes(s), safe="") for s in (parts.path or "/").split("/")
+    )
     pairs = sorted(
-        (urllib.parse.quote(urllib.parse.unquote_to_bytes(n), safe=""), urllib.parse.quote(urllib.parse.unquote_to_bytes(v), safe=""))
+        (
+            urllib.parse.quote(urllib.parse.unquote_to_bytes(n), safe=""),
+            urllib.parse.quote(urllib.parse.unquote_to_bytes(v), safe=""),
+        )
         for n, _, v in (p.partition("=") for p in parts.query.split("&") if p)
     )
     canonical = "\n".join([
         method, canonical_uri, "&".join(f"{n}={v}" for n, v in pairs),
         "".join(f"{h}:{' '.join(out[h].split())}\n" for h in signed), ";".join(signed), out["x-amz-content-sha256"],
     ])
-    sts = "\n".join(["AWS4-HMAC-SHA256", amz_date, scope, hashlib.sha256(canonical.encode("utf-8", "surrogateescape")).hexdigest()])
+    sts = "\n".join(
+        ["AWS4-HMAC-SHA256", amz_date, scope, hashlib.sha256(canonical.encode("utf-8", "surrogateescape")).hexdigest()]
+    )
     key = ("AWS4" + secret_key).encode()
     for piece in (amz_date[:8], REGION, service, "aws4_request"):
         key = hmac.new(key, piece.encode(), hashlib.sha256).digest()
     signature = hmac.new(key, sts.encode(), hashlib.sha256).hexdigest()
-    out["authorization"] = f"AWS4-HMAC-SHA256 Credential={access_key}/{scope}, SignedHeaders={';'.join(signed)}, Signature={signature}"
+    out["authorization"] = (
+        f"AWS4-HMAC-SHA256 Credential={access_key}/{scope}, SignedHeaders={';'.join(signed)}, Signature={signature}"
+    )
     return out
 
 
@@ -318,7 +327,7 @@ class ProxyProcess:
     url: str = ""
     printed: list[str] = field(default_factory=list)
 
-    def start(self) -> "ProxyProcess":
+    def start(self) -> ProxyProcess:
         keys = [] if self.generate_credentials else ["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY]
         cmd = [sys.executable, "-u", "-m", "s3proxy", "serve", "--port", "0", "--host", "127.0.0.1",
                "--data-dir", str(self.data_dir), *keys, "--log-level", self.log_level, *self.extra]

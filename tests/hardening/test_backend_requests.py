@@ -123,7 +123,9 @@ def test_get_and_head_are_one_request_and_a_trailer_etag_is_read_once(counted, h
     try:
         rows = []
         for who, endpoint_ in (("cold", fresh), ("warm", fresh), ("writer", endpoint)):
-            s3 = s3_client(endpoint_.url, request_checksum_calculation="when_required", response_checksum_validation="when_required")
+            s3 = s3_client(
+                endpoint_.url, request_checksum_calculation="when_required", response_checksum_validation="when_required"
+            )
             hop_clean.seen.clear()
             head = s3.head_object(Bucket=bucket, Key="k", **READ_ARGS[mode])
             _, head_n, head_seen = _counts(hop_clean, bucket, "k")

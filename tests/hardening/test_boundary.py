@@ -37,7 +37,7 @@ def _sign(method: str, url: str, *, headers: dict[str, str] | None = None, signe
     covers (default: all given plus host); `query_as_signed` is the canonical query to sign when
     a test sends the query in another spelling; presign puts the signature in the query."""
     parts = urllib.parse.urlsplit(url)
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     amz_date = now.strftime("%Y%m%dT%H%M%SZ")
     scope = f"{amz_date[:8]}/{region}/{service}/aws4_request"
     hdrs = {k.lower(): v for k, v in (headers or {}).items()}

@@ -66,7 +66,7 @@ def _kill_mid_flight(proxy: ProxyProcess, workers: list[Worker], acks: int) -> N
     threads = [threading.Thread(target=w.run, daemon=True) for w in workers]
     for t in threads:
         t.start()
-    assert all(_wait(lambda w=w: len(w.acked) >= acks or not t.is_alive()) for w, t in zip(workers, threads))
+    assert all(_wait(lambda w=w, t=t: len(w.acked) >= acks or not t.is_alive()) for w, t in zip(workers, threads, strict=True))
     assert _wait(lambda: any(w.in_flight.is_set() for w in workers))
     proxy.kill()
     for w in workers:

@@ -20,9 +20,9 @@ import time
 import urllib.parse
 import urllib.request
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import Iterator
 
 import psutil
 import pytest
@@ -69,7 +69,7 @@ class RssPeak:
         while not self._stop.wait(0.02):
             self.peak = max(self.peak, self.process.memory_info().rss)
 
-    def __enter__(self) -> "RssPeak":
+    def __enter__(self) -> RssPeak:
         self._thread.start()
         return self
 
@@ -169,7 +169,7 @@ class _Responses:
         response.begin()
         return response.status, response.read()
 
-    def __enter__(self) -> "_Responses":
+    def __enter__(self) -> _Responses:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -245,7 +245,7 @@ def _closed_after(sock: socket.socket, dribble: bytes | None, limit: float) -> f
             data = sock.recv(65536)
             if data == b"" or b"HTTP/1.1 " in data:  # closed, or answered (then closed)
                 return time.monotonic() - started
-        except socket.timeout:
+        except TimeoutError:
             continue
         except OSError:
             return time.monotonic() - started
@@ -368,7 +368,8 @@ def test_a_4_mib_delete_objects_body_does_not_stall_healthz(tmp_path):
         md5 = base64.b64encode(hashlib.md5(body).digest()).decode()
         latencies, (status, answer) = _healthz_latencies_during(
             proxy.url, lambda: _signed_post(proxy.url, f"/{bucket}?delete", body, {"content-md5": md5}))
-        print(f"DeleteObjects of {len(body)} bytes: status {status}; /healthz max {max(latencies) * 1000:.0f} ms over {len(latencies)}")
+        print(f"DeleteObjects of {len(body)} bytes: status {status}; "
+              f"/healthz max {max(latencies) * 1000:.0f} ms over {len(latencies)}")
         assert status == 400 and error_code(answer) == "MalformedXML"  # over 1,000 keys, as S3 answers
         assert max(latencies) < 0.3, f"/healthz waited {max(latencies):.2f} s behind one XML body"
 
@@ -390,7 +391,9 @@ def test_a_4_mib_complete_multipart_upload_body_is_parsed_without_stalling_healt
         assert 4 * MiB - 32768 < len(body) <= 4 * MiB
         latencies, (status, answer) = _healthz_latencies_during(
             proxy.url, lambda: _signed_post(proxy.url, f"/{bucket}/big?uploadId={upload_id}", body))
-        print(f"Complete of {len(body)} bytes: status {status}; /healthz max {max(latencies) * 1000:.0f} ms over {len(latencies)}")
+        print(
+            f"Complete of {len(body)} bytes: status {status}; /healthz max {max(latencies) * 1000:.0f} ms over {len(latencies)}"
+        )
         assert status == 400 and error_code(answer) == "InvalidPart", answer[:300]  # parsed whole; no such parts
         assert max(latencies) < 0.3, f"/healthz waited {max(latencies):.2f} s behind one XML body"
 
@@ -477,7 +480,12 @@ def test_limit_settings_are_validated():
     from s3proxy.settings import SettingsError, load
 
     defaults = load({}, env={})
-    assert (defaults.max_header_bytes, defaults.header_timeout, defaults.idle_timeout, defaults.max_connections) == (32768, 20.0, 60.0, 1024)
+    assert (defaults.max_header_bytes, defaults.header_timeout, defaults.idle_timeout, defaults.max_connections) == (
+        32768,
+        20.0,
+        60.0,
+        1024,
+    )
     assert defaults.metrics_address is None
     assert load({"metrics_listen": "[::1]:9100"}, env={}).metrics_address == ("::1", 9100)
     assert load({}, env={"S3PROXY_METRICS_LISTEN": "127.0.0.1:0"}).metrics_address == ("127.0.0.1", 0)

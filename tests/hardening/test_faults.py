@@ -125,8 +125,12 @@ def _do(s3, method: str, suffix: str, bucket: str, key: str):
     return len(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
 
 
-@pytest.mark.parametrize("method,suffix,status,code,why", BACKEND_5XX, ids=[w.split(":")[0] + f"-{s}" for _, _, s, _, w in BACKEND_5XX])
-def test_backend_5xx_on_a_replayable_request_is_retried_by_the_proxy_then_passed_on(faulty, fbucket, hop_clean, method, suffix, status, code, why):
+@pytest.mark.parametrize(
+    "method,suffix,status,code,why", BACKEND_5XX, ids=[w.split(":")[0] + f"-{s}" for _, _, s, _, w in BACKEND_5XX]
+)
+def test_backend_5xx_on_a_replayable_request_is_retried_by_the_proxy_then_passed_on(
+    faulty, fbucket, hop_clean, method, suffix, status, code, why
+):
     _, ep = faulty
     key = _key()
     s3_client(ep.url).put_object(Bucket=fbucket, Key=key, Body=b"x" * 10)
@@ -301,7 +305,9 @@ def _describe_tasks(loop) -> list[str]:
     import asyncio
 
     async def tasks() -> list[str]:
-        return [repr(t.get_coro()) + "".join(f" @{f.f_code.co_name}:{f.f_lineno}" for f in t.get_stack()) for t in asyncio.all_tasks()]
+        return [
+            repr(t.get_coro()) + "".join(f" @{f.f_code.co_name}:{f.f_lineno}" for f in t.get_stack()) for t in asyncio.all_tasks()
+        ]
 
     return asyncio.run_coroutine_threadsafe(tasks(), loop).result(10)
 

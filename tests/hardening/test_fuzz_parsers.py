@@ -82,9 +82,11 @@ def test_non_ascii_digits_in_a_range_are_not_numbers():
 
 # --- XML --------------------------------------------------------------------------------------------
 
-BILLION_LAUGHS = (b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'
-                  + b"".join(b'<!ENTITY lol%d "%s">' % (i, (b"&lol%d;" % (i - 1) if i > 1 else b"&lol;") * 10) for i in range(1, 10))
-                  + b']><Delete><Object><Key>&lol9;</Key></Object></Delete>')
+BILLION_LAUGHS = (
+    b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'
+    + b"".join(b'<!ENTITY lol%d "%s">' % (i, (b"&lol%d;" % (i - 1) if i > 1 else b"&lol;") * 10) for i in range(1, 10))
+    + b"]><Delete><Object><Key>&lol9;</Key></Object></Delete>"
+)
 XXE = b'<?xml version="1.0"?><!DOCTYPE d [<!ENTITY x SYSTEM "file:///etc/passwd">]><Delete><Object><Key>&x;</Key></Object></Delete>'
 PARAM_ENTITY = b'<!DOCTYPE d [<!ENTITY % p SYSTEM "http://127.0.0.1:1/x">%p;]><Delete/>'
 
@@ -110,10 +112,19 @@ def test_hostile_xml_documents_are_malformed_xml(doc, why):
 
 
 @FUZZ
-@given(st.one_of(st.binary(max_size=300), st.text(max_size=300).map(str.encode),
-                 st.recursive(st.text(st.characters(blacklist_categories=("Cs",)), max_size=8),
-                              lambda inner: st.tuples(st.sampled_from(["Delete", "Object", "Key", "a", "x:Key"]), st.lists(inner, max_size=4))
-                              .map(lambda t: f"<{t[0]}>{''.join(t[1])}</{t[0]}>"), max_leaves=20).map(str.encode)))
+@given(
+    st.one_of(
+        st.binary(max_size=300),
+        st.text(max_size=300).map(str.encode),
+        st.recursive(
+            st.text(st.characters(blacklist_categories=("Cs",)), max_size=8),
+            lambda inner: st.tuples(st.sampled_from(["Delete", "Object", "Key", "a", "x:Key"]), st.lists(inner, max_size=4)).map(
+                lambda t: f"<{t[0]}>{''.join(t[1])}</{t[0]}>"
+            ),
+            max_leaves=20,
+        ).map(str.encode),
+    )
+)
 def test_any_xml_body_parses_or_is_malformed_xml(doc):
     result = _only_s3_errors(xml.parse, doc, "Delete")
     if isinstance(result, errors.S3Error):
@@ -126,7 +137,9 @@ def test_any_xml_body_parses_or_is_malformed_xml(doc):
 
 PATHS = st.one_of(
     st.text(max_size=80).map(lambda t: "/" + t),
-    st.lists(st.sampled_from(["..", ".", "", "%2e%2e", "%00", "%ff", "%", "%zz", "a", "%C3%A9", "\x7f", "~"]), max_size=8).map(lambda p: "/" + "/".join(p)),
+    st.lists(st.sampled_from(["..", ".", "", "%2e%2e", "%00", "%ff", "%", "%zz", "a", "%C3%A9", "\x7f", "~"]), max_size=8).map(
+        lambda p: "/" + "/".join(p)
+    ),
 )
 
 
@@ -147,7 +160,7 @@ def test_any_path_splits_or_is_invalid_uri(raw_path):
 @example("&&=&=%")
 def test_any_query_parses_or_is_invalid_argument(raw_query):
     for plus_is_space in (True, False):
-        _only_s3_errors(lambda q: decode_query(q, plus_is_space=plus_is_space), raw_query)
+        _only_s3_errors(lambda q, plus=plus_is_space: decode_query(q, plus_is_space=plus), raw_query)
 
 
 # --- SigV4: header and presigned --------------------------------------------------------------------
@@ -183,12 +196,23 @@ def test_any_authorization_header_is_accepted_or_refused_with_an_s3_error(author
 
 
 @FUZZ
-@given(st.fixed_dictionaries({}, optional=PRESIGN_VALUES), st.sampled_from(["", "&x-id=GetObject", "&AWSAccessKeyId=a&Signature=b"]))
+@given(
+    st.fixed_dictionaries({}, optional=PRESIGN_VALUES), st.sampled_from(["", "&x-id=GetObject", "&AWSAccessKeyId=a&Signature=b"])
+)
 def test_any_presigned_query_is_accepted_or_refused_with_an_s3_error(params, extra):
     from urllib.parse import quote
 
     query = "&".join(f"{k}={quote(v, safe='')}" for k, v in params.items()) + extra
-    _only_s3_errors(authenticate, "GET", "/bucket/key", query, CIMultiDict({"host": "s3.amazonaws.com"}), example_store(), now=EXAMPLE_NOW, region="us-east-1")
+    _only_s3_errors(
+        authenticate,
+        "GET",
+        "/bucket/key",
+        query,
+        CIMultiDict({"host": "s3.amazonaws.com"}),
+        example_store(),
+        now=EXAMPLE_NOW,
+        region="us-east-1",
+    )
 
 
 def test_regression_non_utf8_bytes_in_a_signed_header_are_a_4xx_not_an_internal_error():

@@ -69,10 +69,16 @@ HEADERS = st.lists(
     max_size=12,
 )
 BODIES = st.one_of(
-    st.just(b""), st.binary(max_size=2000),
-    st.sampled_from([b"<Delete><Object><Key>obj</Key></Object></Delete>", b"<Delete>" + b"<a>" * 5000 + b"</a>" * 5000 + b"</Delete>",
-                     b'<!DOCTYPE d [<!ENTITY x SYSTEM "file:///etc/passwd">]><Delete><Object><Key>&x;</Key></Object></Delete>',
-                     b"<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>x</ETag></Part></CompleteMultipartUpload>"]),
+    st.just(b""),
+    st.binary(max_size=2000),
+    st.sampled_from(
+        [
+            b"<Delete><Object><Key>obj</Key></Object></Delete>",
+            b"<Delete>" + b"<a>" * 5000 + b"</a>" * 5000 + b"</Delete>",
+            b'<!DOCTYPE d [<!ENTITY x SYSTEM "file:///etc/passwd">]><Delete><Object><Key>&x;</Key></Object></Delete>',
+            b"<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>x</ETag></Part></CompleteMultipartUpload>",
+        ]
+    ),
 )
 QUERIES = st.sampled_from(["", "?delete", "?uploads", "?uploadId=nope", "?partNumber=1&uploadId=nope", "?tagging", "?list-type=2",
                            "?list-type=2&max-keys=-1", "?list-type=2&max-keys=99999999999999999999", "?versions", "?acl",
@@ -81,7 +87,9 @@ QUERIES = st.sampled_from(["", "?delete", "?uploads", "?uploadId=nope", "?partNu
 
 
 @FUZZ
-@given(st.sampled_from(["GET", "PUT", "POST", "HEAD", "DELETE", "OPTIONS", "PATCH"]), KEYS, QUERIES, HEADERS, BODIES, st.booleans())
+@given(
+    st.sampled_from(["GET", "PUT", "POST", "HEAD", "DELETE", "OPTIONS", "PATCH"]), KEYS, QUERIES, HEADERS, BODIES, st.booleans()
+)
 def test_any_request_gets_a_4xx_or_success_and_the_proxy_keeps_serving(target, method, key, query, headers, body, signed):
     ep, bucket = target
     path = f"/{bucket}/{key}{query}"

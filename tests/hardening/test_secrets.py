@@ -154,11 +154,20 @@ def key_cases() -> dict[str, tuple[str, dict[str, str]]]:
     return {
         "wrong-length": (wrong_length, {SSEC + "algorithm": "AES256", SSEC + "key": wrong_length, SSEC + "key-MD5": "x"}),
         "bad-base64": (bad_base64, {SSEC + "algorithm": "AES256", SSEC + "key": bad_base64, SSEC + "key-MD5": "x"}),
-        "md5-mismatch": (good_key, {SSEC + "algorithm": "AES256", SSEC + "key": good_key,
-                                    SSEC + "key-MD5": base64.b64encode(b"0123456789abcdef").decode()}),
+        "md5-mismatch": (
+            good_key,
+            {
+                SSEC + "algorithm": "AES256",
+                SSEC + "key": good_key,
+                SSEC + "key-MD5": base64.b64encode(b"0123456789abcdef").decode(),
+            },
+        ),
         "wrong-key": (wrong_key, {SSEC + "algorithm": "AES256", SSEC + "key": wrong_key, SSEC + "key-MD5": wrong_key_md5}),
         "bad-algorithm": (good_key, {SSEC + "algorithm": "AES128", SSEC + "key": good_key, SSEC + "key-MD5": "x"}),
-        "key-on-plain-object": (wrong_key, {SSEC + "algorithm": "AES256", SSEC + "key": wrong_key, SSEC + "key-MD5": wrong_key_md5}),
+        "key-on-plain-object": (
+            wrong_key,
+            {SSEC + "algorithm": "AES256", SSEC + "key": wrong_key, SSEC + "key-MD5": wrong_key_md5},
+        ),
     }
 
 
@@ -185,14 +194,18 @@ def test_bad_copy_source_ssec_key(proxy, case):
 
 
 def scope() -> str:
-    return f"{dt.datetime.now(dt.timezone.utc):%Y%m%d}/{REGION}/s3/aws4_request"
+    return f"{dt.datetime.now(dt.UTC):%Y%m%d}/{REGION}/s3/aws4_request"
 
 
 AUTHORIZATIONS = {
     "garbage-scheme": lambda s: f"Garbage {s}",
     "only-the-secret": lambda s: s,
-    "sigv4-wrong-signature": lambda s: f"AWS4-HMAC-SHA256 Credential={ACCESS_KEY}/{scope()}, SignedHeaders=host;x-amz-content-sha256;x-amz-date, Signature={s}",
-    "sigv4-component-without-equals": lambda s: f"AWS4-HMAC-SHA256 Credential={ACCESS_KEY}/{scope()}, SignedHeaders=host, Signature:{s}",
+    "sigv4-wrong-signature": lambda s: (
+        f"AWS4-HMAC-SHA256 Credential={ACCESS_KEY}/{scope()}, SignedHeaders=host;x-amz-content-sha256;x-amz-date, Signature={s}"
+    ),
+    "sigv4-component-without-equals": lambda s: (
+        f"AWS4-HMAC-SHA256 Credential={ACCESS_KEY}/{scope()}, SignedHeaders=host, Signature:{s}"
+    ),
     "sigv4-bare-component": lambda s: f"AWS4-HMAC-SHA256 {s}",
     "sigv4-unknown-key": lambda s: f"AWS4-HMAC-SHA256 Credential=AKIAUNKNOWN0000000/{scope()}, SignedHeaders=host, Signature={s}",
     "sigv4-credential-is-secret": lambda s: f"AWS4-HMAC-SHA256 Credential={s}, SignedHeaders=host, Signature={s}",
@@ -200,14 +213,16 @@ AUTHORIZATIONS = {
     "sigv2-wrong-signature": lambda s: f"AWS {ACCESS_KEY}:{s}",
     "sigv2-no-colon": lambda s: f"AWS {s}",
     "sigv2-unknown-key": lambda s: f"AWS AKIAUNKNOWN0000000:{s}",
-    "signature-with-control-byte": lambda s: f"AWS4-HMAC-SHA256 Credential={ACCESS_KEY}/{scope()}, SignedHeaders=host, Signature={s}\x01",
+    "signature-with-control-byte": lambda s: (
+        f"AWS4-HMAC-SHA256 Credential={ACCESS_KEY}/{scope()}, SignedHeaders=host, Signature={s}\x01"
+    ),
 }
 
 
 @pytest.mark.parametrize("shape", list(AUTHORIZATIONS))
 def test_authorization_header_signature(proxy, shape):
     secret = marker()
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     headers = [("Host", "x"), ("Date", f"{now:%a, %d %b %Y %H:%M:%S GMT}"), ("Authorization", AUTHORIZATIONS[shape](secret))]
     if not shape.startswith("sigv2"):  # SigV2 reads x-amz-date before Date, in Date's format
         headers += [("x-amz-date", f"{now:%Y%m%dT%H%M%SZ}"), ("x-amz-content-sha256", hashlib.sha256(b"").hexdigest())]
@@ -224,8 +239,11 @@ def test_session_token_header(proxy):
 
 def test_kms_api_authorization(proxy):
     secret = marker()
-    for authorization in (f"Garbage {secret}", f"AWS4-HMAC-SHA256 {secret}",
-                          f"AWS4-HMAC-SHA256 Credential={ACCESS_KEY}/{scope().replace('/s3/', '/kms/')}, SignedHeaders=host, Signature={secret}"):
+    for authorization in (
+        f"Garbage {secret}",
+        f"AWS4-HMAC-SHA256 {secret}",
+        f"AWS4-HMAC-SHA256 Credential={ACCESS_KEY}/{scope().replace('/s3/', '/kms/')}, SignedHeaders=host, Signature={secret}",
+    ):
         request = head("POST", "/", [("Host", "x"), ("X-Amz-Target", "TrentService.ListKeys"),
                                      ("Content-Type", "application/x-amz-json-1.1"), ("Authorization", authorization)], b"{}")
         assert_secret_absent(proxy, secret, proxy.exchange(request))
@@ -235,7 +253,7 @@ def test_kms_api_authorization(proxy):
 
 
 def presigned_v4(secret: str, *, token: str | None = None, extra: str = "") -> str:
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     query = {
         "X-Amz-Algorithm": "AWS4-HMAC-SHA256", "X-Amz-Credential": f"{ACCESS_KEY}/{scope()}",
         "X-Amz-Date": f"{now:%Y%m%dT%H%M%SZ}", "X-Amz-Expires": "300", "X-Amz-SignedHeaders": "host",
@@ -253,7 +271,9 @@ PRESIGNED = {
     "sigv4-and-authorization": lambda s: presigned_v4(s),
     "sigv2-signature": lambda s: f"/vault/plain?AWSAccessKeyId={ACCESS_KEY}&Expires=9999999999&Signature={s}",
     "sigv2-expired": lambda s: f"/vault/plain?AWSAccessKeyId={ACCESS_KEY}&Expires=1&Signature={s}",
-    "sigv2-with-token": lambda s: f"/vault/plain?AWSAccessKeyId={ACCESS_KEY}&Expires=9999999999&Signature={s}&x-amz-security-token={s}",
+    "sigv2-with-token": lambda s: (
+        f"/vault/plain?AWSAccessKeyId={ACCESS_KEY}&Expires=9999999999&Signature={s}&x-amz-security-token={s}"
+    ),
     "signature-with-space": lambda s: presigned_v4(s).replace("X-Amz-Signature=", "X-Amz-Signature=%20"),
 }
 
@@ -263,7 +283,9 @@ def test_presigned_signature(proxy, shape):
     secret = marker()
     headers = [("Host", "x")]
     if shape == "sigv4-and-authorization":
-        headers.append(("Authorization", f"AWS4-HMAC-SHA256 Credential={ACCESS_KEY}/{scope()}, SignedHeaders=host, Signature={secret}"))
+        headers.append(
+            ("Authorization", f"AWS4-HMAC-SHA256 Credential={ACCESS_KEY}/{scope()}, SignedHeaders=host, Signature={secret}")
+        )
     assert_secret_absent(proxy, secret, proxy.exchange(head("GET", PRESIGNED[shape](secret), headers)))
 
 

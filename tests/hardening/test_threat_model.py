@@ -197,7 +197,7 @@ def test_no_client_reaches_the_internal_records_bucket(over_moto):
 def test_network_observer_cannot_replay_a_request_after_15_minutes_or_alter_one(over_moto, tbucket):
     over_moto.client().put_object(Bucket=tbucket, Key="k", Body=b"data")
     url, path = over_moto.url, f"/{tbucket}/k"
-    stale = sigv4_headers("GET", url + path, now=dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=20))
+    stale = sigv4_headers("GET", url + path, now=dt.datetime.now(dt.UTC) - dt.timedelta(minutes=20))
     status, _, body = raw_request(url, "GET", path, headers=stale)
     assert (status, error_code(body)) == (403, "RequestTimeTooSkewed")  # S3: 15 minutes of clock skew
     fresh = sigv4_headers("DELETE", url + path)

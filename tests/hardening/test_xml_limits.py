@@ -20,7 +20,9 @@ def _xmltodict_children(doc: bytes) -> dict | None:
 
 
 NAMES = st.sampled_from(["Object", "Key", "VersionId", "Quiet", "x:Key", "a"])
-TEXT = st.text(st.characters(blacklist_categories=("Cs", "Cc")), max_size=6).map(lambda t: t.replace("&", "&amp;").replace("<", "&lt;"))
+TEXT = st.text(st.characters(blacklist_categories=("Cs", "Cc")), max_size=6).map(
+    lambda t: t.replace("&", "&amp;").replace("<", "&lt;")
+)
 
 
 def _element(name: str, attributes: list[tuple[str, str]], content: list[str]) -> str:
@@ -57,14 +59,20 @@ def _stripped(value):
 
 
 def test_a_leaf_keeps_its_whitespace_and_text_strips_it():
-    doc = xml.parse(b"<Delete><Quiet>\n true \n</Quiet><Object><Key> a </Key></Object><Object><Key> </Key></Object></Delete>", "Delete")
+    doc = xml.parse(
+        b"<Delete><Quiet>\n true \n</Quiet><Object><Key> a </Key></Object><Object><Key> </Key></Object></Delete>", "Delete"
+    )
     assert [xml.verbatim(o["Key"]) for o in doc["Object"]] == [" a ", " "]
     assert xml.text(doc["Quiet"]) == "true"
 
 
 @pytest.mark.parametrize("pieces", [1, 7, 4096])
 def test_a_document_fed_in_pieces_reads_as_a_whole(pieces):
-    doc = b'<Delete xmlns="u"><Quiet>true</Quiet>' + b"".join(b"<Object><Key>k%d &amp; \xc3\xa9</Key></Object>" % i for i in range(50)) + b"</Delete>"
+    doc = (
+        b'<Delete xmlns="u"><Quiet>true</Quiet>'
+        + b"".join(b"<Object><Key>k%d &amp; \xc3\xa9</Key></Object>" % i for i in range(50))
+        + b"</Delete>"
+    )
     reader = xml.Reader("Delete")
     step = max(1, len(doc) // pieces)
     for start in range(0, len(doc), step):
@@ -95,12 +103,19 @@ def test_a_complete_document_is_refused_at_its_10001st_part_without_reading_on()
 
 
 def test_the_limits_fit_what_s3_accepts():
-    keys = b"".join(b"<Object><Key>%s</Key><VersionId>%s</VersionId></Object>" % (b"&amp;" * 1024, b"v" * 64) for _ in range(1000))
+    keys = b"".join(
+        b"<Object><Key>%s</Key><VersionId>%s</VersionId></Object>" % (b"&amp;" * 1024, b"v" * 64) for _ in range(1000)
+    )
     assert len(xml.parse(b"<Delete><Quiet>true</Quiet>" + keys + b"</Delete>", "Delete")["Object"]) == 1000
-    checksums = b"".join(b"<Checksum%s>%s</Checksum%s>" % (n, b"A" * 44, n) for n in (b"CRC32", b"CRC32C", b"CRC64NVME", b"SHA1", b"SHA256"))
+    checksums = b"".join(
+        b"<Checksum%s>%s</Checksum%s>" % (n, b"A" * 44, n) for n in (b"CRC32", b"CRC32C", b"CRC64NVME", b"SHA1", b"SHA256")
+    )
     parts = b"".join(b"<Part><PartNumber>%d</PartNumber><ETag>&quot;%s&quot;</ETag>%s</Part>" % (n, b"0" * 32, checksums)
                      for n in range(1, 10_001))
-    assert len(xml.parse(b"<CompleteMultipartUpload>" + parts + b"</CompleteMultipartUpload>", "CompleteMultipartUpload")["Part"]) == 10_000
+    assert (
+        len(xml.parse(b"<CompleteMultipartUpload>" + parts + b"</CompleteMultipartUpload>", "CompleteMultipartUpload")["Part"])
+        == 10_000
+    )
     tags = b"".join(b"<Tag><Key>%s</Key><Value>%s</Value></Tag>" % (b"k" * 128, b"v" * 256) for _ in range(50))
     assert len(xml.parse(b"<Tagging><TagSet>" + tags + b"</TagSet></Tagging>", "Tagging")["TagSet"]["Tag"]) == 50
 

@@ -4,8 +4,9 @@ the in-memory twins, and a client that signs its requests with botocore's SigV4 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Mapping
+from typing import Any
 
 from aiohttp.test_utils import TestClient, TestServer
 from botocore.auth import S3SigV4Auth, SigV4Auth

@@ -66,14 +66,16 @@ async def test_metrics_count_by_operation_status_and_mode(world: World) -> None:
     assert sample(front, "s3proxy_inflight_requests") == 0
 
 
-async def test_the_access_log_has_one_json_line_per_request_with_its_principal(world: World, caplog: pytest.LogCaptureFixture) -> None:
+async def test_the_access_log_has_one_json_line_per_request_with_its_principal(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
     async with served(frontend(world)) as client:
         with caplog.at_level(logging.INFO, logger="s3proxy.access"):
             ok = await client.send("GET", "/", credential=BOB)
             refused = await client.send("GET", "/", credential=Credential(ALICE.access_key, "wrong secret", "alice"))
             kms = await client.kms("ListKeys", b"{}")
     lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "s3proxy.access"]
-    assert [(l["request_id"], l["op"], l["status"], l["access_key"], l["principal"]) for l in lines] == [
+    assert [(e["request_id"], e["op"], e["status"], e["access_key"], e["principal"]) for e in lines] == [
         (ok.headers["x-amz-request-id"], "ListBuckets", 200, BOB.access_key, "arn:aws:iam::000000000000:user/bob"),
         (refused.headers["x-amz-request-id"], "-", 403, ALICE.access_key, None),  # named by its header, not proven
         (kms.headers["x-amzn-RequestId"], "kms:ListKeys", 200, ALICE.access_key, "arn:aws:iam::000000000000:user/alice"),

@@ -12,8 +12,9 @@ import os
 import re
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import boto3
 import pytest
@@ -53,8 +54,12 @@ class KmsServer:
         found = _CREDENTIAL.search(request.headers.get("Authorization", ""))
         user = USERS.get(found.group(1)) if found else None
         if user is None:
-            return web.Response(status=400, content_type=CONTENT_TYPE.split(";")[0],
-                                body=b'{"__type":"UnrecognizedClientException","message":"The security token included in the request is invalid."}')
+            return web.Response(
+                status=400,
+                content_type=CONTENT_TYPE.split(";")[0],
+                body=b'{"__type":"UnrecognizedClientException",'
+                b'"message":"The security token included in the request is invalid."}',
+            )
         caller = Caller(found.group(1), user, ACCOUNT, source_ip=request.remote,
                         user_agent=request.headers.get("User-Agent"), request_id=None, secure=request.secure, region=REGION)
         body = await request.read()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 
 import pytest
 from botocore.exceptions import ClientError, ParamValidationError
@@ -28,7 +29,9 @@ def test_create_and_describe(alice, key) -> None:
 def test_list_keys_pages(alice, key) -> None:
     for _ in range(2):
         alice.create_key()
-    ids = [k["KeyId"] for page in alice.get_paginator("list_keys").paginate(PaginationConfig={"PageSize": 1}) for k in page["Keys"]]
+    ids = [
+        k["KeyId"] for page in alice.get_paginator("list_keys").paginate(PaginationConfig={"PageSize": 1}) for k in page["Keys"]
+    ]
     assert key["KeyId"] in ids and len(ids) == len(set(ids))
 
 
@@ -136,7 +139,9 @@ def test_limits(alice, kms, key) -> None:
     from s3proxy.kms.caller import Caller
 
     caller = Caller("AKIAALICE000000000001", "alice", "000000000000")
-    body = ('{"KeyId":"%s","Plaintext":"%s"}' % (key["KeyId"], base64.b64encode(b"x" * 4097).decode())).encode()
+    body = json.dumps(
+        {"KeyId": key["KeyId"], "Plaintext": base64.b64encode(b"x" * 4097).decode()}, separators=(",", ":")
+    ).encode()
     status, out = kms.api.dispatch("TrentService.Encrypt", body, caller)
     assert status == 400 and b"ValidationException" in out
     for n in (0, 1025):

@@ -90,7 +90,9 @@ def test_hmac(alice, spec) -> None:
     assert code(e) == "UnsupportedOperationException"
 
 
-@pytest.mark.parametrize("spec,usage", [("ECC_NIST_P256", "ENCRYPT_DECRYPT"), ("HMAC_256", "SIGN_VERIFY"), ("SYMMETRIC_DEFAULT", "SIGN_VERIFY")])
+@pytest.mark.parametrize(
+    "spec,usage", [("ECC_NIST_P256", "ENCRYPT_DECRYPT"), ("HMAC_256", "SIGN_VERIFY"), ("SYMMETRIC_DEFAULT", "SIGN_VERIFY")]
+)
 def test_incompatible_spec_and_usage(alice, spec, usage) -> None:
     with pytest.raises(ClientError) as e:
         alice.create_key(KeySpec=spec, KeyUsage=usage)
@@ -105,6 +107,9 @@ def test_data_key_pairs(alice, spec) -> None:
     private = alice.decrypt(CiphertextBlob=pair["PrivateKeyCiphertextBlob"], EncryptionContext=ctx)["Plaintext"]
     assert private == pair["PrivateKeyPlaintext"]
     key = serialization.load_der_private_key(private, None)
-    assert key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo) == pair["PublicKey"]
+    assert (
+        key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        == pair["PublicKey"]
+    )
     bare = alice.generate_data_key_pair_without_plaintext(KeyId=kid, KeyPairSpec=spec)
     assert "PrivateKeyPlaintext" not in bare and bare["PublicKey"]

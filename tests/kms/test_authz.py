@@ -41,8 +41,11 @@ def test_default_policy_creator_and_administrators(kms, alice, bob) -> None:
 
 
 def test_allow_with_action_wildcards(alice, bob) -> None:
-    kid = alice.create_key(Policy=policy({"Effect": "Allow", "Principal": {"AWS": [BOB]},
-                                          "Action": ["kms:GenerateDataKey*", "kms:Decrypt"], "Resource": "*"}))["KeyMetadata"]["KeyId"]
+    kid = alice.create_key(
+        Policy=policy(
+            {"Effect": "Allow", "Principal": {"AWS": [BOB]}, "Action": ["kms:GenerateDataKey*", "kms:Decrypt"], "Resource": "*"}
+        )
+    )["KeyMetadata"]["KeyId"]
     dk = bob.generate_data_key(KeyId=kid, KeySpec="AES_256")
     bob.generate_data_key_without_plaintext(KeyId=kid, KeySpec="AES_256")
     assert bob.decrypt(CiphertextBlob=dk["CiphertextBlob"])["Plaintext"] == dk["Plaintext"]
@@ -51,7 +54,9 @@ def test_allow_with_action_wildcards(alice, bob) -> None:
 
 
 def test_explicit_deny_beats_allow(alice) -> None:
-    kid = alice.create_key(Policy=policy({"Effect": "Deny", "Principal": "*", "Action": "kms:Decrypt", "Resource": "*"}))["KeyMetadata"]["KeyId"]
+    kid = alice.create_key(Policy=policy({"Effect": "Deny", "Principal": "*", "Action": "kms:Decrypt", "Resource": "*"}))[
+        "KeyMetadata"
+    ]["KeyId"]
     blob = alice.encrypt(KeyId=kid, Plaintext=b"x")["CiphertextBlob"]
     assert "explicit deny" in denied(lambda: alice.decrypt(CiphertextBlob=blob))
 
@@ -76,9 +81,16 @@ def test_for_all_values_on_context_keys(alice, bob) -> None:
     denied(lambda: bob.encrypt(KeyId=kid, Plaintext=b"x", EncryptionContext={"other": "o"}))
 
 
-@pytest.mark.parametrize("doc", ["not json", json.dumps({"Statement": [{"Effect": "Maybe", "Principal": "*", "Action": "kms:*"}]}),
-                                 json.dumps({"Statement": [{"Effect": "Allow", "Principal": "*", "Action": "kms:*",
-                                                            "Condition": {"NumericWobbly": {"a": "1"}}}]})])
+@pytest.mark.parametrize(
+    "doc",
+    [
+        "not json",
+        json.dumps({"Statement": [{"Effect": "Maybe", "Principal": "*", "Action": "kms:*"}]}),
+        json.dumps(
+            {"Statement": [{"Effect": "Allow", "Principal": "*", "Action": "kms:*", "Condition": {"NumericWobbly": {"a": "1"}}}]}
+        ),
+    ],
+)
 def test_malformed_policies_are_refused(alice, doc) -> None:
     kid = alice.create_key()["KeyMetadata"]["KeyId"]
     with pytest.raises(ClientError) as e:
@@ -105,7 +117,9 @@ def test_grants_with_constraints_retire_and_revoke(alice, bob) -> None:
     denied(lambda: bob.encrypt(KeyId=kid, Plaintext=b"p", EncryptionContext={"app": "z"}))
     denied(lambda: bob.generate_data_key(KeyId=kid, KeySpec="AES_256", EncryptionContext={"app": "x"}))
     listed = alice.list_grants(KeyId=kid)["Grants"]
-    assert [x["GrantId"] for x in listed] == [g["GrantId"]] and listed[0]["Constraints"] == {"EncryptionContextSubset": {"app": "x"}}
+    assert [x["GrantId"] for x in listed] == [g["GrantId"]] and listed[0]["Constraints"] == {
+        "EncryptionContextSubset": {"app": "x"}
+    }
     assert alice.create_grant(KeyId=kid, GranteePrincipal=BOB, Operations=["Encrypt", "Decrypt"], Name="g1",
                               Constraints={"EncryptionContextSubset": {"app": "x"}})["GrantId"] == g["GrantId"]
     alice.revoke_grant(KeyId=kid, GrantId=g["GrantId"])
@@ -132,7 +146,9 @@ def test_grant_retire_by_stranger_is_denied(alice, bob, kms) -> None:
 
 def test_data_path_is_authorized_as_the_requesting_principal(kms, alice) -> None:
     """A policy that denies bob the key also denies him data keys through the S3 data path (in-process seam)."""
-    kid = alice.create_key(Policy=policy({"Effect": "Deny", "Principal": {"AWS": BOB}, "Action": "kms:*", "Resource": "*"}))["KeyMetadata"]["KeyId"]
+    kid = alice.create_key(Policy=policy({"Effect": "Deny", "Principal": {"AWS": BOB}, "Action": "kms:*", "Resource": "*"}))[
+        "KeyMetadata"
+    ]["KeyId"]
     svc = kms.service
     bob_caller = Caller("AKIABOB00000000000002", "bob", "000000000000", via_service="s3.us-east-1.amazonaws.com")
     alice_caller = Caller("AKIAALICE000000000001", "alice", "000000000000", via_service="s3.us-east-1.amazonaws.com")

@@ -44,7 +44,9 @@ def test_cli_access_denied_for_another_user(kms) -> None:
 
 
 def test_cli_sign_verify_and_random(kms, tmp_path: Path) -> None:
-    kid = json.loads(aws(kms, "create-key", "--key-spec", "ECC_NIST_P256", "--key-usage", "SIGN_VERIFY").stdout)["KeyMetadata"]["KeyId"]
+    kid = json.loads(aws(kms, "create-key", "--key-spec", "ECC_NIST_P256", "--key-usage", "SIGN_VERIFY").stdout)["KeyMetadata"][
+        "KeyId"
+    ]
     (tmp_path / "m").write_bytes(b"message")
     sig = json.loads(aws(kms, "sign", "--key-id", kid, "--message", f"fileb://{tmp_path / 'm'}",
                          "--signing-algorithm", "ECDSA_SHA_256").stdout)["Signature"]

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
@@ -25,7 +26,9 @@ def _calls(c: Any, kid: str, blob: bytes) -> dict[str, Callable[[], Any]]:
         "GenerateDataKey": lambda: c.generate_data_key(KeyId=kid, KeySpec="AES_256"),
         "GenerateDataKeyWithoutPlaintext": lambda: c.generate_data_key_without_plaintext(KeyId=kid, KeySpec="AES_256"),
         "GenerateDataKeyPair": lambda: c.generate_data_key_pair(KeyId=kid, KeyPairSpec="ECC_NIST_P256"),
-        "GenerateDataKeyPairWithoutPlaintext": lambda: c.generate_data_key_pair_without_plaintext(KeyId=kid, KeyPairSpec="ECC_NIST_P256"),
+        "GenerateDataKeyPairWithoutPlaintext": lambda: c.generate_data_key_pair_without_plaintext(
+            KeyId=kid, KeyPairSpec="ECC_NIST_P256"
+        ),
         "DescribeKey": lambda: c.describe_key(KeyId=kid),
         "UpdateKeyDescription": lambda: c.update_key_description(KeyId=kid, Description="d"),
         "TagResource": lambda: c.tag_resource(KeyId=kid, Tags=[{"TagKey": "t", "TagValue": "v"}]),
@@ -34,7 +37,9 @@ def _calls(c: Any, kid: str, blob: bytes) -> dict[str, Callable[[], Any]]:
         "GetKeyPolicy": lambda: c.get_key_policy(KeyId=kid, PolicyName="default"),
         "ListKeyPolicies": lambda: c.list_key_policies(KeyId=kid),
         "ListGrants": lambda: c.list_grants(KeyId=kid),
-        "CreateGrant": lambda: c.create_grant(KeyId=kid, GranteePrincipal="arn:aws:iam::000000000000:user/bob", Operations=["Decrypt"]),
+        "CreateGrant": lambda: c.create_grant(
+            KeyId=kid, GranteePrincipal="arn:aws:iam::000000000000:user/bob", Operations=["Decrypt"]
+        ),
         "EnableKeyRotation": lambda: c.enable_key_rotation(KeyId=kid),
         "DisableKeyRotation": lambda: c.disable_key_rotation(KeyId=kid),
         "GetKeyRotationStatus": lambda: c.get_key_rotation_status(KeyId=kid),
@@ -45,8 +50,9 @@ def _calls(c: Any, kid: str, blob: bytes) -> dict[str, Callable[[], Any]]:
         "DisableKey": lambda: c.disable_key(KeyId=kid),
         "ScheduleKeyDeletion": lambda: c.schedule_key_deletion(KeyId=kid, PendingWindowInDays=7),
         "CancelKeyDeletion": lambda: c.cancel_key_deletion(KeyId=kid),
-        "PutKeyPolicy": lambda: c.put_key_policy(KeyId=kid, PolicyName="default",
-                                                 Policy=c.get_key_policy(KeyId=kid, PolicyName="default")["Policy"]),
+        "PutKeyPolicy": lambda: c.put_key_policy(
+            KeyId=kid, PolicyName="default", Policy=c.get_key_policy(KeyId=kid, PolicyName="default")["Policy"]
+        ),
     }
 
 
@@ -243,7 +249,10 @@ def test_aliases(alice) -> None:
 def test_tags(alice) -> None:
     kid = alice.create_key(Tags=[{"TagKey": "team", "TagValue": "a"}])["KeyMetadata"]["KeyId"]
     alice.tag_resource(KeyId=kid, Tags=[{"TagKey": "env", "TagValue": "prod"}, {"TagKey": "team", "TagValue": "b"}])
-    assert alice.list_resource_tags(KeyId=kid)["Tags"] == [{"TagKey": "env", "TagValue": "prod"}, {"TagKey": "team", "TagValue": "b"}]
+    assert alice.list_resource_tags(KeyId=kid)["Tags"] == [
+        {"TagKey": "env", "TagValue": "prod"},
+        {"TagKey": "team", "TagValue": "b"},
+    ]
     alice.untag_resource(KeyId=kid, TagKeys=["env"])
     assert alice.list_resource_tags(KeyId=kid)["Tags"] == [{"TagKey": "team", "TagValue": "b"}]
     with pytest.raises(ClientError) as e:

@@ -47,7 +47,12 @@ def test_the_signer_is_the_principal_a_key_policy_judges(proxy):
     policy = {
         "Version": "2012-10-17",
         "Statement": [
-            {"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{key['AWSAccountId']}:user/alice"}, "Action": "kms:*", "Resource": "*"}
+            {
+                "Effect": "Allow",
+                "Principal": {"AWS": f"arn:aws:iam::{key['AWSAccountId']}:user/alice"},
+                "Action": "kms:*",
+                "Resource": "*",
+            }
         ],
     }
     alice.put_key_policy(KeyId=key["KeyId"], PolicyName="default", Policy=json.dumps(policy))
@@ -62,7 +67,9 @@ def test_the_signer_is_the_principal_a_key_policy_judges(proxy):
 
 
 def test_awscli_kms_against_the_proxy(proxy, tmp_path):
-    env = dict(os.environ, AWS_ACCESS_KEY_ID=proxy.access_key, AWS_SECRET_ACCESS_KEY=proxy.secret_key, AWS_DEFAULT_REGION="us-east-1")
+    env = dict(
+        os.environ, AWS_ACCESS_KEY_ID=proxy.access_key, AWS_SECRET_ACCESS_KEY=proxy.secret_key, AWS_DEFAULT_REGION="us-east-1"
+    )
 
     def aws(*args: str) -> dict:
         out = subprocess.run([sys.executable, "-m", "awscli", "--endpoint-url", proxy.url, "kms", *args, "--output", "json"],

@@ -54,7 +54,10 @@ def test_multipart_object_keeps_its_multipart_etag(setup):
     part = os.urandom(5 * 1024 * 1024)
     etags = [s3.upload_part(Bucket=bucket, Key="mp", UploadId=up, PartNumber=n, Body=part)["ETag"] for n in (1, 2)]
     done = s3.complete_multipart_upload(
-        Bucket=bucket, Key="mp", UploadId=up, MultipartUpload={"Parts": [{"ETag": e, "PartNumber": n} for n, e in ((1, etags[0]), (2, etags[1]))]}
+        Bucket=bucket,
+        Key="mp",
+        UploadId=up,
+        MultipartUpload={"Parts": [{"ETag": e, "PartNumber": n} for n, e in ((1, etags[0]), (2, etags[1]))]},
     )
     key = kms.create_key()["KeyMetadata"]["Arn"]
     s3.update_object_encryption(Bucket=bucket, Key="mp", ObjectEncryption={"SSEKMS": {"KMSKeyArn": key}})
@@ -67,7 +70,9 @@ def test_sse_c_source_is_refused_as_aws_refuses(setup):
     _, s3, kms, bucket = setup
     s3.put_object(Bucket=bucket, Key="c", Body=b"x", SSECustomerAlgorithm="AES256", SSECustomerKey=os.urandom(32))
     with pytest.raises(ClientError) as exc:
-        s3.update_object_encryption(Bucket=bucket, Key="c", ObjectEncryption={"SSEKMS": {"KMSKeyArn": kms.create_key()["KeyMetadata"]["Arn"]}})
+        s3.update_object_encryption(
+            Bucket=bucket, Key="c", ObjectEncryption={"SSEKMS": {"KMSKeyArn": kms.create_key()["KeyMetadata"]["Arn"]}}
+        )
     assert _code(exc) == "InvalidRequest"
 
 
@@ -76,8 +81,11 @@ def test_unknown_target_key_is_kms_not_found_and_object_unchanged(setup):
     s3.put_object(Bucket=bucket, Key="k", Body=b"x")
     with pytest.raises(ClientError) as exc:
         s3.update_object_encryption(
-            Bucket=bucket, Key="k",
-            ObjectEncryption={"SSEKMS": {"KMSKeyArn": "arn:aws:kms:us-east-1:000000000000:key/00000000-0000-4000-8000-000000000000"}},
+            Bucket=bucket,
+            Key="k",
+            ObjectEncryption={
+                "SSEKMS": {"KMSKeyArn": "arn:aws:kms:us-east-1:000000000000:key/00000000-0000-4000-8000-000000000000"}
+            },
         )
     assert _code(exc) == "KMS.NotFoundException"
     assert s3.head_object(Bucket=bucket, Key="k")["ServerSideEncryption"] == "AES256"
@@ -87,5 +95,7 @@ def test_plaintext_object_written_behind_the_proxy_is_refused(setup):
     proxy, s3, kms, bucket = setup
     proxy.backend_client().put_object(Bucket=bucket, Key="plain", Body=b"not encrypted")
     with pytest.raises(ClientError) as exc:
-        s3.update_object_encryption(Bucket=bucket, Key="plain", ObjectEncryption={"SSEKMS": {"KMSKeyArn": kms.create_key()["KeyMetadata"]["Arn"]}})
+        s3.update_object_encryption(
+            Bucket=bucket, Key="plain", ObjectEncryption={"SSEKMS": {"KMSKeyArn": kms.create_key()["KeyMetadata"]["Arn"]}}
+        )
     assert _code(exc) == "InvalidRequest"

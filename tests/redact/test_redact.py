@@ -59,7 +59,9 @@ def test_the_log_filter_rewrites_message_arguments_and_traceback_once() -> None:
     try:
         raise ValueError(f"key {CUSTOMER_KEY}")
     except ValueError as exc:
-        record = logging.LogRecord("s3proxy.test", logging.ERROR, __file__, 1, "with %s", ("s3cr3t-access-key",), (ValueError, exc, None))
+        record = logging.LogRecord(
+            "s3proxy.test", logging.ERROR, __file__, 1, "with %s", ("s3cr3t-access-key",), (ValueError, exc, None)
+        )
     assert redactor.filter(record) and record.args is None
     assert record.getMessage() == f"with {redact.REDACTED}" and "short" not in redactor._secrets
     assert CUSTOMER_KEY not in (record.exc_text or "") and "ValueError" in (record.exc_text or "")

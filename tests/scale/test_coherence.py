@@ -96,7 +96,8 @@ def test_two_services_racing_for_the_aws_managed_key_agree(twin_services: Callab
     for alias in ("alias/aws/s3", "alias/aws/ebs", "alias/aws/rds"):
         barrier, got = threading.Barrier(2), {}
 
-        def take(name: str, s: KeyService, alias: str = alias, barrier: threading.Barrier = barrier) -> None:
+        def take(name: str, s: KeyService, alias: str = alias, barrier: threading.Barrier = barrier,
+                 got: dict[str, str] = got) -> None:
             barrier.wait()
             got[name] = s.aws_managed_key(ALICE, alias)
 

@@ -70,7 +70,9 @@ def test_every_kms_change_on_one_proxy_shows_on_the_other_within_the_bound(proxi
 
     # disable on A: B refuses the key within the bound; enable again
     kms_a.disable_key(KeyId=key)
-    seen["disable"] = within(BOUND, lambda: _assert_refused(lambda: kms_b.encrypt(KeyId=key, Plaintext=b"x"), "DisabledException"))
+    seen["disable"] = within(
+        BOUND, lambda: _assert_refused(lambda: kms_b.encrypt(KeyId=key, Plaintext=b"x"), "DisabledException")
+    )
     kms_a.enable_key(KeyId=key)
     seen["enable"] = within(BOUND, lambda: _assert(kms_b.encrypt(KeyId=key, Plaintext=b"x")["KeyId"].endswith(key)))
 

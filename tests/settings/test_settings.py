@@ -31,16 +31,22 @@ def test_layers_flags_over_environment_over_file(tmp_path: Path) -> None:
     assert settings.load({}, env={"S3PROXY_PORT": ""}).port == 8080  # an empty variable is unset
 
 
-@pytest.mark.parametrize(("flags", "message"), [
-    ({"port": "70000"}, "port (S3PROXY_PORT): must be 0..65535"),
-    ({"backend": "gcs"}, "backend (S3PROXY_BACKEND): must be one of fs, s3, not 'gcs'"),
-    ({"ssec_over_http": "sometimes"}, "ssec_over_http (S3PROXY_SSEC_OVER_HTTP): must be one of never, loopback, always, not 'sometimes'"),
-    ({"sigv2": "maybe"}, "sigv2 (S3PROXY_SIGV2): not a boolean: 'maybe'"),
-    ({"access_key": "AK"}, "access_key and secret_key must be given together"),
-    ({"backend": "s3"}, "backend=s3 needs backend_url (S3PROXY_BACKEND_URL)"),
-    ({"account_id": "12345"}, "account_id must be 12 digits"),
-    ({"host": "two words"}, "host: not an address or host name: 'two words'"),
-])
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        ({"port": "70000"}, "port (S3PROXY_PORT): must be 0..65535"),
+        ({"backend": "gcs"}, "backend (S3PROXY_BACKEND): must be one of fs, s3, not 'gcs'"),
+        (
+            {"ssec_over_http": "sometimes"},
+            "ssec_over_http (S3PROXY_SSEC_OVER_HTTP): must be one of never, loopback, always, not 'sometimes'",
+        ),
+        ({"sigv2": "maybe"}, "sigv2 (S3PROXY_SIGV2): not a boolean: 'maybe'"),
+        ({"access_key": "AK"}, "access_key and secret_key must be given together"),
+        ({"backend": "s3"}, "backend=s3 needs backend_url (S3PROXY_BACKEND_URL)"),
+        ({"account_id": "12345"}, "account_id must be 12 digits"),
+        ({"host": "two words"}, "host: not an address or host name: 'two words'"),
+    ],
+)
 def test_bad_values_are_refused_naming_the_setting(flags: dict[str, str], message: str) -> None:
     with pytest.raises(settings.SettingsError) as raised:
         settings.load(flags, env={})

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import AsyncIterable, Mapping
+from collections.abc import AsyncIterable, Mapping
 
 from multidict import CIMultiDict
 

@@ -127,7 +127,9 @@ async def test_a_complete_sse_c_upload_needs_no_customer_key_and_holds_none(worl
     await world.uploads.complete(REF, upload_id, [(1, etag)], modes(world), min_part_size=MIN_PART_SIZE)
     with pytest.raises(errors.InvalidRequest):
         await world.store.open(REF, modes(world))
-    assert await drain((await world.store.read(await world.store.open(REF, modes(world, ssec_headers(KEY))))).body) == b"secret part"
+    assert (
+        await drain((await world.store.read(await world.store.open(REF, modes(world, ssec_headers(KEY))))).body) == b"secret part"
+    )
 
 
 async def test_a_changed_part_list_record_fails_the_read(world: World) -> None:

@@ -200,8 +200,9 @@ async def test_rewrap_moves_the_key_under_another_mode_and_keeps_data_etag_and_s
     written = await put(world, REF, data)
     before, _ = await stored_bytes(world)
     key_arn = world.create_key()
-    target = modes(world, {"x-amz-server-side-encryption": "aws:kms",
-                           "x-amz-server-side-encryption-aws-kms-key-id": key_arn}).for_write(await world.buckets.default_encryption("b"))
+    target = modes(
+        world, {"x-amz-server-side-encryption": "aws:kms", "x-amz-server-side-encryption-aws-kms-key-id": key_arn}
+    ).for_write(await world.buckets.default_encryption("b"))
     rewrapped = await world.store.rewrap(REF, modes(world), target)
     after, meta = await stored_bytes(world)
     assert after == before and meta.metadata[KEY_MODE] == "aws:kms"

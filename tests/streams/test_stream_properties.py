@@ -26,7 +26,12 @@ def data_of(n: int) -> bytes:
 
 
 @FAST
-@given(n=st.integers(0, 6000), cuts=st.lists(st.integers(0, 6000), max_size=12), ct_cuts=st.lists(st.integers(0, 7000), max_size=12), c=chunk_sizes)
+@given(
+    n=st.integers(0, 6000),
+    cuts=st.lists(st.integers(0, 6000), max_size=12),
+    ct_cuts=st.lists(st.integers(0, 7000), max_size=12),
+    c=chunk_sizes,
+)
 def test_round_trip_any_size_any_split(n: int, cuts: list[int], ct_cuts: list[int], c: int) -> None:
     data = data_of(n)
     stored = run(collect(encrypt_stream(pieces(data, cuts), KEY, chunk_size=c)))
@@ -50,7 +55,9 @@ def test_batched_sealing_stores_the_same_bytes_in_bounded_pieces(n: int, cuts: l
 
 @FAST
 @given(case=objects_and_ranges(), batch=st.integers(1, 5), step=st.integers(1, 9000))
-def test_batched_reads_release_the_same_bytes_in_bounded_pieces(case: tuple[list[int], int, int, int], batch: int, step: int) -> None:
+def test_batched_reads_release_the_same_bytes_in_bounded_pieces(
+    case: tuple[list[int], int, int, int], batch: int, step: int
+) -> None:
     """A GET opens chunks straight into batch buffers: same bytes as chunk by chunk, for any range and
     any piece sizes from the backend, and no piece larger than a batch plus one chunk."""
     sizes, c, first, last = case

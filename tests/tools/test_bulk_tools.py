@@ -38,7 +38,9 @@ def test_rewrap_resumes_after_interruption_and_never_clobbers_a_concurrent_write
     old, new = (kms.create_key()["KeyMetadata"]["Arn"] for _ in range(2))
     bodies = _fill(s3, bucket, N_OBJECTS, ServerSideEncryption="aws:kms", SSEKMSKeyId=old)
     checkpoint = tmp_path / "rewrap.checkpoint"
-    args = cli(moto_proxy, "rewrap", bucket, "--key-id", new, "--checkpoint", str(checkpoint), "--concurrency", "2", "--page-size", "25")
+    args = cli(
+        moto_proxy, "rewrap", bucket, "--key-id", new, "--checkpoint", str(checkpoint), "--concurrency", "2", "--page-size", "25"
+    )
     first = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
     while not checkpoint.exists() and first.poll() is None and time.monotonic() < deadline:

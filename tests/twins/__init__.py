@@ -16,8 +16,9 @@ import asyncio
 import base64
 import hashlib
 import inspect
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import pytest
 from multidict import CIMultiDict, MultiDict
@@ -126,9 +127,19 @@ def make_call(bucket: str | None, key: str | None = None, *, query: Iterable[tup
     sent: CIMultiDict[str] = CIMultiDict(headers or {})
     if "content-length" not in sent and "x-amz-decoded-content-length" not in sent:
         sent["Content-Length"] = str(len(body))
-    return Call(request_id=request_id, auth=auth_context(credential, pairs), caller=caller_of(credential, request_id, secure=secure),
-                bucket=bucket, key=key, query=MultiDict(pairs), headers=sent, content=BytesStream(body),
-                secure=secure, loopback=loopback, remote="127.0.0.1" if loopback else "203.0.113.9")
+    return Call(
+        request_id=request_id,
+        auth=auth_context(credential, pairs),
+        caller=caller_of(credential, request_id, secure=secure),
+        bucket=bucket,
+        key=key,
+        query=MultiDict(pairs),
+        headers=sent,
+        content=BytesStream(body),
+        secure=secure,
+        loopback=loopback,
+        remote="127.0.0.1" if loopback else "203.0.113.9",
+    )
 
 
 @dataclass
@@ -145,7 +156,7 @@ class World:
     services: Services
 
     @classmethod
-    def build(cls, *, ssec_over_http: str = "loopback", chunk_size: int | None = None) -> "World":
+    def build(cls, *, ssec_over_http: str = "loopback", chunk_size: int | None = None) -> World:
         backend = MemoryBackend()
         kms = memory_data_keys(ACCOUNT, REGION)
 

@@ -13,8 +13,8 @@ import bisect
 import hashlib
 import os
 import time
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from typing import AsyncIterator, Iterator, Sequence
 
 from s3proxy import errors
 from s3proxy.backends import common
@@ -229,7 +229,9 @@ class MemoryBackend:
             vs = b.keys[key_marker]
             found = [v.seq for v in vs if v.info.version_id == version_id_marker]
             bound = found[0] if found else self._ids.position(version_id_marker)
-            first = [(k, i) for (k, i), v in zip(versions_of(key_marker), reversed(vs)) if bound is None or v.seq < bound]
+            first = [
+                (k, i) for (k, i), v in zip(versions_of(key_marker), reversed(vs), strict=True) if bound is None or v.seq < bound
+            ]
         page = list_page(seek, prefix, delimiter, key_marker, max_keys, first)
         return common.version_list_result(page)
 

@@ -84,7 +84,9 @@ def encrypt(data: bytes, key: bytes, part: int, context: bytes, chunk_size: int 
         async def src():
             yield data
 
-        return b"".join([bytes(c) async for c in encrypt_stream(src(), key, part_number=part, context=context, chunk_size=chunk_size)])
+        return b"".join(
+            [bytes(c) async for c in encrypt_stream(src(), key, part_number=part, context=context, chunk_size=chunk_size)]
+        )
 
     return asyncio.run(run())
 
@@ -129,7 +131,9 @@ def write(spec: Spec) -> dict[str, Any]:
     fields = dict(MODES[spec.mode])
     records: dict[str, str] = {}
     if single:
-        fields.update(seal_envelope(Envelope.single(len(whole), C, version=VERSION_2, trailer=late.flags), spec.key, spec.context))
+        fields.update(
+            seal_envelope(Envelope.single(len(whole), C, version=VERSION_2, trailer=late.flags), spec.key, spec.context)
+        )
         if spec.mode == "AES256":
             etag = md5
             if not spec.late_md5:
@@ -164,7 +168,9 @@ def write(spec: Spec) -> dict[str, Any]:
         "arn": arn,
         "headers": spec.headers,
         "client_metadata": spec.user,
-        "late": {"md5": late.md5, "checksum_algorithm": late.checksum_algorithm, "checksum": late.checksum} if late.flags else None,
+        "late": (
+            {"md5": late.md5, "checksum_algorithm": late.checksum_algorithm, "checksum": late.checksum} if late.flags else None
+        ),
         "early_checksums": checksums if spec.early_checksum else None,
         "salts": salts,
         "stored": (chunks + trailer).hex(),
@@ -199,8 +205,13 @@ def base(name: str) -> dict[str, Any]:
 # --- generate -------------------------------------------------------------------------------------
 
 RECORDS = [
-    ("bucket_encryption", "bucket-encryption/photos", "photos", {"algorithm": "aws:kms", "kms_key_id": "arn:aws:kms:us-east-1:000000000000:key/k",
-                                                                "bucket_key": True, "blocked": []}, 3),
+    (
+        "bucket_encryption",
+        "bucket-encryption/photos",
+        "photos",
+        {"algorithm": "aws:kms", "kms_key_id": "arn:aws:kms:us-east-1:000000000000:key/k", "bucket_key": True, "blocked": []},
+        3,
+    ),
     ("upload", "uploads/u-1", "photos", {"bucket": "photos", "key": "a.jpg", "fields": {"s3proxy-mode": "AES256"}}, 0),
     ("tombstone", "bucket-encryption/old", "old", {}, 5),
 ]
@@ -316,7 +327,9 @@ def _flip_hex(hexed: str, at: int) -> str:
     return raw.hex()
 
 
-def _case(v: dict[str, Any], name: str, why: str, *, first: int | None = None, last: int | None = None, **changes: Any) -> dict[str, Any]:
+def _case(
+    v: dict[str, Any], name: str, why: str, *, first: int | None = None, last: int | None = None, **changes: Any
+) -> dict[str, Any]:
     keep = ("data_key", "context", "integrity_key", "arn", "headers", "metadata", "records", "stored")
     case = {"name": f"v2_{name}", "comment": why, "kind": "object", **{k: v[k] for k in keep}}
     case.update(changes)
@@ -339,61 +352,129 @@ def object_cases() -> list[dict[str, Any]]:
                            headers=_edit(kms["headers"], **{header.replace("-", "_"): "text/html"})))
     cases += [
         _case(kms, "header_content_type_removed", "Content-Type deleted", headers=_edit(kms["headers"], content_type=None)),
-        _case(kms, "header_expires_emptied", "Expires present but empty (absent != empty)", headers=_edit(kms["headers"], expires="")),
-        _case(s3, "header_content_disposition_added", "a header the object never had",
-              headers=_edit(s3["headers"], content_disposition="inline")),
+        _case(
+            kms,
+            "header_expires_emptied",
+            "Expires present but empty (absent != empty)",
+            headers=_edit(kms["headers"], expires=""),
+        ),
+        _case(
+            s3,
+            "header_content_disposition_added",
+            "a header the object never had",
+            headers=_edit(s3["headers"], content_disposition="inline"),
+        ),
         _case(kms, "user_metadata_edited", "x-amz-meta-colour changed", metadata=_edit(km, colour="red")),
         _case(kms, "user_metadata_added", "x-amz-meta-script added", metadata=_edit(km, script="<x>")),
         _case(kms, "user_metadata_removed", "x-amz-meta-colour deleted", metadata=_edit(km, colour=None)),
         _case(kms, "user_metadata_key_renamed", "colour renamed colours", metadata={**_edit(km, colour=None), "colours": "blue"}),
-        _case(kms, "escaped_user_key_edited", "the client's own s3proxy-v (stored escaped) changed",
-              metadata={**km, "s3proxy-user-v": "edited"}),
+        _case(
+            kms,
+            "escaped_user_key_edited",
+            "the client's own s3proxy-v (stored escaped) changed",
+            metadata={**km, "s3proxy-user-v": "edited"},
+        ),
         _case(kms, "etag_edited", "the clear client ETag changed", metadata=_edit(km, s3proxy_etag="f" * 32)),
         _case(kms, "etag_removed", "the clear client ETag deleted", metadata=_edit(km, s3proxy_etag=None)),
-        _case(s3, "etag_added_in_clear", "an SSE-S3 object given a clear ETag beside its sealed one",
-              metadata=_edit(sm, s3proxy_etag="0" * 32)),
-        _case(s3, "sealed_etag_flipped", "one character of s3proxy-setag changed", metadata=_edit(sm, s3proxy_setag=_flip(sm[KEY_SEALED_ETAG], 20))),
-        _case(s3, "sealed_etag_from_other_object", "another object's s3proxy-setag",
-              metadata=_edit(sm, s3proxy_setag=other_s3["metadata"][KEY_SEALED_ETAG])),
+        _case(
+            s3,
+            "etag_added_in_clear",
+            "an SSE-S3 object given a clear ETag beside its sealed one",
+            metadata=_edit(sm, s3proxy_etag="0" * 32),
+        ),
+        _case(
+            s3,
+            "sealed_etag_flipped",
+            "one character of s3proxy-setag changed",
+            metadata=_edit(sm, s3proxy_setag=_flip(sm[KEY_SEALED_ETAG], 20)),
+        ),
+        _case(
+            s3,
+            "sealed_etag_from_other_object",
+            "another object's s3proxy-setag",
+            metadata=_edit(sm, s3proxy_setag=other_s3["metadata"][KEY_SEALED_ETAG]),
+        ),
         _case(s3, "sealed_etag_removed", "s3proxy-setag deleted", metadata=_edit(sm, s3proxy_setag=None)),
         _case(s3, "checksums_edited", "s3proxy-cks changed", metadata=_edit(sm, s3proxy_cks=_flip(sm[KEY_CHECKSUMS], 30))),
-        _case(s3, "checksums_removed", "s3proxy-cks deleted (the checksum silently dropped)", metadata=_edit(sm, s3proxy_cks=None)),
-        _case(s3, "checksums_from_other_object", "another object's s3proxy-cks",
-              metadata=_edit(sm, s3proxy_cks=other_s3["metadata"][KEY_CHECKSUMS])),
-        _case(kms, "checksums_added", "an s3proxy-cks the object never had",
-              metadata=_edit(km, s3proxy_cks=s3["metadata"][KEY_CHECKSUMS])),
+        _case(
+            s3, "checksums_removed", "s3proxy-cks deleted (the checksum silently dropped)", metadata=_edit(sm, s3proxy_cks=None)
+        ),
+        _case(
+            s3,
+            "checksums_from_other_object",
+            "another object's s3proxy-cks",
+            metadata=_edit(sm, s3proxy_cks=other_s3["metadata"][KEY_CHECKSUMS]),
+        ),
+        _case(
+            kms,
+            "checksums_added",
+            "an s3proxy-cks the object never had",
+            metadata=_edit(km, s3proxy_cks=s3["metadata"][KEY_CHECKSUMS]),
+        ),
         _case(kms, "size_edited", "s3proxy-size changed", metadata=_edit(km, s3proxy_size=str(C + 4)), first=0, last=0),
         _case(both, "trailer_flipped", "a byte inside the trailer", stored=_flip_hex(both["stored"], cut + 30)),
-        _case(both, "trailer_tag_flipped", "the trailer's last byte", stored=_flip_hex(both["stored"], len(both["stored"]) // 2 - 1)),
+        _case(
+            both, "trailer_tag_flipped", "the trailer's last byte", stored=_flip_hex(both["stored"], len(both["stored"]) // 2 - 1)
+        ),
         _case(both, "trailer_truncated", "the trailer's last byte cut", stored=both["stored"][:-2]),
-        _case(both, "trailer_swapped", "another object's trailer (same flags, other data key)",
-              stored=both["stored"][: 2 * cut] + other_both["stored"][2 * cut :]),
+        _case(
+            both,
+            "trailer_swapped",
+            "another object's trailer (same flags, other data key)",
+            stored=both["stored"][: 2 * cut] + other_both["stored"][2 * cut :],
+        ),
         _case(both, "trailer_removed", "the trailer cut off, metadata unchanged", stored=both["stored"][: 2 * cut]),
         _case(both, "trailer_extended", "bytes after the trailer", stored=both["stored"] + "00" * 16),
         _case(both, "trailer_flag_lied", "s3proxy-tr says MD5 only", metadata=_edit(bm, s3proxy_tr="1")),
         _case(both, "trailer_flag_removed", "s3proxy-tr deleted", metadata=_edit(bm, s3proxy_tr=None)),
         _case(kms, "trailer_flag_added", "s3proxy-tr claimed on an object without a trailer", metadata=_edit(km, s3proxy_tr="2")),
         _case(both, "chunk_flipped", "a bit of chunk 0 (version 2 still opens every chunk)", stored=_flip_hex(both["stored"], 5)),
-        _case(kms, "metadata_mac_flipped", "one character of s3proxy-mm", metadata=_edit(km, s3proxy_mm=_flip(km[KEY_METADATA_MAC], 3))),
+        _case(
+            kms,
+            "metadata_mac_flipped",
+            "one character of s3proxy-mm",
+            metadata=_edit(km, s3proxy_mm=_flip(km[KEY_METADATA_MAC], 3)),
+        ),
         _case(kms, "metadata_mac_removed", "s3proxy-mm deleted", metadata=_edit(km, s3proxy_mm=None)),
-        _case(both, "version_downgraded", "labelled version 1, version-2 fields deleted",
-              metadata=_edit(bm, s3proxy_v="1", s3proxy_mm=None, s3proxy_tr=None)),
+        _case(
+            both,
+            "version_downgraded",
+            "labelled version 1, version-2 fields deleted",
+            metadata=_edit(bm, s3proxy_v="1", s3proxy_mm=None, s3proxy_tr=None),
+        ),
         _case(kms, "version_unknown", "s3proxy-v=3", metadata=_edit(km, s3proxy_v="3")),
         _case(kms, "metadata_moved_to_other_name", "the object read under another key", arn=object_arn("bucket", "sse_kms.html")),
         _case(kms, "metadata_moved_to_other_bucket", "the object read in another bucket", arn=object_arn("other", "sse_kms")),
         _case(s3, "wrapped_key_swapped", "another object's s3proxy-key", metadata=_edit(sm, s3proxy_key=km[KEY_WRAPPED])),
-        _case(kms, "key_id_relabelled", "s3proxy-kid names another KMS key",
-              metadata=_edit(km, s3proxy_kid=km["s3proxy-kid"].replace("5555", "6666"))),
+        _case(
+            kms,
+            "key_id_relabelled",
+            "s3proxy-kid names another KMS key",
+            metadata=_edit(km, s3proxy_kid=km["s3proxy-kid"].replace("5555", "6666")),
+        ),
         _case(kms, "mode_relabelled", "aws:kms relabelled AES256", metadata=_edit(km, s3proxy_mode="AES256")),
         _case(kms, "unknown_internal_key", "an s3proxy- field this reader does not know", metadata={**km, "s3proxy-new": "1"}),
         _case(kms, "wrong_integrity_key", "another proxy's integrity key", integrity_key=bytes(32).hex()),
-        _case(mp, "mpu_record_flipped", "a byte of the record parts/<id>",
-              records={k: _flip_hex(r, 40) for k, r in mp["records"].items()}),
-        _case(mp, "mpu_record_swapped", "another multipart object's record under this one's name",
-              records={k: next(iter(other_mp["records"].values())) for k in mp["records"]}),
+        _case(
+            mp,
+            "mpu_record_flipped",
+            "a byte of the record parts/<id>",
+            records={k: _flip_hex(r, 40) for k, r in mp["records"].items()},
+        ),
+        _case(
+            mp,
+            "mpu_record_swapped",
+            "another multipart object's record under this one's name",
+            records={k: next(iter(other_mp["records"].values())) for k in mp["records"]},
+        ),
         _case(mp, "mpu_record_missing", "the record parts/<id> deleted", records={}),
-        _case(mp, "mpu_id_edited", "s3proxy-mpu names another record", metadata=_edit(mm, s3proxy_mpu=other_mp["metadata"][KEY_MPU]),
-              records={**mp["records"], **other_mp["records"]}),
+        _case(
+            mp,
+            "mpu_id_edited",
+            "s3proxy-mpu names another record",
+            metadata=_edit(mm, s3proxy_mpu=other_mp["metadata"][KEY_MPU]),
+            records={**mp["records"], **other_mp["records"]},
+        ),
     ]
     return cases
 
@@ -401,8 +482,12 @@ def object_cases() -> list[dict[str, Any]]:
 def record_cases() -> list[dict[str, Any]]:
     name, bucket, value = "bucket-encryption/photos", "photos", {"algorithm": "aws:kms", "kms_key_id": "k"}
     sealed = seal_record(IKS.records, name, bucket, value, generation=4, rand=lambda n: salt_of("record", "salt")).hex()
-    older = seal_record(IKS.records, name, bucket, {"algorithm": "AES256"}, generation=3, rand=lambda n: salt_of("older", "salt")).hex()
-    for_other = seal_record(IKS.records, "bucket-encryption/other", "other", value, generation=4, rand=lambda n: salt_of("o", "s")).hex()
+    older = seal_record(
+        IKS.records, name, bucket, {"algorithm": "AES256"}, generation=3, rand=lambda n: salt_of("older", "salt")
+    ).hex()
+    for_other = seal_record(
+        IKS.records, "bucket-encryption/other", "other", value, generation=4, rand=lambda n: salt_of("o", "s")
+    ).hex()
     cases = [  # (name, why, record name, bucket, stored hex or None, anchored generation or None, integrity key)
         ("record_edited", "a byte of the sealed record changed", name, bucket, _flip_hex(sealed, 30), 4, IK),
         ("record_swapped_between_buckets", "bucket other's record stored under photos' name", name, bucket, for_other, 4, IK),
