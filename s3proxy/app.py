@@ -345,6 +345,9 @@ class Proxy:
 
     async def start(self) -> None:
         await self.backend.start()
+        batch_on = getattr(self.kms.audit, "batch_on", None)
+        if batch_on is not None:  # audit lines of the KMS calls run off the loop: one write per loop turn
+            batch_on(asyncio.get_running_loop())
         # auto_decompress off: Content-Encoding of a PUT is an attribute of the object, not of the transfer
         gate = Gate(self.limits, on_refuse=lambda reason: self.metrics.refused.labels(reason).inc())
         self.metrics.connections.set_function(lambda: gate.open)
