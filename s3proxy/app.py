@@ -269,7 +269,7 @@ class Proxy:
                                   read_v1=settings.read_format_v1)
         catalog = Catalog(records, keys, read_v1=settings.read_format_v1)
         buckets = Buckets(self.backend, records, default_account=settings.account_id)
-        listing = ListingCache()
+        listing = ListingCache(max_bytes=settings.listing_cache_bytes)
         enforcement = Enforcement(self.backend, records.bucket, records.ensure_bucket)
         self.store = ObjectStore(self.backend, catalog, buckets, enforcement, kms=self.kms, clock=clock, listing=listing)
         self.data_keys = data_keys(settings, self.kms)
