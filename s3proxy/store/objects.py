@@ -41,12 +41,12 @@ from .. import errors
 from ..auth.body import RequestBody
 from ..backends.base import (
     Backend,
-    StoredRange,
     DeleteResult,
     ListResult,
     ObjectInfo,
     ObjectMeta,
     PutResult,
+    StoredRange,
     VersionListResult,
     WriteCondition,
 )
