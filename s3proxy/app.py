@@ -269,7 +269,7 @@ class Proxy:
                                   read_v1=settings.read_format_v1)
         catalog = Catalog(records, keys, read_v1=settings.read_format_v1)
         buckets = Buckets(self.backend, records, default_account=settings.account_id)
-        listing = ListingCache()
+        listing = ListingCache(max_bytes=settings.listing_cache_bytes)
         enforcement = Enforcement(self.backend, records.bucket, records.ensure_bucket)
         self.store = ObjectStore(self.backend, catalog, buckets, enforcement, kms=self.kms, clock=clock, listing=listing)
         self.data_keys = data_keys(settings, self.kms)
@@ -348,6 +348,9 @@ class Proxy:
 
     async def start(self) -> None:
         await self.backend.start()
+        batch_on = getattr(self.kms.audit, "batch_on", None)
+        if batch_on is not None:  # audit lines of the KMS calls run off the loop: one write per loop turn
+            batch_on(asyncio.get_running_loop())
         # auto_decompress off: Content-Encoding of a PUT is an attribute of the object, not of the transfer
         gate = Gate(self.limits, on_refuse=lambda reason: self.metrics.refused.labels(reason).inc())
         self.metrics.connections.set_function(lambda: gate.open)

@@ -168,6 +168,10 @@ FIELDS: tuple[Field, ...] = (
     Field("header_timeout", lambda t: _positive(float(t)), 20.0, "seconds a request's headers may take to arrive once they start; a slower connection is closed"),
     Field("idle_timeout", lambda t: _positive(float(t)), 60.0, "seconds a kept-alive connection may wait for its next request before it is closed"),
     Field("max_connections", _at_least(1), 1024, "most client connections open at once; a connection past it is answered 503 SlowDown and closed"),
+    Field("listing_cache_bytes", _at_least(0), 16 * 1024 * 1024,
+          "most bytes the listing cache may take (the plaintext size and ETag of objects this proxy wrote or read, "
+          "so a listing needs no HEAD per object; about 250 bytes per object name; least recently used names leave "
+          "first; 0 keeps none)"),
     Field("ready_interval", lambda t: _positive(float(t)), 5.0, "seconds between readiness probes of the backend and keystore (GET /readyz answers the last one)"),
     Field("metrics_listen", _listen, "", "HOST:PORT of a separate listener for /metrics, /healthz and /readyz; when set, the main port no longer serves /metrics"),
     Field("log_level", str, "info", "log level", choices=("debug", "info", "warning", "error")),
@@ -264,6 +268,7 @@ class Settings:
     header_timeout: float = 20.0
     idle_timeout: float = 60.0
     max_connections: int = 1024
+    listing_cache_bytes: int = 16 * 1024 * 1024
     ready_interval: float = 5.0
     metrics_listen: str = ""
     log_level: str = "info"

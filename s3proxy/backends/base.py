@@ -59,9 +59,16 @@ class ObjectInfo:
     delete_marker: bool = False
 
 
+# Stored bytes to read, as an HTTP Range header names them: (first, last) inclusive, `last` None for
+# "to the end", `first` None for "the last `last` bytes". The backend clamps it to the object as S3
+# does (a `last` past the end, a suffix longer than the object) and answers InvalidRange when no byte
+# satisfies it.
+StoredRange = tuple[int | None, int | None]
+
+
 @dataclass(frozen=True)
 class GetResult:
-    info: ObjectInfo
+    info: ObjectInfo  # info.size is the whole object's stored size, also for a range
     body: Body
     # the stored byte range actually returned, inclusive; None when the whole object
     range: tuple[int, int] | None = None
@@ -147,8 +154,8 @@ class Backend(Protocol):
         self, bucket: str, key: str, body: Body, size: int, meta: ObjectMeta, condition: WriteCondition | None = None
     ) -> PutResult: ...
     async def get_object(
-        self, bucket: str, key: str, range: tuple[int, int] | None = None, version_id: str | None = None
-    ) -> GetResult: ...  # range: inclusive stored-byte offsets, already clamped to the object by the caller
+        self, bucket: str, key: str, range: StoredRange | None = None, version_id: str | None = None
+    ) -> GetResult: ...  # range: see StoredRange; GetResult.range says what was returned
     async def head_object(self, bucket: str, key: str, version_id: str | None = None) -> ObjectInfo: ...
     async def delete_object(self, bucket: str, key: str, version_id: str | None = None) -> DeleteResult: ...
     async def copy_object(

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from s3proxy import errors
-from s3proxy.backends.base import ListResult, ObjectInfo, VersionListResult, WriteCondition
+from s3proxy.backends.base import ListResult, ObjectInfo, StoredRange, VersionListResult, WriteCondition
 from s3proxy.backends.listing import Page, common_prefix
 from s3proxy.buffers import Body, Buffer
 
@@ -107,6 +107,19 @@ def check_condition(condition: WriteCondition | None, current: str | None, key: 
 def check_part_number(part_number: int) -> None:
     if not 1 <= part_number <= MAX_PART_NUMBER:
         raise errors.InvalidArgument("Part number must be an integer between 1 and 10000, inclusive")
+
+
+def resolve_range(range: StoredRange, size: int) -> tuple[int, int]:
+    """The inclusive stored offsets `range` names in an object of `size` bytes, clamped as S3 clamps
+    them; InvalidRange when no byte satisfies it."""
+    first, last = range
+    if first is None:  # a suffix
+        if not last or not size:
+            raise errors.InvalidRange()
+        return max(0, size - last), size - 1
+    if first >= size or (last is not None and last < first):
+        raise errors.InvalidRange()
+    return first, size - 1 if last is None else min(last, size - 1)
 
 
 def unquote_etag(etag: str) -> str:

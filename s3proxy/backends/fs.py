@@ -42,6 +42,7 @@ from s3proxy.backends.base import (
     ObjectMeta,
     PartInfo,
     PutResult,
+    StoredRange,
     UploadInfo,
     VersionListResult,
     WriteCondition,
@@ -128,13 +129,18 @@ class FsBackend:
                          common.parse_tagging(meta.tagging))
         return PutResult(etag, await self._commit_put(bucket, new, condition))
 
-    async def get_object(self, bucket: str, key: str, range: tuple[int, int] | None = None,
+    async def get_object(self, bucket: str, key: str, range: StoredRange | None = None,
                          version_id: str | None = None) -> GetResult:
         info, row = await asyncio.to_thread(self._lookup, bucket, key, version_id, pin=True)
         blobs = row.blobs
-        start, end = range if range is not None else (0, info.size - 1)
+        try:
+            got = common.resolve_range(range, info.size) if range is not None else None
+        except errors.S3Error:
+            await asyncio.to_thread(self._unpin, blobs)
+            raise
+        start, end = got or (0, info.size - 1)
         body = common.ClosingBody(self._read(blobs, start, end), lambda: self._unpin(blobs))
-        return GetResult(info, body, range)
+        return GetResult(info, body, got)
 
     async def head_object(self, bucket: str, key: str, version_id: str | None = None) -> ObjectInfo:
         return (await asyncio.to_thread(self._lookup, bucket, key, version_id))[0]

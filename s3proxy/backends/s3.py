@@ -38,6 +38,7 @@ from s3proxy.backends.base import (
     ObjectMeta,
     PartInfo,
     PutResult,
+    StoredRange,
     UploadInfo,
     VersionListResult,
     WriteCondition,
@@ -140,9 +141,11 @@ class S3Backend:
         resp.release()
         return PutResult(s3_xml.etag(resp.headers.get("ETag", "")), _written_version(resp))
 
-    async def get_object(self, bucket: str, key: str, range: tuple[int, int] | None = None,
+    async def get_object(self, bucket: str, key: str, range: StoredRange | None = None,
                          version_id: str | None = None) -> GetResult:
-        headers = {"Range": f"bytes={range[0]}-{range[1]}"} if range is not None else {}
+        headers = {}
+        if range is not None:
+            headers["Range"] = f"bytes={'' if range[0] is None else range[0]}-{'' if range[1] is None else range[1]}"
         call = _Call("GET", bucket, key, _version(version_id), headers)
         resp = await self._send(call, missing=errors.NoSuchKey)
         body = common.ClosingBody(_pieces(resp), resp.release)

@@ -18,18 +18,32 @@ the sink holds an exclusive lock on it, so a second writer fails to start instea
 chain. `s3proxy audit verify` checks every chain of a data dir (`audit_logs`).
 
 Durability: each line is written and flushed to the OS before the call returns, so a killed process
-loses nothing it acknowledged; `fsync` runs on the first emit after `fsync_interval` seconds (1 s by
+loses nothing it acknowledged; `fsync` runs on the first write after `fsync_interval` seconds (1 s by
 default) and on close, so a power cut may lose the last second or so of lines. Pass
-`fsync_interval=0` to fsync every line (about 7 ms each on this machine's disk). Records never hold
+`fsync_interval=0` to fsync every line (about 7 ms each on this machine's disk).
+
+Group commit (`batch_on(loop)`, which the proxy calls when it starts serving): the proxy runs each
+KMS call in a worker thread and awaits it from its event loop. A line emitted in a worker thread is
+then kept in memory and the first one of a batch schedules one write of the whole batch on the loop
+(`call_soon_threadsafe`). That callback is queued before the worker's own call can report back
+(asyncio wakes the awaiting coroutine through the same queue, after the call returned), so the
+batch is written and flushed before any coroutine that awaited one of its calls goes on, and before
+any response that depends on it is sent: the promise above holds for the awaited call. Under load
+many calls share one write(2). A line emitted on the loop's own thread, or with no loop (or a
+closed one), is written at once, as before. If a group write fails (a full disk), the calls of that
+one batch have gone on already; the sink then refuses every later line, so every later key service
+call fails, as every call did before when its own line could not be written. Records never hold
 plaintext, key material or ciphertext: the service builds them from request parameters that exclude those fields.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import errno
 import fcntl
 import json
+import logging
 import os
 import sys
 import threading
@@ -40,6 +54,8 @@ from typing import Any, Protocol, TextIO
 
 from ..format.auditchain import AUDIT_GENESIS, AuditOutcome, AuditVerdict, audit_line, verify_audit_chain
 from ..private import make_dir, open_file, write_file
+
+log = logging.getLogger("s3proxy.audit")
 
 GENESIS = AUDIT_GENESIS
 CHAIN_KEYED = "AuditChainKeyed"  # the keyed line a sink appends after a version-1 prefix
@@ -115,6 +131,10 @@ class FileAuditSink:
             self._file.close()
             raise OSError(errno.EBUSY, f"audit log {path} is in use by another process (give each process its own)") from None
         self._seq, self._prev, self._keyed = self._resume(path)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: int | None = None
+        self._batch: list[str] = []  # lines chained but not yet written (group commit)
+        self._failed: OSError | None = None  # a group write that failed: no further line is taken
         if ik_audit is not None:
             self.bind_key(ik_audit)
 
@@ -146,23 +166,59 @@ class FileAuditSink:
                 now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
                 self._append({"eventName": CHAIN_KEYED, "eventSource": "s3proxy", "eventTime": now,
                               "detail": f"version-1 lines 1..{self._seq} end here; every later line is keyed"})
+                self._write()
                 self._sync()
+
+    def batch_on(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Group commit on `loop` from now on (see the module docstring); call it on the loop's thread."""
+        with self._lock:
+            self._loop, self._loop_thread = loop, threading.get_ident()
 
     def emit(self, record: dict[str, Any]) -> None:
         with self._lock:
+            if self._failed is not None:
+                raise OSError(self._failed.errno, f"the audit log could not be written: {self._failed.strerror}")
             self._append(record)
-            now = self._clock()
-            if now - self._synced_at >= self._fsync_interval:
-                self._sync()
-                self._synced_at = now
+            loop = self._loop
+            if loop is not None and threading.get_ident() != self._loop_thread:
+                if len(self._batch) > 1:
+                    return  # the batch's write is queued on the loop already, ahead of this call's return
+                try:
+                    loop.call_soon_threadsafe(self._commit)
+                    return
+                except RuntimeError:  # the loop is closed: nobody will run it
+                    pass
+            self._write()
+
+    def _commit(self) -> None:
+        with self._lock:
+            if self._file.closed or self._failed is not None:
+                return
+            try:
+                self._write()
+            except OSError as exc:  # the calls of this batch went on: refuse every later one (fail closed)
+                self._failed = exc
+                log.critical("audit log %s could not be written (%s): every further key service call fails",
+                             self.path, exc.strerror or exc)
 
     def _append(self, record: dict[str, Any]) -> None:
         if self._key is None:
             raise RuntimeError("the audit sink has no integrity key: it will not write an unkeyed line")
         line, mac = audit_line(self._key, record, self._seq + 1, self._prev)
-        self._file.write(line.decode("utf-8"))
-        self._file.flush()
+        self._batch.append(line.decode("utf-8"))
         self._seq, self._prev, self._keyed = self._seq + 1, mac, True
+
+    def _write(self) -> None:
+        """Write and flush the lines waiting (under the lock); fsync when `fsync_interval` has passed."""
+        if not self._batch:
+            return
+        self._file.write("".join(self._batch) if len(self._batch) > 1 else self._batch[0])
+        self._file.flush()
+        self._batch.clear()
+        now = self._clock()
+        if now - self._synced_at >= self._fsync_interval:
+            self._sync()
+            self._synced_at = now
 
     def _sync(self) -> None:
         os.fsync(self._file.fileno())
@@ -179,6 +235,10 @@ class FileAuditSink:
         with self._lock:
             if self._file.closed:
                 return
+            if self._failed is not None:  # what a failed write left is not known: add nothing after it
+                self._file.close()
+                return
+            self._write()
             self._file.flush()
             os.fsync(self._file.fileno())
             self._file.close()

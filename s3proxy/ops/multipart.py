@@ -70,7 +70,8 @@ async def upload_part_copy(s: Services, call: Call) -> Reply:
 
     modes = s.modes(call)
     upload = await s.uploads.open(ref, upload_id, modes)
-    src = await s.store.open(ObjectRef(src_bucket, src_key), modes, version_id=src_version, copy_source=True)
+    src = await s.store.open(ObjectRef(src_bucket, src_key), modes, version_id=src_version, copy_source=True,
+                             byte_range=byte_range or ByteRange(0, None))
     try:
         copy_source_check(call, src.view)  # only after an SSE-C source's key was checked
         if byte_range is not None and byte_range.last is not None and byte_range.last >= src.view.size:

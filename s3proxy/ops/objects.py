@@ -117,7 +117,8 @@ async def get_object(s: Services, call: Call) -> Reply:
     part_number = _part_number(call)
     byte_range = parse_range(call.headers.get("range")) if part_number is None else None
     whole = byte_range is None and part_number is None
-    opened = await s.store.open(ref_of(call), s.modes(call), version_id=_version_id(call), whole=whole)
+    opened = await s.store.open(ref_of(call), s.modes(call), version_id=_version_id(call), whole=whole,
+                                byte_range=byte_range)
     try:
         check_read(call, opened.view)  # only after an SSE-C object's key was checked (store.open)
     except BaseException:

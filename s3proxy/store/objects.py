@@ -17,6 +17,13 @@ A read is two steps, so the operation decides in between without the store calli
 An SSE-C key is checked in `open`, before anything else is said about the object (its size, its
 parts, whether a precondition holds); every other mode recovers its key in `read`, so a 304 or
 412 costs no KMS call.
+
+`open` brings the metadata with the bytes a read will need, in one backend GET: the whole object,
+or, for a byte range, the stored bytes that range needs if the object is a single-part one written
+with this proxy's chunk size (pure arithmetic, FORMAT.md §6, without knowing the size). `read`
+uses them only if the plan made from the authenticated envelope lies inside what came back;
+otherwise (another chunk size, a multipart object whose range crosses into a later part) it reads
+the planned bytes with a second GET, as it would have after a HEAD.
 """
 
 from __future__ import annotations
@@ -40,12 +47,13 @@ from ..backends.base import (
     ObjectInfo,
     ObjectMeta,
     PutResult,
+    StoredRange,
     VersionListResult,
     WriteCondition,
 )
-from ..buffers import Body
+from ..buffers import Body, Buffer
 from ..format import envelope as fmt
-from ..format.chunks import DEFAULT_CHUNK_SIZE
+from ..format.chunks import DEFAULT_CHUNK_SIZE, TAG_SIZE
 from ..format.envelope import KEY_CHECKSUMS, KEY_ETAG, KEY_MPU, KEY_SEALED_ETAG
 from ..format.errors import IntegrityError
 from ..format.metadata import seal_etag
@@ -54,6 +62,7 @@ from ..format.records import SHARED
 from ..format.trailer import (
     TRAILER_CHECKSUM,
     TRAILER_MD5,
+    TRAILER_SIZE,
     TrailerValues,
     open_checksums,
     open_trailer,
@@ -142,7 +151,8 @@ class Opened:
     view: ObjectView
     mode: EncryptionMode | None  # None: a delete marker, or an object that predates the proxy (plaintext)
     data_key: bytes | None = field(default=None, repr=False)  # recovered already: an SSE-C key was checked
-    body: Body | None = None  # a whole-object GET's backend body, fetched with the metadata
+    body: Body | None = None  # the backend body fetched with the metadata: the whole object, or `window`
+    window: tuple[int, int] | None = None  # the stored bytes `body` holds, when it is not the whole object
     trailer: TrailerValues | None = None  # the trailer's values, once read
 
     async def close(self) -> None:
@@ -150,6 +160,23 @@ class Opened:
         if self.body is not None:
             body, self.body = self.body, None
             await _close(body)
+
+
+async def _within(body: Body, skip: int, length: int) -> AsyncIterator[Buffer]:
+    """`length` bytes of `body` after its first `skip`; what follows them (at most a few chunks and a
+    trailer: `ObjectStore._guess` asked for no more) is read to the end, so the backend connection
+    is kept, and dropped."""
+    try:
+        async for piece in body:
+            view = memoryview(piece)
+            if skip:
+                cut = min(skip, len(view))
+                view, skip = view[cut:], skip - cut
+            if length > 0 and len(view):
+                out, length = view[:length], length - min(length, len(view))
+                yield out
+    finally:
+        await _close(body)
 
 
 class ObjectStore:
@@ -283,34 +310,46 @@ class ObjectStore:
     # reads ---------------------------------------------------------------------------------------------
     async def open(
         self, ref: ObjectRef, modes: ModeResolver, *, version_id: str | None = None, whole: bool = False,
-        copy_source: bool = False, plaintext: bool = False,
+        byte_range: ByteRange | None = None, copy_source: bool = False, plaintext: bool = False,
     ) -> Opened:
         """Find the object and resolve its mode; an SSE-C object's key is checked here, first.
 
         `whole`: the caller will read all of it, so the backend GET that brings the metadata also
-        brings the body (one request); else a HEAD. `copy_source`: the object is a copy's source
+        brings the body (one request). `byte_range`: the caller will read that range, so the GET
+        brings the stored bytes it needs if the layout is the usual one (`_guess`); a guess that no
+        stored byte satisfies falls back to a HEAD. Else a HEAD. `copy_source`: the object is a copy's source
         (x-amz-copy-source-server-side-encryption-customer-* headers). `plaintext`: an object that
         predates the proxy is opened (no mode) instead of refused with InvalidObjectState."""
         if not copy_source:
             modes.reject_sse_header()
         body: Body | None = None
-        if whole:
-            got = await self.backend.get_object(ref.bucket, ref.key, None, version_id)
-            info, body = got.info, got.body
-        else:
+        window: tuple[int, int] | None = None
+        info: ObjectInfo | None = None
+        if whole or byte_range is not None:
+            try:
+                got = await self.backend.get_object(ref.bucket, ref.key, None if whole else self._guess(byte_range),
+                                                    version_id)
+            except errors.S3Error as exc:
+                if whole or exc.code != "InvalidRange":
+                    raise
+            else:
+                info, body = got.info, got.body
+                window = None if whole else (got.range or (0, info.size - 1))
+        if info is None:
             info = await self.backend.head_object(ref.bucket, ref.key, version_id)
         try:
             stored = await self.catalog.stored(ref.bucket, info)
             if info.delete_marker:
-                return Opened(ref, stored, self.catalog.view(stored, None), None, body=body)
+                return Opened(ref, stored, self.catalog.view(stored, None), None, body=body, window=window)
             if not stored.encrypted:
                 if not plaintext:
                     Catalog.require_encrypted(stored)
                 if copy_source and modes.customer_key(COPY_SOURCE_SSEC) is not None:
                     raise errors.InvalidRequest(NOT_APPLICABLE)
-                return Opened(ref, stored, self.catalog.view(stored, None), None, body=body)
+                return Opened(ref, stored, self.catalog.view(stored, None), None, body=body, window=window)
             mode = modes.for_stored(stored.fields, copy_source=copy_source)
-            opened = Opened(ref, stored, self.catalog.view(replace(stored, etag=""), mode), mode, body=body)
+            opened = Opened(ref, stored, self.catalog.view(replace(stored, etag=""), mode), mode, body=body,
+                            window=window)
             if mode.name == "SSE-C":  # its key comes first (and with it in hand, the envelope is checked too)
                 Catalog.envelope(stored, await self.data_key(opened))
             if stored.etag is None:
@@ -321,6 +360,19 @@ class ObjectStore:
             if body is not None:
                 await _close(body)
             raise
+
+    def _guess(self, byte_range: ByteRange | None) -> StoredRange:
+        """The stored bytes plaintext `byte_range` needs if the object is single-part with this proxy's
+        chunk size (FORMAT.md §6), whatever its size: from the first byte of the chunk holding the
+        range's first byte to the last byte of the chunk holding its last (the backend clamps that to
+        the object); for a suffix of n bytes, the last (n div C + 2) chunks and a trailer, which hold
+        the chunks of the last n bytes whatever the final chunk's length."""
+        assert byte_range is not None
+        step = self.chunk_size + TAG_SIZE
+        if byte_range.first is None:
+            return None, (((byte_range.last or 0) // self.chunk_size) + 2) * step + TRAILER_SIZE
+        last = None if byte_range.last is None else (byte_range.last // self.chunk_size + 1) * step - 1
+        return byte_range.first // self.chunk_size * step, last
 
     async def _etag_from_trailer(self, opened: Opened) -> Stored:
         """An SSE-S3 object whose ETag is in its trailer (FORMAT.md §9): from the listing cache, else
@@ -392,14 +444,15 @@ class ObjectStore:
             envelope = Catalog.envelope(stored, key)
             view = await self.with_checksums(opened) if checksums else opened.view
             if byte_range is None and part_number is None:
-                body = opened.body
-                opened.body = None  # the Download owns it now
-                if body is None:
+                body = opened.body if opened.window is None else None
+                if body is not None:
+                    opened.body = None  # the Download owns it now
+                else:
+                    await opened.close()
                     body = (await self.backend.get_object(opened.ref.bucket, opened.ref.key, None, stored.info.version_id)).body
                 plain = decrypt_range(body, key, envelope.plan_all(), batch_size=BATCH,
                                       trailer=self._trailer_check(key, envelope))
                 return Download(view, plain, None)
-            await opened.close()
             parts_count = None
             if part_number is not None:
                 first, last, parts_count = part_span(stored, part_number)
@@ -407,13 +460,21 @@ class ObjectStore:
                 assert byte_range is not None
                 first, last = byte_range.resolve(view.size)
             plan = envelope.plan(first, last)
-            got = await self.backend.get_object(
-                opened.ref.bucket, opened.ref.key, (plan.ciphertext_start, plan.ciphertext_end), stored.info.version_id
-            )
-            if got.info.etag != stored.info.etag:  # replaced between HEAD and GET: never mix two objects
-                await _close(got.body)
-                raise errors.PreconditionFailed("The object was replaced while it was being read; retry the request.")
-            return Download(view, decrypt_range(got.body, key, plan, batch_size=BATCH), (first, last), parts_count)
+            window, source = opened.window, opened.body
+            if source is not None and window is not None and window[0] <= plan.ciphertext_start \
+                    and plan.ciphertext_end <= window[1]:  # the bytes came with the metadata: the same object
+                opened.body = None  # the Download owns it now
+                source = _within(source, plan.ciphertext_start - window[0], plan.ciphertext_length)
+            else:
+                await opened.close()
+                got = await self.backend.get_object(
+                    opened.ref.bucket, opened.ref.key, (plan.ciphertext_start, plan.ciphertext_end), stored.info.version_id
+                )
+                if got.info.etag != stored.info.etag:  # replaced between HEAD and GET: never mix two objects
+                    await _close(got.body)
+                    raise errors.PreconditionFailed("The object was replaced while it was being read; retry the request.")
+                source = got.body
+            return Download(view, decrypt_range(source, key, plan, batch_size=BATCH), (first, last), parts_count)
         except BaseException:
             await opened.close()
             raise

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import logging
+import sys
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
@@ -142,36 +143,98 @@ class Written:
     headers: Mapping[str, str] = field(default_factory=dict)
 
 
+LISTING_CACHE_BYTES = 16 * 1024 * 1024
+_ENTRY_OVERHEAD = 104  # an OrderedDict slot and its link node, measured (CPython 3.11-3.13, 64-bit)
+
+
+def _pack(etag: str) -> bytes | None:
+    """An ETag in a few bytes: 0x00 and 16 raw bytes for 32 lower-case hex digits (an MD5, the usual
+    case), else 1 + its length and its ASCII bytes; None for one that is neither (not cached)."""
+    if len(etag) == 32:
+        try:
+            raw = bytes.fromhex(etag)
+        except ValueError:
+            raw = b""
+        if raw and raw.hex() == etag:
+            return b"\x00" + raw
+    if len(etag) < 255 and etag.isascii():
+        return bytes((len(etag) + 1,)) + etag.encode("ascii")
+    return None
+
+
+def _packed_len(data: bytes, at: int) -> int:
+    return 17 if data[at] == 0 else data[at]
+
+
+def _unpack(data: bytes, at: int) -> str:
+    return data[at + 1:at + 17].hex() if data[at] == 0 else data[at + 1:at + data[at]].decode("ascii")
+
+
+def _records(value: bytes) -> list[tuple[bytes, bytes]]:
+    """The (packed backend ETag, the rest of the record) of each version a cache value holds, oldest first."""
+    out, at = [], 0
+    while at < len(value):
+        mid = at + _packed_len(value, at)
+        end = mid + 8 + _packed_len(value, mid + 8)
+        out.append((value[at:mid], value[mid:end]))
+        at = end
+    return out
+
+
 class ListingCache:
     """(bucket, key, backend ETag) -> (plaintext size, client ETag): listings need no HEAD per object
     for what this proxy wrote or already looked at. Rebuildable from the backend at any time.
 
-    Held per object name, least recently used first out past `max_entries` names, with the newest
-    `versions_per_key` backend ETags of each: an overwrite pushes out what it replaced instead of
-    keeping it until the whole table cycles, and a versioned key's recent versions still hit.
+    Held per object name, least recently used first out past `max_bytes` (the setting
+    `listing_cache_bytes`), with the newest `versions_per_key` backend ETags of each: an overwrite
+    pushes out what it replaced instead of keeping it until the whole table cycles, and a versioned
+    key's recent versions still hit. Compact: one str ("bucket/key": a bucket name holds no "/") and
+    one bytes value per name, each version packed as backend ETag, size (8 bytes) and client ETag,
+    an MD5-shaped ETag as its 16 raw bytes: about 250 bytes for a 40-character "bucket/key" with one
+    version (700 before, as a dict of tuples), counted as what the two objects and their table slot take.
     """
 
-    def __init__(self, max_entries: int = 100_000, versions_per_key: int = 4) -> None:
-        self.max_entries = max_entries
+    def __init__(self, max_bytes: int = LISTING_CACHE_BYTES, versions_per_key: int = 4) -> None:
+        self.max_bytes = max_bytes
         self.versions_per_key = versions_per_key
-        self._entries: OrderedDict[tuple[str, str], dict[str, tuple[int, str]]] = OrderedDict()
+        self.bytes = 0  # what the entries take, as counted by `_cost`
+        self._entries: OrderedDict[str, bytes] = OrderedDict()
+
+    @staticmethod
+    def _cost(name: str, value: bytes) -> int:
+        return sys.getsizeof(name) + sys.getsizeof(value) + _ENTRY_OVERHEAD
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
     def get(self, bucket: str, key: str, backend_etag: str) -> tuple[int, str] | None:
-        versions = self._entries.get((bucket, key))
-        if versions is None:
+        name = f"{bucket}/{key}"
+        value = self._entries.get(name)
+        if value is None:
             return None
-        self._entries.move_to_end((bucket, key))
-        return versions.get(backend_etag)
+        self._entries.move_to_end(name)
+        wanted = _pack(backend_etag)
+        for packed, rest in _records(value):
+            if packed == wanted:
+                return int.from_bytes(rest[:8], "big"), _unpack(rest, 8)
+        return None
 
     def put(self, bucket: str, key: str, backend_etag: str, size: int, etag: str) -> None:
-        versions = self._entries.setdefault((bucket, key), {})
-        versions.pop(backend_etag, None)
-        versions[backend_etag] = (size, etag)  # dicts keep insertion order: the first is the oldest
-        while len(versions) > self.versions_per_key:
-            del versions[next(iter(versions))]
-        self._entries.move_to_end((bucket, key))
-        while len(self._entries) > self.max_entries:
-            self._entries.popitem(last=False)
+        packed, client = _pack(backend_etag), _pack(etag)
+        if packed is None or client is None or not 0 <= size < 1 << 64:
+            return  # not expressible compactly: such an object is looked up as if never seen
+        name = f"{bucket}/{key}"
+        old = self._entries.pop(name, None)
+        kept = [] if old is None else [r for r in _records(old) if r[0] != packed]
+        kept.append((packed, size.to_bytes(8, "big") + client))  # the last is the newest
+        value = b"".join(p + rest for p, rest in kept[-self.versions_per_key:])
+        if old is not None:
+            self.bytes -= self._cost(name, old)
+        self._entries[name] = value
+        self.bytes += self._cost(name, value)
+        while self.bytes > self.max_bytes and self._entries:
+            gone, gone_value = self._entries.popitem(last=False)
+            self.bytes -= self._cost(gone, gone_value)
 
 
 async def _one(data: bytes) -> AsyncIterator[bytes]:

@@ -5,8 +5,9 @@ Every PUT is one backend write in every mode, with or without a flexible checksu
 checksum comes in a header or in an aws-chunked trailer, and whatever the size: what is known only
 after the body goes into the sealed trailer (FORMAT.md §9), never into a second write (today: a
 server-side self-copy after the upload, which doubles the cost, fails above 5 GiB and briefly
-shows another ETag). GET and HEAD of SSE-KMS and SSE-C objects are one request; an SSE-S3 object
-whose ETag is in its trailer costs one ranged read of the trailer the first time a proxy shows it.
+shows another ETag). GET and HEAD of SSE-KMS and SSE-C objects are one request, a ranged GET too
+(issue 21: the stored range comes with the metadata, no HEAD first); an SSE-S3 object whose ETag is
+in its trailer costs one ranged read of the trailer the first time a proxy shows it.
 The table of counts is printed (pytest -s) for the report.
 """
 
@@ -144,7 +145,7 @@ def test_get_and_head_are_one_request_and_a_trailer_etag_is_read_once(counted, h
         for who, head_n, get_n, range_n in rows:
             first = who == "cold"
             extra = 1 if (late_etag and first) else 0
-            assert (head_n, get_n, range_n) == (1 + extra, 1, 2), (who, head_n, get_n, range_n)
+            assert (head_n, get_n, range_n) == (1 + extra, 1, 1), (who, head_n, get_n, range_n)
     finally:
         thread.stop()
 
@@ -186,3 +187,70 @@ def test_a_cold_whole_get_of_a_trailer_etag_reads_the_trailer_once_beside_the_bo
         assert (cold, warm) == (2, 1)
     finally:
         thread.stop()
+
+
+RANGES = {  # Range header -> the plaintext slice S3 returns, None for 416 (of a 1 MiB + 17 byte object)
+    "bytes=10-19": slice(10, 20),
+    "bytes=65530-131080": slice(65530, 131081),  # across two chunk edges
+    "bytes=-5": slice(-5, None),  # a suffix
+    "bytes=-70000": slice(-70000, None),  # a suffix longer than a chunk
+    "bytes=1048570-": slice(1048570, None),  # open-ended, into the short final chunk
+    "bytes=0-99999999": slice(0, None),  # past the end: clipped
+    "bytes=1048593-": None,  # starts at the size: 416, the guessed stored bytes lie inside the trailer
+    "bytes=99999999-": None,  # starts far past the stored end: the backend's 416, then a HEAD for the size
+}
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+def test_a_ranged_get_of_a_single_part_object_is_one_request(counted, hop_clean, mode):
+    """Issue 21: the stored range a single-part object's plaintext range needs is arithmetic once the
+    chunk size is known, so it comes with the metadata in one GET, verified before any byte."""
+    endpoint, _ = counted
+    bucket = f"r-{uuid.uuid4().hex[:16]}"
+    s3 = s3_client(endpoint.url, request_checksum_calculation="when_required", response_checksum_validation="when_required")
+    s3.create_bucket(Bucket=bucket)
+    data = os.urandom(1024 * 1024 + 17)
+    _put(endpoint, bucket, "k", data, mode, "none")
+    s3.head_object(Bucket=bucket, Key="k", **READ_ARGS[mode])  # a trailer ETag (SSE-S3) is cached from here on
+    for header, want in RANGES.items():
+        hop_clean.seen.clear()
+        if want is None:
+            with pytest.raises(s3.exceptions.ClientError) as caught:
+                s3.get_object(Bucket=bucket, Key="k", Range=header, **READ_ARGS[mode])
+            assert caught.value.response["Error"]["Code"] == "InvalidRange"
+            assert caught.value.response["Error"]["ActualObjectSize"] == str(len(data))
+        else:
+            got = s3.get_object(Bucket=bucket, Key="k", Range=header, **READ_ARGS[mode])
+            assert got["Body"].read() == data[want]
+            assert got["ContentRange"].endswith(f"/{len(data)}")
+        _, n, seen = _counts(hop_clean, bucket, "k")
+        TABLE.append((f"{mode} 1MiB+17 GET Range: {header}", f"{n}  {dict(seen)}"))
+        assert n == (2 if header == "bytes=99999999-" else 1), (header, seen)
+
+
+def test_a_ranged_get_of_a_multipart_object_is_two_requests_only_when_it_ends_past_the_first_part(counted, hop_clean):
+    """Parts after the first start 16 bytes later per part before them than a single-part layout
+    would put them (each part ends with its own final chunk): a range ending there needs a second GET
+    of the planned bytes; a range in the first part, a suffix or an open end does not."""
+    endpoint, _ = counted
+    bucket = f"m-{uuid.uuid4().hex[:16]}"
+    s3 = s3_client(endpoint.url)
+    s3.create_bucket(Bucket=bucket)
+    part1, part2 = os.urandom(5 * 1024 * 1024), os.urandom(1024 * 1024)
+    upload = s3.create_multipart_upload(Bucket=bucket, Key="k", ServerSideEncryption="aws:kms")["UploadId"]
+    etags = [s3.upload_part(Bucket=bucket, Key="k", UploadId=upload, PartNumber=i, Body=body)["ETag"]
+             for i, body in ((1, part1), (2, part2))]
+    s3.complete_multipart_upload(Bucket=bucket, Key="k", UploadId=upload, MultipartUpload={
+        "Parts": [{"PartNumber": i + 1, "ETag": e} for i, e in enumerate(etags)]})
+    data, n = part1 + part2, len(part1)
+    s3.get_object(Bucket=bucket, Key="k", Range="bytes=0-0")["Body"].read()  # the part list record is cached now
+    cases = {"bytes=10-19": 1, f"bytes=0-{n - 1}": 1, "bytes=-100": 1, f"bytes={n + 5}-": 1,
+             f"bytes={n - 10}-{n + 20}": 2, f"bytes={n + 5}-{n + 100000}": 2}
+    for header, requests in cases.items():
+        hop_clean.seen.clear()
+        first, _, last = header[6:].partition("-")
+        want = data[-int(last):] if not first else data[int(first):int(last) + 1 if last else None]
+        assert s3.get_object(Bucket=bucket, Key="k", Range=header)["Body"].read() == want
+        _, got, seen = _counts(hop_clean, bucket, "k")
+        TABLE.append((f"sse-kms multipart 5MiB+1MiB GET Range: {header}", f"{got}  {dict(seen)}"))
+        assert got == requests, (header, seen)

@@ -29,6 +29,7 @@ from s3proxy.backends.base import (
     ObjectMeta,
     PartInfo,
     PutResult,
+    StoredRange,
     UploadInfo,
     VersionListResult,
     WriteCondition,
@@ -110,11 +111,12 @@ class MemoryBackend:
         self._check(bucket, key, condition)  # no await between the check and the store: atomic
         return self._store(bucket, key, data, digest, meta)
 
-    async def get_object(self, bucket: str, key: str, range: tuple[int, int] | None = None,
+    async def get_object(self, bucket: str, key: str, range: StoredRange | None = None,
                          version_id: str | None = None) -> GetResult:
         v = self._readable(bucket, key, version_id)
-        data = v.data if range is None else v.data[range[0] : range[1] + 1]
-        return GetResult(self._shown(bucket, v.info), _chunks(data), range)
+        got = common.resolve_range(range, len(v.data)) if range is not None else None
+        data = v.data if got is None else v.data[got[0] : got[1] + 1]
+        return GetResult(self._shown(bucket, v.info), _chunks(data), got)
 
     async def head_object(self, bucket: str, key: str, version_id: str | None = None) -> ObjectInfo:
         return self._shown(bucket, self._readable(bucket, key, version_id).info)
