@@ -154,7 +154,7 @@ class CustomKeyStores:
         if not isinstance(store_id, str) or not 1 <= len(store_id) <= 64:
             shown = store_id if isinstance(store_id, str) else None
             raise member_error("customKeyStoreId", "have length between 1 and 64", shown)
-        found = self._registry.store(store_id)
+        found = self._registry.store(store_id, fresh=True)
         if found is None or found.account_id != caller.account_id:
             raise CustomKeyStoreNotFoundException(f"Custom key store {store_id} does not exist in this account.")
         return found

@@ -358,7 +358,14 @@ class Registry:
         self._announce([key_id])
 
     # custom key stores -----------------------------------------------------------------------
-    def store(self, store_id: str) -> StoreRecord | None:
+    def store(self, store_id: str, *, fresh: bool = False) -> StoreRecord | None:
+        """The store's record from the cache; `fresh`: read from the keystore now (a store operation must not act
+        on a state another process changed a moment ago)."""
+        if fresh and _STORE_ID.fullmatch(store_id):
+            with self._lock:
+                changed = self._apply("s/" + store_id, self._store.get("s/" + store_id))
+                keys = [r.key_id for _, r in self._keys.values() if r.custom_key_store_id == store_id] if changed else []
+            self._announce(keys)
         found = self._stores.get(store_id)
         if found is None and _STORE_ID.fullmatch(store_id) and self._read_through("s/" + store_id):
             found = self._stores.get(store_id)
