@@ -419,3 +419,43 @@ def test_workers_share_the_store_and_its_connection_state(tmp_path, softhsm):
                         lambda out: isinstance(out, ClientError) and out.response["Error"]["Code"] == "KMSInvalidStateException")
     finally:
         proc.stop()
+
+
+def test_store_actions_are_decided_by_identity_policies_and_stay_in_their_account():
+    """IAM-only, as in AWS: the caller's identity policy decides kms:*CustomKeyStore*; a store is seen only by its
+    own account. In process, without a token: neither check reaches one."""
+    from s3proxy.kms.audit import MemoryAuditSink
+    from s3proxy.kms.caller import Caller
+    from s3proxy.kms.keystore.memory import MemoryKeystore
+    from s3proxy.kms.registry import StoreRecord
+    from s3proxy.kms.service import KeyService
+    from s3proxy.policy import IDENTITY_POLICY, parse
+
+    svc = KeyService.create(MemoryKeystore(), MemoryAuditSink(), root_key=os.urandom(32))
+    only_describe = parse(json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "kms:DescribeCustomKeyStores", "Resource": "*"}]}), IDENTITY_POLICY)
+    carol = Caller("AKIACAROL", "carol", "000000000000", identity=only_describe)
+    svc.records.put_store(StoreRecord("cks-0123456789abcdef0", "000000000000", "s", TOKEN, trust_anchor(), PIN, 1.0),
+                          create=True)
+    assert [s.store_id for s in svc.describe_custom_key_stores(carol)] == ["cks-0123456789abcdef0"]
+    denied = [lambda: svc.create_custom_key_store(carol, "n", TOKEN, trust_anchor(), PIN),
+              lambda: svc.connect_custom_key_store(carol, "cks-0123456789abcdef0"),
+              lambda: svc.disconnect_custom_key_store(carol, "cks-0123456789abcdef0"),
+              lambda: svc.update_custom_key_store(carol, "cks-0123456789abcdef0", "renamed"),
+              lambda: svc.delete_custom_key_store(carol, "cks-0123456789abcdef0")]
+    for call in denied:
+        with pytest.raises(Exception) as e:
+            call()
+        assert type(e.value).__name__ == "AccessDeniedException"
+    other = Caller("AKIAOTHER", "dave", "111111111111")
+    assert svc.describe_custom_key_stores(other) == []
+    with pytest.raises(Exception) as e:
+        svc.describe_custom_key_stores(other, "cks-0123456789abcdef0")
+    assert type(e.value).__name__ == "CustomKeyStoreNotFoundException"
+    with pytest.raises(Exception) as e:
+        svc.create_key(other, origin="AWS_CLOUDHSM", custom_key_store_id="cks-0123456789abcdef0")
+    assert type(e.value).__name__ == "CustomKeyStoreNotFoundException"
+    # the audit records name the store operations; the PIN is never among their parameters
+    assert PIN not in json.dumps(svc.audit.records)
+    assert {r["eventName"] for r in svc.audit.records} >= {"CreateCustomKeyStore", "ConnectCustomKeyStore",
+                                                            "DeleteCustomKeyStore", "DescribeCustomKeyStores"}
