@@ -316,10 +316,13 @@ class Registry:
         """Carry out what time has made due: deletion at the end of the waiting period, automatic rotation."""
         now = self._clock()
         if record.state == lifecycle.PENDING_DELETION and record.deletion_date is not None and record.deletion_date <= now:
+            if self.key(record.key_id) is not None:
+                # material kept elsewhere (a token) goes first; outside the lock, which the callback's own locks
+                # must never wait inside (it may run twice, in two threads: destroying what is gone is a no-op)
+                for callback in self._purging:
+                    callback(record)
             with self._lock:
                 if self.key(record.key_id) is not None:
-                    for callback in self._purging:  # material kept elsewhere (a token) goes first
-                        callback(record)
                     self.remove_key(record.key_id)
             return None
         if record.valid_to is not None and record.valid_to <= now and record.materials:  # imported material expired
