@@ -212,7 +212,7 @@ class Registry:
                 if applied and name.startswith("k/"):
                     changed.append(name[2:])
                 elif applied and name.startswith("s/"):  # a store connected or disconnected elsewhere: its keys' state changed
-                    changed += [r.key_id for _, r in self._keys.values() if r.custom_key_store_id == name[2:]]
+                    changed += self._store_keys(name[2:])
             self._cursor = max(self._cursor, counter)
         self._announce(changed)
         return len(names)
@@ -267,11 +267,21 @@ class Registry:
                 raise RootKeyError("the root key does not match this keystore (wrong S3PROXY_ROOT_KEY_FILE?)")
 
     # keys -------------------------------------------------------------------------------------
-    def key(self, key_id: str) -> KeyRecord | None:
-        found = self._keys.get(key_id)
-        if found is None and _KEY_ID.fullmatch(key_id) and self._read_through("k/" + key_id):
-            found = self._keys.get(key_id)
+    def _cached(self, name: str, pattern: re.Pattern[str]) -> Any:
+        """The cached record of entry `name`, read through on a miss when its id could exist."""
+        table = self._table(name)
+        assert table is not None
+        found = table.get(name[2:])
+        if found is None and pattern.fullmatch(name[2:]) and self._read_through(name):
+            found = table.get(name[2:])
         return found[1] if found else None
+
+    def _store_keys(self, store_id: str) -> list[str]:
+        return [r.key_id for _, r in self._keys.values() if r.custom_key_store_id == store_id]
+
+    def key(self, key_id: str) -> KeyRecord | None:
+        found: KeyRecord | None = self._cached("k/" + key_id, _KEY_ID)
+        return found
 
     def keys(self) -> list[KeyRecord]:
         with self._lock:
@@ -367,12 +377,10 @@ class Registry:
         if fresh and _STORE_ID.fullmatch(store_id):
             with self._lock:
                 changed = self._apply("s/" + store_id, self._store.get("s/" + store_id))
-                keys = [r.key_id for _, r in self._keys.values() if r.custom_key_store_id == store_id] if changed else []
+                keys = self._store_keys(store_id) if changed else []
             self._announce(keys)
-        found = self._stores.get(store_id)
-        if found is None and _STORE_ID.fullmatch(store_id) and self._read_through("s/" + store_id):
-            found = self._stores.get(store_id)
-        return found[1] if found else None
+        found: StoreRecord | None = self._cached("s/" + store_id, _STORE_ID)
+        return found
 
     def stores(self) -> list[StoreRecord]:
         with self._lock:
@@ -387,7 +395,7 @@ class Registry:
                 raise KeystoreConflict(name)
             version = self._store.put(name, self._sealer.seal(name, record.to_bytes()), 0 if create else held[0])  # type: ignore[index]
             self._stores[record.store_id] = (version, record)
-            changed = [r.key_id for _, r in self._keys.values() if r.custom_key_store_id == record.store_id]
+            changed = self._store_keys(record.store_id)
         self._announce(changed)
 
     def remove_store(self, store_id: str) -> None:
@@ -400,10 +408,8 @@ class Registry:
 
     # aliases ----------------------------------------------------------------------------------
     def alias(self, name: str) -> AliasRecord | None:
-        found = self._aliases.get(name)
-        if found is None and _ALIAS.fullmatch(name) and self._read_through("a/" + name):
-            found = self._aliases.get(name)
-        return found[1] if found else None
+        found: AliasRecord | None = self._cached("a/" + name, _ALIAS)
+        return found
 
     def aliases(self) -> list[AliasRecord]:
         with self._lock:
