@@ -108,6 +108,16 @@ def _check_name(name: str, member: str) -> None:
         raise member_error(member, "have length between 1 and 256", name if isinstance(name, str) else None)
 
 
+def _login(module_path: str, cluster_id: str, password: str, store_id: str) -> Token:
+    """A logged-in session on the token; any failure of the module is a Pkcs11Error (reason "" unless known)."""
+    try:
+        return Token(module_path, token_uri(cluster_id), password, f"custom key store {store_id}")
+    except (Pkcs11Error, KmsError):
+        raise
+    except Exception as exc:  # another PKCS#11 error (a token that vanished mid-login, a PIN the token cannot take)
+        raise Pkcs11Error(f"custom key store {store_id}: {type(exc).__name__} from the PKCS#11 module") from None
+
+
 class _StoreAead:
     """A KMS key's AES key in its token, with AESGCM's interface; a token that cannot be reached is
     KeyUnavailableException naming the store."""
@@ -175,10 +185,13 @@ class CustomKeyStores:
 
     def _find_token(self, cluster_id: str) -> None:
         """CloudHsmClusterNotFoundException unless the token is there (no login: a PIN is tried only on connect)."""
+        module = self._module_path()
         try:
-            present = token_present(self._module_path(), token_uri(cluster_id))
-        except Pkcs11Error as exc:
-            raise UnsupportedOperationException(f"The PKCS#11 module cannot be used: {exc}") from None
+            present = token_present(module, token_uri(cluster_id))
+        except KmsError:
+            raise
+        except Exception as exc:  # Pkcs11Error (no library) or a PKCS#11 error of the module
+            raise UnsupportedOperationException(f"The PKCS#11 module cannot be used: {type(exc).__name__}: {exc}") from None
         if not present:
             raise CloudHsmClusterNotFoundException(f"No PKCS#11 token matches {cluster_id}.")
 
@@ -295,7 +308,7 @@ class CustomKeyStores:
         if not held:
             return
         try:
-            token = Token(self._module_path(), token_uri(cluster_id), password, f"custom key store {s.store_id}")
+            token = _login(self._module_path(), cluster_id, password, s.store_id)
         except Pkcs11Error as exc:
             raise CloudHsmClusterInvalidConfigurationException(
                 f"Cannot log in to {cluster_id} to check that it holds this store's keys "
@@ -333,8 +346,7 @@ class CustomKeyStores:
                 return held[1]
             self._close(s.store_id)
             try:
-                token = Token(self._module_path(), token_uri(s.cluster_id), s.password,
-                              f"custom key store {s.store_id}")
+                token = _login(self._module_path(), s.cluster_id, s.password, s.store_id)
             except Pkcs11Error as exc:
                 if connecting:
                     raise
