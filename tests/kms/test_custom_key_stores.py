@@ -411,7 +411,12 @@ def test_workers_share_the_store_and_its_connection_state(tmp_path, softhsm):
                     seen.add(worker)
             assert len(seen) == 2, seen
 
-        blob = w.call(lambda c: c.encrypt(KeyId=key, Plaintext=b"both"))[1]["CiphertextBlob"]
+        # the other worker may take up to the change feed's bound to see the store connected (as AWS: eventually)
+        deadline, out = time.monotonic() + 10, None
+        while (out is None or isinstance(out, ClientError)) and time.monotonic() < deadline:
+            out = w.call(lambda c: c.encrypt(KeyId=key, Plaintext=b"both"))[1]
+        assert not isinstance(out, ClientError), out
+        blob = out["CiphertextBlob"]
         on_every_worker(lambda c: c.decrypt(CiphertextBlob=blob),
                         lambda out: not isinstance(out, ClientError) and out["Plaintext"] == b"both")
         assert not isinstance(w.call(lambda c: c.disconnect_custom_key_store(CustomKeyStoreId=store_id))[1], ClientError)
