@@ -188,6 +188,7 @@ def open_kms(settings: Settings, clock: Callable[[], float], metrics: Metrics, w
             audit=audit,
             keystore_url=settings.keystore_url,
             sealer=sealer,
+            pkcs11_module=str(settings.pkcs11_module) if settings.pkcs11_module else None,
         )
     except (RootKeyError, Pkcs11Error, OSError, RuntimeError, KeystoreUnavailable, KmsError) as exc:
         if audit is not None:

@@ -153,7 +153,7 @@ FIELDS: tuple[Field, ...] = (
     Field("root_key_file", _opt(_path), None, "file holding the KMS root key, created 0600 on first start; default DATA_DIR.root.key beside the data dir, never inside it (a DATA_DIR/root.key made by an older version is still used)"),
     # keys from elsewhere (docs/KMS.md): a root key in a PKCS#11 token; SSE-KMS through an external KMS
     Field("root_key", _opt(_pkcs11_uri), None, "RFC 7512 pkcs11: URI of the KMS root key inside a PKCS#11 token, used instead of root_key_file (generated in the token, non-extractable, on first start); shown redacted, as it may hold pin-value", secret=True),
-    Field("pkcs11_module", _opt(_path), None, "PKCS#11 module (.so) for root_key and for PKCS#11 custom key stores, e.g. /usr/lib/softhsm/libsofthsm2.so"),
+    Field("pkcs11_module", _opt(_path), None, "PKCS#11 module (.so) for root_key and for the tokens of custom key stores (Origin AWS_CLOUDHSM, docs/KMS.md), e.g. /usr/lib/softhsm/libsofthsm2.so"),
     Field("pkcs11_pin", _opt(str), None, "user PIN of root_key's token, when its URI has no pin-value or pin-source", secret=True),
     Field("kms_url", _opt(_url), None, "an AWS-KMS-compatible endpoint (AWS KMS, LocalStack, another s3proxy) that serves SSE-KMS and bucket keys instead of the internal KMS"),
     Field("kms_region", _opt(str), None, "region of kms_url (default: region)"),

@@ -27,6 +27,7 @@ from . import keys, lifecycle
 from .authorizer import Authorizer
 from .caller import Caller, service_caller
 from .config import Config
+from .custom_stores import CustomKeyStores
 from .errors import (
     AlreadyExistsException,
     InvalidAliasNameException,
@@ -77,6 +78,7 @@ class KeyMetadata:
     expiration_model: str | None = None  # imported material (Origin EXTERNAL) only
     valid_to: float | None = None
     custom_key_store_id: str | None = None
+    cloud_hsm_cluster_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -113,8 +115,9 @@ class DeletionScheduled:
     pending_window_in_days: int
 
 
-def metadata(r: KeyRecord, state: str | None = None) -> KeyMetadata:
-    """What DescribeKey shows of a record (`state`: the effective state, when it differs from the stored one)."""
+def metadata(r: KeyRecord, state: str | None = None, cluster_id: str | None = None) -> KeyMetadata:
+    """What DescribeKey shows of a record (`state`: the effective state, when it differs from the stored one;
+    `cluster_id`: the CloudHsmClusterId of its custom key store)."""
     info = keys.spec_info(r.key_spec, r.key_usage)
     state = state or r.state
     return KeyMetadata(
@@ -122,7 +125,7 @@ def metadata(r: KeyRecord, state: str | None = None) -> KeyMetadata:
         r.key_spec, r.origin, r.key_manager, info.encryption, info.signing, info.mac, r.deletion_date, r.pending_window,
         r.material_id(1) if r.origin == "EXTERNAL" else r.material_id(), info.key_agreement,
         r.expiration_model if r.origin == "EXTERNAL" and r.material_check else None, r.valid_to,
-        r.custom_key_store_id,
+        r.custom_key_store_id, cluster_id,
     )
 
 
@@ -132,10 +135,11 @@ class KeyAdmin:
     def __init__(
         self, registry: Registry, authorizer: Authorizer, config: Config, *,
         clock: Callable[[], float] = time.time, rand: Callable[[int], bytes] = os.urandom,
-        note: Callable[[str], None] = lambda arn: None,
+        note: Callable[[str], None] = lambda arn: None, stores: CustomKeyStores | None = None,
     ) -> None:
         self._registry = registry
         self._authz = authorizer
+        self._stores = stores
         self._config = config
         self._clock = clock
         self._rand = rand
@@ -155,28 +159,36 @@ class KeyAdmin:
 
     def _new_record(self, caller: Caller, key_spec: str, key_usage: str, policy: str, description: str,
                     key_manager: str, tags: Mapping[str, str] | None = None, kid: str | None = None,
-                    origin: str = "AWS_KMS") -> KeyRecord:
+                    origin: str = "AWS_KMS", store_id: str | None = None) -> KeyRecord:
         kid = kid or self._new_id()
         external = origin == "EXTERNAL"  # no material until ImportKeyMaterial
         record = KeyRecord(
             key_id=kid, arn=self._config.key_arn(kid, caller.account_id), account_id=caller.account_id,
             created=self._clock(),
             key_spec=key_spec, key_usage=key_usage, state=lifecycle.PENDING_IMPORT if external else lifecycle.ENABLED,
-            policy=policy, materials=() if external else (keys.generate_material(key_spec, self._rand),),
+            policy=policy, materials=() if external or store_id else (keys.generate_material(key_spec, self._rand),),
             description=description, origin=origin, key_manager=key_manager, tags=tuple(sorted((tags or {}).items())),
+            custom_key_store_id=store_id,
         )
         self._registry.add_key(record)
         return record
 
     def create_key(self, caller: Caller, *, description: str = "", key_usage: str | None = None,
                    key_spec: str = keys.SYMMETRIC, policy: str | None = None, tags: Mapping[str, str] | None = None,
-                   origin: str = "AWS_KMS", bypass_policy_lockout_safety_check: bool = False) -> KeyMetadata:
+                   origin: str = "AWS_KMS", bypass_policy_lockout_safety_check: bool = False,
+                   custom_key_store_id: str | None = None) -> KeyMetadata:
         usage = key_usage or keys.default_usage(key_spec)
         keys.spec_info(key_spec, usage)
-        if origin not in ("AWS_KMS", "EXTERNAL"):
-            if origin in ("AWS_CLOUDHSM", "EXTERNAL_KEY_STORE"):
-                raise UnsupportedOperationException(f"Origin {origin} needs a CustomKeyStoreId.")
+        if origin not in ("AWS_KMS", "EXTERNAL", "AWS_CLOUDHSM", "EXTERNAL_KEY_STORE"):
             raise member_error("origin", "satisfy enum value set: [AWS_KMS, EXTERNAL, AWS_CLOUDHSM, EXTERNAL_KEY_STORE]", origin)
+        if origin == "EXTERNAL_KEY_STORE":
+            raise UnsupportedOperationException("External key stores (Origin EXTERNAL_KEY_STORE) are not supported by this KMS.")
+        if (origin == "AWS_CLOUDHSM") != (custom_key_store_id is not None):
+            raise UnsupportedOperationException(
+                "A key in a custom key store needs both Origin AWS_CLOUDHSM and its CustomKeyStoreId.")
+        if custom_key_store_id is not None and (key_spec, usage) != (keys.SYMMETRIC, keys.ENCRYPT_DECRYPT):
+            raise UnsupportedOperationException(
+                "A key in a custom key store is a symmetric encryption key: KeySpec SYMMETRIC_DEFAULT, KeyUsage ENCRYPT_DECRYPT.")
         if len(description) > 8192:
             raise ValidationException("Description must be at most 8192 characters.")
         self._check_tags(tags or {})
@@ -190,9 +202,22 @@ class KeyAdmin:
             policy = default_policy(caller.account_id, [caller.arn, *admins])
         else:
             self._check_lockout(caller, policy, bypass_policy_lockout_safety_check, self._config.key_arn(kid, caller.account_id))
-        record = self._new_record(caller, key_spec, usage, policy, description, "CUSTOMER", tags, kid, origin)
+        if custom_key_store_id is None:
+            record = self._new_record(caller, key_spec, usage, policy, description, "CUSTOMER", tags, kid, origin)
+            self._note(record.arn)
+            return metadata(record)
+        if self._stores is None:
+            raise UnsupportedOperationException("This KMS has no custom key stores.")
+        store = self._stores.store_for_new_key(caller, custom_key_store_id)
+        self._stores.generate(store, kid)  # inside the token first: a record never names material that is not there
+        try:
+            record = self._new_record(caller, key_spec, usage, policy, description, "CUSTOMER", tags, kid, origin,
+                                      store.store_id)
+        except BaseException:
+            self._stores.discard(store, kid)
+            raise
         self._note(record.arn)
-        return metadata(record)
+        return metadata(record, cluster_id=store.cluster_id)
 
     def _check_lockout(self, caller: Caller, policy: str, bypass: bool, key_arn: str) -> None:
         """Parse the policy strictly; unless bypassed, it must let the caller put the key policy again."""
@@ -208,7 +233,10 @@ class KeyAdmin:
             )
 
     def describe_key(self, caller: Caller, key_id: str) -> KeyMetadata:
-        return metadata(self._authz.usable(caller, key_id, "DescribeKey"))
+        r = self._authz.usable(caller, key_id, "DescribeKey")
+        if r.custom_key_store_id is None or self._stores is None:
+            return metadata(r)
+        return metadata(r, self._authz.state(r), self._stores.cluster_id(r))
 
     def list_keys(self, caller: Caller) -> list[tuple[str, str]]:
         """(key id, key ARN) of every key in the caller's account (the identity policy decides ListKeys)."""
@@ -240,7 +268,8 @@ class KeyAdmin:
 
     def cancel_key_deletion(self, caller: Caller, key_id: str) -> str:
         r = self._change(caller, key_id, "CancelKeyDeletion", lambda r: replace(  # imported material gone: PendingImport
-            r, state=lifecycle.DISABLED if r.materials else lifecycle.PENDING_IMPORT, deletion_date=None, pending_window=None))
+            r, state=lifecycle.DISABLED if r.materials or r.custom_key_store_id else lifecycle.PENDING_IMPORT,
+            deletion_date=None, pending_window=None))
         return r.arn
 
     # rotation -----------------------------------------------------------------------------------

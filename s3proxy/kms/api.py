@@ -25,6 +25,7 @@ from .errors import (
     member_error,
 )
 from .policy import Grant
+from .registry import StoreRecord
 from .service import KeyService
 
 CONTENT_TYPE = "application/x-amz-json-1.1"
@@ -83,7 +84,8 @@ def key_metadata_json(m: KeyMetadata) -> dict[str, Any]:
     }
     _present(out, EncryptionAlgorithms=m.encryption_algorithms, SigningAlgorithms=m.signing_algorithms,
              MacAlgorithms=m.mac_algorithms, KeyAgreementAlgorithms=m.key_agreement_algorithms,
-             ExpirationModel=m.expiration_model, ValidTo=m.valid_to, CustomKeyStoreId=m.custom_key_store_id)
+             ExpirationModel=m.expiration_model, ValidTo=m.valid_to, CustomKeyStoreId=m.custom_key_store_id,
+             CloudHsmClusterId=m.cloud_hsm_cluster_id)
     if m.deletion_date is not None:
         out["DeletionDate"] = m.deletion_date
         out["PendingDeletionWindowInDays"] = m.pending_deletion_window_in_days
@@ -112,11 +114,14 @@ def _tags_in(body: Mapping[str, Any]) -> dict[str, str]:
 
 # --- handlers: one per operation, body dict in, response dict out ---------------------------------
 def _create_key(s: KeyService, c: Caller, b: Mapping[str, Any]) -> dict[str, Any]:
+    if b.get("XksKeyId") is not None:
+        raise UnsupportedOperationException("External key stores (XksKeyId) are not supported by this KMS.")
     m = s.create_key(
         c, description=b.get("Description", ""), key_usage=b.get("KeyUsage"),
         key_spec=b.get("KeySpec") or b.get("CustomerMasterKeySpec") or "SYMMETRIC_DEFAULT", policy=b.get("Policy"),
         tags=_tags_in(b), origin=b.get("Origin", "AWS_KMS"),
         bypass_policy_lockout_safety_check=bool(b.get("BypassPolicyLockoutSafetyCheck")),
+        custom_key_store_id=b.get("CustomKeyStoreId"),
     )
     return {"KeyMetadata": key_metadata_json(m)}
 
@@ -266,6 +271,43 @@ def _create_grant(s: KeyService, c: Caller, b: Mapping[str, Any]) -> dict[str, A
     return {"GrantToken": token, "GrantId": gid}
 
 
+# custom key stores: the members each operation takes; any other (the Xks* ones of external key stores) is refused
+_STORE_MEMBERS = {
+    "CreateCustomKeyStore": {"CustomKeyStoreName", "CloudHsmClusterId", "TrustAnchorCertificate", "KeyStorePassword",
+                             "CustomKeyStoreType"},
+    "UpdateCustomKeyStore": {"CustomKeyStoreId", "NewCustomKeyStoreName", "KeyStorePassword", "CloudHsmClusterId"},
+}
+
+
+def _store_members(op: str, b: Mapping[str, Any]) -> None:
+    extra = sorted(set(b) - _STORE_MEMBERS[op])
+    if any(name.startswith("Xks") for name in extra):
+        raise UnsupportedOperationException("External key stores (the Xks* members) are not supported by this KMS.")
+    if extra:
+        raise ValidationException(f"{op} does not take {', '.join(extra)}.")
+
+
+def _store_json(st: StoreRecord) -> dict[str, Any]:
+    out = {"CustomKeyStoreId": st.store_id, "CustomKeyStoreName": st.name, "CloudHsmClusterId": st.cluster_id,
+           "TrustAnchorCertificate": st.trust_anchor, "ConnectionState": st.connection_state,
+           "CreationDate": st.created, "CustomKeyStoreType": st.store_type}
+    return _present(out, ConnectionErrorCode=st.error_code if st.connection_state == "FAILED" else None)
+
+
+def _create_custom_key_store(s: KeyService, c: Caller, b: Mapping[str, Any]) -> dict[str, Any]:
+    _store_members("CreateCustomKeyStore", b)
+    return {"CustomKeyStoreId": s.create_custom_key_store(
+        c, _req(b, "CustomKeyStoreName"), b.get("CloudHsmClusterId"), b.get("TrustAnchorCertificate"),
+        b.get("KeyStorePassword"), b.get("CustomKeyStoreType"))}
+
+
+def _update_custom_key_store(s: KeyService, c: Caller, b: Mapping[str, Any]) -> dict[str, Any]:
+    _store_members("UpdateCustomKeyStore", b)
+    s.update_custom_key_store(c, _req(b, "CustomKeyStoreId"), b.get("NewCustomKeyStoreName"), b.get("KeyStorePassword"),
+                              b.get("CloudHsmClusterId"))
+    return {}
+
+
 _NONE: dict[str, Any] = {}
 HANDLERS: dict[str, Handler] = {
     "CreateKey": _create_key,
@@ -293,7 +335,8 @@ HANDLERS: dict[str, Handler] = {
     "Encrypt": _encrypt,
     "Decrypt": _decrypt,
     "ReEncrypt": _re_encrypt,
-    "GenerateRandom": lambda s, c, b: {"Plaintext": _b64(s.generate_random(c, _req(b, "NumberOfBytes")))},
+    "GenerateRandom": lambda s, c, b: {"Plaintext": _b64(s.generate_random(c, _req(b, "NumberOfBytes"),
+                                                                           b.get("CustomKeyStoreId")))},
     "Sign": _sign,
     "Verify": _verify,
     "GetPublicKey": _get_public_key,
@@ -315,6 +358,14 @@ HANDLERS: dict[str, Handler] = {
     "RevokeGrant": lambda s, c, b: s.revoke_grant(c, _req(b, "KeyId"), _req(b, "GrantId")) or _NONE,
     "TagResource": lambda s, c, b: s.tag_resource(c, _req(b, "KeyId"), _tags_in(b)) or _NONE,
     "UntagResource": lambda s, c, b: s.untag_resource(c, _req(b, "KeyId"), _req(b, "TagKeys")) or _NONE,
+    "CreateCustomKeyStore": _create_custom_key_store,
+    "DescribeCustomKeyStores": lambda s, c, b: _page(
+        s.describe_custom_key_stores(c, b.get("CustomKeyStoreId"), b.get("CustomKeyStoreName")), b, "CustomKeyStores",
+        _store_json),
+    "ConnectCustomKeyStore": lambda s, c, b: s.connect_custom_key_store(c, _req(b, "CustomKeyStoreId")) or _NONE,
+    "DisconnectCustomKeyStore": lambda s, c, b: s.disconnect_custom_key_store(c, _req(b, "CustomKeyStoreId")) or _NONE,
+    "UpdateCustomKeyStore": _update_custom_key_store,
+    "DeleteCustomKeyStore": lambda s, c, b: s.delete_custom_key_store(c, _req(b, "CustomKeyStoreId")) or _NONE,
     "ListResourceTags": lambda s, c, b: _page(sorted(s.list_resource_tags(c, _req(b, "KeyId")).items()), b, "Tags",
                                               lambda t: {"TagKey": t[0], "TagValue": t[1]}),
 }

@@ -44,6 +44,8 @@ _AUDITED = {
     "wrapping_key_spec": "wrappingKeySpec", "expiration_model": "expirationModel", "valid_to": "validTo",
     "import_type": "importType", "key_material_id": "keyMaterialId", "key_agreement_algorithm": "keyAgreementAlgorithm",
     "custom_key_store_id": "customKeyStoreId", "custom_key_store_name": "customKeyStoreName",
+    "new_custom_key_store_name": "newCustomKeyStoreName", "cloud_hsm_cluster_id": "cloudHsmClusterId",
+    "trust_anchor_certificate": "trustAnchorCertificate", "custom_key_store_type": "customKeyStoreType",
 }
 
 

@@ -53,6 +53,8 @@ class Authorizer:
         self._note = note  # told the ARN of each key looked up (the audit record's resources)
         self._clock = clock
         self._policies: dict[str, Policy] = {}
+        # whether a custom key store is connected (custom_stores.py sets it): its keys are Unavailable otherwise
+        self.store_connected: Callable[[str], bool] = lambda store_id: False
         self._second: tuple[int, dict[str, tuple[str, ...]]] = (-1, {})
 
     def lookup(self, caller: Caller, key_id: str, *, aliases: bool = True, anywhere: bool = False) -> KeyRecord:
@@ -112,10 +114,15 @@ class Authorizer:
         self.check_state(op, record)
         return record
 
-    @staticmethod
-    def check_state(op: str, record: KeyRecord) -> None:
+    def state(self, record: KeyRecord) -> str:
+        """The key's state as it shows: Unavailable while its custom key store is not connected."""
+        if record.custom_key_store_id is None:
+            return record.state
+        return lifecycle.effective_state(record.state, self.store_connected(record.custom_key_store_id))
+
+    def check_state(self, op: str, record: KeyRecord) -> None:
         """The error the key state table gives for `op` on this key now, if any."""
-        lifecycle.check_state(op, record.state, record.arn)
+        lifecycle.check_state(op, self.state(record), record.arn)
 
     def authorize(self, caller: Caller, record: KeyRecord, action: str, context: Mapping[str, str] | None = None,
                   extra: Extra | None = None) -> None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from . import keys, wrapping
 from .authorizer import Authorizer
 from .caller import Caller
+from .custom_stores import CustomKeyStores
 from .datakeys import DataKey, Encrypted
 from .errors import (
     IncorrectKeyException,
@@ -27,6 +28,7 @@ from .errors import (
     member_error,
 )
 from .registry import KeyRecord
+from .wrapping import Aead
 
 _DATA_KEY_BYTES = {"AES_256": 32, "AES_128": 16}
 MAX_BLOB = 6144
@@ -91,12 +93,25 @@ def _check_message(value: bytes, name: str, limit: int = keys.MAX_MESSAGE) -> No
 class Crypto:
     """Encrypt, Decrypt, ReEncrypt, data keys and key pairs, random bytes, Sign/Verify, MACs."""
 
-    def __init__(self, authorizer: Authorizer, *, rand: Callable[[int], bytes] = os.urandom) -> None:
+    def __init__(self, authorizer: Authorizer, *, rand: Callable[[int], bytes] = os.urandom,
+                 stores: CustomKeyStores | None = None) -> None:
         self._authz = authorizer
         self.rand = rand
+        self._stores = stores  # the token side of keys in custom key stores
 
     # symmetric core ---------------------------------------------------------------------------
+    def _in_token(self, record: KeyRecord) -> Aead | None:
+        """The AES-GCM inside a token of a key in a custom key store; None for a key whose material is here."""
+        if record.custom_key_store_id is None:
+            return None
+        if self._stores is None:
+            raise InvalidCiphertextException()
+        return self._stores.aead(record)
+
     def _seal(self, record: KeyRecord, plaintext: bytes, context: Mapping[str, str] | None) -> bytes:
+        aead = self._in_token(record)
+        if aead is not None:
+            return wrapping.seal_blob_in(aead, record.key_id, plaintext, context, self.rand)
         return wrapping.seal_blob(record.key_id, record.version, record.materials[-1], plaintext, context, self.rand)
 
     def _open(self, caller: Caller, blob: bytes, context: Mapping[str, str] | None, key_id: str | None,
@@ -117,7 +132,11 @@ class Crypto:
         _check_usage(record, keys.ENCRYPT_DECRYPT, op)
         if not 1 <= header.material_version <= record.version or record.key_spec != keys.SYMMETRIC:
             raise InvalidCiphertextException()
-        plaintext = wrapping.open_blob(header, record.materials[header.material_version - 1], blob, context)
+        aead = self._in_token(record)
+        if aead is not None:
+            plaintext = wrapping.open_blob_in(aead, header, blob, context)
+        else:
+            plaintext = wrapping.open_blob(header, record.materials[header.material_version - 1], blob, context)
         return Decrypted(plaintext, record.arn, keys.SYMMETRIC, record.material_id(header.material_version))
 
     def _is_rsa(self, caller: Caller, key_id: str) -> bool:
@@ -216,10 +235,14 @@ class Crypto:
         pair = self._key_pair(caller, key_id, key_pair_spec, context, "GenerateDataKeyPairWithoutPlaintext")
         return DataKeyPair(pair.key_arn, pair.key_pair_spec, pair.public_key, pair.private_key_ciphertext_blob, b"")
 
-    def generate_random(self, caller: Caller, number_of_bytes: int) -> bytes:
+    def generate_random(self, caller: Caller, number_of_bytes: int, custom_key_store_id: str | None = None) -> bytes:
         if not 1 <= number_of_bytes <= 1024:
             raise member_error("numberOfBytes", "have value between 1 and 1024", number_of_bytes)
         self._authz.authorize_account(caller, "GenerateRandom")
+        if custom_key_store_id is not None:  # from the store's token
+            if self._stores is None:
+                raise UnsupportedOperationException("This KMS has no custom key stores.")
+            return self._stores.random(caller, custom_key_store_id, number_of_bytes)
         return self.rand(number_of_bytes)
 
     def _signing_key(self, caller: Caller, key_id: str, algorithm: str, op: str) -> KeyRecord:

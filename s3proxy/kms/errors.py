@@ -62,6 +62,10 @@ CustomKeyStoreInvalidStateException = _error("CustomKeyStoreInvalidStateExceptio
 CustomKeyStoreHasCMKsException = _error("CustomKeyStoreHasCMKsException", "CustomKeyStoreHasCMKsException", 400, "The custom key store still holds KMS keys.")
 CloudHsmClusterNotActiveException = _error("CloudHsmClusterNotActiveException", "CloudHsmClusterNotActiveException", 400, "The key store's PKCS#11 token cannot be reached.")
 CloudHsmClusterInvalidConfigurationException = _error("CloudHsmClusterInvalidConfigurationException", "CloudHsmClusterInvalidConfigurationException", 400, "The key store's PKCS#11 token does not accept this configuration.")
+CloudHsmClusterInUseException = _error("CloudHsmClusterInUseException", "CloudHsmClusterInUseException", 400, "The PKCS#11 token is already the token of another custom key store.")
+CloudHsmClusterNotFoundException = _error("CloudHsmClusterNotFoundException", "CloudHsmClusterNotFoundException", 400, "No PKCS#11 token matches the CloudHsmClusterId.")
+CloudHsmClusterNotRelatedException = _error("CloudHsmClusterNotRelatedException", "CloudHsmClusterNotRelatedException", 400, "The PKCS#11 token does not hold the key material of this custom key store's KMS keys.")
+IncorrectTrustAnchorException = _error("IncorrectTrustAnchorException", "IncorrectTrustAnchorException", 400, "The trust anchor certificate is not a PEM-encoded X.509 certificate.")
 DependencyTimeoutException = _error("DependencyTimeoutException", "DependencyTimeoutException", 503, "A service this KMS depends on did not answer in time; retry later.")
 DryRunOperationException = _error("DryRunOperationException", "DryRunOperationException", 412, "The request would have succeeded, but the DryRun option is set.")
 
@@ -89,4 +93,10 @@ class RootKeyError(Exception):
 
 
 class Pkcs11Error(Exception):
-    """A PKCS#11 configuration that cannot work: a bad URI, no such token or key, a wrong PIN, a missing library."""
+    """A PKCS#11 configuration that cannot work: a bad URI, no such token or key, a wrong PIN, a missing library.
+    `reason` says which, for callers that answer differently: "token" (no such token), "pin" (wrong PIN),
+    "locked" (the user PIN is locked), or "" (anything else)."""
+
+    def __init__(self, message: str, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason

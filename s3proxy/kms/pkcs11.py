@@ -147,6 +147,37 @@ class _Module:
                 self.generation += 1
 
 
+def _find_token(module: _Module, uri: Pkcs11Uri) -> Any:
+    """The token the URI names (NoSuchToken / MultipleTokensReturned from python-pkcs11 otherwise)."""
+    p = _pkcs11()
+    if uri.slot_id is not None:
+        slots = [s for s in module.lib.get_slots(token_present=True) if s.slot_id == uri.slot_id]
+        if not slots:
+            raise p.NoSuchToken()
+        token = slots[0].get_token()
+        serial = token.serial.decode(errors="replace") if isinstance(token.serial, bytes) else str(token.serial)
+        if (uri.token is not None and token.label != uri.token) or (uri.serial is not None and serial.strip() != uri.serial):
+            raise p.NoSuchToken()
+        return token
+    return module.lib.get_token(token_label=uri.token, token_serial=uri.serial)
+
+
+def token_present(module_path: str, uri: Pkcs11Uri) -> bool:
+    """Whether exactly one token matches the URI (no login)."""
+    p = _pkcs11()
+    module = _Module.get(module_path)
+    for attempt in range(2):
+        try:
+            _find_token(module, uri)
+            return True
+        except p.NoSuchToken:
+            if attempt == 0:  # a token added since the module was loaded shows only after re-initialising it
+                module.recover(module.generation)
+        except p.MultipleTokensReturned:
+            return False
+    return False
+
+
 class Token:
     """A logged-in read-write session on one token, reopened after the token comes back."""
 
@@ -173,23 +204,19 @@ class Token:
         p = _pkcs11()
         generation = self._module.generation
         try:
-            if self.uri.slot_id is not None:
-                slots = [s for s in self._module.lib.get_slots(token_present=True) if s.slot_id == self.uri.slot_id]
-                if not slots:
-                    raise p.NoSuchToken()
-                token = slots[0].get_token()
-            else:
-                token = self._module.lib.get_token(token_label=self.uri.token, token_serial=self.uri.serial)
+            token = _find_token(self._module, self.uri)
             self._session = token.open(user_pin=self._pin, rw=True)
         except p.NoSuchToken:
             if not rescanned:  # a token added since the module was loaded shows only after re-initialising it
                 self._module.recover(generation)
                 return self._open(rescanned=True)
-            raise Pkcs11Error(f"{self.what}: no token matches {self.uri.text}") from None
+            raise Pkcs11Error(f"{self.what}: no token matches {self.uri.text}", "token") from None
         except p.MultipleTokensReturned as exc:
             raise Pkcs11Error(f"{self.what}: no single token matches {self.uri.text} ({type(exc).__name__})") from None
         except p.PinIncorrect:
-            raise Pkcs11Error(f"{self.what}: the PIN for token {self.uri.text} is incorrect") from None
+            raise Pkcs11Error(f"{self.what}: the PIN for token {self.uri.text} is incorrect", "pin") from None
+        except p.PinLocked:
+            raise Pkcs11Error(f"{self.what}: the user PIN of token {self.uri.text} is locked", "locked") from None
         self._generation = generation
 
     def run(self, fn: Callable[[Any], T]) -> T:
@@ -252,6 +279,23 @@ class Token:
         if key_id is not None:
             template[p.Attribute.ID] = key_id
         self.run(lambda s: s.generate_key(p.KeyType.AES, 256, label=label, store=True, template=template))
+
+    def destroy_aes(self, label: str, key_id: bytes) -> int:
+        """Destroy the token's AES keys with this label and id; how many there were."""
+        p = _pkcs11()
+
+        def destroy(session: Any) -> int:
+            found = list(session.get_objects({p.Attribute.CLASS: p.ObjectClass.SECRET_KEY, p.Attribute.KEY_TYPE: p.KeyType.AES,
+                                              p.Attribute.LABEL: label, p.Attribute.ID: key_id}))
+            for key in found:
+                key.destroy()
+            return len(found)
+
+        return self.run(destroy)
+
+    def random(self, size: int) -> bytes:
+        """`size` random bytes from the token's generator."""
+        return bytes(self.run(lambda s: s.generate_random(size * 8)))
 
     def close(self) -> None:
         with self._lock:

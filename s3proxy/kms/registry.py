@@ -1,7 +1,8 @@
 """The Registry: every key and alias record, cached unsealed in memory over the sealed Keystore.
 
 Entry names: `k/<key id>` (a key record, its material included), `a/<alias name>` (alias ->
-key id), `m/root-check` (proves the root key opens this keystore). Every blob is sealed whole
+key id), `s/<custom key store id>` (a custom key store: its PKCS#11 token and the token's PIN,
+custom_stores.py), `m/root-check` (proves the root key opens this keystore). Every blob is sealed whole
 under the root key with its entry name as AAD, so the keystore sees nothing but opaque bytes.
 
 The cache holds every record unsealed, so cryptographic calls never touch the keystore. Many
@@ -46,6 +47,7 @@ _ROOT_CHECK = "m/root-check"
 # else cannot exist, so it never costs a keystore round trip
 _KEY_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _ALIAS = re.compile(r"alias/[a-zA-Z0-9/_-]{1,250}")
+_STORE_ID = re.compile(r"cks-[0-9a-f]{17}")
 _ROOT_CHECK_TEXT = b"s3proxy keystore root key check v1"
 
 
@@ -81,7 +83,8 @@ class KeyRecord:
 
     @property
     def version(self) -> int:
-        return len(self.materials)
+        """The current version of the material; a key in a custom key store has one, in its token."""
+        return len(self.materials) if self.custom_key_store_id is None else 1
 
     def material_id(self, version: int | None = None) -> str:
         """A non-secret id for one version of the material (AWS's KeyMaterialId is 64 hex digits)."""
@@ -115,6 +118,30 @@ class AliasRecord:
     updated: float
 
 
+@dataclass(frozen=True)
+class StoreRecord:
+    """A custom key store of type AWS_CLOUDHSM: a PKCS#11 token (custom_stores.py). `password` is the token's
+    user PIN (KeyStorePassword): kept only in this record, which the keystore holds sealed like every other."""
+
+    store_id: str
+    account_id: str
+    name: str
+    cluster_id: str  # CloudHsmClusterId: a pkcs11: URI naming the token, or a token label
+    trust_anchor: str
+    password: str = field(repr=False)
+    created: float
+    connection_state: str = "DISCONNECTED"  # CONNECTED | DISCONNECTED | FAILED (as asked; not the token's health)
+    error_code: str | None = None  # ConnectionErrorCode of the last failed ConnectCustomKeyStore
+    store_type: str = "AWS_CLOUDHSM"
+
+    def to_bytes(self) -> bytes:
+        return json.dumps(dataclasses.asdict(self), separators=(",", ":")).encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> StoreRecord:
+        return cls(**json.loads(data))
+
+
 class Registry:
     """The cached, sealed view of a keystore. Thread-safe."""
 
@@ -129,13 +156,17 @@ class Registry:
         self._lock = threading.RLock()
         self._keys: dict[str, tuple[int, KeyRecord]] = {}
         self._aliases: dict[str, tuple[int, AliasRecord]] = {}
+        self._stores: dict[str, tuple[int, StoreRecord]] = {}
         self._listeners: list[Callable[[str], None]] = []
+        self._purging: list[Callable[[KeyRecord], None]] = []
         self._check_root()
         self._cursor = keystore.changes(0)[0]  # before the scan: what changes during it is applied again later
         for e in keystore.scan("k/"):
             self._keys[e.name[2:]] = (e.version, self._open_key(e.name, e.blob))
         for e in keystore.scan("a/"):
             self._aliases[e.name[2:]] = (e.version, self._open_alias(e.name, e.blob))
+        for e in keystore.scan("s/"):
+            self._stores[e.name[2:]] = (e.version, StoreRecord.from_bytes(self._sealer.open(e.name, e.blob)))
 
     def _open_key(self, name: str, blob: bytes) -> KeyRecord:
         return KeyRecord.from_bytes(self._sealer.open(name, blob))
@@ -149,6 +180,11 @@ class Registry:
         made here or seen from elsewhere; returns the unsubscribe. A listener's failure is logged."""
         self._listeners.append(callback)
         return lambda: self._listeners.remove(callback)
+
+    def on_purge(self, callback: Callable[[KeyRecord], None]) -> None:
+        """Call `callback(record)` when a key's waiting period is over, just before its record is destroyed (by the
+        process that destroys it): to destroy what of the key lives elsewhere. It must not raise."""
+        self._purging.append(callback)
 
     def _announce(self, key_ids: list[str]) -> None:
         for key_id in key_ids:
@@ -166,14 +202,17 @@ class Registry:
         fetched = [(name, self._store.get(name)) for name in names]
         with self._lock:
             for name, entry in fetched:
-                table: dict[str, Any] = self._keys if name.startswith("k/") else self._aliases
-                held = table.get(name[2:])
+                table = self._table(name)
+                held = table.get(name[2:]) if table is not None else None
                 if held is None or entry is None or entry.version < held[0]:
                     # ... and one that may be older than the cache is read again under the lock: this process
                     # may have written or deleted it since (or it was deleted and made again: versions restart)
                     entry = self._store.get(name)
-                if self._apply(name, entry) and name.startswith("k/"):
+                applied = self._apply(name, entry)
+                if applied and name.startswith("k/"):
                     changed.append(name[2:])
+                elif applied and name.startswith("s/"):  # a store connected or disconnected elsewhere: its keys' state changed
+                    changed += self._store_keys(name[2:])
             self._cursor = max(self._cursor, counter)
         self._announce(changed)
         return len(names)
@@ -184,19 +223,24 @@ class Registry:
         and not older than what is held; versions alone cannot tell: a name deleted and created
         again starts over at 1)."""
         kind, ident = name[:2], name[2:]
-        if kind not in ("k/", "a/"):
+        table = self._table(name)
+        if table is None:
             return False  # m/root-check: nothing cached
-        table: dict[str, Any] = self._keys if kind == "k/" else self._aliases
         if entry is None:
             return table.pop(ident, None) is not None
         try:
-            record = self._open_key(name, entry.blob) if kind == "k/" else self._open_alias(name, entry.blob)
+            record: Any = (self._open_key(name, entry.blob) if kind == "k/" else self._open_alias(name, entry.blob)
+                           if kind == "a/" else StoreRecord.from_bytes(self._sealer.open(name, entry.blob)))
         except RootKeyError:  # sealed under a root key this process lacks (a rotation elsewhere): keep what it holds
             log.error("keystore entry %s was re-sealed under a root key this process does not have", name)
             return False
         held = table.get(ident)
         table[ident] = (entry.version, record)
         return held is None or held[1] != record  # this process's own writes come back unchanged
+
+    def _table(self, name: str) -> dict[str, Any] | None:
+        tables: dict[str, dict[str, Any]] = {"k/": self._keys, "a/": self._aliases, "s/": self._stores}
+        return tables.get(name[:2])
 
     def _read_through(self, name: str) -> bool:
         """A cache miss: read the entry (under the lock, so a refresh cannot interleave) and cache it."""
@@ -223,11 +267,21 @@ class Registry:
                 raise RootKeyError("the root key does not match this keystore (wrong S3PROXY_ROOT_KEY_FILE?)")
 
     # keys -------------------------------------------------------------------------------------
-    def key(self, key_id: str) -> KeyRecord | None:
-        found = self._keys.get(key_id)
-        if found is None and _KEY_ID.fullmatch(key_id) and self._read_through("k/" + key_id):
-            found = self._keys.get(key_id)
+    def _cached(self, name: str, pattern: re.Pattern[str]) -> Any:
+        """The cached record of entry `name`, read through on a miss when its id could exist."""
+        table = self._table(name)
+        assert table is not None
+        found = table.get(name[2:])
+        if found is None and pattern.fullmatch(name[2:]) and self._read_through(name):
+            found = table.get(name[2:])
         return found[1] if found else None
+
+    def _store_keys(self, store_id: str) -> list[str]:
+        return [r.key_id for _, r in self._keys.values() if r.custom_key_store_id == store_id]
+
+    def key(self, key_id: str) -> KeyRecord | None:
+        found: KeyRecord | None = self._cached("k/" + key_id, _KEY_ID)
+        return found
 
     def keys(self) -> list[KeyRecord]:
         with self._lock:
@@ -272,6 +326,11 @@ class Registry:
         """Carry out what time has made due: deletion at the end of the waiting period, automatic rotation."""
         now = self._clock()
         if record.state == lifecycle.PENDING_DELETION and record.deletion_date is not None and record.deletion_date <= now:
+            if self.key(record.key_id) is not None:
+                # material kept elsewhere (a token) goes first; outside the lock, which the callback's own locks
+                # must never wait inside (it may run twice, in two threads: destroying what is gone is a no-op)
+                for callback in self._purging:
+                    callback(record)
             with self._lock:
                 if self.key(record.key_id) is not None:
                     self.remove_key(record.key_id)
@@ -311,12 +370,46 @@ class Registry:
             self._keys.pop(key_id, None)
         self._announce([key_id])
 
+    # custom key stores -----------------------------------------------------------------------
+    def store(self, store_id: str, *, fresh: bool = False) -> StoreRecord | None:
+        """The store's record from the cache; `fresh`: read from the keystore now (a store operation must not act
+        on a state another process changed a moment ago)."""
+        if fresh and _STORE_ID.fullmatch(store_id):
+            with self._lock:
+                changed = self._apply("s/" + store_id, self._store.get("s/" + store_id))
+                keys = self._store_keys(store_id) if changed else []
+            self._announce(keys)
+        found: StoreRecord | None = self._cached("s/" + store_id, _STORE_ID)
+        return found
+
+    def stores(self) -> list[StoreRecord]:
+        with self._lock:
+            return [s for _, s in sorted(self._stores.values(), key=lambda vs: (vs[1].created, vs[1].store_id))]
+
+    def put_store(self, record: StoreRecord, *, create: bool = False, expected: StoreRecord | None = None) -> None:
+        """Store a new record (`create`), or replace `expected` (KeystoreConflict if the record changed since)."""
+        name = "s/" + record.store_id
+        with self._lock:
+            held = self._stores.get(record.store_id)
+            if not create and (held is None or held[1] != expected):
+                raise KeystoreConflict(name)
+            version = self._store.put(name, self._sealer.seal(name, record.to_bytes()), 0 if create else held[0])  # type: ignore[index]
+            self._stores[record.store_id] = (version, record)
+            changed = self._store_keys(record.store_id)
+        self._announce(changed)
+
+    def remove_store(self, store_id: str) -> None:
+        with self._lock:
+            version, _ = self._stores.pop(store_id)
+            try:
+                self._store.delete("s/" + store_id, version)
+            except KeystoreConflict:
+                pass
+
     # aliases ----------------------------------------------------------------------------------
     def alias(self, name: str) -> AliasRecord | None:
-        found = self._aliases.get(name)
-        if found is None and _ALIAS.fullmatch(name) and self._read_through("a/" + name):
-            found = self._aliases.get(name)
-        return found[1] if found else None
+        found: AliasRecord | None = self._cached("a/" + name, _ALIAS)
+        return found
 
     def aliases(self) -> list[AliasRecord]:
         with self._lock:

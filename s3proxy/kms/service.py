@@ -7,6 +7,7 @@ CloudTrail-shaped record per call, success or failure) and one part does the wor
 
     KeyService --> KeyAdmin   (admin.py: key lifecycle, rotation, aliases, policies, grants, tags)
                --> Importer   (importing.py: bring your own key material)
+               --> CustomKeyStores (custom_stores.py: PKCS#11 tokens as AWS_CLOUDHSM key stores)
                --> Crypto     (crypto.py: Encrypt/Decrypt/data keys/Sign/MAC/ECDH)
                --> Auditor    (auditor.py)
     KeyAdmin, Crypto --> Authorizer (authorizer.py: lookup, key policy + grants, key state)
@@ -36,6 +37,7 @@ from .authorizer import Authorizer
 from .caller import Caller, service_caller
 from .config import Config
 from .crypto import Crypto, DataKeyPair, Decrypted, PublicKey, ReEncrypted, SharedSecret
+from .custom_stores import CustomKeyStores
 from .datakeys import DataKey, Encrypted
 from .errors import KmsError
 from .importing import Importer, ImportParameters
@@ -43,7 +45,7 @@ from .integrity import IntegrityRing
 from .keystore import open_keystore
 from .keystore.base import Keystore
 from .policy import Grant
-from .registry import Registry
+from .registry import Registry, StoreRecord
 from .wrapping import Sealer, load_root_key, root_key_location
 
 log = logging.getLogger("s3proxy.kms")
@@ -56,12 +58,12 @@ class KeyService:
         account_id: str = "000000000000", administrators: Iterable[str] = (),
         clock: Callable[[], float] = time.time, rand: Callable[[int], bytes] = os.urandom,
         audit: AuditSink | None = None, keystore: Keystore | None = None, keystore_url: str | None = None,
-        sealer: Sealer | None = None,
+        sealer: Sealer | None = None, pkcs11_module: str | None = None,
     ) -> KeyService:
         """The service over the keystore `keystore_url` names (default `<data_dir>/kms/keystore.sqlite3`),
         auditing to `<data_dir>/kms/audit.log`, watching the keystore for other processes' changes; sealed
         under the root key file, or by `sealer` (a root key in a PKCS#11 token: then no root key file is
-        read or made)."""
+        read or made). `pkcs11_module`: the PKCS#11 module of custom key stores' tokens."""
         data_dir = Path(data_dir)
         root_path = root_key_location(data_dir, root_key_file)
         if sealer is None:
@@ -75,7 +77,8 @@ class KeyService:
             raise
         try:
             return cls.create(store, sink, sealer=sealer, region=region, account_id=account_id,
-                              administrators=administrators, clock=clock, rand=rand, watch=True)
+                              administrators=administrators, clock=clock, rand=rand, watch=True,
+                              pkcs11_module=pkcs11_module)
         except BaseException:  # e.g. a root key that does not match: leave no handle open behind
             store.close()
             sink.close()
@@ -87,6 +90,7 @@ class KeyService:
         account_id: str = "000000000000", administrators: Iterable[str] = (),
         clock: Callable[[], float] = time.time, rand: Callable[[int], bytes] = os.urandom,
         root_reload: Callable[[], bytes] | None = None, sealer: Sealer | None = None, watch: bool = False,
+        pkcs11_module: str | None = None,
     ) -> KeyService:
         """The composition: every part built here, each handed only the parts it uses (`sealer`, or one over
         `root_key`). `watch`: apply changes other processes make to the keystore (off for a keystore this
@@ -99,10 +103,12 @@ class KeyService:
         registry = Registry(keystore, sealer, clock=clock, rand=rand)
         auditor = Auditor(audit, config, clock=clock, rand=rand)
         authorizer = Authorizer(registry, config, note=auditor.note, clock=clock)
-        admin = KeyAdmin(registry, authorizer, config, clock=clock, rand=rand, note=auditor.note)
+        stores = CustomKeyStores(registry, authorizer, module_path=pkcs11_module, clock=clock, rand=rand)
+        authorizer.store_connected = stores.connected
+        admin = KeyAdmin(registry, authorizer, config, clock=clock, rand=rand, note=auditor.note, stores=stores)
         service = cls(
-            keystore, config, registry, auditor, admin, Crypto(authorizer, rand=rand),
-            Importer(registry, authorizer, clock=clock, rand=rand),
+            keystore, config, registry, auditor, admin, Crypto(authorizer, rand=rand, stores=stores),
+            Importer(registry, authorizer, clock=clock, rand=rand), stores,
         )
         bind = getattr(audit, "bind_key", None)  # a keyed sink (FileAuditSink) gets IK_audit from this keystore
         if callable(bind):
@@ -113,7 +119,7 @@ class KeyService:
         return service
 
     def __init__(self, keystore: Keystore, config: Config, registry: Registry, auditor: Auditor,
-                 admin: KeyAdmin, crypto: Crypto, importer: Importer) -> None:
+                 admin: KeyAdmin, crypto: Crypto, importer: Importer, stores: CustomKeyStores) -> None:
         self.config = config
         self.records = registry
         self.auditor = auditor
@@ -121,6 +127,7 @@ class KeyService:
         self.admin = admin
         self.crypto = crypto
         self.importer = importer
+        self.stores = stores
         self._keystore = keystore
         self._closing = threading.Event()
         self._watcher: threading.Thread | None = None
@@ -171,10 +178,11 @@ class KeyService:
     @audited("CreateKey")
     def create_key(self, caller: Caller, *, description: str = "", key_usage: str | None = None,
                    key_spec: str = keys.SYMMETRIC, policy: str | None = None, tags: Mapping[str, str] | None = None,
-                   origin: str = "AWS_KMS", bypass_policy_lockout_safety_check: bool = False) -> KeyMetadata:
+                   origin: str = "AWS_KMS", bypass_policy_lockout_safety_check: bool = False,
+                   custom_key_store_id: str | None = None) -> KeyMetadata:
         return self.admin.create_key(
             caller, description=description, key_usage=key_usage, key_spec=key_spec, policy=policy, tags=tags, origin=origin,
-            bypass_policy_lockout_safety_check=bypass_policy_lockout_safety_check,
+            bypass_policy_lockout_safety_check=bypass_policy_lockout_safety_check, custom_key_store_id=custom_key_store_id,
         )
 
     @audited("DescribeKey", read_only=True)
@@ -286,6 +294,36 @@ class KeyService:
     def list_resource_tags(self, caller: Caller, key_id: str) -> dict[str, str]:
         return self.admin.list_resource_tags(caller, key_id)
 
+    # custom key stores: CustomKeyStores (the PIN, key_store_password, is never among the audited parameters) ----
+    @audited("CreateCustomKeyStore")
+    def create_custom_key_store(self, caller: Caller, custom_key_store_name: str, cloud_hsm_cluster_id: str | None = None,
+                                trust_anchor_certificate: str | None = None, key_store_password: str | None = None,
+                                custom_key_store_type: str | None = None) -> str:
+        return self.stores.create(caller, custom_key_store_name, cloud_hsm_cluster_id, trust_anchor_certificate,
+                                  key_store_password, custom_key_store_type)
+
+    @audited("DescribeCustomKeyStores", read_only=True)
+    def describe_custom_key_stores(self, caller: Caller, custom_key_store_id: str | None = None,
+                                   custom_key_store_name: str | None = None) -> list[StoreRecord]:
+        return self.stores.describe(caller, custom_key_store_id, custom_key_store_name)
+
+    @audited("ConnectCustomKeyStore")
+    def connect_custom_key_store(self, caller: Caller, custom_key_store_id: str) -> None:
+        self.stores.connect(caller, custom_key_store_id)
+
+    @audited("DisconnectCustomKeyStore")
+    def disconnect_custom_key_store(self, caller: Caller, custom_key_store_id: str) -> None:
+        self.stores.disconnect(caller, custom_key_store_id)
+
+    @audited("UpdateCustomKeyStore")
+    def update_custom_key_store(self, caller: Caller, custom_key_store_id: str, new_custom_key_store_name: str | None = None,
+                                key_store_password: str | None = None, cloud_hsm_cluster_id: str | None = None) -> None:
+        self.stores.update(caller, custom_key_store_id, new_custom_key_store_name, key_store_password, cloud_hsm_cluster_id)
+
+    @audited("DeleteCustomKeyStore")
+    def delete_custom_key_store(self, caller: Caller, custom_key_store_id: str) -> None:
+        self.stores.delete(caller, custom_key_store_id)
+
     # imported key material: Importer ------------------------------------------------------------
     @audited("GetParametersForImport")
     def get_parameters_for_import(self, caller: Caller, key_id: str, wrapping_algorithm: str,
@@ -343,8 +381,8 @@ class KeyService:
         return self.crypto.generate_data_key_pair_without_plaintext(caller, key_id, key_pair_spec, context)
 
     @audited("GenerateRandom", read_only=True)
-    def generate_random(self, caller: Caller, number_of_bytes: int) -> bytes:
-        return self.crypto.generate_random(caller, number_of_bytes)
+    def generate_random(self, caller: Caller, number_of_bytes: int, custom_key_store_id: str | None = None) -> bytes:
+        return self.crypto.generate_random(caller, number_of_bytes, custom_key_store_id)
 
     @audited("Sign")
     def sign(self, caller: Caller, key_id: str, message: bytes, signing_algorithm: str,

@@ -12,6 +12,10 @@ Formats (all integers big-endian):
   where `k = HMAC-SHA256(material, "s3proxy-kms-encrypt-v1" ‖ nonce)`. As in AWS KMS, each blob
   gets its own derived key from a random 256-bit nonce, so no GCM nonce budget applies per key, and
   the blob names its key and version so Decrypt needs no KeyId. 86 bytes of overhead.
+* The same blob under a key of a custom key store (its AES key inside a PKCS#11 token, which derives
+  nothing): the same header with material version 1, then `AES-256-GCM(token key, iv=nonce[:12],
+  plaintext, aad=header ‖ context)` computed by the token (`seal_blob_in`). Random 96-bit IVs: NIST
+  SP 800-38D's bound of 2^32 blobs per key applies to such a key.
 """
 
 from __future__ import annotations
@@ -225,6 +229,22 @@ def seal_blob(
     nonce = rand(32)
     header = _HEADER.pack(BLOB_MAGIC, uuid.UUID(key_id).bytes, material_version, nonce)
     return header + _derive(material, nonce).encrypt(_ZERO_IV, plaintext, header + encode_context(context))
+
+
+def seal_blob_in(aead: Aead, key_id: str, plaintext: bytes, context: Mapping[str, str] | None,
+                 rand: Callable[[int], bytes] = os.urandom) -> bytes:
+    """A blob sealed by a key that stays in a token (`aead`), IV from the blob's nonce (module docstring)."""
+    nonce = rand(32)
+    header = _HEADER.pack(BLOB_MAGIC, uuid.UUID(key_id).bytes, 1, nonce)
+    return header + aead.encrypt(nonce[:12], plaintext, header + encode_context(context))
+
+
+def open_blob_in(aead: Aead, header: BlobHeader, blob: bytes, context: Mapping[str, str] | None) -> bytes:
+    nonce = header.raw[HEADER_LEN - 32 :]
+    try:
+        return aead.decrypt(nonce[:12], blob[HEADER_LEN:], header.raw + encode_context(context))
+    except InvalidTag:
+        raise InvalidCiphertextException() from None
 
 
 def open_blob(header: BlobHeader, material: bytes, blob: bytes, context: Mapping[str, str] | None) -> bytes:
