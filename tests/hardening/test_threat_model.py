@@ -28,6 +28,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from s3proxy.app import StartupError, load_credentials
+from s3proxy.format.auditchain import AuditOutcome
+from s3proxy.kms.audit import FileAuditSink, verify_audit_log
 from s3proxy.kms.keystore import sqlite_path
 from s3proxy.kms.service import KeyService
 from s3proxy.settings import load
@@ -424,6 +426,24 @@ def test_data_dir_copy_with_the_root_key_inside_decrypts_everything(tmp_path):
         assert ep.client().get_object(Bucket="dd-bucket", Key="k")["Body"].read() == b"secret"
     finally:
         thread.stop()
+
+
+def test_data_dir_holder_can_cut_the_audit_logs_end_together_with_its_head(tmp_path):
+    """Limitation (docs/FORMAT.md §16): the head file points at an authentic line but is no secret, so
+    lines cut off the end, with the head rewritten to the new last line, leave a log that verifies.
+    Cutting the end alone is caught (tests/kms/test_audit.py)."""
+    ik_audit = os.urandom(32)
+    log = tmp_path / "audit.log"
+    sink = FileAuditSink(log, ik_audit=ik_audit)
+    for i in range(6):
+        sink.emit({"eventName": "Decrypt", "i": i})
+    sink.close()
+    lines = log.read_text().splitlines(keepends=True)
+    log.write_text("".join(lines[:4]))
+    assert verify_audit_log(log, ik_audit).outcome == AuditOutcome.INCOMPLETE
+    last = json.loads(lines[3])
+    (tmp_path / "audit.log.head").write_text(json.dumps({"seq": last["seq"], "mac": last["mac"]}))
+    assert verify_audit_log(log, ik_audit).outcome == AuditOutcome.INTACT
 
 
 def test_generated_client_credentials_and_root_key_are_owner_only(tmp_path):
