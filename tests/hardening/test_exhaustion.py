@@ -315,7 +315,7 @@ def test_metrics_listen_serves_metrics_on_its_own_address_and_not_on_the_main_po
         assert status == 200 and b"s3proxy_requests_total" in body
         assert _get(ops_url, "/healthz")[0] == 200 and _get(ops_url, "/readyz")[0] == 200
         status, body = _get(proxy.url, "/metrics")  # now just an anonymous S3 request for bucket "metrics"
-        assert status == 404 and error_code(body) == "NoSuchBucket"  # as S3 answers anyone for a bucket that is not
+        assert status == 403 and error_code(body) == "AccessDenied"  # refused before any lookup: no bucket policy grants it
         assert _get(proxy.url, "/healthz")[0] == 200 and _get(proxy.url, "/readyz")[0] == 200
 
 
