@@ -34,6 +34,7 @@ from .errors import (
     InvalidArnException,
     InvalidGrantIdException,
     InvalidGrantTokenException,
+    KeystoreConflict,
     LimitExceededException,
     MalformedPolicyDocumentException,
     NotFoundException,
@@ -512,13 +513,35 @@ class KeyAdmin:
             return self._config.key_arn(found.target, caller.account_id)
 
     def service_key(self) -> str:
-        """The proxy's own key for SSE-S3: invisible to API callers, used only with `service_caller`."""
+        """The proxy's own key for SSE-S3: invisible to API callers, used only with `service_caller`.
+
+        Every proxy and worker on a keystore must agree on it, also when several start together on an
+        empty one: it is made under an id derived from the account, so the keystore's create-if-absent
+        lets exactly one writer make it and every other one reads theirs."""
         with self._lock:
-            for r in self._registry.keys():
-                if r.key_manager == "SERVICE":
-                    return r.arn
-            return self._new_record(service_caller(self._config.account_id), keys.SYMMETRIC, keys.ENCRYPT_DECRYPT,
-                                    '{"Version":"2012-10-17","Statement":[]}', "s3proxy SSE-S3 key", "SERVICE").arn
+            found = [r for r in self._registry.keys() if r.key_manager == "SERVICE"]
+            if found:  # the oldest (keystores made before the fixed id may hold more than one)
+                return found[0].arn
+            kid = str(uuid.uuid5(_SERVICE_KEY_NAMESPACE, self._config.account_id))
+            try:
+                return self._new_record(service_caller(self._config.account_id), keys.SYMMETRIC, keys.ENCRYPT_DECRYPT,
+                                        '{"Version":"2012-10-17","Statement":[]}', "s3proxy SSE-S3 key", "SERVICE",
+                                        kid=kid).arn
+            except KeystoreConflict:  # another process sharing the keystore made it first: theirs is the one
+                winner = self._registry.key(kid)
+                if winner is None or winner.key_manager != "SERVICE":
+                    raise
+                return winner.arn
+
+    def is_service_key(self, key_arn: str) -> bool:
+        """Whether `key_arn` is one of the proxy's own SSE-S3 keys (any of them: a keystore made before the
+        service key had a fixed id may hold several, made by replicas that started together)."""
+        record = self._registry.key(key_arn.rsplit("/", 1)[-1])
+        return record is not None and record.key_manager == "SERVICE" and hmac_eq(record.arn, key_arn)
+
+
+# the service key's id: uuid5 of the account in this namespace (fixed, so concurrent creators collide)
+_SERVICE_KEY_NAMESPACE = uuid.UUID("6b1f3e0a-8c52-4d0e-9a57-3f2c1d9e7b41")
 
 
 def hmac_eq(a: str, b: str) -> bool:

@@ -56,6 +56,10 @@ class DataKeySource(Protocol):
         """The ARN of the proxy's own key (SSE-S3), created on first use; invisible to API callers."""
         ...
 
+    def is_service_key(self, key_arn: str) -> bool:
+        """Whether `key_arn` is one of the proxy's own service keys (what it may unwrap as itself)."""
+        ...
+
     def service_caller(self, request_id: str | None = None) -> Caller:
         """The principal the proxy uses with its service key."""
         ...

@@ -443,6 +443,10 @@ class KeyService:
         """The proxy's own key for SSE-S3: invisible to API callers, used only with `service_caller`."""
         return self.admin.service_key()
 
+    def is_service_key(self, key_arn: str) -> bool:
+        """Whether `key_arn` is one of the proxy's own SSE-S3 keys."""
+        return self.admin.is_service_key(key_arn)
+
     def service_caller(self, request_id: str | None = None) -> Caller:
         return service_caller(self.config.account_id, request_id=request_id)
 

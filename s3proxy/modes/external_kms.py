@@ -187,5 +187,8 @@ class ExternalKms:
     def service_key(self) -> str:
         return self._internal.service_key()
 
+    def is_service_key(self, key_arn: str) -> bool:
+        return self._internal.is_service_key(key_arn)
+
     def service_caller(self, request_id: str | None = None) -> Caller:
         return self._internal.service_caller(request_id)

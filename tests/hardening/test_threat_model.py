@@ -259,11 +259,6 @@ def test_a_bucket_policy_grant_revoked_on_one_proxy_lasts_up_to_5_s_on_another(t
         one.stop()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "open bug: KeyAdmin.service_key() looks only in its own process's registry and makes a new SERVICE key "
-    "when it finds none there (no read-through, no agreement, unlike aws_managed_key); every readiness probe "
-    "calls it (s3proxy/app.py ready()), so proxies starting together on a new keystore each make one, and an "
-    "SSE-S3 object sealed under any but the one a proxy prefers answers 500 InternalError there"))
 def test_proxies_racing_on_one_keystore_agree_on_the_sse_s3_service_key(tmp_path):
     """Scale-out: SSE-S3 data keys are wrapped by the one service key every proxy must agree on. Two
     key services over one keystore (two processes: each its own cache and watcher) ask for it at
