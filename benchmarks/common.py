@@ -219,8 +219,10 @@ class Seaweed:
         return Meter(self.proc.pid)
 
     def stop(self) -> None:
+        # its data dir is scratch, and on SIGTERM `weed server` spends ~20 s retrying its filer
+        # subscriptions before it exits: a short grace, then SIGKILL
         if self.proc is not None:
-            stop_process(self.proc)
+            stop_process(self.proc, grace=2)
             self.proc = None
 
 

@@ -104,6 +104,11 @@ def pytest_sessionstart(session):
 
 def pytest_sessionfinish(session, exitstatus):
     logging.getLogger("s3proxy").removeHandler(_SCANNER)
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:  # a pytest-xdist worker: its findings go to the controller, which reports them
+        workeroutput["log_findings"] = _SCANNER.findings
+        workeroutput["log_lines"] = _SCANNER.lines
+        return
     if _SCANNER.findings:
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
         if reporter is not None:
@@ -111,6 +116,14 @@ def pytest_sessionfinish(session, exitstatus):
             for finding in _SCANNER.findings[:20]:
                 reporter.write_line("  " + finding, red=True)
         session.exitstatus = 1
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    """The xdist controller gathers each worker's scan, so a parallel run fails on key material as a serial one does."""
+    output = getattr(node, "workeroutput", None) or {}
+    _SCANNER.findings.extend(output.get("log_findings", ()))
+    _SCANNER.lines += output.get("log_lines", 0)
 
 
 # --- tiers: `scripts/test -m "not e2e and not interop and not packaging"` is the fast tier (units) ------
@@ -142,6 +155,30 @@ def pytest_collection_modifyitems(config, items):
         for marker, prefixes in _TIERS.items():
             if rel.startswith(prefixes):
                 item.add_marker(marker)
+
+
+class _LongestFirst:
+    """Run order for a parallel run (`scripts/test` runs pytest-xdist, one file per worker at a time, files
+    handed out in this order): files with a slow test or of the packaging tier first, then the other live
+    tiers, the many short unit files last, where they fill the gaps while the last long file ends. A file
+    stays in one piece (its module fixtures are set up once), and the order within a file is unchanged."""
+
+    @pytest.hookimpl(trylast=True)  # after the tiers are marked, -m has deselected and fixtures have grouped
+    def pytest_collection_modifyitems(self, items):
+        weight: dict[str, int] = {}
+        for item in items:
+            path = str(item.fspath)
+            if item.get_closest_marker("slow") or item.get_closest_marker("packaging"):
+                weight[path] = 0
+            elif item.get_closest_marker("e2e") or item.get_closest_marker("interop"):
+                weight[path] = min(weight.get(path, 1), 1)
+            else:
+                weight.setdefault(path, 2)
+        items.sort(key=lambda item: weight[str(item.fspath)])  # stable: each file keeps its own order
+
+
+def pytest_configure(config):
+    config.pluginmanager.register(_LongestFirst(), "s3proxy-longest-first")
 
 
 # --- a real PostgreSQL server (the shared keystore's database), started once per session ---------

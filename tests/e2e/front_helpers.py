@@ -173,12 +173,14 @@ def client_for(url: str, access_key: str, secret_key: str):
 
 @dataclass
 class Served:
-    """A running `s3proxy serve`; a thread collects its stdout lines as they come."""
+    """A running `s3proxy serve`; two threads read its stdout lines and its stderr as they come."""
 
     proc: subprocess.Popen
     url: str | None = None
     lines: list[str] = field(default_factory=list)
     _queue: queue.Queue = field(default_factory=queue.Queue)
+    _stderr: list[str] = field(default_factory=list)
+    _readers: list[threading.Thread] = field(default_factory=list)
 
     def wait_line(self, pattern: str, timeout: float = 60) -> re.Match | None:
         """The first (new or already read) stdout line matching `pattern`; None at EOF or timeout."""
@@ -211,11 +213,13 @@ class Served:
         if self.proc.poll() is None and not signalled:
             self.proc.send_signal(signal.SIGTERM)
         try:
-            _, err = self.proc.communicate(timeout=30)
+            self.proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            _, err = self.proc.communicate(timeout=10)
-        return self.proc.returncode, err or ""
+            self.proc.wait(timeout=10)
+        for reader in self._readers:  # the pipes are theirs (communicate() here would close stdout under the pump)
+            reader.join(10)
+        return self.proc.returncode, "".join(self._stderr)
 
 
 def serve_args(data_dir: Path, *extra: str) -> list[str]:
@@ -229,11 +233,18 @@ def start_served(args: list[str], timeout: float = 60) -> Served:
     served = Served(proc)
 
     def pump() -> None:
-        for line in proc.stdout:
-            served._queue.put(line.rstrip("\n"))
+        with proc.stdout:
+            for line in proc.stdout:
+                served._queue.put(line.rstrip("\n"))
         served._queue.put(None)
 
-    threading.Thread(target=pump, daemon=True).start()
+    def drain() -> None:  # stderr read as it comes, so a chatty process never blocks on a full pipe
+        with proc.stderr:
+            served._stderr.append(proc.stderr.read())
+
+    served._readers = [threading.Thread(target=pump, daemon=True), threading.Thread(target=drain, daemon=True)]
+    for reader in served._readers:
+        reader.start()
     match = served.wait_line(r"listening on (\S+)", timeout)
     if match is None:
         code, err = served.stop()
