@@ -146,6 +146,7 @@ class KeyAdmin:
         self._rand = rand
         self._note = note  # told the ARN of a key this call created (the audit record's resources)
         self._lock = threading.RLock()  # the AWS-managed and service keys are created once
+        self._service_arn: str | None = None  # found or made once: every SSE-S3 PUT asks for it
 
     def purge_due(self) -> int:
         """Delete every key whose waiting period has ended (also done lazily on each access)."""
@@ -518,20 +519,27 @@ class KeyAdmin:
         Every proxy and worker on a keystore must agree on it, also when several start together on an
         empty one: it is made under an id derived from the account, so the keystore's create-if-absent
         lets exactly one writer make it and every other one reads theirs."""
+        if self._service_arn is not None:
+            return self._service_arn
         with self._lock:
-            found = [r for r in self._registry.keys() if r.key_manager == "SERVICE"]
-            if found:  # the oldest (keystores made before the fixed id may hold more than one)
-                return found[0].arn
-            kid = str(uuid.uuid5(_SERVICE_KEY_NAMESPACE, self._config.account_id))
-            try:
-                return self._new_record(service_caller(self._config.account_id), keys.SYMMETRIC, keys.ENCRYPT_DECRYPT,
-                                        '{"Version":"2012-10-17","Statement":[]}', "s3proxy SSE-S3 key", "SERVICE",
-                                        kid=kid).arn
-            except KeystoreConflict:  # another process sharing the keystore made it first: theirs is the one
-                winner = self._registry.key(kid)
-                if winner is None or winner.key_manager != "SERVICE":
-                    raise
-                return winner.arn
+            if self._service_arn is None:
+                self._service_arn = self._find_or_make_service_key()
+            return self._service_arn
+
+    def _find_or_make_service_key(self) -> str:
+        found = [r for r in self._registry.keys() if r.key_manager == "SERVICE"]
+        if found:  # the oldest (keystores made before the fixed id may hold more than one; any of them unwraps)
+            return found[0].arn
+        kid = str(uuid.uuid5(_SERVICE_KEY_NAMESPACE, self._config.account_id))
+        try:
+            return self._new_record(service_caller(self._config.account_id), keys.SYMMETRIC, keys.ENCRYPT_DECRYPT,
+                                    '{"Version":"2012-10-17","Statement":[]}', "s3proxy SSE-S3 key", "SERVICE",
+                                    kid=kid).arn
+        except KeystoreConflict:  # another process sharing the keystore made it first: theirs is the one
+            winner = self._registry.key(kid)
+            if winner is None or winner.key_manager != "SERVICE":
+                raise
+            return winner.arn
 
     def is_service_key(self, key_arn: str) -> bool:
         """Whether `key_arn` is one of the proxy's own SSE-S3 keys (any of them: a keystore made before the
